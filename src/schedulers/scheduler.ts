@@ -1,0 +1,32 @@
+/** Where stochastic schedulers draw their noise: the pipeline's torch-compatible generator. */
+export interface NoiseSource {
+  /** `count` float32 standard normals, exactly as `torch.randn(count, generator=g)` draws them. */
+  randn(count: number): Float32Array;
+}
+
+export interface StepOptions {
+  /** The generator that drew the initial latents; stochastic schedulers continue its stream. */
+  generator?: NoiseSource;
+  /** DDIM's eta (0 = deterministic). Ignored by schedulers that do not take it. */
+  eta?: number;
+}
+
+export interface StepResult {
+  prevSample: Float32Array;
+  /** The model's estimate of the clean latents, where the scheduler computes one. */
+  predOriginalSample?: Float32Array;
+}
+
+/**
+ * The diffusers scheduler surface. Latents are flat float32 arrays of one image's latents
+ * ([1, 4, H/8, W/8] in C order); a scheduler never needs the shape.
+ */
+export interface Scheduler {
+  /** One entry per U-Net call, set by setTimesteps. Integer values for PNDM/DDIM/DPM/UniPC/LCM, float for the Euler family. */
+  readonly timesteps: readonly number[];
+  /** The scale of the initial noise (`init_noise_sigma`). */
+  readonly initNoiseSigma: number;
+  setTimesteps(numInferenceSteps: number): void;
+  scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult;
+}
