@@ -1,0 +1,59 @@
+/** What a caller asks of the pipeline. Everything but the prompt has a model-dependent default. */
+export interface GenerateRequest {
+  prompt: string;
+  negativePrompt?: string;
+  steps?: number;
+  guidanceScale?: number;
+  /** 0..2^64-1 as a decimal string or bigint (torch accepts 64-bit seeds); random when absent. */
+  seed?: bigint | string | number;
+  width?: number;
+  height?: number;
+  /** A scheduler name from the table (diffusers class name or AUTOMATIC1111 name); the model's own when absent. */
+  scheduler?: string;
+}
+
+/** The settings a generation actually used, after defaults were applied. */
+export interface GenerationSettings {
+  prompt: string;
+  negativePrompt: string;
+  steps: number;
+  guidanceScale: number;
+  seed: string;
+  width: number;
+  height: number;
+  /** The AUTOMATIC1111-style display name of the scheduler, e.g. "Euler a". */
+  scheduler: string;
+  model: string;
+}
+
+export interface StageTimings {
+  tokenizeMs: number;
+  textEncoderMs: number;
+  denoiseMs: number;
+  vaeMs: number;
+  totalMs: number;
+}
+
+export interface StepProgress {
+  step: number;
+  totalSteps: number;
+}
+
+/** What the model offers callers, read from its files once it is loaded. */
+export interface ModelInfo {
+  name: string;
+  dir: string;
+  nativeWidth: number;
+  nativeHeight: number;
+  /** Width and height must be multiples of this (64 for SD 1.x/2.x exports). */
+  sizeMultiple: number;
+  defaultScheduler: string;
+  defaultSteps: number;
+  defaultGuidance: number;
+  predictionType: 'epsilon' | 'v_prediction' | 'sample';
+  precision: 'fp32' | 'fp16';
+  /** A distilled few-step model (SD-Turbo style): 1-4 steps, guidance 0. */
+  isTurbo: boolean;
+  /** True for the project's generated tiny model, which draws noise, not pictures. */
+  isTiny: boolean;
+}
