@@ -1,0 +1,72 @@
+import type { GenerationSettings } from '../pipeline/types.ts';
+
+// AUTOMATIC1111's "parameters" text, so an image dropped into its PNG Info tab (or any tool that reads it)
+// re-creates the generation:
+//   <prompt>
+//   Negative prompt: <negative>
+//   Steps: 20, Sampler: PNDM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: <name>
+
+const NEGATIVE_PREFIX = 'Negative prompt: ';
+
+export function formatParameters(settings: GenerationSettings): string {
+  const fields: [string, string | number][] = [
+    ['Steps', settings.steps],
+    ['Sampler', settings.scheduler],
+    ['CFG scale', settings.guidanceScale],
+    ['Seed', settings.seed],
+    ['Size', `${settings.width}x${settings.height}`],
+    ['Model', settings.model],
+  ];
+  const lines = [settings.prompt];
+  if (settings.negativePrompt) lines.push(NEGATIVE_PREFIX + settings.negativePrompt);
+  lines.push(fields.map(([key, value]) => `${key}: ${quoteIfNeeded(String(value))}`).join(', '));
+  return lines.join('\n');
+}
+
+/** Reads a parameters text back into settings; throws when a field the generation needs is missing. */
+export function parseParameters(text: string): GenerationSettings {
+  const lines = text.split('\n');
+  const fields = parseFields(lines.pop() ?? '');
+  const negativeStart = lines.findIndex((line) => line.startsWith(NEGATIVE_PREFIX));
+  const promptLines = negativeStart === -1 ? lines : lines.slice(0, negativeStart);
+  const negativeLines = negativeStart === -1 ? [] : lines.slice(negativeStart);
+  const size = /^(\d+)x(\d+)$/.exec(required(fields, 'Size'));
+  if (!size) throw new Error(`parameters: Size "${fields.get('Size')}" is not WIDTHxHEIGHT`);
+  return {
+    prompt: promptLines.join('\n'),
+    negativePrompt: negativeLines.join('\n').slice(NEGATIVE_PREFIX.length),
+    steps: toNumber(fields, 'Steps'),
+    guidanceScale: toNumber(fields, 'CFG scale'),
+    seed: BigInt(required(fields, 'Seed')).toString(),
+    width: Number(size[1]),
+    height: Number(size[2]),
+    scheduler: required(fields, 'Sampler'),
+    model: fields.get('Model') ?? '',
+  };
+}
+
+function quoteIfNeeded(value: string): string {
+  return /[,:"\n]/.test(value) ? JSON.stringify(value) : value;
+}
+
+function parseFields(line: string): Map<string, string> {
+  const fields = new Map<string, string>();
+  const pattern = /\s*([\w ./+-]+?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)/g;
+  for (const match of line.matchAll(pattern)) {
+    const raw = match[2].trim();
+    fields.set(match[1].trim(), raw.startsWith('"') ? (JSON.parse(raw) as string) : raw);
+  }
+  return fields;
+}
+
+function required(fields: Map<string, string>, key: string): string {
+  const value = fields.get(key);
+  if (value === undefined || value === '') throw new Error(`parameters: missing "${key}"`);
+  return value;
+}
+
+function toNumber(fields: Map<string, string>, key: string): number {
+  const value = Number(required(fields, key));
+  if (!Number.isFinite(value)) throw new Error(`parameters: "${key}" is not a number`);
+  return value;
+}
