@@ -1,0 +1,129 @@
+import { z } from 'zod';
+import type { GenerationPolicy, ImageSize } from './queue/types.ts';
+
+export function parseSize(text: string): ImageSize | undefined {
+  const match = /^\s*(\d{1,5})\s*[x×]\s*(\d{1,5})\s*$/i.exec(text);
+  if (!match) return undefined;
+  const size = { width: Number(match[1]), height: Number(match[2]) };
+  return size.width > 0 && size.height > 0 ? size : undefined;
+}
+
+const snowflake = z.string({ error: 'is required' }).regex(/^\d{17,20}$/, 'must be a Discord ID (17 to 20 digits)');
+const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess(emptyAsUndefined, schema.optional());
+const integer = (min: number, fallback: number) =>
+  z.preprocess(emptyAsUndefined, z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min).default(fallback));
+const size = z.string().transform((text, context) => {
+  const parsed = parseSize(text);
+  if (!parsed) context.addIssue({ code: 'custom', message: `"${text}" is not WIDTHxHEIGHT (e.g. 512x768)` });
+  return parsed ?? { width: 0, height: 0 };
+});
+
+const environmentSchema = z.object({
+  DISCORD_TOKEN: z.string({ error: 'is required (the bot token from the Developer Portal)' }).min(1, 'is required'),
+  DISCORD_APPLICATION_ID: snowflake,
+  DISCORD_GUILD_ID: optional(snowflake),
+  DISCORD_API_URL: optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://127.0.0.1:8080/api' })),
+  SD_MODEL_DIR: optional(z.string()),
+  EXECUTION_PROVIDER: z.preprocess(emptyAsUndefined, z.enum(['cpu', 'cuda', 'dml', 'coreml']).default('cpu')),
+  DEFAULT_STEPS: optional(z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1)),
+  MAX_STEPS: integer(1, 50),
+  DEFAULT_GUIDANCE: optional(z.coerce.number({ error: 'must be a number' }).min(0)),
+  MAX_GUIDANCE: z.preprocess(emptyAsUndefined, z.coerce.number({ error: 'must be a number' }).min(0).default(20)),
+  DEFAULT_SCHEDULER: optional(z.string()),
+  DEFAULT_SIZE: optional(size),
+  SIZES: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .default('512x512,512x768,768x512,640x384,384x640')
+      .transform((text, context) =>
+        text.split(',').map((part) => {
+          const parsed = parseSize(part);
+          if (!parsed) context.addIssue({ code: 'custom', message: `"${part.trim()}" is not WIDTHxHEIGHT` });
+          return parsed ?? { width: 0, height: 0 };
+        }),
+      ),
+  ),
+  MAX_QUEUE: integer(1, 20),
+  MAX_JOBS_PER_USER: integer(1, 2),
+  PROGRESS_EDIT_INTERVAL_MS: integer(0, 2000),
+  INTERACTION_TOKEN_TTL_MS: integer(1000, 15 * 60_000),
+  TOKEN_EXPIRY_MARGIN_MS: integer(0, 60_000),
+  SHUTDOWN_TIMEOUT_MS: integer(0, 30_000),
+  LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+});
+
+export type Environment = z.infer<typeof environmentSchema>;
+
+export interface BotConfig {
+  discord: {
+    token: string;
+    applicationId: string;
+    guildId: string | undefined;
+    /** REST base such as http://127.0.0.1:8080/api; discord.js's default when undefined. */
+    apiUrl: string | undefined;
+  };
+  model: {
+    /** Undefined: the generated tiny model, which draws noise. */
+    dir: string | undefined;
+    executionProvider: 'cpu' | 'cuda' | 'dml' | 'coreml';
+  };
+  generation: GenerationPolicy;
+  queue: { maxQueue: number; maxJobsPerUser: number };
+  timing: {
+    progressEditIntervalMs: number;
+    interactionTokenTtlMs: number;
+    tokenExpiryMarginMs: number;
+    shutdownTimeoutMs: number;
+  };
+  logLevel: Environment['LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Validates the environment (after dotenv) and names every variable that is wrong. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
+  const parsed = environmentSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `  ${issue.path.join('.') || '(environment)'}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration (check .env):\n${problems.join('\n')}`);
+  }
+  const e = parsed.data;
+  if (e.DEFAULT_STEPS !== undefined && e.DEFAULT_STEPS > e.MAX_STEPS) {
+    throw new ConfigError(`Invalid configuration (check .env):\n  DEFAULT_STEPS: ${e.DEFAULT_STEPS} is above MAX_STEPS (${e.MAX_STEPS})`);
+  }
+  if (e.DEFAULT_GUIDANCE !== undefined && e.DEFAULT_GUIDANCE > e.MAX_GUIDANCE) {
+    throw new ConfigError(
+      `Invalid configuration (check .env):\n  DEFAULT_GUIDANCE: ${e.DEFAULT_GUIDANCE} is above MAX_GUIDANCE (${e.MAX_GUIDANCE})`,
+    );
+  }
+  return {
+    discord: {
+      token: e.DISCORD_TOKEN,
+      applicationId: e.DISCORD_APPLICATION_ID,
+      guildId: e.DISCORD_GUILD_ID,
+      apiUrl: e.DISCORD_API_URL?.replace(/\/+$/, ''),
+    },
+    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER },
+    generation: {
+      defaultSteps: e.DEFAULT_STEPS,
+      maxSteps: e.MAX_STEPS,
+      defaultGuidance: e.DEFAULT_GUIDANCE,
+      maxGuidance: e.MAX_GUIDANCE,
+      defaultScheduler: e.DEFAULT_SCHEDULER,
+      defaultSize: e.DEFAULT_SIZE,
+      sizes: e.SIZES,
+    },
+    queue: { maxQueue: e.MAX_QUEUE, maxJobsPerUser: e.MAX_JOBS_PER_USER },
+    timing: {
+      progressEditIntervalMs: e.PROGRESS_EDIT_INTERVAL_MS,
+      interactionTokenTtlMs: e.INTERACTION_TOKEN_TTL_MS,
+      tokenExpiryMarginMs: e.TOKEN_EXPIRY_MARGIN_MS,
+      shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    },
+    logLevel: e.LOG_LEVEL,
+  };
+}

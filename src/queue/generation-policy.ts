@@ -1,0 +1,110 @@
+import { randomInt } from 'node:crypto';
+import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
+import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type GenerationPolicy, type ImageSize, type ImagineOptions } from './types.ts';
+
+const SEED_LIMIT = 2n ** 64n;
+
+/** An option the user gave that this model or the operator's limits do not allow; the message is for the user. */
+export class OptionError extends Error {
+  override name = 'OptionError';
+}
+
+/** A fresh random seed, in the 32-bit range most UIs show. */
+export function randomSeed(): string {
+  return String(randomInt(0, 2 ** 32));
+}
+
+export function sizeLabel(size: ImageSize): string {
+  return `${size.width}x${size.height}`;
+}
+
+/** The native size first, then the operator's sizes this model can draw, without duplicates. */
+export function offeredSizes(policy: GenerationPolicy, model: ModelInfo | undefined): ImageSize[] {
+  const candidates = [
+    ...(model ? [{ width: model.nativeWidth, height: model.nativeHeight }] : []),
+    ...(policy.defaultSize ? [policy.defaultSize] : []),
+    ...policy.sizes,
+  ];
+  const seen = new Set<string>();
+  return candidates.filter((size) => {
+    const label = sizeLabel(size);
+    if (seen.has(label) || (model && !fitsModel(size, model))) return false;
+    seen.add(label);
+    return true;
+  });
+}
+
+function fitsModel(size: ImageSize, model: ModelInfo): boolean {
+  if (model.fixedSize) return size.width === model.nativeWidth && size.height === model.nativeHeight;
+  return size.width % model.sizeMultiple === 0 && size.height % model.sizeMultiple === 0;
+}
+
+export interface StepRange {
+  max: number;
+  default: number;
+}
+
+export function stepRange(policy: GenerationPolicy, model: ModelInfo): StepRange {
+  const max = Math.min(policy.maxSteps, model.maxSteps);
+  const configured = model.isTurbo ? undefined : policy.defaultSteps;
+  return { max, default: Math.min(configured ?? model.defaultSteps, max) };
+}
+
+export function defaultGuidance(policy: GenerationPolicy, model: ModelInfo): number {
+  return model.isTurbo ? model.defaultGuidance : (policy.defaultGuidance ?? model.defaultGuidance);
+}
+
+/** Checks what needs no model: prompt lengths, count, seed. Throws OptionError. */
+export function checkOptions(options: ImagineOptions): void {
+  if (options.prompt.trim() === '') throw new OptionError('The prompt is empty.');
+  if (options.prompt.length > MAX_PROMPT_LENGTH) {
+    throw new OptionError(`The prompt is ${options.prompt.length} characters long; the limit is ${MAX_PROMPT_LENGTH}.`);
+  }
+  if ((options.negativePrompt?.length ?? 0) > MAX_PROMPT_LENGTH) {
+    throw new OptionError(`The negative prompt is longer than ${MAX_PROMPT_LENGTH} characters.`);
+  }
+  if (!Number.isInteger(options.count) || options.count < 1 || options.count > MAX_IMAGES_PER_JOB) {
+    throw new OptionError(`count must be between 1 and ${MAX_IMAGES_PER_JOB}.`);
+  }
+  if (options.seed !== undefined && !(/^\d{1,20}$/.test(options.seed) && BigInt(options.seed) < SEED_LIMIT)) {
+    throw new OptionError(`seed must be a whole number from 0 to ${SEED_LIMIT - 1n}.`);
+  }
+  if (options.steps !== undefined && (!Number.isInteger(options.steps) || options.steps < 1)) {
+    throw new OptionError('steps must be a whole number of at least 1.');
+  }
+  if (options.guidance !== undefined && !(Number.isFinite(options.guidance) && options.guidance >= 0)) {
+    throw new OptionError('guidance must be a number of at least 0.');
+  }
+}
+
+/**
+ * Turns the user's options into one pipeline request per image (seeds seed, seed+1, ...), applying the
+ * operator's defaults and limits and the model's. Throws OptionError naming what is not allowed.
+ */
+export function resolveRequests(options: ImagineOptions, policy: GenerationPolicy, model: ModelInfo): GenerateRequest[] {
+  checkOptions(options);
+  const steps = stepRange(policy, model);
+  if (options.steps !== undefined && options.steps > steps.max) {
+    throw new OptionError(`steps must be between 1 and ${steps.max} for ${model.name}.`);
+  }
+  if (options.guidance !== undefined && options.guidance > policy.maxGuidance) {
+    throw new OptionError(`guidance must be between 0 and ${policy.maxGuidance}.`);
+  }
+  const size = options.size ?? policy.defaultSize ?? { width: model.nativeWidth, height: model.nativeHeight };
+  const sizes = offeredSizes(policy, model);
+  if (!sizes.some((offered) => offered.width === size.width && offered.height === size.height)) {
+    throw new OptionError(`${sizeLabel(size)} is not a size ${model.name} offers; choose one of ${sizes.map(sizeLabel).join(', ')}.`);
+  }
+  const firstSeed = BigInt(options.seed ?? randomSeed());
+  const scheduler = options.scheduler ?? policy.defaultScheduler;
+  return Array.from({ length: options.count }, (_, index) => ({
+    prompt: options.prompt,
+    negativePrompt: options.negativePrompt ?? '',
+    steps: options.steps ?? steps.default,
+    guidanceScale: options.guidance ?? defaultGuidance(policy, model),
+    seed: ((firstSeed + BigInt(index)) % SEED_LIMIT).toString(),
+    width: size.width,
+    height: size.height,
+    ...(scheduler === undefined ? {} : { scheduler }),
+  }));
+}

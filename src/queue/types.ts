@@ -1,0 +1,114 @@
+import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from '../pipeline/types.ts';
+
+/** Width and height of an image, e.g. 512x768. */
+export interface ImageSize {
+  width: number;
+  height: number;
+}
+
+/** What a user asked for; everything left undefined comes from the operator's policy or the model. */
+export interface ImagineOptions {
+  prompt: string;
+  negativePrompt?: string;
+  /** Decimal string (0 .. 2^64-1); a random one when absent. Image i of the job uses seed + i. */
+  seed?: string;
+  steps?: number;
+  guidance?: number;
+  size?: ImageSize;
+  scheduler?: string;
+  /** Images in the job, 1 to MAX_IMAGES_PER_JOB. */
+  count: number;
+}
+
+export const MAX_IMAGES_PER_JOB = 4;
+export const MAX_PROMPT_LENGTH = 1000;
+
+/** The operator's defaults and limits; the model fills in whatever is left undefined. */
+export interface GenerationPolicy {
+  defaultSteps: number | undefined;
+  maxSteps: number;
+  defaultGuidance: number | undefined;
+  maxGuidance: number;
+  defaultScheduler: string | undefined;
+  defaultSize: ImageSize | undefined;
+  /** Sizes offered besides the model's native size (those the model cannot draw are left out). */
+  sizes: ImageSize[];
+}
+
+/** One finished image: PNG bytes with its parameters chunk and the settings that made it (plain data, so any backend can carry it). */
+export interface GeneratedImage {
+  png: Uint8Array;
+  settings: GenerationSettings;
+  timings: StageTimings;
+  parameters: string;
+}
+
+/** The one model a backend runs; PipelineThread fits this shape. */
+export interface ImageGenerator {
+  readonly ready: Promise<ModelInfo>;
+  generate(
+    request: GenerateRequest,
+    options?: { signal?: AbortSignal; onStep?: (progress: StepProgress) => void },
+  ): Promise<GeneratedImage>;
+}
+
+export interface JobResult {
+  images: GeneratedImage[];
+  /** Wall time from the job's start to its last image. */
+  elapsedMs: number;
+}
+
+export type JobStatus =
+  | { state: 'waiting'; /** 1 = next to run. */ position: number; modelLoading: boolean }
+  | { state: 'running'; image: number; images: number; step: number; totalSteps: number };
+
+export type CancelReason = 'user' | 'shutdown';
+
+export interface JobHandle {
+  readonly id: string;
+  readonly userId: string;
+  readonly options: ImagineOptions;
+  status(): JobStatus;
+  /** Called on every status change until the job settles; returns an unsubscribe function. */
+  onStatus(listener: (status: JobStatus) => void): () => void;
+  /** Resolves with the images; rejects with JobCancelledError or JobFailedError. */
+  readonly result: Promise<JobResult>;
+  /** False when the job had already finished. */
+  cancel(reason: CancelReason): boolean;
+}
+
+export type ModelStatus = { state: 'loading' } | { state: 'ready'; model: ModelInfo } | { state: 'failed'; message: string };
+
+/** A queue of image jobs in front of one or more generators; the Discord side sees only this. */
+export interface JobQueue {
+  /** Rejects with QueueRejection when the queue, the user's share of it, or the queue itself is closed. */
+  enqueue(userId: string, options: ImagineOptions): Promise<JobHandle>;
+  find(jobId: string): JobHandle | undefined;
+  modelStatus(): ModelStatus;
+  /** Refuses new jobs, cancels the waiting ones, lets the running one finish for graceMs, then aborts it. */
+  close(graceMs: number): Promise<void>;
+}
+
+export type RejectionReason = 'queue_full' | 'user_limit' | 'closed';
+
+export class QueueRejection extends Error {
+  override name = 'QueueRejection';
+  constructor(
+    readonly reason: RejectionReason,
+    readonly limit: number,
+  ) {
+    super(`job refused: ${reason} (limit ${limit})`);
+  }
+}
+
+export class JobCancelledError extends Error {
+  override name = 'JobCancelledError';
+  constructor(readonly reason: CancelReason) {
+    super(reason === 'user' ? 'cancelled by the requester' : 'cancelled: the bot is shutting down');
+  }
+}
+
+/** A job that could not produce its images; the message is meant for the user. */
+export class JobFailedError extends Error {
+  override name = 'JobFailedError';
+}

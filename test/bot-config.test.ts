@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseSize } from '../src/config.ts';
+
+const minimal = { DISCORD_TOKEN: 'token-value', DISCORD_APPLICATION_ID: '123456789012345678' };
+
+describe('loadConfig', () => {
+  it('applies the documented defaults', () => {
+    const config = loadConfig(minimal);
+    expect(config.discord).toEqual({ token: 'token-value', applicationId: '123456789012345678', guildId: undefined, apiUrl: undefined });
+    expect(config.model).toEqual({ dir: undefined, executionProvider: 'cpu' });
+    expect(config.queue).toEqual({ maxQueue: 20, maxJobsPerUser: 2 });
+    expect(config.timing).toEqual({
+      progressEditIntervalMs: 2000,
+      interactionTokenTtlMs: 900_000,
+      tokenExpiryMarginMs: 60_000,
+      shutdownTimeoutMs: 30_000,
+    });
+    expect(config.generation.sizes.map(({ width, height }) => `${width}x${height}`)).toEqual([
+      '512x512',
+      '512x768',
+      '768x512',
+      '640x384',
+      '384x640',
+    ]);
+  });
+
+  it('reads every variable, treating empty ones as unset', () => {
+    const config = loadConfig({
+      ...minimal,
+      DISCORD_GUILD_ID: '987654321098765432',
+      DISCORD_API_URL: 'http://127.0.0.1:8080/api/',
+      SD_MODEL_DIR: '/models/sd15',
+      EXECUTION_PROVIDER: 'cuda',
+      DEFAULT_STEPS: '25',
+      MAX_STEPS: '40',
+      DEFAULT_GUIDANCE: '',
+      MAX_GUIDANCE: '12.5',
+      DEFAULT_SCHEDULER: 'Euler a',
+      DEFAULT_SIZE: '64x64',
+      SIZES: '64x64, 96x64',
+      MAX_QUEUE: '5',
+      MAX_JOBS_PER_USER: '1',
+      PROGRESS_EDIT_INTERVAL_MS: '0',
+      INTERACTION_TOKEN_TTL_MS: '5000',
+      TOKEN_EXPIRY_MARGIN_MS: '1000',
+      SHUTDOWN_TIMEOUT_MS: '100',
+      LOG_LEVEL: 'debug',
+    });
+    expect(config.discord.apiUrl).toBe('http://127.0.0.1:8080/api');
+    expect(config.discord.guildId).toBe('987654321098765432');
+    expect(config.model).toEqual({ dir: '/models/sd15', executionProvider: 'cuda' });
+    expect(config.generation).toEqual({
+      defaultSteps: 25,
+      maxSteps: 40,
+      defaultGuidance: undefined,
+      maxGuidance: 12.5,
+      defaultScheduler: 'Euler a',
+      defaultSize: { width: 64, height: 64 },
+      sizes: [
+        { width: 64, height: 64 },
+        { width: 96, height: 64 },
+      ],
+    });
+    expect(config.queue).toEqual({ maxQueue: 5, maxJobsPerUser: 1 });
+    expect(config.timing.interactionTokenTtlMs).toBe(5000);
+    expect(config.logLevel).toBe('debug');
+  });
+
+  it('names each variable that is wrong', () => {
+    let error: unknown;
+    try {
+      loadConfig({ DISCORD_APPLICATION_ID: 'abc', EXECUTION_PROVIDER: 'tpu', MAX_QUEUE: 'many', SIZES: '512x512,big', DISCORD_API_URL: 'localhost' });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    for (const name of ['DISCORD_TOKEN', 'DISCORD_APPLICATION_ID', 'EXECUTION_PROVIDER', 'MAX_QUEUE', 'SIZES', 'DISCORD_API_URL']) {
+      expect(message).toMatch(new RegExp(`^  ${name}: `, 'm'));
+    }
+    expect(message).toContain('"big" is not WIDTHxHEIGHT');
+  });
+
+  it('refuses defaults above their limits', () => {
+    expect(() => loadConfig({ ...minimal, DEFAULT_STEPS: '60' })).toThrow('DEFAULT_STEPS: 60 is above MAX_STEPS (50)');
+  });
+
+  it('parses sizes', () => {
+    expect(parseSize(' 512 x 768 ')).toEqual({ width: 512, height: 768 });
+    expect(parseSize('0x64')).toBeUndefined();
+    expect(parseSize('512')).toBeUndefined();
+  });
+});

@@ -1,0 +1,336 @@
+import { describe, expect, it } from 'vitest';
+import type { GenerateRequest, ModelInfo, StepProgress } from '../src/pipeline/types.ts';
+import { offeredSizes, resolveRequests, OptionError } from '../src/queue/generation-policy.ts';
+import { LocalJobQueue } from '../src/queue/local-queue.ts';
+import {
+  JobCancelledError,
+  JobFailedError,
+  QueueRejection,
+  type GeneratedImage,
+  type GenerationPolicy,
+  type ImageGenerator,
+  type JobHandle,
+  type JobStatus,
+} from '../src/queue/types.ts';
+
+const model: ModelInfo = {
+  name: 'test-model',
+  dir: '/models/test-model',
+  nativeWidth: 512,
+  nativeHeight: 512,
+  sizeMultiple: 64,
+  fixedSize: false,
+  maxSteps: 150,
+  defaultScheduler: 'PNDM',
+  defaultSteps: 20,
+  defaultGuidance: 7.5,
+  predictionType: 'epsilon',
+  precision: 'fp32',
+  isTurbo: false,
+  isTiny: false,
+};
+
+const policy: GenerationPolicy = {
+  defaultSteps: undefined,
+  maxSteps: 50,
+  defaultGuidance: undefined,
+  maxGuidance: 20,
+  defaultScheduler: undefined,
+  defaultSize: undefined,
+  sizes: [
+    { width: 512, height: 768 },
+    { width: 500, height: 500 },
+  ],
+};
+
+function deferred<T>() {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+}
+
+interface Call {
+  request: GenerateRequest;
+  signal: AbortSignal | undefined;
+  onStep: ((progress: StepProgress) => void) | undefined;
+  finish: () => void;
+  fail: (error: Error) => void;
+}
+
+/** A generator the test drives by hand: each generate call waits until the test finishes or fails it. */
+function manualGenerator() {
+  const ready = deferred<ModelInfo>();
+  const calls: Call[] = [];
+  const waiters: (() => void)[] = [];
+  const generator: ImageGenerator = {
+    ready: ready.promise,
+    generate(request, options) {
+      const done = deferred<GeneratedImage>();
+      options?.signal?.addEventListener('abort', () => done.reject(Object.assign(new Error('aborted'), { name: 'AbortError' })));
+      calls.push({
+        request,
+        signal: options?.signal,
+        onStep: options?.onStep,
+        finish: () =>
+          done.resolve({
+            png: new Uint8Array([1, 2, 3]),
+            parameters: request.prompt,
+            settings: {
+              prompt: request.prompt,
+              negativePrompt: request.negativePrompt ?? '',
+              steps: request.steps ?? 0,
+              guidanceScale: request.guidanceScale ?? 0,
+              seed: String(request.seed),
+              width: request.width ?? 0,
+              height: request.height ?? 0,
+              scheduler: 'PNDM',
+              model: model.name,
+            },
+            timings: { tokenizeMs: 0, textEncoderMs: 0, denoiseMs: 0, vaeMs: 0, totalMs: 1, onnxMs: 0 },
+          }),
+        fail: (error) => done.reject(error),
+      });
+      waiters.splice(0).forEach((wake) => wake());
+      return done.promise;
+    },
+  };
+  /** Resolves with call number `index` (0-based) once the queue has made it. */
+  async function call(index: number): Promise<Call> {
+    while (calls.length <= index) await new Promise<void>((wake) => waiters.push(wake));
+    return calls[index];
+  }
+  return { generator, ready, calls, call };
+}
+
+function newQueue(limits: { maxQueue?: number; maxJobsPerUser?: number } = {}) {
+  const manual = manualGenerator();
+  const queue = new LocalJobQueue({
+    generator: manual.generator,
+    policy,
+    maxQueue: limits.maxQueue ?? 20,
+    maxJobsPerUser: limits.maxJobsPerUser ?? 5,
+  });
+  return { queue, ...manual };
+}
+
+const job = (prompt: string, extra: object = {}) => ({ prompt, count: 1, ...extra });
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+function positions(...jobs: JobHandle[]): (number | string)[] {
+  return jobs.map((handle) => {
+    const status = handle.status();
+    return status.state === 'waiting' ? status.position : status.state;
+  });
+}
+
+describe('LocalJobQueue order', () => {
+  it('runs every user’s first job before anyone’s second, in arrival order', async () => {
+    const { queue, ready, call } = newQueue();
+    const a1 = await queue.enqueue('alice', job('a1'));
+    const a2 = await queue.enqueue('alice', job('a2'));
+    const a3 = await queue.enqueue('alice', job('a3'));
+    const b1 = await queue.enqueue('bob', job('b1'));
+    const b2 = await queue.enqueue('bob', job('b2'));
+    const c1 = await queue.enqueue('carol', job('c1'));
+    expect(positions(a1, a2, a3, b1, b2, c1)).toEqual([1, 4, 6, 2, 5, 3]);
+    expect(a2.status()).toEqual({ state: 'waiting', position: 4, modelLoading: true });
+
+    ready.resolve(model);
+    const order: string[] = [];
+    for (let index = 0; index < 6; index++) {
+      const current = await call(index);
+      order.push(current.request.prompt);
+      current.finish();
+    }
+    expect(order).toEqual(['a1', 'b1', 'c1', 'a2', 'b2', 'a3']);
+    await expect(a3.result).resolves.toMatchObject({ images: [{ settings: { prompt: 'a3' } }] });
+  });
+
+  it('puts a newcomer’s first job ahead of a busy user’s second, even when the second arrived first', async () => {
+    const { queue, ready, call } = newQueue();
+    ready.resolve(model);
+    await queue.enqueue('alice', job('a1'));
+    const first = await call(0);
+    const a2 = await queue.enqueue('alice', job('a2'));
+    const b1 = await queue.enqueue('bob', job('b1'));
+    expect(positions(a2, b1)).toEqual([2, 1]);
+    first.finish();
+    expect((await call(1)).request.prompt).toBe('b1');
+  });
+
+  it('reports positions as the jobs ahead finish, and the model loading while it loads', async () => {
+    const { queue, ready, call } = newQueue();
+    const seen: JobStatus[] = [];
+    await queue.enqueue('alice', job('a1'));
+    await queue.enqueue('bob', job('b1'));
+    const c1 = await queue.enqueue('carol', job('c1'));
+    c1.onStatus((status) => seen.push(status));
+    expect(c1.status()).toEqual({ state: 'waiting', position: 3, modelLoading: true });
+    ready.resolve(model);
+    (await call(0)).finish();
+    const second = await call(1);
+    second.onStep?.({ step: 1, totalSteps: 20 });
+    second.finish();
+    const third = await call(2);
+    third.onStep?.({ step: 7, totalSteps: 20 });
+    third.finish();
+    await c1.result;
+    expect(seen).toEqual([
+      { state: 'waiting', position: 2, modelLoading: false },
+      { state: 'waiting', position: 1, modelLoading: false },
+      { state: 'running', image: 1, images: 1, step: 0, totalSteps: 20 },
+      { state: 'running', image: 1, images: 1, step: 7, totalSteps: 20 },
+    ]);
+  });
+});
+
+describe('LocalJobQueue limits', () => {
+  it('refuses beyond MAX_QUEUE and MAX_JOBS_PER_USER, and accepts again once a job is done', async () => {
+    const { queue, ready, call } = newQueue({ maxQueue: 3, maxJobsPerUser: 2 });
+    await queue.enqueue('alice', job('a1'));
+    await queue.enqueue('alice', job('a2'));
+    await expect(queue.enqueue('alice', job('a3'))).rejects.toMatchObject({ name: 'QueueRejection', reason: 'user_limit', limit: 2 });
+    await queue.enqueue('bob', job('b1'));
+    await expect(queue.enqueue('carol', job('c1'))).rejects.toMatchObject({ reason: 'queue_full', limit: 3 });
+    ready.resolve(model);
+    (await call(0)).finish();
+    await flush();
+    await expect(queue.enqueue('carol', job('c1'))).resolves.toMatchObject({ userId: 'carol' });
+    await expect(queue.enqueue('alice', job('a3'))).rejects.toBeInstanceOf(QueueRejection);
+  });
+
+  it('refuses options the loaded model does not allow before they take a place', async () => {
+    const { queue, ready } = newQueue();
+    ready.resolve(model);
+    await flush();
+    await expect(queue.enqueue('alice', job('x', { steps: 51 }))).rejects.toThrow('steps must be between 1 and 50 for test-model');
+    await expect(queue.enqueue('alice', job('x', { size: { width: 500, height: 500 } }))).rejects.toBeInstanceOf(OptionError);
+  });
+
+  it('fails a job whose options the model, once loaded, does not allow', async () => {
+    const { queue, ready, call } = newQueue();
+    const bad = await queue.enqueue('alice', job('x', { guidance: 25 }));
+    const good = await queue.enqueue('bob', job('y'));
+    ready.resolve(model);
+    await expect(bad.result).rejects.toThrow(new JobFailedError('guidance must be between 0 and 20.'));
+    (await call(0)).finish();
+    await expect(good.result).resolves.toMatchObject({ images: [{ settings: { prompt: 'y' } }] });
+  });
+});
+
+describe('LocalJobQueue cancel and failure', () => {
+  it('cancels a waiting job without running it and moves the others up', async () => {
+    const { queue, ready, call, calls } = newQueue();
+    const a1 = await queue.enqueue('alice', job('a1'));
+    const b1 = await queue.enqueue('bob', job('b1'));
+    const c1 = await queue.enqueue('carol', job('c1'));
+    expect(b1.cancel('user')).toBe(true);
+    await expect(b1.result).rejects.toEqual(new JobCancelledError('user'));
+    expect(positions(a1, c1)).toEqual([1, 2]);
+    expect(queue.find(b1.id)).toBeUndefined();
+    ready.resolve(model);
+    (await call(0)).finish();
+    (await call(1)).finish();
+    await c1.result;
+    expect(calls.map((current) => current.request.prompt)).toEqual(['a1', 'c1']);
+    expect(b1.cancel('user')).toBe(false);
+  });
+
+  it('aborts a running job through the generator’s signal and runs the next', async () => {
+    const { queue, ready, call } = newQueue();
+    ready.resolve(model);
+    const a1 = await queue.enqueue('alice', job('a1'));
+    const b1 = await queue.enqueue('bob', job('b1'));
+    const running = await call(0);
+    expect(a1.status()).toMatchObject({ state: 'running' });
+    a1.cancel('user');
+    expect(running.signal?.aborted).toBe(true);
+    await expect(a1.result).rejects.toBeInstanceOf(JobCancelledError);
+    (await call(1)).finish();
+    await expect(b1.result).resolves.toBeDefined();
+  });
+
+  it('turns a generator error into a JobFailedError and keeps serving', async () => {
+    const { queue, ready, call } = newQueue();
+    ready.resolve(model);
+    const a1 = await queue.enqueue('alice', job('a1'));
+    const b1 = await queue.enqueue('bob', job('b1'));
+    (await call(0)).fail(new Error('onnxruntime: Failed to allocate memory for requested buffer of size 123\n at stack'));
+    const error = await a1.result.catch((failure: unknown) => failure);
+    expect(error).toBeInstanceOf(JobFailedError);
+    expect((error as Error).message).toBe('onnxruntime: Failed to allocate memory for requested buffer of size 123  at stack');
+    (await call(1)).finish();
+    await expect(b1.result).resolves.toBeDefined();
+  });
+
+  it('fails every job with the load error when the model cannot load', async () => {
+    const { queue, ready } = newQueue();
+    const a1 = await queue.enqueue('alice', job('a1'));
+    ready.reject(new Error('unet/model.onnx: protobuf parsing failed'));
+    await expect(a1.result).rejects.toThrow('The model could not be loaded: unet/model.onnx: protobuf parsing failed');
+    expect(queue.modelStatus()).toEqual({ state: 'failed', message: 'unet/model.onnx: protobuf parsing failed' });
+    const b1 = await queue.enqueue('bob', job('b1'));
+    await expect(b1.result).rejects.toBeInstanceOf(JobFailedError);
+  });
+});
+
+describe('LocalJobQueue count and defaults', () => {
+  it('makes one generate call per image with consecutive seeds and reports which image runs', async () => {
+    const { queue, ready, call } = newQueue();
+    ready.resolve(model);
+    const handle = await queue.enqueue('alice', job('many', { count: 3, seed: '18446744073709551614' }));
+    const statuses: JobStatus[] = [];
+    handle.onStatus((status) => statuses.push(status));
+    for (let index = 0; index < 3; index++) (await call(index)).finish();
+    const result = await handle.result;
+    expect(result.images.map((image) => image.settings.seed)).toEqual(['18446744073709551614', '18446744073709551615', '0']);
+    expect(statuses.filter((status) => status.state === 'running').map((status) => status.state === 'running' && status.image)).toEqual([1, 2, 3]);
+  });
+
+  it('applies the operator’s defaults, and the turbo model’s own', () => {
+    const withDefaults = { ...policy, defaultSteps: 30, defaultGuidance: 5, defaultScheduler: 'Euler a' };
+    expect(resolveRequests(job('p', { seed: '7' }), withDefaults, model)).toEqual([
+      { prompt: 'p', negativePrompt: '', steps: 30, guidanceScale: 5, seed: '7', width: 512, height: 512, scheduler: 'Euler a' },
+    ]);
+    const turbo = { ...model, name: 'sd-turbo', isTurbo: true, defaultSteps: 1, defaultGuidance: 0, maxSteps: 4 };
+    expect(resolveRequests(job('p', { seed: '7' }), withDefaults, turbo)[0]).toMatchObject({ steps: 1, guidanceScale: 0 });
+    expect(() => resolveRequests(job('p', { steps: 5 }), withDefaults, turbo)).toThrow('steps must be between 1 and 4 for sd-turbo');
+  });
+
+  it('offers the native size and the operator’s sizes the model can draw', () => {
+    expect(offeredSizes(policy, model)).toEqual([
+      { width: 512, height: 512 },
+      { width: 512, height: 768 },
+    ]);
+    expect(offeredSizes(policy, undefined)).toEqual(policy.sizes);
+  });
+});
+
+describe('LocalJobQueue close', () => {
+  it('cancels waiting jobs, lets the running one finish and refuses new ones', async () => {
+    const { queue, ready, call } = newQueue();
+    ready.resolve(model);
+    const a1 = await queue.enqueue('alice', job('a1'));
+    const b1 = await queue.enqueue('bob', job('b1'));
+    const running = await call(0);
+    const closing = queue.close(5_000);
+    await expect(b1.result).rejects.toEqual(new JobCancelledError('shutdown'));
+    await expect(queue.enqueue('carol', job('c1'))).rejects.toMatchObject({ reason: 'closed' });
+    running.finish();
+    await closing;
+    await expect(a1.result).resolves.toBeDefined();
+  });
+
+  it('aborts the running job when it outlasts the grace period', async () => {
+    const { queue, ready, call } = newQueue();
+    ready.resolve(model);
+    const a1 = await queue.enqueue('alice', job('a1'));
+    const running = await call(0);
+    const started = performance.now();
+    await queue.close(50);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(45);
+    expect(running.signal?.aborted).toBe(true);
+    await expect(a1.result).rejects.toEqual(new JobCancelledError('shutdown'));
+  });
+});
