@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { float32ToFloat16Bits } from '../src/tiny-model/float16.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../src/pipeline/float16.ts';
 import { type TinyModelOptions, ensureTinyModel, writeTinyModel } from '../src/tiny-model/index.ts';
 import { fixturesPresent, maxAbsDiff, readFixtureJson } from './fixtures.ts';
 
@@ -59,30 +59,20 @@ function pseudoRandom(length: number, salt: number, scale = 1): Float32Array {
   });
 }
 
-/** IEEE binary16 → number, written independently of the generator's encoder. */
-function halfToNumber(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exponent = (bits >> 10) & 0x1f;
-  const fraction = bits & 0x3ff;
-  if (exponent === 0) return sign * fraction * 2 ** -24;
-  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
-  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
-}
-
 function floatTensor(values: Float32Array, dims: number[], type: 'float32' | 'float16'): ort.Tensor {
   if (type === 'float32') return new ort.Tensor('float32', values, dims);
-  return new ort.Tensor('float16', Uint16Array.from(values, float32ToFloat16Bits), dims);
+  return new ort.Tensor('float16', float32ToFloat16(values), dims);
 }
 
 /** fp16 rounding of the inputs, so fp32 and fp16 models see the very same values. */
 function roundedToHalf(values: Float32Array): Float32Array {
-  return Float32Array.from(values, (value) => halfToNumber(float32ToFloat16Bits(value)));
+  return float16ToFloat32(float32ToFloat16(values));
 }
 
 function floats(tensor: ort.OnnxValue): Float32Array {
   const value = tensor as ort.Tensor;
   if (value.type === 'float32') return value.data as Float32Array;
-  if (value.type === 'float16') return Float32Array.from(value.data as Uint16Array, halfToNumber);
+  if (value.type === 'float16') return float16ToFloat32(value.data as Uint16Array);
   throw new Error(`expected a float tensor, got ${value.type}`);
 }
 
@@ -138,35 +128,6 @@ async function encodePrompts(dir: string, prompts: string[][], pad = '<|endoftex
   });
   return ids;
 }
-
-describe('float32ToFloat16Bits', () => {
-  // Expected values are IEEE 754 binary16 encodings (numpy.float16(x).view(numpy.uint16)).
-  it.each([
-    [1, 0x3c00],
-    [-2, 0xc000],
-    [0.1, 0x2e66],
-    [999, 0x63ce],
-    [65504, 0x7bff],
-    [65520, 0x7c00],
-    [2 ** -14, 0x0400],
-    [2 ** -24, 0x0001],
-    [3 * 2 ** -26, 0x0001],
-    [2 ** -25, 0x0000],
-    [1e-8, 0x0000],
-    [1 + 2 ** -11, 0x3c00],
-    [1 + 3 * 2 ** -11, 0x3c02],
-    [2047.25 / 1024, 0x3fff],
-    [2047.5 / 1024, 0x4000],
-    [-Infinity, 0xfc00],
-    [-0, 0x8000],
-  ])('%d → %i', (value, bits) => {
-    expect(float32ToFloat16Bits(value)).toBe(bits);
-  });
-
-  it('maps NaN to a quiet NaN', () => {
-    expect(float32ToFloat16Bits(NaN)).toBe(0x7e00);
-  });
-});
 
 describe('tiny tokenizer', () => {
   it('lays the vocabulary out as CLIP does: byte symbols, the same with </w>, merges, then the two specials', async () => {
@@ -503,7 +464,7 @@ describe('tiny fp16 model', () => {
       const counterpart = half.get(name);
       const values = new Float32Array(bytes(tensor.rawData));
       if (counterpart?.dataType === FLOAT16) {
-        expect(new Uint16Array(bytes(counterpart.rawData))).toEqual(Uint16Array.from(values, float32ToFloat16Bits));
+        expect(new Uint16Array(bytes(counterpart.rawData))).toEqual(float32ToFloat16(values));
         rounded++;
       } else {
         // Float32 constants that feed the float32 timestep embedding or Resize scales.
@@ -541,7 +502,7 @@ describe('tiny fp16 model', () => {
 
 describe('tiny model export variants', () => {
   const timestepValues = { float32: (dims: number[]) => new ort.Tensor('float32', new Float32Array([999]), dims),
-    float16: (dims: number[]) => new ort.Tensor('float16', new Uint16Array([float32ToFloat16Bits(999)]), dims),
+    float16: (dims: number[]) => new ort.Tensor('float16', float32ToFloat16([999]), dims),
     int64: (dims: number[]) => new ort.Tensor('int64', new BigInt64Array([999n]), dims) };
   const timestepDims = { scalar: [], one: [1], batch: [1] } as const;
 

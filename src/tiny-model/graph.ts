@@ -1,6 +1,6 @@
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
-import { float32ArrayToFloat16Bits } from './float16.ts';
+import { float32ToFloat16 } from '../pipeline/float16.ts';
 
 // onnx-proto is CommonJS (module.exports = root), so its namespace is reached through the default export.
 const { onnx } = onnxProto;
@@ -88,7 +88,7 @@ export class GraphBuilder {
   /** A float tensor in the model's float type. */
   floatConstant(name: string, dims: number[], values: Float32Array | number[], type = this.floatType): string {
     const data = values instanceof Float32Array ? values : Float32Array.from(values);
-    const raw = type === 'float16' ? float32ArrayToFloat16Bits(data) : data;
+    const raw = type === 'float16' ? float32ToFloat16(data) : data;
     return this.addInitializer(name, type, dims, new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength));
   }
 
