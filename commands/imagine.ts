@@ -1,0 +1,79 @@
+import { MessageFlags, SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
+import { parseSize } from '../src/config.ts';
+import { offeredSizes, sizeLabel } from '../src/queue/generation-policy.ts';
+import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH } from '../src/queue/types.ts';
+import { SCHEDULERS } from '../src/schedulers/index.ts';
+import type { BotContext } from '../src/discord/bot-context.ts';
+import { startJob } from '../src/discord/start-job.ts';
+
+/** Discord's own bounds; the operator's and the model's limits are checked when the command runs. */
+const MAX_STEPS_OPTION = 150;
+const MAX_GUIDANCE_OPTION = 30;
+const MAX_AUTOCOMPLETE_CHOICES = 25;
+
+export const data = new SlashCommandBuilder()
+  .setName('imagine')
+  .setDescription('Draw an image from a text prompt with Stable Diffusion')
+  .addStringOption((option) =>
+    option.setName('prompt').setDescription('What to draw').setRequired(true).setMaxLength(MAX_PROMPT_LENGTH),
+  )
+  .addStringOption((option) =>
+    option.setName('negative_prompt').setDescription('What to keep out of the image').setMaxLength(MAX_PROMPT_LENGTH),
+  )
+  .addIntegerOption((option) =>
+    option.setName('seed').setDescription('Seed for a repeatable image (random when empty)').setMinValue(0).setMaxValue(Number.MAX_SAFE_INTEGER),
+  )
+  .addIntegerOption((option) => option.setName('steps').setDescription('Denoising steps').setMinValue(1).setMaxValue(MAX_STEPS_OPTION))
+  .addNumberOption((option) =>
+    option.setName('guidance').setDescription('How closely to follow the prompt (CFG scale)').setMinValue(0).setMaxValue(MAX_GUIDANCE_OPTION),
+  )
+  .addStringOption((option) => option.setName('size').setDescription('Width x height').setAutocomplete(true))
+  .addStringOption((option) =>
+    option
+      .setName('scheduler')
+      .setDescription('Sampler')
+      .addChoices(...SCHEDULERS.map((scheduler) => ({ name: scheduler.name, value: scheduler.name }))),
+  )
+  .addIntegerOption((option) =>
+    option.setName('count').setDescription(`Images in one message (1-${MAX_IMAGES_PER_JOB})`).setMinValue(1).setMaxValue(MAX_IMAGES_PER_JOB),
+  );
+
+export async function execute(interaction: ChatInputCommandInteraction, context: BotContext): Promise<void> {
+  const sizeText = interaction.options.getString('size');
+  const size = sizeText === null ? undefined : parseSize(sizeText);
+  if (sizeText !== null && !size) {
+    await interaction.reply({ content: `⚠️ size "${sizeText}" is not WIDTHxHEIGHT, e.g. 512x768.`, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+    return;
+  }
+  const seed = interaction.options.getInteger('seed');
+  await startJob(
+    interaction,
+    {
+      prompt: interaction.options.getString('prompt', true),
+      negativePrompt: interaction.options.getString('negative_prompt') ?? undefined,
+      seed: seed === null ? undefined : String(seed),
+      steps: interaction.options.getInteger('steps') ?? undefined,
+      guidance: interaction.options.getNumber('guidance') ?? undefined,
+      size,
+      scheduler: interaction.options.getString('scheduler') ?? undefined,
+      count: interaction.options.getInteger('count') ?? 1,
+    },
+    context,
+  );
+}
+
+/** Suggests the sizes the loaded model accepts (native first), narrowed by what has been typed. */
+export async function autocomplete(interaction: AutocompleteInteraction, context: BotContext): Promise<void> {
+  const model = context.queue.modelStatus();
+  const loaded = model.state === 'ready' ? model.model : undefined;
+  const typed = interaction.options.getFocused().replace(/\s+/g, '').toLowerCase();
+  const choices = offeredSizes(context.config.generation, loaded)
+    .map((size) => {
+      const label = sizeLabel(size);
+      const native = loaded && size.width === loaded.nativeWidth && size.height === loaded.nativeHeight;
+      return { name: native ? `${label} (native)` : label, value: label };
+    })
+    .filter((choice) => choice.value.includes(typed))
+    .slice(0, MAX_AUTOCOMPLETE_CHOICES);
+  await interaction.respond(choices);
+}

@@ -1,0 +1,82 @@
+import { Client, Events, GatewayIntentBits, MessageFlags, type Interaction } from 'discord.js';
+import type { Logger } from 'pino';
+import type { BotConfig } from '../config.ts';
+import type { JobQueue } from '../queue/types.ts';
+import { DeliveryRegistry, type BotContext } from './bot-context.ts';
+import { handleButton } from './buttons.ts';
+import { loadCommands, type CommandModule } from './commands.ts';
+import { describeError } from './rest-errors.ts';
+
+export interface RunningBot {
+  readonly client: Client;
+  /** Refuses new jobs, cancels the waiting ones (telling their users), finishes or aborts the running one, logs out. */
+  shutdown(): Promise<void>;
+}
+
+/** Logs in at once; commands are accepted while the model loads (their jobs wait in the queue). */
+export async function startBot(options: { config: BotConfig; queue: JobQueue; logger: Logger; commandsDir?: string }): Promise<RunningBot> {
+  const { config, queue, logger } = options;
+  const commands = await loadCommands(options.commandsDir);
+  const client = new Client({
+    intents: [GatewayIntentBits.Guilds],
+    ...(config.discord.apiUrl ? { rest: { api: config.discord.apiUrl } } : {}),
+  });
+  let shuttingDown = false;
+  const context: BotContext = {
+    client,
+    config,
+    queue,
+    logger,
+    deliveries: new DeliveryRegistry(),
+    isShuttingDown: () => shuttingDown,
+  };
+
+  client.on(Events.InteractionCreate, (interaction) => void dispatch(interaction, commands, context));
+  client.once(Events.ClientReady, (ready) => logger.info({ user: ready.user.tag, guilds: ready.guilds.cache.size }, 'logged in to Discord'));
+  client.on(Events.Error, (error) => logger.error({ error: describeError(error) }, 'discord.js client error'));
+  client.on(Events.ShardDisconnect, (event) => logger.warn({ code: event.code }, 'gateway disconnected'));
+  client.on(Events.ShardReconnecting, () => logger.info('gateway reconnecting'));
+  await client.login(config.discord.token);
+
+  return {
+    client,
+    async shutdown() {
+      if (shuttingDown) return;
+      shuttingDown = true;
+      logger.info('shutting down: no new jobs; waiting jobs are cancelled; the running job may finish');
+      await queue.close(config.timing.shutdownTimeoutMs);
+      await context.deliveries.settled();
+      await client.destroy();
+      logger.info('logged out of Discord');
+    },
+  };
+}
+
+async function dispatch(interaction: Interaction, commands: Map<string, CommandModule>, context: BotContext): Promise<void> {
+  const log = context.logger.child({ interactionId: interaction.id, userId: interaction.user.id });
+  try {
+    if (interaction.isChatInputCommand()) {
+      const command = commands.get(interaction.commandName);
+      if (!command) {
+        await interaction.reply({ content: `I do not know /${interaction.commandName}.`, flags: MessageFlags.Ephemeral });
+        return;
+      }
+      await command.execute(interaction, context);
+    } else if (interaction.isAutocomplete()) {
+      await commands.get(interaction.commandName)?.autocomplete?.(interaction, context);
+    } else if (interaction.isButton()) {
+      await handleButton(interaction, context);
+    }
+  } catch (error) {
+    log.error({ error: describeError(error), stack: error instanceof Error ? error.stack : undefined }, 'interaction handler failed');
+    if (interaction.isRepliable() && !interaction.replied && !interaction.deferred) {
+      await interaction
+        .reply({ content: '⚠️ Something went wrong on my side. Please try again.', flags: MessageFlags.Ephemeral })
+        .catch((replyError: unknown) => log.warn({ error: describeError(replyError) }, 'could not report the failure'));
+    } else if (interaction.isRepliable()) {
+      await interaction
+        .followUp({ content: '⚠️ Something went wrong on my side. Please try again.', flags: MessageFlags.Ephemeral })
+        .catch((replyError: unknown) => log.warn({ error: describeError(replyError) }, 'could not report the failure'));
+    }
+  }
+}

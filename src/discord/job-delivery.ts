@@ -1,0 +1,222 @@
+import { AttachmentBuilder, type BaseMessageOptions, type Client, type RepliableInteraction } from 'discord.js';
+import type { Logger } from 'pino';
+import type { BotConfig } from '../config.ts';
+import { JobCancelledError, type JobHandle, type JobResult, type JobStatus } from '../queue/types.ts';
+import { DEFAULT_ATTACHMENT_LIMIT, formatBytes, planAttachments, type OutgoingFile } from './attachments.ts';
+import { finalText, handedToChannelMessage, resultRow, statusMessage, type MessageContent } from './job-messages.ts';
+import { classifyFailure, describeError, failureText } from './rest-errors.ts';
+import { resultEmbed } from './result-embed.ts';
+import { ThrottledEditor } from './throttled-editor.ts';
+
+export interface DeliveryContext {
+  client: Client;
+  logger: Logger;
+  timing: BotConfig['timing'];
+}
+
+interface OutgoingMessage extends MessageContent {
+  files: OutgoingFile[];
+}
+
+type Route = 'webhook' | 'channel';
+
+/**
+ * Carries one job from its deferred reply to its last message: queue position and step progress as
+ * throttled edits, then the images (or why there are none). While the interaction token is usable it
+ * edits the reply; once the token is about to expire it says so and switches to plain channel
+ * messages that mention the requester. Every path ends in a message or, where none can be sent, a log line.
+ */
+export class JobDelivery {
+  private interaction: RepliableInteraction;
+  private webhookUsableUntil: number;
+  private readonly editor: ThrottledEditor<OutgoingMessage>;
+  private readonly logger: Logger;
+  private readonly attachmentLimit: number;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private repliedOnce = false;
+
+  constructor(
+    readonly job: JobHandle,
+    interaction: RepliableInteraction,
+    private readonly context: DeliveryContext,
+  ) {
+    this.interaction = interaction;
+    this.webhookUsableUntil = this.tokenDeadline(interaction);
+    this.logger = context.logger.child({ jobId: job.id, userId: job.userId });
+    this.attachmentLimit = interaction.attachmentSizeLimit ?? DEFAULT_ATTACHMENT_LIMIT;
+    this.editor = new ThrottledEditor((message) => this.editStatus(message), context.timing.progressEditIntervalMs, (error) =>
+      this.logger.warn({ error: describeError(error) }, 'progress edit failed'),
+    );
+  }
+
+  /** Runs until the job's last message is out; never rejects. */
+  async run(): Promise<void> {
+    const unsubscribe = this.job.onStatus((status) => this.editor.update(this.status(status)));
+    this.editor.update(this.status(this.job.status()));
+    this.armExpiry();
+    try {
+      const result = await this.job.result;
+      await this.editor.close();
+      await this.deliverResult(result);
+    } catch (error) {
+      await this.editor.close();
+      await this.deliverFailure(error);
+    } finally {
+      unsubscribe();
+      clearTimeout(this.expiryTimer);
+    }
+  }
+
+  /** Continues on a fresh interaction on the same message (a button press acknowledged with deferUpdate). */
+  retarget(interaction: RepliableInteraction): void {
+    this.interaction = interaction;
+    this.webhookUsableUntil = this.tokenDeadline(interaction);
+    this.repliedOnce = true;
+    this.armExpiry();
+  }
+
+  private tokenDeadline(interaction: RepliableInteraction): number {
+    const { interactionTokenTtlMs, tokenExpiryMarginMs } = this.context.timing;
+    return interaction.createdTimestamp + interactionTokenTtlMs - tokenExpiryMarginMs;
+  }
+
+  private webhookUsable(): boolean {
+    return Date.now() < this.webhookUsableUntil;
+  }
+
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = setTimeout(() => void this.handOverToChannel(), Math.max(0, this.webhookUsableUntil - Date.now()));
+  }
+
+  /** Last edit through the expiring token: from now on the result goes to the channel. */
+  private async handOverToChannel(): Promise<void> {
+    await this.editor.close();
+    const notice = { ...handedToChannelMessage(this.job.id, this.job.options, this.job.status()), files: [] };
+    try {
+      await this.editThroughWebhook(notice, this.interaction);
+    } catch (error) {
+      this.logger.warn({ error: describeError(error) }, 'could not edit the reply before its token expired');
+    }
+    this.webhookUsableUntil = 0;
+    this.logger.info('interaction token about to expire: the result will be posted as a channel message');
+  }
+
+  private status(status: JobStatus): OutgoingMessage {
+    return { ...statusMessage(this.job.id, this.job.options, status), files: [] };
+  }
+
+  private async editStatus(message: OutgoingMessage): Promise<void> {
+    if (!this.webhookUsable()) return;
+    try {
+      await this.editThroughWebhook(message, this.interaction);
+    } catch (error) {
+      if (classifyFailure(error) === 'token') this.webhookUsableUntil = 0;
+      throw error;
+    }
+  }
+
+  private async deliverResult(result: JobResult): Promise<void> {
+    const plan = await planAttachments(result.images, this.attachmentLimit, `imagine-${result.images[0].settings.seed}`);
+    const embed = resultEmbed(result);
+    const notes = plan.tooLarge.map(
+      (file) => `⚠️ ${file.name} is ${formatBytes(file.bytes)}, over this channel’s upload limit (${formatBytes(this.attachmentLimit)}), so it is not attached.`,
+    );
+    const batches = plan.batches.length > 0 ? plan.batches : [[]];
+    for (const [index, files] of batches.entries()) {
+      const part = batches.length > 1 ? `Images ${index + 1}/${batches.length}` : '';
+      const content = [part, ...(index === 0 ? notes : [])].filter(Boolean).join('\n');
+      await this.send({ content, embeds: [embed], components: [resultRow(this.job.userId)], files }, index === 0);
+    }
+    this.logger.info({ images: result.images.length, elapsedMs: Math.round(result.elapsedMs) }, 'job delivered');
+  }
+
+  private async deliverFailure(error: unknown): Promise<void> {
+    let text: string;
+    if (error instanceof JobCancelledError) {
+      text =
+        error.reason === 'user'
+          ? '🛑 Cancelled.'
+          : '🛑 Cancelled: the bot is shutting down. Please try again in a moment.';
+      this.logger.info({ reason: error.reason }, 'job cancelled');
+    } else {
+      text = `❌ Generation failed: ${error instanceof Error ? error.message : String(error)}`;
+      this.logger.warn({ error: describeError(error) }, 'job failed');
+    }
+    await this.send({ ...finalText(this.job.options, text), files: [] }, true);
+  }
+
+  /**
+   * Sends one final message: through the webhook while it is usable (editing the reply for the first),
+   * else to the channel. When Discord refuses the files it falls back to the message without them and
+   * then to bare text; when the webhook fails it tries the channel.
+   */
+  private async send(message: OutgoingMessage, first: boolean): Promise<void> {
+    const variants: OutgoingMessage[] = [message];
+    let lastError: unknown;
+    for (let variant = 0; variant < variants.length; variant++) {
+      for (const route of this.routes()) {
+        try {
+          await this.sendVia(route, variants[variant], first);
+          return;
+        } catch (error) {
+          lastError = error;
+          const kind = classifyFailure(error);
+          this.logger.warn({ route, variant, error: describeError(error) }, 'sending the job message failed');
+          if (kind === 'token' && route === 'webhook') this.webhookUsableUntil = 0;
+          if (kind === 'token' || kind === 'unavailable') continue;
+          break;
+        }
+      }
+      if (variant === variants.length - 1) variants.push(...this.simplerVariants(variants[variant], lastError));
+    }
+    this.logger.error({ error: describeError(lastError) }, 'could not tell the user about their job in any way');
+  }
+
+  /** After a failure: the embed and buttons without files, then plain text. */
+  private simplerVariants(message: OutgoingMessage, error: unknown): OutgoingMessage[] {
+    const explanation = [message.content, `⚠️ ${failureText(error)}`].filter(Boolean).join('\n');
+    if (message.files.length > 0) return [{ ...message, content: explanation, files: [] }];
+    if (message.embeds.length > 0 || message.components.length > 0) {
+      return [{ content: explanation, embeds: [], components: [], files: [] }];
+    }
+    return [];
+  }
+
+  private routes(): Route[] {
+    return this.webhookUsable() ? ['webhook', 'channel'] : ['channel'];
+  }
+
+  private async sendVia(route: Route, message: OutgoingMessage, first: boolean): Promise<void> {
+    if (route === 'channel') return this.sendToChannel(message);
+    if (first || !this.repliedOnce) {
+      await this.editThroughWebhook(message, this.interaction);
+      this.repliedOnce = true;
+    } else {
+      await this.interaction.followUp({ ...toDiscord(message), allowedMentions: { parse: [] } });
+    }
+  }
+
+  private async editThroughWebhook(message: OutgoingMessage, interaction: RepliableInteraction): Promise<void> {
+    await interaction.editReply({ ...toDiscord(message), allowedMentions: { parse: [] } });
+  }
+
+  private async sendToChannel(message: OutgoingMessage): Promise<void> {
+    const channel = await this.context.client.channels.fetch(this.interaction.channelId ?? '');
+    if (!channel?.isSendable()) throw new Error(`channel ${this.interaction.channelId} cannot take messages`);
+    await channel.send({
+      ...toDiscord(message),
+      content: [`<@${this.job.userId}>`, message.content].filter(Boolean).join(' '),
+      allowedMentions: { parse: [], users: [this.job.userId] },
+    });
+  }
+}
+
+function toDiscord(message: OutgoingMessage): BaseMessageOptions {
+  return {
+    content: message.content,
+    embeds: message.embeds,
+    components: message.components,
+    files: message.files.map((file) => new AttachmentBuilder(file.data, { name: file.name })),
+  };
+}

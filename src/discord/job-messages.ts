@@ -1,0 +1,70 @@
+import { ActionRowBuilder, ButtonBuilder, ButtonStyle, type EmbedBuilder } from 'discord.js';
+import type { ImagineOptions, JobStatus, RejectionReason } from '../queue/types.ts';
+import { encodeButton } from './custom-id.ts';
+
+/** The fields of a reply/edit this bot sends; files are added by the sender. */
+export interface MessageContent {
+  content: string;
+  embeds: EmbedBuilder[];
+  components: ActionRowBuilder<ButtonBuilder>[];
+}
+
+const PROMPT_PREVIEW_LENGTH = 120;
+const PROGRESS_BAR_CELLS = 12;
+
+export function cancelRow(jobId: string): ActionRowBuilder<ButtonBuilder> {
+  return new ActionRowBuilder<ButtonBuilder>().addComponents(
+    new ButtonBuilder().setCustomId(encodeButton({ kind: 'cancel', jobId })).setLabel('Cancel').setStyle(ButtonStyle.Secondary),
+  );
+}
+
+export function resultRow(requesterId: string): ActionRowBuilder<ButtonBuilder> {
+  return new ActionRowBuilder<ButtonBuilder>().addComponents(
+    new ButtonBuilder().setCustomId(encodeButton({ kind: 'reroll' })).setEmoji('🎲').setLabel('Reroll').setStyle(ButtonStyle.Primary),
+    new ButtonBuilder().setCustomId(encodeButton({ kind: 'delete', requesterId })).setLabel('Delete').setStyle(ButtonStyle.Danger),
+  );
+}
+
+export function promptPreview(options: ImagineOptions): string {
+  const oneLine = options.prompt.replace(/\s+/g, ' ').trim();
+  const preview = oneLine.length > PROMPT_PREVIEW_LENGTH ? `${oneLine.slice(0, PROMPT_PREVIEW_LENGTH - 1)}…` : oneLine;
+  return `> ${preview.replace(/[`*_~|>]/g, '\\$&')}`;
+}
+
+export function statusText(status: JobStatus): string {
+  if (status.state === 'running') {
+    const image = status.images > 1 ? ` image ${status.image}/${status.images}` : '';
+    const done = status.totalSteps > 0 ? Math.round((status.step / status.totalSteps) * PROGRESS_BAR_CELLS) : 0;
+    const bar = '▰'.repeat(done) + '▱'.repeat(PROGRESS_BAR_CELLS - done);
+    return `🎨 Generating${image} — step ${status.step}/${status.totalSteps}  ${bar}`;
+  }
+  if (status.modelLoading) return `⏳ The model is still loading — you are #${status.position} in the queue.`;
+  return status.position === 1 ? '⏳ You are next in the queue.' : `⏳ Queued — #${status.position} in line.`;
+}
+
+export function statusMessage(jobId: string, options: ImagineOptions, status: JobStatus): MessageContent {
+  return { content: `${promptPreview(options)}\n${statusText(status)}`, embeds: [], components: [cancelRow(jobId)] };
+}
+
+export function handedToChannelMessage(jobId: string, options: ImagineOptions, status: JobStatus): MessageContent {
+  return {
+    content: `${promptPreview(options)}\n${statusText(status)}\nThis is taking a while: I will post the result in this channel and mention you.`,
+    embeds: [],
+    components: [cancelRow(jobId)],
+  };
+}
+
+export function finalText(options: ImagineOptions, text: string): MessageContent {
+  return { content: `${promptPreview(options)}\n${text}`, embeds: [], components: [] };
+}
+
+export function refusalText(reason: RejectionReason, limit: number): string {
+  switch (reason) {
+    case 'queue_full':
+      return `🚦 The queue is full (${limit} jobs). Please try again in a minute.`;
+    case 'user_limit':
+      return `🚦 You already have ${limit} job${limit === 1 ? '' : 's'} in the queue. Wait for one to finish, then try again.`;
+    case 'closed':
+      return '🔌 The bot is shutting down and not taking new jobs. Please try again shortly.';
+  }
+}

@@ -1,0 +1,58 @@
+import { DiscordAPIError, HTTPError, RateLimitError } from 'discord.js';
+
+/** Why a REST call to Discord failed, in the terms the bot acts on. */
+export type FailureKind =
+  /** The interaction token no longer works (expired or unknown): use the channel instead. */
+  | 'token'
+  /** The bot lacks a permission or access in that channel. */
+  | 'permissions'
+  /** The upload was over the limit. */
+  | 'too_large'
+  /** Discord or the network failed (5xx after retries, rate limit, timeout): another route may work. */
+  | 'unavailable'
+  /** Anything else Discord refused. */
+  | 'refused';
+
+const TOKEN_CODES = new Set([10015, 10062, 50027]);
+const PERMISSION_CODES = new Set([50001, 50013]);
+
+export function classifyFailure(error: unknown): FailureKind {
+  if (error instanceof DiscordAPIError) {
+    const code = Number(error.code);
+    if (TOKEN_CODES.has(code) || error.status === 401) return 'token';
+    if (PERMISSION_CODES.has(code) || error.status === 403) return 'permissions';
+    if (code === 40005 || error.status === 413) return 'too_large';
+    if (error.status === 429 || error.status >= 500) return 'unavailable';
+    return 'refused';
+  }
+  if (error instanceof HTTPError) return error.status === 413 ? 'too_large' : 'unavailable';
+  if (error instanceof RateLimitError) return 'unavailable';
+  return 'unavailable';
+}
+
+/** A log-safe summary: REST errors carry the interaction token in their URL, so that stays out. */
+export function describeError(error: unknown): Record<string, unknown> {
+  if (error instanceof DiscordAPIError) {
+    return { name: error.name, message: error.message, status: error.status, code: error.code, method: error.method };
+  }
+  if (error instanceof HTTPError) return { name: error.name, message: error.message, status: error.status, method: error.method };
+  if (error instanceof RateLimitError) return { name: error.name, message: error.message, retryAfter: error.retryAfter };
+  if (error instanceof Error) return { name: error.name, message: error.message };
+  return { message: String(error) };
+}
+
+/** Words for the user about a failed upload. */
+export function failureText(error: unknown): string {
+  switch (classifyFailure(error)) {
+    case 'permissions':
+      return 'I could not post the image here: I am missing the **Attach Files** or **Embed Links** permission in this channel.';
+    case 'too_large':
+      return 'The image was over this channel’s upload limit.';
+    case 'token':
+      return 'The interaction expired before the image was ready.';
+    default: {
+      const status = error instanceof DiscordAPIError || error instanceof HTTPError ? ` (HTTP ${error.status})` : '';
+      return `Discord did not accept the image${status}. Press 🎲 Reroll to try again.`;
+    }
+  }
+}

@@ -1,0 +1,63 @@
+import { MessageFlags, PermissionFlagsBits, type ButtonInteraction, type ChatInputCommandInteraction } from 'discord.js';
+import { OptionError, checkOptions } from '../queue/generation-policy.ts';
+import { QueueRejection, type ImagineOptions, type JobHandle } from '../queue/types.ts';
+import type { BotContext } from './bot-context.ts';
+import { refusalText } from './job-messages.ts';
+import { JobDelivery } from './job-delivery.ts';
+import { describeError } from './rest-errors.ts';
+
+const REQUIRED_CHANNEL_PERMISSIONS = [
+  ['Attach Files', PermissionFlagsBits.AttachFiles],
+  ['Embed Links', PermissionFlagsBits.EmbedLinks],
+] as const;
+
+/**
+ * Queues a job for whoever sent the interaction and hands it to a JobDelivery. Refusals (bad options,
+ * full queue, missing permissions, shutting down) are ephemeral replies; accepted jobs get a deferred
+ * public reply at once, before anything slow happens.
+ */
+export async function startJob(
+  interaction: ChatInputCommandInteraction | ButtonInteraction,
+  options: ImagineOptions,
+  context: BotContext,
+): Promise<void> {
+  const refusal = precheck(interaction, options, context);
+  if (refusal) return refuse(interaction, refusal);
+
+  let job: JobHandle;
+  try {
+    job = await context.queue.enqueue(interaction.user.id, options);
+  } catch (error) {
+    if (error instanceof QueueRejection) return refuse(interaction, refusalText(error.reason, error.limit));
+    if (error instanceof OptionError) return refuse(interaction, `⚠️ ${error.message}`);
+    throw error;
+  }
+  try {
+    await interaction.deferReply();
+  } catch (error) {
+    job.cancel('user');
+    context.logger.warn({ jobId: job.id, error: describeError(error) }, 'could not acknowledge the interaction; job dropped');
+    return;
+  }
+  context.logger.info({ jobId: job.id, userId: job.userId, count: options.count }, 'job queued');
+  context.deliveries.track(new JobDelivery(job, interaction, { client: context.client, logger: context.logger, timing: context.config.timing }));
+}
+
+function precheck(interaction: ChatInputCommandInteraction | ButtonInteraction, options: ImagineOptions, context: BotContext): string | undefined {
+  if (context.isShuttingDown()) return refusalText('closed', 0);
+  const missing = REQUIRED_CHANNEL_PERMISSIONS.filter(([, flag]) => interaction.appPermissions && !interaction.appPermissions.has(flag));
+  if (missing.length > 0) {
+    return `🔒 I cannot post images in this channel: I am missing ${missing.map(([name]) => `**${name}**`).join(' and ')}. Ask a moderator to grant it.`;
+  }
+  try {
+    checkOptions(options);
+  } catch (error) {
+    if (error instanceof OptionError) return `⚠️ ${error.message}`;
+    throw error;
+  }
+  return undefined;
+}
+
+async function refuse(interaction: ChatInputCommandInteraction | ButtonInteraction, content: string): Promise<void> {
+  await interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+}

@@ -1,0 +1,240 @@
+import { randomBytes } from 'node:crypto';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { planAttachments } from '../src/discord/attachments.ts';
+import { loadCommands } from '../src/discord/commands.ts';
+import { decodeButton, encodeButton, MAX_CUSTOM_ID_LENGTH } from '../src/discord/custom-id.ts';
+import { promptPreview, statusText } from '../src/discord/job-messages.ts';
+import { optionsFromEmbed, optionsFromSettings, resultEmbed } from '../src/discord/result-embed.ts';
+import { ThrottledEditor } from '../src/discord/throttled-editor.ts';
+import { parseParameters } from '../src/image/parameters.ts';
+import { encodePng, readPngParameters } from '../src/image/png.ts';
+import type { GeneratedImage, JobResult } from '../src/queue/types.ts';
+
+const settings = {
+  prompt: 'a lighthouse, stormy sea',
+  negativePrompt: 'blurry',
+  steps: 25,
+  guidanceScale: 7.5,
+  seed: '18446744073709551615',
+  width: 512,
+  height: 768,
+  scheduler: 'DPM++ 2M Karras',
+  model: 'stable-diffusion-v1-5',
+};
+const timings = { tokenizeMs: 1, textEncoderMs: 2, denoiseMs: 3, vaeMs: 4, totalMs: 10, onnxMs: 9 };
+
+async function noiseImage(width: number, height: number, seed: string): Promise<GeneratedImage> {
+  const parameters = `noise ${seed}\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: ${seed}, Size: ${width}x${height}, Model: tiny`;
+  const png = await encodePng({ width, height, pixels: new Uint8Array(randomBytes(width * height * 3)) }, parameters);
+  return { png, parameters, timings, settings: { ...settings, seed, width, height } };
+}
+
+async function flatImage(width: number, height: number, seed: string): Promise<GeneratedImage> {
+  const parameters = `flat ${seed}\nSteps: 2, Sampler: Euler, CFG scale: 7, Seed: ${seed}, Size: ${width}x${height}, Model: tiny`;
+  const pixels = new Uint8Array(width * height * 3);
+  for (let index = 0; index < pixels.length; index++) pixels[index] = (index * 7) % 251 > 125 ? 200 : 40;
+  const png = await encodePng({ width, height, pixels }, parameters);
+  return { png, parameters, timings, settings: { ...settings, seed, width, height } };
+}
+
+async function rawPixels(image: Uint8Array | Buffer): Promise<Buffer> {
+  return sharp(image).removeAlpha().raw().toBuffer();
+}
+
+describe('custom_id codec', () => {
+  it('round-trips every action under the 100-character limit', () => {
+    const actions = [
+      { kind: 'reroll' },
+      { kind: 'delete', requesterId: '18446744073709551615' },
+      { kind: 'cancel', jobId: 'Ab3_x-9Qz1' },
+    ] as const;
+    for (const action of actions) {
+      const customId = encodeButton(action);
+      expect(customId.length).toBeLessThan(MAX_CUSTOM_ID_LENGTH);
+      expect(decodeButton(customId)).toEqual(action);
+    }
+  });
+
+  it('ignores ids it did not make', () => {
+    for (const customId of ['other:reroll', 'imagine:delete:abc', 'imagine:cancel', 'imagine:reroll:extra', 'imagine:launch:1']) {
+      expect(decodeButton(customId)).toBeUndefined();
+    }
+  });
+});
+
+describe('result embed', () => {
+  it('holds every setting and reads back into the same job', () => {
+    const result: JobResult = {
+      elapsedMs: 12_345,
+      images: [0, 1].map((index) => ({
+        png: new Uint8Array(),
+        parameters: '',
+        timings,
+        settings: { ...settings, seed: String(41n + BigInt(index)) },
+      })),
+    };
+    const embed = resultEmbed(result).toJSON();
+    expect(embed.description).toBe('a lighthouse, stormy sea');
+    expect(Object.fromEntries((embed.fields ?? []).map((field) => [field.name, field.value]))).toEqual({
+      'Negative prompt': 'blurry',
+      Seed: '41, 42',
+      Steps: '25',
+      Guidance: '7.5',
+      Scheduler: 'DPM++ 2M Karras',
+      Size: '512x768',
+      Model: 'stable-diffusion-v1-5',
+      Time: '12.3 s',
+    });
+    expect(optionsFromEmbed(JSON.parse(JSON.stringify(embed)))).toEqual({
+      prompt: 'a lighthouse, stormy sea',
+      negativePrompt: 'blurry',
+      seed: '41',
+      steps: 25,
+      guidance: 7.5,
+      size: { width: 512, height: 768 },
+      scheduler: 'DPM++ 2M Karras',
+      count: 2,
+    });
+  });
+
+  it('refuses embeds that are not job records', () => {
+    expect(optionsFromEmbed({ description: 'hello' })).toBeUndefined();
+    expect(optionsFromEmbed({ description: 'x', fields: [{ name: 'Seed', value: 'abc' }] })).toBeUndefined();
+  });
+
+  it('rebuilds the job from PNG parameters as well', () => {
+    expect(optionsFromSettings([settings, { ...settings, seed: '0' }])).toMatchObject({ seed: settings.seed, count: 2, size: { width: 512, height: 768 } });
+  });
+});
+
+describe('status text', () => {
+  it('shows the queue position, the model loading, and step progress', () => {
+    expect(statusText({ state: 'waiting', position: 3, modelLoading: false })).toBe('⏳ Queued — #3 in line.');
+    expect(statusText({ state: 'waiting', position: 1, modelLoading: false })).toBe('⏳ You are next in the queue.');
+    expect(statusText({ state: 'waiting', position: 2, modelLoading: true })).toBe('⏳ The model is still loading — you are #2 in the queue.');
+    expect(statusText({ state: 'running', image: 2, images: 4, step: 5, totalSteps: 20 })).toBe(
+      '🎨 Generating image 2/4 — step 5/20  ▰▰▰▱▱▱▱▱▱▱▱▱',
+    );
+  });
+
+  it('quotes the prompt without letting it format the message', () => {
+    expect(promptPreview({ prompt: '**bold**\n> quote', count: 1 })).toBe('> \\*\\*bold\\*\\* \\> quote');
+    expect(promptPreview({ prompt: 'x'.repeat(500), count: 1 })).toHaveLength(2 + 120);
+  });
+});
+
+describe('ThrottledEditor', () => {
+  it('sends at most one edit per interval, always the newest, and the final one last', async () => {
+    const sent: { payload: number; at: number }[] = [];
+    const start = performance.now();
+    const editor = new ThrottledEditor<number>(
+      async (payload) => {
+        sent.push({ payload, at: performance.now() - start });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      },
+      100,
+      (error) => {
+        throw error;
+      },
+    );
+    for (let payload = 1; payload <= 30; payload++) {
+      editor.update(payload);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await editor.finish(99);
+    editor.update(100);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+
+    const payloads = sent.map((entry) => entry.payload);
+    expect(payloads[0]).toBe(1);
+    expect(payloads.at(-1)).toBe(99);
+    expect(payloads).not.toContain(100);
+    expect(sent.length).toBeGreaterThanOrEqual(3);
+    expect(sent.length).toBeLessThanOrEqual(6);
+    const throttled = sent.slice(0, -1);
+    for (let index = 1; index < throttled.length; index++) {
+      expect(throttled[index].at - throttled[index - 1].at).toBeGreaterThanOrEqual(99);
+      expect(throttled[index].payload).toBeGreaterThan(throttled[index - 1].payload);
+    }
+  });
+
+  it('keeps going after a failed edit', async () => {
+    const errors: unknown[] = [];
+    const sent: number[] = [];
+    const editor = new ThrottledEditor<number>(
+      async (payload) => {
+        if (payload === 1) throw new Error('500');
+        sent.push(payload);
+      },
+      0,
+      (error) => errors.push(error),
+    );
+    editor.update(1);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    editor.update(2);
+    await editor.finish(3);
+    expect(errors).toHaveLength(1);
+    expect(sent).toEqual([2, 3]);
+  });
+});
+
+describe('planAttachments', () => {
+  it('keeps the PNGs as they are when they fit', async () => {
+    const images = [await noiseImage(64, 64, '1'), await noiseImage(64, 64, '2')];
+    const plan = await planAttachments(images, 10 * 1024 * 1024, 'imagine-1');
+    expect(plan.tooLarge).toEqual([]);
+    expect(plan.batches.map((batch) => batch.map((file) => file.name))).toEqual([['imagine-1-1.png', 'imagine-1-2.png']]);
+    expect(readPngParameters(plan.batches[0][1].data)).toBe(images[1].parameters);
+  });
+
+  it('switches to lossless WebP, keeping the parameters, when the PNGs are over the limit', async () => {
+    const images = [await flatImage(256, 256, '1'), await flatImage(256, 256, '2')];
+    const pngBytes = images.reduce((sum, image) => sum + image.png.length, 0);
+    const plan = await planAttachments(images, pngBytes - 1, 'imagine-1');
+    expect(plan.batches).toHaveLength(1);
+    const [first] = plan.batches[0];
+    expect(first.name).toBe('imagine-1-1.webp');
+    expect(first.data.length).toBeLessThan(images[0].png.length);
+    expect(await rawPixels(first.data)).toEqual(await rawPixels(images[0].png));
+    const exif = (await sharp(first.data).metadata()).exif;
+    expect(exif?.toString('latin1')).toContain('Seed: 1, Size: 256x256');
+  });
+
+  it('spreads images over several messages, and names those that cannot fit at all', async () => {
+    const images = [await noiseImage(64, 64, '1'), await noiseImage(64, 64, '2'), await noiseImage(128, 128, '3')];
+    const smallSize = Math.max(images[0].png.length, images[1].png.length);
+    const plan = await planAttachments(images, smallSize + 100, 'imagine-1');
+    expect(plan.batches.map((batch) => batch.map((file) => file.name))).toEqual([['imagine-1-1.png'], ['imagine-1-2.png']]);
+    expect(plan.tooLarge.map((file) => file.name)).toEqual([expect.stringMatching(/^imagine-1-3\.(png|webp)$/)]);
+    expect(plan.tooLarge[0].bytes).toBeGreaterThan(smallSize + 100);
+    for (const batch of plan.batches) expect(batch.reduce((sum, file) => sum + file.data.length, 0)).toBeLessThanOrEqual(smallSize + 100);
+  });
+});
+
+describe('commands', () => {
+  it('loads /imagine with the options the issue asks for', async () => {
+    const commands = await loadCommands();
+    const imagine = commands.get('imagine')?.data.toJSON();
+    expect(imagine?.options?.map((option) => option.name)).toEqual([
+      'prompt',
+      'negative_prompt',
+      'seed',
+      'steps',
+      'guidance',
+      'size',
+      'scheduler',
+      'count',
+    ]);
+    const byName = Object.fromEntries((imagine?.options ?? []).map((option) => [option.name, option as unknown as Record<string, unknown>]));
+    expect(byName.prompt).toMatchObject({ required: true, max_length: 1000 });
+    expect(byName.count).toMatchObject({ min_value: 1, max_value: 4 });
+    expect(byName.size).toMatchObject({ autocomplete: true });
+    expect((byName.scheduler.choices as { value: string }[]).map((choice) => choice.value)).toContain('DPM++ 2M Karras');
+  });
+
+  it('parses PNG parameters written by the pipeline', async () => {
+    const image = await noiseImage(64, 64, '5');
+    expect(parseParameters(readPngParameters(image.png) ?? '')).toMatchObject({ seed: '5', width: 64, height: 64 });
+  });
+});
