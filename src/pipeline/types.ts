@@ -32,6 +32,8 @@ export interface StageTimings {
   denoiseMs: number;
   vaeMs: number;
   totalMs: number;
+  /** Time inside onnxruntime's session.run, all models together. */
+  onnxMs: number;
 }
 
 export interface StepProgress {
@@ -47,9 +49,13 @@ export interface ModelInfo {
   nativeHeight: number;
   /** Width and height must be multiples of this (64 for SD 1.x/2.x exports). */
   sizeMultiple: number;
+  /** The U-Net was exported for its native size only. */
+  fixedSize: boolean;
   defaultScheduler: string;
   defaultSteps: number;
   defaultGuidance: number;
+  /** The most steps worth offering (4 for distilled few-step models). */
+  maxSteps: number;
   predictionType: 'epsilon' | 'v_prediction' | 'sample';
   precision: 'fp32' | 'fp16';
   /** A distilled few-step model (SD-Turbo style): 1-4 steps, guidance 0. */

@@ -1,0 +1,90 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { schedulerDisplayName } from '../schedulers/index.ts';
+import type { ModelInfo } from './types.ts';
+import type { LatentSize } from './unet.ts';
+
+/** The parts of a diffusers ONNX model directory that are plain JSON, read and checked before any session loads. */
+export interface ModelConfig {
+  dir: string;
+  name: string;
+  schedulerConfig: Record<string, unknown>;
+  /** unet/config.json when the exporter wrote one (Optimum does; diffusers' converter does not). */
+  unetConfig: Record<string, unknown> | undefined;
+  isTiny: boolean;
+}
+
+const REQUIRED_FILES = [
+  'model_index.json',
+  'scheduler/scheduler_config.json',
+  'tokenizer/vocab.json',
+  'tokenizer/merges.txt',
+  'text_encoder/model.onnx',
+  'unet/model.onnx',
+  'vae_decoder/model.onnx',
+];
+
+/** Marks the generated tiny model in its model_index.json (see src/tiny-model). */
+export const TINY_MODEL_MARKER = '_imagine_bot_tiny';
+
+export function readModelConfig(dir: string): ModelConfig {
+  const modelDir = resolve(dir);
+  if (!existsSync(modelDir)) throw new Error(`Model directory ${modelDir} does not exist`);
+  const missing = REQUIRED_FILES.filter((file) => !existsSync(join(modelDir, file)));
+  if (missing.length > 0) {
+    throw new Error(`${modelDir} is not a Stable Diffusion ONNX model: missing ${missing.join(', ')}`);
+  }
+  const modelIndex = readJson(join(modelDir, 'model_index.json'));
+  return {
+    dir: modelDir,
+    name: basename(modelDir),
+    schedulerConfig: readJson(join(modelDir, 'scheduler', 'scheduler_config.json')),
+    unetConfig: existsSync(join(modelDir, 'unet', 'config.json')) ? readJson(join(modelDir, 'unet', 'config.json')) : undefined,
+    isTiny: modelIndex[TINY_MODEL_MARKER] === true,
+  };
+}
+
+function readJson(path: string): Record<string, any> {
+  try {
+    const value = JSON.parse(readFileSync(path, 'utf8'));
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not a JSON object');
+    return value;
+  } catch (error) {
+    throw new Error(`Cannot read ${path}: ${(error as Error).message}`);
+  }
+}
+
+/** What callers may ask of this model: native size, size multiple, defaults for steps, guidance and scheduler. */
+export function describeModel(config: ModelConfig, fixedLatentSize: LatentSize | undefined, precision: 'fp32' | 'fp16'): ModelInfo {
+  const scheduler = config.schedulerConfig;
+  const className = String(scheduler._class_name ?? 'PNDMScheduler');
+  const predictionType = (scheduler.prediction_type ?? 'epsilon') as ModelInfo['predictionType'];
+  const isTurbo = scheduler.timestep_spacing === 'trailing' || /turbo/i.test(config.name);
+  const isLcm = className === 'LCMScheduler';
+
+  const sampleSize = config.unetConfig?.sample_size;
+  const nativeLatent =
+    fixedLatentSize ??
+    (typeof sampleSize === 'number' ? { height: sampleSize, width: sampleSize } : undefined) ??
+    (predictionType === 'v_prediction' ? { height: 96, width: 96 } : { height: 64, width: 64 });
+
+  const blockChannels = config.unetConfig?.block_out_channels;
+  const downsamplings = Array.isArray(blockChannels) ? blockChannels.length - 1 : 3;
+
+  return {
+    name: config.name,
+    dir: config.dir,
+    nativeWidth: nativeLatent.width * 8,
+    nativeHeight: nativeLatent.height * 8,
+    sizeMultiple: 8 * 2 ** downsamplings,
+    fixedSize: fixedLatentSize !== undefined,
+    defaultScheduler: schedulerDisplayName(className, scheduler),
+    defaultSteps: isTurbo ? 1 : isLcm ? 4 : 20,
+    defaultGuidance: isTurbo ? 0 : isLcm ? 1 : 7.5,
+    maxSteps: isTurbo ? 4 : 150,
+    predictionType,
+    precision,
+    isTurbo,
+    isTiny: config.isTiny,
+  };
+}

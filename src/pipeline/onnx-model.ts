@@ -1,0 +1,95 @@
+import { existsSync } from 'node:fs';
+import ort from 'onnxruntime-node';
+import { float16ToFloat32, float32ToFloat16 } from './float16.ts';
+
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'dml', 'coreml', 'webgpu'] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+
+export type FloatType = 'float32' | 'float16';
+export type TensorInputMetadata = ort.InferenceSession.TensorValueMetadata;
+
+/** Time spent inside onnxruntime, so callers can tell our own overhead from the models'. */
+export interface OnnxClock {
+  runMs: number;
+}
+
+/** One ONNX graph of the model (text encoder, U-Net, VAE decoder) with its inputs described by the session. */
+export class OnnxModel {
+  private constructor(
+    readonly label: string,
+    private readonly session: ort.InferenceSession,
+    private readonly clock: OnnxClock,
+  ) {}
+
+  static async load(path: string, label: string, executionProvider: ExecutionProvider, clock: OnnxClock): Promise<OnnxModel> {
+    if (!existsSync(path)) throw new Error(`${label}: missing ${path}`);
+    try {
+      const session = await ort.InferenceSession.create(path, sessionOptions(executionProvider));
+      return new OnnxModel(label, session, clock);
+    } catch (error) {
+      throw new Error(`${label}: onnxruntime could not load ${path}: ${(error as Error).message}`);
+    }
+  }
+
+  input(name: string): TensorInputMetadata {
+    const meta = this.session.inputMetadata.find((input) => input.name === name);
+    if (!meta) {
+      throw new Error(`${this.label}: the model has no input "${name}" (its inputs: ${this.session.inputNames.join(', ')})`);
+    }
+    if (!meta.isTensor) throw new Error(`${this.label}: input "${name}" is not a tensor`);
+    return meta;
+  }
+
+  /** Fails with a clear message when the graph needs an input this pipeline does not provide. */
+  expectOnlyInputs(names: readonly string[]): void {
+    const unknown = this.session.inputNames.filter((name) => !names.includes(name));
+    if (unknown.length > 0) {
+      throw new Error(`${this.label}: unsupported model input(s) ${unknown.join(', ')} (expected ${names.join(', ')})`);
+    }
+  }
+
+  outputName(preferred: string): string {
+    if (this.session.outputNames.includes(preferred)) return preferred;
+    return this.session.outputNames[0];
+  }
+
+  async run(feeds: Record<string, ort.Tensor>, outputName: string): Promise<ort.Tensor> {
+    const started = performance.now();
+    try {
+      const outputs = await this.session.run(feeds, [outputName]);
+      return outputs[outputName];
+    } catch (error) {
+      throw new Error(`${this.label}: onnxruntime failed: ${(error as Error).message}`);
+    } finally {
+      this.clock.runMs += performance.now() - started;
+    }
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+function sessionOptions(executionProvider: ExecutionProvider): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [executionProvider],
+    graphOptimizationLevel: 'all',
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+  };
+}
+
+export function floatTensorType(meta: TensorInputMetadata): FloatType {
+  if (meta.type === 'float32' || meta.type === 'float16') return meta.type;
+  throw new Error(`input "${meta.name}" has type ${meta.type}; expected float32 or float16`);
+}
+
+export function floatTensor(values: Float32Array, dims: readonly number[], type: FloatType): ort.Tensor {
+  return type === 'float16' ? new ort.Tensor('float16', float32ToFloat16(values), dims) : new ort.Tensor('float32', values, dims);
+}
+
+export function toFloat32(tensor: ort.Tensor): Float32Array {
+  if (tensor.type === 'float32') return tensor.data as Float32Array;
+  if (tensor.type === 'float16') return float16ToFloat32(tensor.data as Uint16Array);
+  throw new Error(`expected a float tensor, got ${tensor.type}`);
+}

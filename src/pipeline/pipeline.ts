@@ -1,0 +1,201 @@
+import { join } from 'node:path';
+import { parseSeed, randomSeed, TorchGenerator } from '../random/torch-generator.ts';
+import { createScheduler } from '../schedulers/index.ts';
+import { describeModel, readModelConfig, type ModelConfig } from './model-config.ts';
+import type { ExecutionProvider, OnnxClock } from './onnx-model.ts';
+import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
+import { ClipTokenizer } from './tokenizer.ts';
+import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from './types.ts';
+import { UNet, type LatentSize } from './unet.ts';
+import { VaeDecoder, type RgbImage } from './vae.ts';
+
+export interface PipelineOptions {
+  executionProvider?: ExecutionProvider;
+}
+
+export interface GenerateOptions extends GenerateRequest {
+  signal?: AbortSignal;
+  onStep?: (progress: StepProgress, latents: Float32Array) => void;
+}
+
+export interface GenerateOutput {
+  image: RgbImage;
+  settings: GenerationSettings;
+  timings: StageTimings;
+}
+
+export class GenerationAbortedError extends Error {
+  override name = 'AbortError';
+  constructor() {
+    super('Generation was cancelled');
+  }
+}
+
+const MAX_SIDE = 2048;
+
+/** Stable Diffusion in the diffusers ONNX layout, mirroring diffusers' StableDiffusionPipeline.__call__. */
+export class StableDiffusionPipeline {
+  private constructor(
+    private readonly config: ModelConfig,
+    private readonly tokenizer: ClipTokenizer,
+    private readonly textEncoder: TextEncoder,
+    private readonly unet: UNet,
+    private readonly vae: VaeDecoder,
+    private readonly clock: OnnxClock,
+    readonly info: ModelInfo,
+  ) {}
+
+  static async fromPretrained(dir: string, options: PipelineOptions = {}): Promise<StableDiffusionPipeline> {
+    const executionProvider = options.executionProvider ?? 'cpu';
+    const config = readModelConfig(dir);
+    const clock: OnnxClock = { runMs: 0 };
+    const tokenizer = await ClipTokenizer.fromDirectory(join(config.dir, 'tokenizer'));
+    const textEncoder = await TextEncoder.load(config.dir, executionProvider, clock);
+    const unet = await UNet.load(config.dir, executionProvider, clock);
+    const vae = await VaeDecoder.load(config.dir, executionProvider, clock);
+    const info = describeModel(config, unet.fixedLatentSize, unet.precision);
+    return new StableDiffusionPipeline(config, tokenizer, textEncoder, unet, vae, clock, info);
+  }
+
+  async generate(options: GenerateOptions): Promise<GenerateOutput> {
+    const started = performance.now();
+    const onnxBefore = this.clock.runMs;
+    const { scheduler, entry } = createScheduler(options.scheduler, this.config.schedulerConfig);
+    const settings = this.checkInputs(options, entry.name);
+    const doGuidance = settings.guidanceScale > 1;
+
+    const tokenizeStarted = performance.now();
+    const promptIds = this.tokenizer.encode(settings.prompt);
+    const negativeIds = doGuidance ? this.tokenizer.encode(settings.negativePrompt) : undefined;
+    const tokenizeMs = performance.now() - tokenizeStarted;
+
+    const encodeStarted = performance.now();
+    const context = await this.encodePrompt(promptIds, negativeIds);
+    const textEncoderMs = performance.now() - encodeStarted;
+
+    scheduler.setTimesteps(settings.steps);
+
+    const latentSize = { height: settings.height / 8, width: settings.width / 8 };
+    const generator = new TorchGenerator(BigInt(settings.seed));
+    let latents = this.prepareLatents(generator, latentSize, scheduler.initNoiseSigma);
+
+    const denoiseStarted = performance.now();
+    const totalSteps = scheduler.timesteps.length;
+    for (const [index, timestep] of scheduler.timesteps.entries()) {
+      throwIfAborted(options.signal);
+      const modelInput = scheduler.scaleModelInput(latents, timestep);
+      const batchInput = doGuidance ? concat(modelInput, modelInput) : modelInput;
+      const prediction = await this.unet.predict(batchInput, latentSize, timestep, context.data, context.width);
+      const noise = doGuidance ? applyGuidance(prediction, settings.guidanceScale) : prediction;
+      latents = scheduler.step(noise, timestep, latents, { generator }).prevSample;
+      options.onStep?.({ step: index + 1, totalSteps }, latents);
+    }
+    const denoiseMs = performance.now() - denoiseStarted;
+
+    throwIfAborted(options.signal);
+    const vaeStarted = performance.now();
+    const image = await this.vae.decode(latents, latentSize);
+    const vaeMs = performance.now() - vaeStarted;
+
+    const timings = {
+      tokenizeMs,
+      textEncoderMs,
+      denoiseMs,
+      vaeMs,
+      totalMs: performance.now() - started,
+      onnxMs: this.clock.runMs - onnxBefore,
+    };
+    return { image, settings, timings };
+  }
+
+  async release(): Promise<void> {
+    await Promise.all([this.textEncoder.release(), this.unet.release(), this.vae.release()]);
+  }
+
+  private checkInputs(options: GenerateRequest, schedulerName: string): GenerationSettings {
+    const info = this.info;
+    if (typeof options.prompt !== 'string') throw new Error('prompt must be a string');
+    const steps = options.steps ?? info.defaultSteps;
+    if (!Number.isInteger(steps) || steps < 1 || steps > 1000) {
+      throw new Error(`steps must be a whole number from 1 to 1000 (got ${options.steps})`);
+    }
+    const guidanceScale = options.guidanceScale ?? info.defaultGuidance;
+    if (!Number.isFinite(guidanceScale) || guidanceScale < 0 || guidanceScale > 100) {
+      throw new Error(`guidance must be a number from 0 to 100 (got ${options.guidanceScale})`);
+    }
+    const width = options.width ?? info.nativeWidth;
+    const height = options.height ?? info.nativeHeight;
+    this.checkSide('width', width, info.nativeWidth);
+    this.checkSide('height', height, info.nativeHeight);
+    const seed = options.seed === undefined ? randomSeed() : parseSeed(options.seed);
+    return {
+      prompt: options.prompt,
+      negativePrompt: options.negativePrompt ?? '',
+      steps,
+      guidanceScale,
+      seed: seed.toString(),
+      width,
+      height,
+      scheduler: schedulerName,
+      model: info.name,
+    };
+  }
+
+  private checkSide(label: 'width' | 'height', value: number, native: number): void {
+    const { sizeMultiple, fixedSize } = this.info;
+    if (!Number.isInteger(value) || value <= 0 || value > MAX_SIDE) {
+      throw new Error(`${label} must be a whole number of pixels from ${sizeMultiple} to ${MAX_SIDE} (got ${value})`);
+    }
+    if (fixedSize && value !== native) {
+      throw new Error(`${label} ${value} is not supported: this model was exported for ${this.info.nativeWidth}x${this.info.nativeHeight} only`);
+    }
+    if (value % sizeMultiple !== 0) {
+      const lower = Math.max(sizeMultiple, Math.floor(value / sizeMultiple) * sizeMultiple);
+      throw new Error(
+        `${label} ${value} is not a multiple of ${sizeMultiple}: this model's U-Net needs ${sizeMultiple}-pixel multiples (try ${lower} or ${lower + sizeMultiple})`,
+      );
+    }
+  }
+
+  /** [uncond, cond] stacked as one batch-2 context when guidance is on, else the prompt's alone. */
+  private async encodePrompt(promptIds: number[], negativeIds: number[] | undefined): Promise<TextEmbedding> {
+    const prompt = await this.textEncoder.encode(promptIds);
+    const expectedWidth = this.unet.contextWidth;
+    if (expectedWidth !== undefined && prompt.width !== expectedWidth) {
+      throw new Error(`text_encoder gives ${prompt.width}-wide embeddings but the unet expects ${expectedWidth}: the model's parts do not belong together`);
+    }
+    if (!negativeIds) return prompt;
+    const negative = await this.textEncoder.encode(negativeIds);
+    return { ...prompt, data: concat(negative.data, prompt.data) };
+  }
+
+  private prepareLatents(generator: TorchGenerator, size: LatentSize, initNoiseSigma: number): Float32Array {
+    const latents = generator.randn(4 * size.height * size.width);
+    if (initNoiseSigma !== 1) {
+      for (let i = 0; i < latents.length; i++) latents[i] *= initNoiseSigma;
+    }
+    return latents;
+  }
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new GenerationAbortedError();
+}
+
+function concat(first: Float32Array, second: Float32Array): Float32Array {
+  const out = new Float32Array(first.length + second.length);
+  out.set(first);
+  out.set(second, first.length);
+  return out;
+}
+
+/** eps = eps_uncond + g * (eps_text - eps_uncond), over a [uncond, text] batch. */
+function applyGuidance(prediction: Float32Array, scale: number): Float32Array {
+  const half = prediction.length / 2;
+  const out = new Float32Array(half);
+  for (let i = 0; i < half; i++) {
+    const uncond = prediction[i];
+    out[i] = uncond + scale * (prediction[half + i] - uncond);
+  }
+  return out;
+}

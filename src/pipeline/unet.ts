@@ -1,0 +1,104 @@
+import { join } from 'node:path';
+import ort from 'onnxruntime-node';
+import { toHalfBits } from './float16.ts';
+import {
+  OnnxModel,
+  floatTensor,
+  floatTensorType,
+  toFloat32,
+  type ExecutionProvider,
+  type FloatType,
+  type OnnxClock,
+  type TensorInputMetadata,
+} from './onnx-model.ts';
+
+type TimestepShape = 'scalar' | 'one' | 'batch';
+
+export interface LatentSize {
+  height: number;
+  width: number;
+}
+
+/** The denoising U-Net, adapted to however its exporter typed `sample`, `timestep` and `encoder_hidden_states`. */
+export class UNet {
+  private constructor(
+    private readonly model: OnnxModel,
+    private readonly sampleType: FloatType,
+    private readonly contextType: FloatType,
+    private readonly timestepType: 'float32' | 'float16' | 'int64',
+    private readonly timestepShape: TimestepShape,
+    private readonly outputName: string,
+    /** Set when the graph was exported for one latent size only. */
+    readonly fixedLatentSize: LatentSize | undefined,
+    /** The context width the U-Net's cross-attention expects, when the export states it. */
+    readonly contextWidth: number | undefined,
+  ) {}
+
+  get precision(): 'fp32' | 'fp16' {
+    return this.sampleType === 'float16' ? 'fp16' : 'fp32';
+  }
+
+  static async load(modelDir: string, executionProvider: ExecutionProvider, clock: OnnxClock): Promise<UNet> {
+    const model = await OnnxModel.load(join(modelDir, 'unet', 'model.onnx'), 'unet', executionProvider, clock);
+    model.expectOnlyInputs(['sample', 'timestep', 'encoder_hidden_states']);
+    const sample = model.input('sample');
+    const timestep = model.input('timestep');
+    const context = model.input('encoder_hidden_states');
+    if (timestep.type !== 'float32' && timestep.type !== 'float16' && timestep.type !== 'int64') {
+      throw new Error(`unet: timestep has type ${timestep.type}; expected float32, float16 or int64`);
+    }
+    const [, , latentHeight, latentWidth] = sample.shape;
+    const fixedLatentSize =
+      typeof latentHeight === 'number' && typeof latentWidth === 'number' && latentHeight > 0 && latentWidth > 0
+        ? { height: latentHeight, width: latentWidth }
+        : undefined;
+    const width = context.shape[2];
+    return new UNet(
+      model,
+      floatTensorType(sample),
+      floatTensorType(context),
+      timestep.type,
+      timestepShapeOf(timestep),
+      model.outputName('out_sample'),
+      fixedLatentSize,
+      typeof width === 'number' && width > 0 ? width : undefined,
+    );
+  }
+
+  /**
+   * Predicts the noise (or v) for `batch` latents stacked in `sample` ([batch, 4, h, w]), each attending to its
+   * own row of `context` ([batch, 77, width]).
+   */
+  async predict(sample: Float32Array, size: LatentSize, timestep: number, context: Float32Array, contextWidth: number): Promise<Float32Array> {
+    const batch = sample.length / (4 * size.height * size.width);
+    const feeds = {
+      sample: floatTensor(sample, [batch, 4, size.height, size.width], this.sampleType),
+      timestep: this.timestepTensor(timestep, batch),
+      encoder_hidden_states: floatTensor(context, [batch, context.length / (batch * contextWidth), contextWidth], this.contextType),
+    };
+    return toFloat32(await this.model.run(feeds, this.outputName));
+  }
+
+  private timestepTensor(timestep: number, batch: number): ort.Tensor {
+    const count = this.timestepShape === 'batch' ? batch : 1;
+    const dims = this.timestepShape === 'scalar' ? [] : [count];
+    switch (this.timestepType) {
+      // Float timesteps (Euler family) truncate toward zero, as numpy's astype(int64) does in diffusers' ONNX pipeline.
+      case 'int64':
+        return new ort.Tensor('int64', new BigInt64Array(count).fill(BigInt(Math.trunc(timestep))), dims);
+      case 'float16':
+        return new ort.Tensor('float16', new Uint16Array(count).fill(toHalfBits(timestep)), dims);
+      case 'float32':
+        return new ort.Tensor('float32', new Float32Array(count).fill(timestep), dims);
+    }
+  }
+
+  release(): Promise<void> {
+    return this.model.release();
+  }
+}
+
+function timestepShapeOf(meta: TensorInputMetadata): TimestepShape {
+  if (meta.shape.length === 0) return 'scalar';
+  return meta.shape[0] === 1 ? 'one' : 'batch';
+}

@@ -1,0 +1,78 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  OnnxModel,
+  floatTensor,
+  floatTensorType,
+  toFloat32,
+  type ExecutionProvider,
+  type FloatType,
+  type OnnxClock,
+} from './onnx-model.ts';
+import type { LatentSize } from './unet.ts';
+
+const DEFAULT_SCALING_FACTOR = 0.18215;
+
+export interface RgbImage {
+  /** Interleaved 8-bit RGB, row-major. */
+  pixels: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/** VAE decoder: latents → an 8-bit RGB image. */
+export class VaeDecoder {
+  private constructor(
+    private readonly model: OnnxModel,
+    private readonly latentType: FloatType,
+    private readonly outputName: string,
+    readonly scalingFactor: number,
+  ) {}
+
+  static async load(modelDir: string, executionProvider: ExecutionProvider, clock: OnnxClock): Promise<VaeDecoder> {
+    const model = await OnnxModel.load(join(modelDir, 'vae_decoder', 'model.onnx'), 'vae_decoder', executionProvider, clock);
+    model.expectOnlyInputs(['latent_sample']);
+    const latent = model.input('latent_sample');
+    return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), readScalingFactor(modelDir));
+  }
+
+  async decode(latents: Float32Array, size: LatentSize): Promise<RgbImage> {
+    const scaled = new Float32Array(latents.length);
+    for (let i = 0; i < latents.length; i++) scaled[i] = latents[i] / this.scalingFactor;
+    const output = await this.model.run({ latent_sample: floatTensor(scaled, [1, 4, size.height, size.width], this.latentType) }, this.outputName);
+    const [, channels, height, width] = output.dims;
+    if (channels !== 3) throw new Error(`vae_decoder: expected 3 output channels, got ${channels}`);
+    return { pixels: toRgb8(toFloat32(output), width, height), width, height };
+  }
+
+  release(): Promise<void> {
+    return this.model.release();
+  }
+}
+
+function readScalingFactor(modelDir: string): number {
+  const configPath = join(modelDir, 'vae_decoder', 'config.json');
+  if (!existsSync(configPath)) return DEFAULT_SCALING_FACTOR;
+  const config = JSON.parse(readFileSync(configPath, 'utf8')) as { scaling_factor?: unknown };
+  return typeof config.scaling_factor === 'number' ? config.scaling_factor : DEFAULT_SCALING_FACTOR;
+}
+
+/** Planar [3, H, W] in [-1, 1] → interleaved RGB bytes, as diffusers: numpy round(clamp(x/2 + 0.5, 0, 1) * 255). */
+function toRgb8(planar: Float32Array, width: number, height: number): Uint8Array {
+  const plane = width * height;
+  const pixels = new Uint8Array(plane * 3);
+  for (let channel = 0; channel < 3; channel++) {
+    const offset = channel * plane;
+    for (let i = 0; i < plane; i++) {
+      const value = Math.fround(Math.fround(planar[offset + i] / 2) + 0.5);
+      const clamped = value < 0 ? 0 : value > 1 ? 1 : value;
+      pixels[i * 3 + channel] = roundHalfToEven(Math.fround(clamped * 255));
+    }
+  }
+  return pixels;
+}
+
+function roundHalfToEven(value: number): number {
+  const rounded = Math.round(value);
+  return rounded - value === 0.5 && rounded % 2 === 1 ? rounded - 1 : rounded;
+}

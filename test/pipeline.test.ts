@@ -1,0 +1,177 @@
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
+import { writeTinyModel, type TinyModelOptions } from '../src/tiny-model/index.ts';
+
+// The tiny model accepts multiples of 16 (one down level); 32x32 keeps every run to a few milliseconds.
+const SMALL = { width: 32, height: 32 };
+const root = mkdtempSync(join(tmpdir(), 'imagine-pipeline-'));
+const pipelines = new Map<string, StableDiffusionPipeline>();
+
+async function load(name: string, options: TinyModelOptions = {}): Promise<StableDiffusionPipeline> {
+  const dir = join(root, name);
+  await writeTinyModel(dir, options);
+  const pipeline = await StableDiffusionPipeline.fromPretrained(dir);
+  pipelines.set(name, pipeline);
+  return pipeline;
+}
+
+function meanAbsDifference(a: Uint8Array, b: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
+  return sum / a.length;
+}
+
+let fp32: StableDiffusionPipeline;
+
+beforeAll(async () => {
+  fp32 = await load('fp32');
+});
+
+afterAll(async () => {
+  await Promise.all([...pipelines.values()].map((pipeline) => pipeline.release()));
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('StableDiffusionPipeline on the tiny model', () => {
+  it('describes the model from its files', () => {
+    expect(fp32.info).toMatchObject({ sizeMultiple: 16, defaultScheduler: 'PNDM', precision: 'fp32', predictionType: 'epsilon', isTurbo: false });
+  });
+
+  it('makes an RGB image of the requested size and reports what it used', async () => {
+    const steps: number[] = [];
+    const output = await fp32.generate({ prompt: 'a dog wearing hat', seed: 42, steps: 4, ...SMALL, onStep: ({ step }) => steps.push(step) });
+    expect(output.image.pixels).toHaveLength(32 * 32 * 3);
+    expect(output.settings).toMatchObject({ seed: '42', steps: 4, scheduler: 'PNDM', guidanceScale: 7.5, width: 32, height: 32 });
+    // PNDM (PLMS) makes one more U-Net call than steps.
+    expect(steps).toEqual([1, 2, 3, 4, 5]);
+    expect(output.timings.onnxMs).toBeGreaterThan(0);
+    expect(output.timings.totalMs).toBeGreaterThanOrEqual(output.timings.denoiseMs);
+  });
+
+  it('gives identical pixels for the same seed and different ones for another', async () => {
+    const request = { prompt: 'a red fox', steps: 3, ...SMALL };
+    const first = await fp32.generate({ ...request, seed: 7 });
+    const again = await fp32.generate({ ...request, seed: 7 });
+    const other = await fp32.generate({ ...request, seed: 8 });
+    expect(again.image.pixels).toEqual(first.image.pixels);
+    expect(meanAbsDifference(other.image.pixels, first.image.pixels)).toBeGreaterThan(1);
+  });
+
+  it('picks and reports a random seed when none is given', async () => {
+    const output = await fp32.generate({ prompt: 'x', steps: 1, ...SMALL });
+    const replay = await fp32.generate({ prompt: 'x', steps: 1, ...SMALL, seed: output.settings.seed });
+    expect(replay.image.pixels).toEqual(output.image.pixels);
+  });
+
+  it('uses the negative prompt only when guidance is above 1', async () => {
+    const request = { prompt: 'a cat', seed: 3, steps: 3, ...SMALL };
+    const plain = await fp32.generate({ ...request, guidanceScale: 1 });
+    const ignoredNegative = await fp32.generate({ ...request, guidanceScale: 1, negativePrompt: 'dog' });
+    const zero = await fp32.generate({ ...request, guidanceScale: 0, negativePrompt: 'dog' });
+    expect(ignoredNegative.image.pixels).toEqual(plain.image.pixels);
+    expect(zero.image.pixels).toEqual(plain.image.pixels);
+    const guided = await fp32.generate({ ...request, guidanceScale: 7.5 });
+    const guidedNegative = await fp32.generate({ ...request, guidanceScale: 7.5, negativePrompt: 'dog' });
+    expect(meanAbsDifference(guided.image.pixels, plain.image.pixels)).toBeGreaterThan(0.5);
+    expect(meanAbsDifference(guidedNegative.image.pixels, guided.image.pixels)).toBeGreaterThan(0.5);
+  });
+
+  it('stops within one step when aborted', async () => {
+    const controller = new AbortController();
+    const seen: number[] = [];
+    const run = fp32.generate({
+      prompt: 'a fox',
+      steps: 10,
+      ...SMALL,
+      signal: controller.signal,
+      onStep: ({ step }) => {
+        seen.push(step);
+        if (step === 2) controller.abort();
+      },
+    });
+    await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    expect(seen).toEqual([1, 2]);
+  });
+
+  it.each([
+    [{ width: 40 }, /width 40 is not a multiple of 16.*try 32 or 48/],
+    [{ height: 0 }, /height must be a whole number/],
+    [{ steps: 0 }, /steps must be a whole number from 1/],
+    [{ steps: 2.5 }, /steps must be a whole number/],
+    [{ guidanceScale: Number.NaN }, /guidance must be a number/],
+    [{ seed: '-1' }, /seed/i],
+    [{ scheduler: 'Turbo Warp' }, /Turbo Warp.*Euler a/s],
+  ])('rejects bad input %o with a clear message', async (bad, message) => {
+    await expect(fp32.generate({ prompt: 'x', steps: 1, ...SMALL, ...bad })).rejects.toThrow(message);
+  });
+});
+
+describe('exporter variations', () => {
+  const request = { prompt: 'a dog wearing hat', seed: 11, steps: 3, ...SMALL };
+
+  it.each<[string, TinyModelOptions]>([
+    ['external weights.pb (diffusers converter)', { unetExternalData: 'weights.pb' }],
+    ['external model.onnx_data (Optimum)', { unetExternalData: 'model.onnx_data' }],
+    ['external model.onnx.data', { unetExternalData: 'model.onnx.data' }],
+    ['int64 ids and a scalar timestep (Optimum)', { inputIdsType: 'int64', timestepShape: 'scalar' }],
+    ['a [1] float timestep', { timestepShape: 'one' }],
+  ])('%s gives the same image as the fp32 model', async (name, options) => {
+    const reference = await fp32.generate(request);
+    const variant = await (await load(name, options)).generate(request);
+    expect(meanAbsDifference(variant.image.pixels, reference.image.pixels)).toBeLessThan(0.01);
+  });
+
+  it('an int64 [batch] timestep export runs (integer timesteps from PNDM are exact)', async () => {
+    const reference = await fp32.generate(request);
+    const variant = await (await load('int64-timestep', { timestepType: 'int64' })).generate(request);
+    expect(meanAbsDifference(variant.image.pixels, reference.image.pixels)).toBeLessThan(0.01);
+  });
+
+  it('fp16 model matches fp32 within 2 levels per pixel on average', async () => {
+    const fp16 = await load('fp16', { precision: 'fp16', timestepType: 'float16' });
+    expect(fp16.info.precision).toBe('fp16');
+    const reference = await fp32.generate(request);
+    const half = await fp16.generate(request);
+    expect(meanAbsDifference(half.image.pixels, reference.image.pixels)).toBeLessThan(2);
+  });
+
+  it('reads the VAE scaling factor from vae_decoder/config.json', async () => {
+    const dir = join(root, 'scaled');
+    await writeTinyModel(dir);
+    writeFileSync(join(dir, 'vae_decoder', 'config.json'), JSON.stringify({ scaling_factor: 0.5 }));
+    const scaled = await StableDiffusionPipeline.fromPretrained(dir);
+    pipelines.set('scaled', scaled);
+    const reference = await fp32.generate(request);
+    const other = await scaled.generate(request);
+    expect(meanAbsDifference(other.image.pixels, reference.image.pixels)).toBeGreaterThan(0.5);
+  });
+});
+
+describe('unusable model directories', () => {
+  it('names a directory that does not exist', async () => {
+    await expect(StableDiffusionPipeline.fromPretrained(join(root, 'nowhere'))).rejects.toThrow(/nowhere does not exist/);
+  });
+
+  it('names what an empty directory lacks', async () => {
+    const dir = join(root, 'empty');
+    mkdirSync(dir);
+    await expect(StableDiffusionPipeline.fromPretrained(dir)).rejects.toThrow(/missing model_index\.json.*unet\/model\.onnx/);
+  });
+
+  it('names a missing tokenizer', async () => {
+    const dir = join(root, 'no-tokenizer');
+    await writeTinyModel(dir);
+    rmSync(join(dir, 'tokenizer'), { recursive: true });
+    await expect(StableDiffusionPipeline.fromPretrained(dir)).rejects.toThrow(/tokenizer\/vocab\.json/);
+  });
+
+  it('names a missing external weights file', async () => {
+    const dir = join(root, 'no-weights');
+    await writeTinyModel(dir, { unetExternalData: 'weights.pb' });
+    rmSync(join(dir, 'unet', 'weights.pb'));
+    await expect(StableDiffusionPipeline.fromPretrained(dir)).rejects.toThrow(/unet.*weights\.pb/);
+  });
+});
