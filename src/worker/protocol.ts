@@ -1,0 +1,28 @@
+import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
+import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from '../pipeline/types.ts';
+
+export interface PipelineThreadOptions {
+  modelDir: string;
+  executionProvider?: ExecutionProvider;
+}
+
+export interface GenerateResult {
+  /** PNG with the AUTOMATIC1111 `parameters` text chunk. */
+  png: Uint8Array;
+  settings: GenerationSettings;
+  timings: StageTimings & { pngMs: number };
+  parameters: string;
+}
+
+export type ToWorker =
+  | { type: 'generate'; id: number; request: GenerateRequest }
+  | { type: 'cancel'; id: number }
+  | { type: 'dispose' };
+
+export type FromWorker =
+  | { type: 'ready'; info: ModelInfo }
+  | { type: 'load-error'; message: string }
+  | { type: 'step'; id: number; progress: StepProgress }
+  | { type: 'result'; id: number; result: GenerateResult }
+  | { type: 'error'; id: number; name: string; message: string }
+  | { type: 'disposed' };

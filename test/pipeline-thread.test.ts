@@ -1,0 +1,66 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseParameters } from '../src/image/parameters.ts';
+import { readPngParameters } from '../src/image/png.ts';
+import { writeTinyModel } from '../src/tiny-model/index.ts';
+import { PipelineThread } from '../src/worker/pipeline-thread.ts';
+
+const root = mkdtempSync(join(tmpdir(), 'imagine-thread-'));
+const modelDir = join(root, 'tiny');
+let thread: PipelineThread;
+
+beforeAll(async () => {
+  await writeTinyModel(modelDir);
+  thread = PipelineThread.start({ modelDir });
+});
+
+afterAll(async () => {
+  await thread?.dispose();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe('PipelineThread', () => {
+  it('loads the model in its thread and reports what it offers', async () => {
+    expect(await thread.ready).toMatchObject({ name: 'tiny', sizeMultiple: 16, defaultScheduler: 'PNDM' });
+  });
+
+  it('returns a PNG whose parameters chunk re-creates the generation', async () => {
+    const steps: number[] = [];
+    const result = await thread.generate(
+      { prompt: 'a dog wearing hat', negativePrompt: 'cat', seed: '42', steps: 3, width: 48, height: 32, scheduler: 'Euler a' },
+      { onStep: ({ step, totalSteps }) => steps.push(step / totalSteps) },
+    );
+    expect(steps).toEqual([1 / 3, 2 / 3, 1]);
+    expect(await sharp(result.png).metadata()).toMatchObject({ format: 'png', width: 48, height: 32 });
+    const parameters = readPngParameters(result.png)!;
+    expect(parameters).toBe(result.parameters);
+    expect(parseParameters(parameters)).toEqual({ ...result.settings });
+    expect(result.settings).toMatchObject({ prompt: 'a dog wearing hat', negativePrompt: 'cat', seed: '42', steps: 3, scheduler: 'Euler a', model: 'tiny' });
+  });
+
+  it('passes the pipeline error through and keeps serving', async () => {
+    await expect(thread.generate({ prompt: 'x', width: 50, steps: 1 })).rejects.toThrow(/multiple of 16/);
+    const result = await thread.generate({ prompt: 'x', steps: 1, width: 32, height: 32, seed: 1 });
+    expect(result.settings.seed).toBe('1');
+  });
+
+  it('cancels a running generation through its AbortSignal', async () => {
+    const controller = new AbortController();
+    const run = thread.generate(
+      { prompt: 'slow', steps: 50, width: 64, height: 64 },
+      { signal: controller.signal, onStep: ({ step }) => step === 2 && controller.abort() },
+    );
+    await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(thread.generate({ prompt: 'x' }, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('reports a model that cannot load, on ready and on generate', async () => {
+    const broken = PipelineThread.start({ modelDir: join(root, 'missing') });
+    await expect(broken.ready).rejects.toThrow(/does not exist/);
+    await expect(broken.generate({ prompt: 'x' })).rejects.toThrow(/does not exist/);
+    await broken.dispose();
+  });
+});
