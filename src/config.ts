@@ -56,6 +56,9 @@ const environmentSchema = z.object({
 
 export type Environment = z.infer<typeof environmentSchema>;
 
+/** Every variable the bot reads (.env.example documents each). */
+export const ENVIRONMENT_VARIABLES = Object.keys(environmentSchema.shape);
+
 export interface BotConfig {
   discord: {
     token: string;

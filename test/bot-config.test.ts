@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
+import { parse } from 'dotenv';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseSize } from '../src/config.ts';
+import { ConfigError, ENVIRONMENT_VARIABLES, loadConfig, parseSize } from '../src/config.ts';
 
 const minimal = { DISCORD_TOKEN: 'token-value', DISCORD_APPLICATION_ID: '123456789012345678' };
 
@@ -83,6 +85,13 @@ describe('loadConfig', () => {
 
   it('refuses defaults above their limits', () => {
     expect(() => loadConfig({ ...minimal, DEFAULT_STEPS: '60' })).toThrow('DEFAULT_STEPS: 60 is above MAX_STEPS (50)');
+  });
+
+  it('is documented variable by variable in .env.example, whose values load', () => {
+    const example = parse(readFileSync(new URL('../.env.example', import.meta.url)));
+    expect(Object.keys(example).sort()).toEqual([...ENVIRONMENT_VARIABLES].sort());
+    expect(() => loadConfig(example)).toThrow(/DISCORD_TOKEN: is required/);
+    expect(loadConfig({ ...example, ...minimal }).queue).toEqual({ maxQueue: 20, maxJobsPerUser: 2 });
   });
 
   it('parses sizes', () => {

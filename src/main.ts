@@ -1,0 +1,57 @@
+import { config as loadDotenv } from 'dotenv';
+import { ConfigError, loadConfig, type BotConfig } from './config.ts';
+import { startBot } from './discord/bot.ts';
+import { createLogger } from './discord/logger.ts';
+import { describeError } from './discord/rest-errors.ts';
+import { LocalJobQueue } from './queue/local-queue.ts';
+import { ensureTinyModel } from './tiny-model/index.ts';
+import { PipelineThread } from './worker/pipeline-thread.ts';
+
+// The all-in-one bot: Discord front end, job queue and the pipeline's worker thread in one process.
+
+loadDotenv({ quiet: true });
+let config: BotConfig;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  console.error(error.message);
+  process.exit(1);
+}
+const logger = createLogger(config.logLevel);
+process.on('unhandledRejection', (error) => logger.error({ error: describeError(error) }, 'unhandled rejection'));
+
+let modelDir = config.model.dir;
+if (modelDir === undefined) {
+  modelDir = await ensureTinyModel();
+  logger.warn({ modelDir }, 'SD_MODEL_DIR is not set: using the generated tiny test model, which draws noise');
+}
+const pipeline = PipelineThread.start({ modelDir, executionProvider: config.model.executionProvider });
+const loadStarted = performance.now();
+pipeline.ready.then(
+  (model) => logger.info({ model: model.name, native: `${model.nativeWidth}x${model.nativeHeight}`, loadMs: Math.round(performance.now() - loadStarted) }, 'model loaded'),
+  (error: unknown) => logger.error({ error: describeError(error) }, 'the model failed to load: every job will fail until the bot restarts'),
+);
+const queue = new LocalJobQueue({ generator: pipeline, policy: config.generation, ...config.queue });
+
+let bot: Awaited<ReturnType<typeof startBot>>;
+try {
+  bot = await startBot({ config, queue, logger });
+} catch (error) {
+  logger.fatal({ error: describeError(error) }, 'could not log in to Discord');
+  await pipeline.dispose();
+  process.exit(1);
+}
+
+let stopping = false;
+async function stop(signal: NodeJS.Signals): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'signal received');
+  await bot.shutdown();
+  await pipeline.dispose();
+  logger.info('bye');
+  process.exit(0);
+}
+process.on('SIGINT', (signal) => void stop(signal));
+process.on('SIGTERM', (signal) => void stop(signal));
