@@ -24,6 +24,11 @@ export interface StepResult {
 export interface Scheduler {
   /** One entry per U-Net call, set by setTimesteps. Integer values for PNDM/DDIM/DPM/UniPC/LCM, float for the Euler family. */
   readonly timesteps: readonly number[];
+  /**
+   * True where diffusers keeps `timesteps` as int64 (PNDM, DDIM, DPM-Solver, UniPC, LCM), so the pipeline
+   * feeds the U-Net an int64 timestep; false for the Euler family, LMS and Heun (float32 timesteps).
+   */
+  readonly integerTimesteps: boolean;
   /** The scale of the initial noise (`init_noise_sigma`). */
   readonly initNoiseSigma: number;
   setTimesteps(numInferenceSteps: number): void;

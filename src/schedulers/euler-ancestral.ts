@@ -1,0 +1,75 @@
+import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import { initNoiseSigma, predictOriginal, scaleBySigma, sigmaSchedule } from './k-diffusion.ts';
+import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
+import { assertSameLength, drawNoise, requireGenerator } from './sample-ops.ts';
+import { indexForTimestep } from './timesteps.ts';
+
+/** `EulerAncestralDiscreteScheduler.__init__` defaults (diffusers 0.35). */
+export const EULER_ANCESTRAL_DEFAULTS = {
+  num_train_timesteps: 1000,
+  beta_start: 0.0001,
+  beta_end: 0.02,
+  beta_schedule: 'linear',
+  trained_betas: null,
+  prediction_type: 'epsilon',
+  timestep_spacing: 'linspace',
+  steps_offset: 0,
+  rescale_betas_zero_snr: false,
+} as const;
+
+/**
+ * Ancestral Euler ("Euler a"): an Euler step down to sigma_down, then fresh noise of size sigma_up, so that
+ * sigma_down^2 + sigma_up^2 = sigma_next^2. Draws one noise tensor per step, including the last.
+ */
+export class EulerAncestralDiscreteScheduler implements Scheduler {
+  readonly integerTimesteps = false;
+  readonly alphasCumprod: Float32Array;
+  timesteps: number[] = [];
+  sigmas = new Float32Array(0);
+  initNoiseSigma = 1;
+  private readonly prediction: PredictionType;
+  private stepIndex: number | null = null;
+
+  constructor(readonly config: SchedulerConfig) {
+    // diffusers raises NotImplementedError for "sample" in this scheduler.
+    this.prediction = predictionType(config, ['epsilon', 'v_prediction']);
+    this.alphasCumprod = trainingAlphasCumprod(config, { floorTerminalAlpha: true });
+  }
+
+  setTimesteps(steps: number): void {
+    const schedule = sigmaSchedule(this.config, this.alphasCumprod, steps);
+    this.timesteps = schedule.timesteps;
+    this.sigmas = Float32Array.from([...schedule.sigmas, 0]);
+    this.initNoiseSigma = initNoiseSigma(this.config, this.sigmas);
+    this.stepIndex = null;
+  }
+
+  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
+    return scaleBySigma(sample, this.sigmas[this.currentIndex(timestep)]);
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
+    assertSameLength(modelOutput, sample);
+    const generator = requireGenerator(options, 'EulerAncestralDiscreteScheduler');
+    const index = this.currentIndex(timestep);
+    const f = Math.fround;
+    const sigma = this.sigmas[index];
+    const sigmaTo = this.sigmas[index + 1];
+    const predOriginalSample = predictOriginal(this.prediction, modelOutput, sample, sigma);
+    // Scalar math in float32, as diffusers does it on 0-dim tensors (sigma_down can round to 0 at the end).
+    const sigmaFromSq = f(sigma * sigma);
+    const sigmaToSq = f(sigmaTo * sigmaTo);
+    const sigmaUp = f(Math.sqrt(f(f(sigmaToSq * f(sigmaFromSq - sigmaToSq)) / sigmaFromSq)));
+    const sigmaDown = f(Math.sqrt(f(sigmaToSq - f(sigmaUp * sigmaUp))));
+    const dt = f(sigmaDown - sigma);
+    const noise = drawNoise(generator, sample);
+    const prevSample = sample.map((x, i) => x + ((x - predOriginalSample[i]) / sigma) * dt + noise[i] * sigmaUp);
+    this.stepIndex = index + 1;
+    return { prevSample, predOriginalSample };
+  }
+
+  private currentIndex(timestep: number): number {
+    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'error');
+    return this.stepIndex;
+  }
+}

@@ -1,0 +1,96 @@
+import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
+import { assertSameLength, clipOrThreshold, drawNoise, predictFromAlpha, requireGenerator } from './sample-ops.ts';
+import { indexForTimestep, linspace, validateStepCount } from './timesteps.ts';
+
+/** `LCMScheduler.__init__` defaults (diffusers 0.35). `timestep_spacing` is accepted but not used. */
+export const LCM_DEFAULTS = {
+  num_train_timesteps: 1000,
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  trained_betas: null,
+  original_inference_steps: 50,
+  clip_sample: false,
+  clip_sample_range: 1.0,
+  set_alpha_to_one: true,
+  steps_offset: 0,
+  prediction_type: 'epsilon',
+  thresholding: false,
+  dynamic_thresholding_ratio: 0.995,
+  sample_max_value: 1.0,
+  timestep_spacing: 'leading',
+  timestep_scaling: 10.0,
+  rescale_betas_zero_snr: false,
+} as const;
+
+/** sigma_data of the consistency-model boundary condition. */
+const SIGMA_DATA = 0.5;
+
+/**
+ * Latent Consistency Model multistep sampling (Luo et al. 2023): each step predicts the clean latents through
+ * the consistency boundary condition, then re-noises them to the next timestep with one noise draw (none on
+ * the last step). Timesteps come from the `original_inference_steps`-point distillation schedule.
+ */
+export class LCMScheduler implements Scheduler {
+  readonly integerTimesteps = true;
+  readonly initNoiseSigma = 1;
+  readonly alphasCumprod: Float32Array;
+  timesteps: number[] = [];
+  private readonly prediction: PredictionType;
+  private readonly finalAlphaCumprod: number;
+  private stepIndex: number | null = null;
+
+  constructor(readonly config: SchedulerConfig) {
+    this.prediction = predictionType(config);
+    this.alphasCumprod = trainingAlphasCumprod(config);
+    this.finalAlphaCumprod = config.boolean('set_alpha_to_one') ? 1 : this.alphasCumprod[0];
+  }
+
+  setTimesteps(steps: number): void {
+    const trainSteps = this.alphasCumprod.length;
+    const originalSteps = this.config.integer('original_inference_steps', 1);
+    if (originalSteps > trainSteps) {
+      throw new Error(`LCMScheduler: original_inference_steps ${originalSteps} exceeds num_train_timesteps ${trainSteps}`);
+    }
+    validateStepCount(steps, originalSteps);
+    const skip = Math.floor(trainSteps / originalSteps);
+    const origin = Array.from({ length: originalSteps }, (_, i) => (originalSteps - i) * skip - 1);
+    this.timesteps = linspace(0, originalSteps, steps, false).map((position) => origin[Math.floor(position)]);
+    this.stepIndex = null;
+  }
+
+  scaleModelInput(sample: Float32Array): Float32Array {
+    return sample;
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
+    assertSameLength(modelOutput, sample);
+    const f = Math.fround;
+    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'error');
+    const index = this.stepIndex;
+    const isLast = index === this.timesteps.length - 1;
+    const prevTimestep = isLast ? timestep : this.timesteps[index + 1];
+    const alphaProd = this.alphasCumprod[timestep];
+    const alphaProdPrev = prevTimestep >= 0 ? this.alphasCumprod[prevTimestep] : this.finalAlphaCumprod;
+
+    const scaledTimestep = f(timestep * this.config.number('timestep_scaling'));
+    const denominator = f(f(scaledTimestep * scaledTimestep) + SIGMA_DATA ** 2);
+    const skipScale = f(SIGMA_DATA ** 2 / denominator);
+    const outputScale = f(scaledTimestep / f(Math.sqrt(denominator)));
+
+    const predicted = predictFromAlpha(this.prediction, modelOutput, sample, alphaProd);
+    const predOriginal = clipOrThreshold(this.config, predicted.predOriginal);
+    const denoised = predOriginal.map((x0, i) => outputScale * x0 + skipScale * sample[i]);
+
+    let prevSample = denoised;
+    if (!isLast) {
+      const noise = drawNoise(requireGenerator(options, 'LCMScheduler'), sample);
+      const signal = f(Math.sqrt(alphaProdPrev));
+      const noiseScale = f(Math.sqrt(f(1 - alphaProdPrev)));
+      prevSample = denoised.map((x, i) => signal * x + noiseScale * noise[i]);
+    }
+    this.stepIndex = index + 1;
+    return { prevSample, predOriginalSample: denoised };
+  }
+}
