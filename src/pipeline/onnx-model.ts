@@ -11,6 +11,8 @@ export type TensorInputMetadata = ort.InferenceSession.TensorValueMetadata;
 /** Time spent inside onnxruntime, so callers can tell our own overhead from the models'. */
 export interface OnnxClock {
   runMs: number;
+  /** Called after every session.run with the model's label and that call's milliseconds (benchmarks use it). */
+  onRun?: (label: string, ms: number) => void;
 }
 
 /** One ONNX graph of the model (text encoder, U-Net, VAE decoder) with its inputs described by the session. */
@@ -61,7 +63,9 @@ export class OnnxModel {
     } catch (error) {
       throw new Error(`${this.label}: onnxruntime failed: ${(error as Error).message}`);
     } finally {
-      this.clock.runMs += performance.now() - started;
+      const elapsed = performance.now() - started;
+      this.clock.runMs += elapsed;
+      this.clock.onRun?.(this.label, elapsed);
     }
   }
 

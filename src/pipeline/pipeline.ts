@@ -11,6 +11,8 @@ import { VaeDecoder, type RgbImage } from './vae.ts';
 
 export interface PipelineOptions {
   executionProvider?: ExecutionProvider;
+  /** Told the duration of every onnxruntime session.run, by model label ('text_encoder', 'unet', 'vae_decoder'). */
+  onOnnxRun?: (label: string, ms: number) => void;
 }
 
 export interface GenerateOptions extends GenerateRequest {
@@ -48,7 +50,7 @@ export class StableDiffusionPipeline {
   static async fromPretrained(dir: string, options: PipelineOptions = {}): Promise<StableDiffusionPipeline> {
     const executionProvider = options.executionProvider ?? 'cpu';
     const config = readModelConfig(dir);
-    const clock: OnnxClock = { runMs: 0 };
+    const clock: OnnxClock = { runMs: 0, onRun: options.onOnnxRun };
     const tokenizer = await ClipTokenizer.fromDirectory(join(config.dir, 'tokenizer'));
     const textEncoder = await TextEncoder.load(config.dir, executionProvider, clock);
     const unet = await UNet.load(config.dir, executionProvider, clock);
