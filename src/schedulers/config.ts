@@ -109,10 +109,10 @@ export class SchedulerConfig {
   }
 }
 
-export const BETA_SCHEDULES = ['linear', 'scaled_linear', 'squaredcos_cap_v2'] as const;
+const BETA_SCHEDULES = ['linear', 'scaled_linear', 'squaredcos_cap_v2'] as const;
 export type BetaSchedule = (typeof BETA_SCHEDULES)[number] | 'exp';
 
-export const PREDICTION_TYPES = ['epsilon', 'v_prediction', 'sample'] as const;
+const PREDICTION_TYPES = ['epsilon', 'v_prediction', 'sample'] as const;
 export type PredictionType = (typeof PREDICTION_TYPES)[number];
 
 /**

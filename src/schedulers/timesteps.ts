@@ -1,7 +1,7 @@
 import type { SchedulerConfig } from './config.ts';
 
 /** "Common Diffusion Noise Schedules and Sample Steps are Flawed", Table 2. */
-export const TIMESTEP_SPACINGS = ['linspace', 'leading', 'trailing'] as const;
+const TIMESTEP_SPACINGS = ['linspace', 'leading', 'trailing'] as const;
 export type TimestepSpacing = (typeof TIMESTEP_SPACINGS)[number];
 
 /** numpy's `round` (half to even). */

@@ -157,7 +157,7 @@ export class UniPCMultistepScheduler implements Scheduler {
     const index = this.stepIndex;
     const converted = this.convertModelOutput(modelOutput, sample, this.sigmas[index]);
     const useCorrector = index > 0 && !this.disableCorrector.includes(index - 1) && this.lastSample !== null;
-    const corrected = useCorrector ? this.correct(converted, this.lastSample as Float32Array, sample, index) : sample;
+    const corrected = useCorrector ? this.correct(converted, this.lastSample as Float32Array, index) : sample;
 
     this.modelOutputs = [...this.modelOutputs, converted].slice(-this.solverOrder);
     const order = this.config.boolean('lower_order_final')
@@ -240,8 +240,11 @@ export class UniPCMultistepScheduler implements Scheduler {
     });
   }
 
-  /** UniC: corrects the sample just predicted (`thisSample`) using the model output computed at it. */
-  private correct(modelT: Float32Array, lastSample: Float32Array, thisSample: Float32Array, index: number): Float32Array {
+  /**
+   * UniC: corrects the sample just predicted, using the model output computed at it; the corrected sample is
+   * rebuilt from the one before the prediction (`lastSample`).
+   */
+  private correct(modelT: Float32Array, lastSample: Float32Array, index: number): Float32Array {
     const order = this.thisOrder;
     const outputs = this.modelOutputs;
     const m0 = outputs[outputs.length - 1];
