@@ -33,7 +33,10 @@ export class JobDelivery {
   private readonly logger: Logger;
   private readonly attachmentLimit: number;
   private expiryTimer: NodeJS.Timeout | undefined;
+  private handingOver: Promise<void> | undefined;
   private repliedOnce = false;
+  /** Set once the job has settled: from then on only the final messages touch the reply. */
+  private finishing = false;
 
   constructor(
     readonly job: JobHandle,
@@ -54,13 +57,19 @@ export class JobDelivery {
     const unsubscribe = this.job.onStatus((status) => this.editor.update(this.status(status)));
     this.editor.update(this.status(this.job.status()));
     this.armExpiry();
+    const outcome = await this.job.result.then(
+      (result) => ({ result }),
+      (error: unknown) => ({ error }),
+    );
+    this.finishing = true;
+    clearTimeout(this.expiryTimer);
+    await this.handingOver;
+    await this.editor.close();
     try {
-      const result = await this.job.result;
-      await this.editor.close();
-      await this.deliverResult(result);
+      if ('result' in outcome) await this.deliverResult(outcome.result);
+      else await this.deliverFailure(outcome.error);
     } catch (error) {
-      await this.editor.close();
-      await this.deliverFailure(error);
+      this.logger.error({ error: describeError(error) }, 'delivering the job failed');
     } finally {
       unsubscribe();
       clearTimeout(this.expiryTimer);
@@ -69,6 +78,7 @@ export class JobDelivery {
 
   /** Continues on a fresh interaction on the same message (a button press acknowledged with deferUpdate). */
   retarget(interaction: RepliableInteraction): void {
+    if (this.finishing) return;
     this.interaction = interaction;
     this.webhookUsableUntil = this.tokenDeadline(interaction);
     this.repliedOnce = true;
@@ -86,19 +96,23 @@ export class JobDelivery {
 
   private armExpiry(): void {
     clearTimeout(this.expiryTimer);
-    this.expiryTimer = setTimeout(() => void this.handOverToChannel(), Math.max(0, this.webhookUsableUntil - Date.now()));
+    this.expiryTimer = setTimeout(() => {
+      if (!this.finishing) this.handingOver = this.handOverToChannel();
+    }, Math.max(0, this.webhookUsableUntil - Date.now()));
   }
 
   /** Last edit through the expiring token: from now on the result goes to the channel. */
   private async handOverToChannel(): Promise<void> {
+    const expiring = this.interaction;
     await this.editor.close();
     const notice = { ...handedToChannelMessage(this.job.id, this.job.options, this.job.status()), files: [] };
     try {
-      await this.editThroughWebhook(notice, this.interaction);
+      await this.editThroughWebhook(notice, expiring);
     } catch (error) {
       this.logger.warn({ error: describeError(error) }, 'could not edit the reply before its token expired');
     }
-    this.webhookUsableUntil = 0;
+    // A Cancel press meanwhile brought a fresh token; only the expiring one is given up.
+    if (this.interaction === expiring) this.webhookUsableUntil = 0;
     this.logger.info('interaction token about to expire: the result will be posted as a channel message');
   }
 

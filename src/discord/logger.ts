@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 
 /** Paths that may hold a token if a whole config or request object is ever logged. */
 const SECRET_PATHS = [
@@ -13,10 +13,7 @@ const SECRET_PATHS = [
   '*.headers.authorization',
 ];
 
-/** JSON lines on stdout, written synchronously so nothing is lost when the process exits after a signal. */
-export function createLogger(level: string): Logger {
-  return pino(
-    { level, redact: { paths: SECRET_PATHS, censor: '[redacted]' }, base: { name: 'imagine-bot' } },
-    pino.destination({ dest: 1, sync: true }),
-  );
+/** JSON lines, by default on stdout and written synchronously so nothing is lost when the process exits after a signal. */
+export function createLogger(level: string, destination: DestinationStream = pino.destination({ dest: 1, sync: true })): Logger {
+  return pino({ level, redact: { paths: SECRET_PATHS, censor: '[redacted]' }, base: { name: 'imagine-bot' } }, destination);
 }

@@ -1,0 +1,114 @@
+import { Writable } from 'node:stream';
+import { InteractionResponseType, MessageFlags } from 'discord.js';
+import { loadConfig, type BotConfig } from '../src/config.ts';
+import { startBot, type RunningBot } from '../src/discord/bot.ts';
+import { deployCommands } from '../src/discord/deploy.ts';
+import { createLogger } from '../src/discord/logger.ts';
+import { LocalJobQueue } from '../src/queue/local-queue.ts';
+import type { ImageGenerator } from '../src/queue/types.ts';
+import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
+
+/** Settings that keep the tiny model fast and the timings short; a test overrides what it exercises. */
+export const TEST_ENVIRONMENT: Record<string, string> = {
+  SIZES: '64x64,128x64,512x512',
+  DEFAULT_SIZE: '64x64',
+  DEFAULT_STEPS: '2',
+  MAX_STEPS: '150',
+  PROGRESS_EDIT_INTERVAL_MS: '100',
+  SHUTDOWN_TIMEOUT_MS: '2000',
+  LOG_LEVEL: 'debug',
+};
+
+/** Keeps the queue busy: 4 images of 512x512 at 150 steps take the tiny model many seconds; tests cancel it. */
+export const BLOCKER_OPTIONS = { prompt: 'blocker', size: '512x512', steps: 150, count: 4 } as const;
+
+export interface Harness {
+  fake: FakeDiscord;
+  bot: RunningBot;
+  queue: LocalJobQueue;
+  config: BotConfig;
+  logs: Record<string, unknown>[];
+  imagine(username: string, options: Record<string, OptionValue>, invocation?: InvocationOptions): InteractionHandle;
+  /** The interaction's reply once it is final (no Cancel button left, not deferred), or throws after timeoutMs. */
+  finalReply(handle: InteractionHandle, timeoutMs?: number): Promise<StoredMessage>;
+  /** The ephemeral refusal a command got. */
+  refusal(handle: InteractionHandle): Promise<string>;
+  /** Waits until the running job is this one. */
+  waitUntilRunning(handle: InteractionHandle): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startHarness(
+  generator: ImageGenerator,
+  environment: Record<string, string> = {},
+  fakeOptions: FakeDiscordOptions = {},
+): Promise<Harness> {
+  const fake = await FakeDiscord.start(fakeOptions);
+  const config = loadConfig({
+    ...TEST_ENVIRONMENT,
+    DISCORD_TOKEN: fake.botToken,
+    DISCORD_APPLICATION_ID: fake.applicationId,
+    DISCORD_GUILD_ID: fake.guildId,
+    DISCORD_API_URL: fake.apiUrl,
+    ...environment,
+  });
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) logs.push(JSON.parse(line));
+      done();
+    },
+  });
+  const logger = createLogger(config.logLevel, sink);
+  await deployCommands(config);
+  const queue = new LocalJobQueue({ generator, policy: config.generation, ...config.queue });
+  const bot = await startBot({ config, queue, logger });
+  await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
+
+  const harness: Harness = {
+    fake,
+    bot,
+    queue,
+    config,
+    logs,
+    imagine: (username, options, invocation = {}) => fake.sendCommand({ name: 'imagine', options, user: fake.user(username), ...invocation }),
+    async finalReply(handle, timeoutMs = 20_000) {
+      return fake.waitFor(
+        () => {
+          const reply = fake.originalResponse(handle);
+          if (!reply || reply.flags & MessageFlags.Loading) return undefined;
+          const hasCancel = reply.components.some((row) => JSON.stringify(row).includes('imagine:cancel:'));
+          return hasCancel ? undefined : reply;
+        },
+        timeoutMs,
+        'final reply',
+      );
+    },
+    async refusal(handle) {
+      const interaction = await fake.waitFor(() => fake.interaction(handle).callback && fake.interaction(handle), 5_000, 'refusal');
+      if (interaction.callback?.type !== InteractionResponseType.ChannelMessageWithSource) {
+        throw new Error(`expected an immediate reply, got callback type ${interaction.callback?.type}`);
+      }
+      const data = interaction.callback.data as { content: string; flags?: number };
+      if (!((data.flags ?? 0) & MessageFlags.Ephemeral)) throw new Error(`the refusal "${data.content}" is not ephemeral`);
+      return data.content;
+    },
+    async waitUntilRunning(handle) {
+      await fake.waitFor(() => /Generating/.test(fake.originalResponse(handle)?.content ?? ''), 10_000, 'job running');
+    },
+    async stop() {
+      await bot.shutdown();
+      await fake.close();
+    },
+  };
+  return harness;
+}
+
+/** The seed(s) an embed lists. */
+export function embedField(message: StoredMessage, name: string): string | undefined {
+  return message.embeds[0]?.fields?.find((field) => field.name === name)?.value;
+}
+
+export function customIds(message: StoredMessage): string[] {
+  return [...JSON.stringify(message.components).matchAll(/"custom_id":"([^"]+)"/g)].map((match) => match[1]);
+}
