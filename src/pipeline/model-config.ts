@@ -37,7 +37,7 @@ export function readModelConfig(dir: string): ModelConfig {
   const modelIndex = readJson(join(modelDir, 'model_index.json'));
   return {
     dir: modelDir,
-    name: basename(modelDir),
+    name: basename(modelDir).replace(/^\./, ''),
     schedulerConfig: readJson(join(modelDir, 'scheduler', 'scheduler_config.json')),
     unetConfig: existsSync(join(modelDir, 'unet', 'config.json')) ? readJson(join(modelDir, 'unet', 'config.json')) : undefined,
     isTiny: modelIndex[TINY_MODEL_MARKER] === true,
