@@ -35,6 +35,8 @@ export interface Harness {
   refusal(handle: InteractionHandle): Promise<string>;
   /** Waits until the running job is this one. */
   waitUntilRunning(handle: InteractionHandle): Promise<void>;
+  /** Shuts the bot down and starts a fresh one (new queue, nothing in memory) against the same fake. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -61,14 +63,16 @@ export async function startHarness(
   });
   const logger = createLogger(config.logLevel, sink);
   await deployCommands(config);
-  const queue = new LocalJobQueue({ generator, policy: config.generation, ...config.queue });
-  const bot = await startBot({ config, queue, logger });
-  await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
+  const start = async () => {
+    const queue = new LocalJobQueue({ generator, policy: config.generation, ...config.queue });
+    const bot = await startBot({ config, queue, logger });
+    await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
+    return { queue, bot };
+  };
 
   const harness: Harness = {
     fake,
-    bot,
-    queue,
+    ...(await start()),
     config,
     logs,
     imagine: (username, options, invocation = {}) => fake.sendCommand({ name: 'imagine', options, user: fake.user(username), ...invocation }),
@@ -77,6 +81,7 @@ export async function startHarness(
         () => {
           const reply = fake.originalResponse(handle);
           if (!reply || reply.flags & MessageFlags.Loading) return undefined;
+          if (reply.flags & MessageFlags.Ephemeral) throw new Error(`expected a public reply, got the ephemeral "${reply.content}"`);
           const hasCancel = reply.components.some((row) => JSON.stringify(row).includes('imagine:cancel:'));
           return hasCancel ? undefined : reply;
         },
@@ -96,8 +101,12 @@ export async function startHarness(
     async waitUntilRunning(handle) {
       await fake.waitFor(() => /Generating/.test(fake.originalResponse(handle)?.content ?? ''), 10_000, 'job running');
     },
+    async restart() {
+      await harness.bot.shutdown();
+      Object.assign(harness, await start());
+    },
     async stop() {
-      await bot.shutdown();
+      await harness.bot.shutdown();
       await fake.close();
     },
   };
