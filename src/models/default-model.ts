@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ensureTinyModel } from '../tiny-model/index.ts';
+import { defaultModelsDir, listInstalledModels } from './installed.ts';
 
 export interface ResolvedModel {
   dir: string;
@@ -9,16 +10,30 @@ export interface ResolvedModel {
 }
 
 export const TINY_MODEL_NOTICE =
-  'No model configured (--model or SD_MODEL_DIR), so the built-in tiny test model is used: it draws noise, not pictures. ' +
-  'For real images put a Stable Diffusion ONNX export (diffusers layout) in models/<name> and pass --model models/<name> or set SD_MODEL_DIR.';
+  'No model installed, so the built-in tiny test model is used: it draws noise, not pictures. ' +
+  'For real images run `npm run model:pull -- sd-turbo` (see `npm run model:pull -- --list`), or set SD_MODEL_DIR / pass --model.';
 
-/** The model to use: the one asked for, else SD_MODEL_DIR, else the generated tiny model. */
-export async function resolveModelDir(requested: string | undefined): Promise<ResolvedModel> {
+/**
+ * The model to use: the one asked for (a directory, or the name of an installed model), else SD_MODEL_DIR, else the
+ * only model installed under models/, else the generated tiny model with a notice.
+ */
+export async function resolveModelDir(requested: string | undefined, modelsDir: string = defaultModelsDir()): Promise<ResolvedModel> {
   const configured = requested ?? (process.env.SD_MODEL_DIR || undefined);
   if (configured !== undefined) {
     const dir = resolve(configured);
-    if (!existsSync(dir)) throw new Error(`Model directory ${dir} does not exist`);
-    return { dir };
+    if (existsSync(dir)) return { dir };
+    const installed = join(modelsDir, configured);
+    if (/^[\w.-]+$/.test(configured) && existsSync(installed)) return { dir: installed };
+    throw new Error(`Model directory ${dir} does not exist`);
+  }
+  const models = await listInstalledModels(modelsDir);
+  if (models.length === 1) return { dir: models[0].dir };
+  if (models.length > 1) {
+    const names = models.map((model) => model.name).join(', ');
+    return {
+      dir: await ensureTinyModel(),
+      notice: `Several models are installed (${names}) and none is chosen, so the tiny test model is used: it draws noise. Set SD_MODEL_DIR=models/<name> or pass --model <name>.`,
+    };
   }
   return { dir: await ensureTinyModel(), notice: TINY_MODEL_NOTICE };
 }

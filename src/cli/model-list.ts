@@ -1,0 +1,54 @@
+// npm run model:list — the models installed under models/ (MODELS_DIR), and which one is the default.
+import { relative } from 'node:path';
+import { config as loadDotenv } from 'dotenv';
+import { resolveModelDir } from '../models/default-model.ts';
+import { defaultModelsDir, scanModels } from '../models/installed.ts';
+import { formatBytes } from '../models/pull.ts';
+
+async function main(): Promise<number> {
+  loadDotenv({ quiet: true });
+  if (process.argv.length > 2) {
+    process.stderr.write('Usage: npm run model:list   (lists the models under models/, or MODELS_DIR)\n');
+    return 2;
+  }
+  const modelsDir = defaultModelsDir();
+  const shownDir = relative(process.cwd(), modelsDir) || modelsDir;
+  const { models, skipped } = await scanModels(modelsDir);
+  const chosen = await resolveModelDir(undefined, modelsDir).catch((error: Error) => ({ dir: '', notice: undefined, error }));
+  if (models.length === 0) {
+    process.stdout.write(`No models in ${shownDir}/. Pull one with: npm run model:pull -- sd-turbo   (presets: npm run model:pull -- --list)\n`);
+  } else {
+    const header = ['', 'name', 'type', 'precision', 'size', 'scheduler', 'native size', 'source'];
+    const rows = models.map((model) => [
+      model.dir === chosen.dir ? '*' : '',
+      model.name,
+      model.type,
+      model.precision,
+      formatBytes(model.bytes),
+      model.defaultScheduler,
+      `${model.nativeWidth}x${model.nativeHeight}${model.info.fixedSize ? ' (fixed)' : ''}`,
+      model.source ? `${model.source.repo}${model.source.commit ? `@${model.source.commit.slice(0, 10)}` : ''}` : '',
+    ]);
+    const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
+    const format = (row: string[]) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd();
+    process.stdout.write([format(header), ...rows.map(format)].join('\n') + '\n');
+  }
+  for (const model of skipped) process.stdout.write(`skipped ${relative(process.cwd(), model.dir) || model.dir}: ${model.reason}\n`);
+
+  const defaultModel = models.find((model) => model.dir === chosen.dir);
+  let line: string;
+  if ('error' in chosen) line = `none: ${chosen.error.message}`;
+  else if (chosen.notice) line = `the tiny test model. ${chosen.notice}`;
+  else if (defaultModel) line = `${defaultModel.name} (${process.env.SD_MODEL_DIR ? 'SD_MODEL_DIR' : 'the only installed model'})`;
+  else line = `${chosen.dir} (SD_MODEL_DIR)`;
+  process.stdout.write(`\nDefault: ${line}\n`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: Error) => {
+    process.stderr.write(`model:list: ${error.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,116 @@
+// npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
+// npm run model:pull -- --list
+import { mkdir } from 'node:fs/promises';
+import { relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import { config as loadDotenv } from 'dotenv';
+import { checkRepoId } from '../models/hub-client.ts';
+import { defaultModelsDir } from '../models/installed.ts';
+import { PRESETS, findPreset } from '../models/presets.ts';
+import { PullProgress } from '../models/pull-progress.ts';
+import { defaultModelName, formatBytes, pullModel } from '../models/pull.ts';
+
+const USAGE = `Usage: npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
+       npm run model:pull -- --list
+Downloads a diffusers ONNX Stable Diffusion model from the Hugging Face hub into models/<name>.
+HF_TOKEN: access token for gated or private repositories. HF_ENDPOINT: another hub (a mirror). MODELS_DIR: where models go.`;
+
+class UsageError extends Error {}
+
+function presetTable(): string {
+  const rows = PRESETS.map((preset) => [
+    preset.name,
+    preset.type,
+    preset.precision,
+    `~${formatBytes(preset.bytes)}`,
+    `${preset.repo}${preset.revision === 'main' ? '' : `@${preset.revision}`}${preset.subfolder ? ` (${preset.subfolder}/)` : ''}`,
+  ]);
+  const header = ['preset', 'type', 'precision', 'download', 'repository'];
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
+  const format = (row: string[]) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd();
+  const descriptions = PRESETS.map((preset) => `  ${preset.name}: ${preset.description}`);
+  return [format(header), ...rows.map(format), '', ...descriptions].join('\n');
+}
+
+function parseCommandLine(argv: string[]) {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        revision: { type: 'string' },
+        subfolder: { type: 'string' },
+        name: { type: 'string' },
+        force: { type: 'boolean' },
+        list: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help || values.list) return { show: values.help ? USAGE : presetTable() } as const;
+  if (positionals.length !== 1) {
+    throw new UsageError(positionals.length === 0 ? 'name a preset or a repository (npm run model:pull -- --list shows the presets)' : `expected one preset or repository, got ${positionals.length}`);
+  }
+  const source = positionals[0];
+  const preset = findPreset(source);
+  if (!preset) {
+    try {
+      checkRepoId(source);
+    } catch (error) {
+      throw new UsageError(`${(error as Error).message}, nor a preset (${PRESETS.map((p) => p.name).join(', ')})`);
+    }
+  }
+  return {
+    request: {
+      repo: preset?.repo ?? source,
+      revision: values.revision ?? preset?.revision,
+      subfolder: values.subfolder ?? preset?.subfolder,
+      name: values.name ?? preset?.name ?? defaultModelName(source),
+      force: values.force ?? false,
+    },
+  } as const;
+}
+
+async function main(): Promise<number> {
+  loadDotenv({ quiet: true });
+  const args = parseCommandLine(process.argv.slice(2));
+  if ('show' in args) {
+    process.stdout.write(`${args.show}\n`);
+    return 0;
+  }
+  const modelsDir = defaultModelsDir();
+  await mkdir(modelsDir, { recursive: true });
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort());
+  const progress = new PullProgress(process.stderr);
+  try {
+    const result = await pullModel({ ...args.request, modelsDir }, { onEvent: progress.onEvent, signal: controller.signal });
+    progress.finish();
+    const shown = relative(process.cwd(), result.dir) || result.dir;
+    const commit = result.commit ? ` (commit ${result.commit.slice(0, 10)})` : '';
+    process.stdout.write(
+      `Installed ${result.name} from ${result.repo}${commit} into ${shown}: ${result.files} files, ${formatBytes(result.bytes)}, all verified.\n` +
+        `Try it: npm run imagine -- "a lighthouse at dusk" --model ${shown}\n`,
+    );
+    return 0;
+  } catch (error) {
+    progress.finish();
+    if (controller.signal.aborted) {
+      process.stderr.write('model:pull: interrupted; run the same command again to resume where it stopped.\n');
+      return 130;
+    }
+    throw error;
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: Error) => {
+    process.stderr.write(`model:pull: ${error.message}${error instanceof UsageError ? ' (see --help)' : ''}\n`);
+    process.exit(error instanceof UsageError ? 2 : 1);
+  },
+);

@@ -1,0 +1,152 @@
+import { existsSync } from 'node:fs';
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describeModel, readModelConfig } from '../pipeline/model-config.ts';
+import type { ModelInfo } from '../pipeline/types.ts';
+import { ONNX_FLOAT16, readOnnxInputs } from './onnx-inputs.ts';
+
+/** Written into a pulled model's directory: where it came from and what was verified. */
+export interface PullManifest {
+  repo: string;
+  revision: string;
+  subfolder?: string;
+  commit: string | undefined;
+  endpoint: string;
+  pulledAt: string;
+  files: { path: string; size: number; sha256?: string; gitOid?: string }[];
+}
+
+export const MANIFEST_FILE = '.pull-manifest.json';
+
+export interface InstalledModel {
+  name: string;
+  dir: string;
+  /** "SD 1.x", "SD 2.x", "SD-Turbo" or "tiny test model". */
+  type: string;
+  precision: 'fp32' | 'fp16';
+  /** Bytes on disk. */
+  bytes: number;
+  /** Display name of the scheduler the model ships with, e.g. "PNDM" or "Euler a". */
+  defaultScheduler: string;
+  nativeWidth: number;
+  nativeHeight: number;
+  /** Everything the pipeline will report for this model once loaded (default steps, guidance, size rules). */
+  info: ModelInfo;
+  /** Set for models installed by model:pull. */
+  source?: Pick<PullManifest, 'repo' | 'revision' | 'subfolder' | 'commit'>;
+}
+
+export interface SkippedModel {
+  name: string;
+  dir: string;
+  reason: string;
+}
+
+const MODEL_NAME = /^[A-Za-z0-9][\w.-]{0,63}$/;
+
+export function checkModelName(name: string): void {
+  if (!MODEL_NAME.test(name)) {
+    throw new Error(`"${name}" is not a model name: use up to 64 letters, digits, ".", "_" or "-", starting with a letter or digit`);
+  }
+}
+
+/** `<repo>/models`, or MODELS_DIR when set. */
+export function defaultModelsDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.MODELS_DIR ? resolve(env.MODELS_DIR) : resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models');
+}
+
+async function directoryBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size;
+  }
+  return total;
+}
+
+async function readJsonIfPresent(path: string): Promise<Record<string, any> | undefined> {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(await readFile(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** SD 1.x conditions on 768-wide CLIP-L states, SD 2.x on 1024-wide OpenCLIP-H states. */
+async function family(dir: string, contextWidth: number | undefined): Promise<'SD 1.x' | 'SD 2.x'> {
+  const textEncoder = await readJsonIfPresent(join(dir, 'text_encoder', 'config.json'));
+  const unet = await readJsonIfPresent(join(dir, 'unet', 'config.json'));
+  const width = contextWidth ?? textEncoder?.hidden_size ?? unet?.cross_attention_dim;
+  if (width === 1024) return 'SD 2.x';
+  if (width === 768) return 'SD 1.x';
+  const specialTokens = await readJsonIfPresent(join(dir, 'tokenizer', 'special_tokens_map.json'));
+  const pad = specialTokens?.pad_token;
+  return (typeof pad === 'string' ? pad : pad?.content) === '!' ? 'SD 2.x' : 'SD 1.x';
+}
+
+/** Describes the model in `dir` from its files alone (JSON configs and the U-Net's declared inputs). */
+export async function describeInstalledModel(dir: string): Promise<InstalledModel> {
+  const config = readModelConfig(dir);
+  const modelIndex = await readJsonIfPresent(join(config.dir, 'model_index.json'));
+  if (modelIndex?.text_encoder_2) throw new Error('SDXL models (two text encoders) are not supported');
+  const inputs = await readOnnxInputs(join(config.dir, 'unet', 'model.onnx'));
+  const sample = inputs.find((input) => input.name === 'sample');
+  if (!sample) throw new Error(`unet/model.onnx has no "sample" input (inputs: ${inputs.map((input) => input.name).join(', ')})`);
+  const precision = sample.elemType === ONNX_FLOAT16 ? 'fp16' : 'fp32';
+  const [, , height, width] = sample.shape;
+  const fixedLatentSize = typeof height === 'number' && typeof width === 'number' && height > 0 && width > 0 ? { height, width } : undefined;
+  const contextWidth = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape[2];
+  const info = describeModel(config, fixedLatentSize, precision);
+  const type = info.isTiny ? 'tiny test model' : info.isTurbo ? 'SD-Turbo' : await family(config.dir, typeof contextWidth === 'number' ? contextWidth : undefined);
+  const manifest = (await readJsonIfPresent(join(config.dir, MANIFEST_FILE))) as PullManifest | undefined;
+  return {
+    name: config.name,
+    dir: config.dir,
+    type,
+    precision,
+    bytes: await directoryBytes(config.dir),
+    defaultScheduler: info.defaultScheduler,
+    nativeWidth: info.nativeWidth,
+    nativeHeight: info.nativeHeight,
+    info,
+    ...(manifest?.repo ? { source: { repo: manifest.repo, revision: manifest.revision, subfolder: manifest.subfolder, commit: manifest.commit } } : {}),
+  };
+}
+
+/** Every directory under `modelsDir` (dot-directories aside), as a usable model or with the reason it is not. */
+export async function scanModels(modelsDir: string = defaultModelsDir()): Promise<{ models: InstalledModel[]; skipped: SkippedModel[] }> {
+  const entries = await readdir(modelsDir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  const models: InstalledModel[] = [];
+  const skipped: SkippedModel[] = [];
+  for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+    if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
+    const dir = join(modelsDir, entry.name);
+    try {
+      models.push(await describeInstalledModel(dir));
+    } catch (error) {
+      skipped.push({ name: entry.name, dir, reason: (error as Error).message.replace(`${resolve(dir)} `, '') });
+    }
+  }
+  return { models, skipped };
+}
+
+/** The usable models under `modelsDir` (default `<repo>/models`), sorted by name. */
+export async function listInstalledModels(modelsDir: string = defaultModelsDir()): Promise<InstalledModel[]> {
+  return (await scanModels(modelsDir)).models;
+}
+
+/** The installed model called `name`; anything that is not the name of one (a path, say) is refused. */
+export async function resolveInstalledModel(name: string, modelsDir: string = defaultModelsDir()): Promise<InstalledModel> {
+  if (typeof name !== 'string' || !MODEL_NAME.test(name)) throw new Error(`"${name}" is not the name of an installed model`);
+  const { models, skipped } = await scanModels(modelsDir);
+  const model = models.find((candidate) => candidate.name === name);
+  if (model) return model;
+  const broken = skipped.find((candidate) => candidate.name === name);
+  if (broken) throw new Error(`Model "${name}" cannot be used: ${broken.reason}`);
+  const installed = models.map((candidate) => candidate.name).join(', ');
+  throw new Error(`No installed model is called "${name}". ${installed ? `Installed: ${installed}.` : 'None is installed (npm run model:pull -- --list).'}`);
+}

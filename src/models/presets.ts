@@ -1,0 +1,51 @@
+/**
+ * Known diffusers-layout ONNX Stable Diffusion repositories. Sizes are what `model:pull` downloads (the listed
+ * components only, no safety checker, ControlNet or PyTorch weights), read from each repository's file listing.
+ */
+export interface ModelPreset {
+  name: string;
+  repo: string;
+  revision: string;
+  subfolder?: string;
+  type: string;
+  precision: 'fp32' | 'fp16';
+  /** Approximate download, in bytes. */
+  bytes: number;
+  description: string;
+}
+
+const GB = 1e9;
+
+export const PRESETS: readonly ModelPreset[] = [
+  {
+    name: 'sd-turbo',
+    repo: 'TensorStack/SD-Turbo-onnx',
+    revision: 'main',
+    type: 'SD-Turbo',
+    precision: 'fp16',
+    bytes: 2.6 * GB,
+    description: 'SD-Turbo (distilled SD 2.1): 512x512 in 1-4 steps, the fast choice on CPU and GPU',
+  },
+  {
+    name: 'sd-1.5',
+    repo: 'onnx-community/stable-diffusion-v1-5-ONNX',
+    revision: 'main',
+    type: 'SD 1.x',
+    precision: 'fp32',
+    bytes: 4.3 * GB,
+    description: 'Stable Diffusion 1.5, full precision: 512x512, 20-50 steps; best on CPU',
+  },
+  {
+    name: 'sd-1.5-fp16',
+    repo: 'TensorStack/stable-diffusion-v1-5-onnx',
+    revision: 'main',
+    type: 'SD 1.x',
+    precision: 'fp16',
+    bytes: 2.1 * GB,
+    description: 'Stable Diffusion 1.5, half precision: half the download and memory; meant for GPUs',
+  },
+];
+
+export function findPreset(name: string): ModelPreset | undefined {
+  return PRESETS.find((preset) => preset.name === name.toLowerCase());
+}
