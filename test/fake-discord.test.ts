@@ -87,6 +87,15 @@ describe('fake Discord with a real discord.js client', () => {
       'GET /gateway/bot 200',
       'PUT /applications/:application/commands 200',
     ]);
+
+    const fetched = await client.guilds.fetch({ guild: fake.guildId, force: true });
+    const alice = fake.user('alice');
+    const member = await fetched.members.fetch({ user: alice.id, force: true });
+    expect(member.user.username).toBe('alice');
+    expect(fake.requests.slice(-2).map((r) => `${r.method} ${r.route} ${r.status}`)).toEqual([
+      'GET /guilds/:guild 200',
+      'GET /guilds/:guild/members/:user 200',
+    ]);
   });
 
   it('stores deployed commands and rejects invalid definitions like Discord', async () => {
@@ -189,6 +198,8 @@ describe('fake Discord with a real discord.js client', () => {
       // The first followup after a defer replaces the "thinking" message and keeps its ephemerality.
       await interaction.followUp({ content: 'first' });
       const second = await interaction.followUp({ content: 'second', flags: MessageFlags.Ephemeral });
+      const third = await interaction.followUp({ content: 'third' });
+      await interaction.deleteReply(third);
       return second.id;
     });
     const handle = fake.sendCommand({ name: 'imagine', options: { prompt: 'x', private: true } });
@@ -197,7 +208,10 @@ describe('fake Discord with a real discord.js client', () => {
     const original = fake.originalResponse(handle)!;
     expect(original.content).toBe('first');
     expect(original.flags).toBe(MessageFlags.Ephemeral);
-    expect(fake.followups(handle).map((m) => [m.id, m.content, m.flags])).toEqual([[secondId, 'second', MessageFlags.Ephemeral]]);
+    expect(fake.followups(handle).map((m) => [m.id, m.content, m.flags, m.deletedAt === null])).toEqual([
+      [secondId, 'second', MessageFlags.Ephemeral, true],
+      [expect.any(String), 'third', 0, false],
+    ]);
     const channel = await client.channels.fetch(fake.channelId);
     if (!channel?.isTextBased()) throw new Error('expected a text channel');
     const error = await channel.messages.fetch({ message: original.id, force: true }).then(() => undefined, (e: unknown) => e);
@@ -212,11 +226,13 @@ describe('fake Discord with a real discord.js client', () => {
       const row = new ActionRowBuilder<ButtonBuilder>().addComponents(
         new ButtonBuilder().setCustomId('reroll:42').setLabel('Reroll').setStyle(ButtonStyle.Primary),
       );
-      await interaction.reply({ content: 'done', components: [row] });
+      const response = await interaction.reply({ content: 'done', components: [row], withResponse: true });
+      return response.resource?.message?.id;
     });
     const command = fake.sendCommand({ name: 'imagine', options: { prompt: 'x' } });
-    await replied;
+    const repliedId = await replied;
     const message = fake.originalResponse(command)!;
+    expect(repliedId).toBe(message.id);
 
     const clicked = handleNext(client, async (interaction) => {
       if (!interaction.isButton()) throw new Error('expected a button');
@@ -335,10 +351,34 @@ describe('fake Discord with a real discord.js client', () => {
     const first = await channel.send('hi').then(() => undefined, (e: unknown) => e);
     const second = await channel.send('hi').then(() => undefined, (e: unknown) => e);
     const sent = await channel.send('hi');
+    const kept = await channel.send('kept');
+    await sent.edit('hello');
+    await kept.delete();
 
     expect([(first as DiscordAPIError).status, (first as DiscordAPIError).code]).toEqual([403, 50013]);
     expect([(second as DiscordAPIError).status, (second as DiscordAPIError).code]).toEqual([403, 50001]);
-    expect(fake.channelMessages().map((m) => [m.id, m.content, m.author.id])).toEqual([[sent.id, 'hi', fake.botUser.id]]);
+    expect(fake.channelMessages().map((m) => [m.id, m.revisions.map((r) => r.content), m.author.id])).toEqual([
+      [sent.id, ['hi', 'hello'], fake.botUser.id],
+    ]);
+    expect(fake.message(kept.id)?.deletedAt).toBeInstanceOf(Date);
+  });
+
+  it('takes files in the callback itself and refuses files over attachment_size_limit with 413', async () => {
+    const { fake, client } = await startBot();
+    const png = await tinyPng();
+
+    const handled = handleNext(client, async (interaction) => {
+      if (!interaction.isChatInputCommand()) throw new Error('expected a command');
+      await interaction.reply({ content: 'small', files: [{ attachment: png, name: 'small.png', description: 'tiny' }] });
+      return interaction.followUp({ files: [{ attachment: Buffer.alloc(2_000), name: 'big.bin' }] }).then(() => undefined, (e: unknown) => e);
+    });
+    const handle = fake.sendCommand({ name: 'imagine', options: { prompt: 'x' }, attachmentSizeLimit: 1_000 });
+    const error = await handled;
+
+    expect([(error as DiscordAPIError).status, (error as DiscordAPIError).code]).toEqual([413, 40005]);
+    const [attachment] = fake.originalResponse(handle)!.attachments;
+    expect([attachment.filename, attachment.description, attachment.data.equals(png)]).toEqual(['small.png', 'tiny', true]);
+    expect(fake.followups(handle)).toEqual([]);
   });
 
   it('rejects webhook calls with an expired token (401, 50027) and before acknowledgement (404, 10015)', async () => {

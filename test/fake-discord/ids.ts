@@ -16,10 +16,6 @@ export class SnowflakeGenerator {
   }
 }
 
-export function snowflakeTime(id: string): Date {
-  return new Date(Number((BigInt(id) >> 22n) + DISCORD_EPOCH_MS));
-}
-
 function base64url(data: Buffer | string): string {
   return Buffer.from(data).toString('base64url');
 }
