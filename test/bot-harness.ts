@@ -35,6 +35,10 @@ export interface Harness {
   refusal(handle: InteractionHandle): Promise<string>;
   /** Waits until the running job is this one. */
   waitUntilRunning(handle: InteractionHandle): Promise<void>;
+  /** Waits for a reply whose text matches, and returns it. */
+  replyMatching(handle: InteractionHandle, pattern: RegExp, timeoutMs?: number): Promise<StoredMessage>;
+  /** Presses Cancel on the job's reply as its requester. */
+  cancel(handle: InteractionHandle): Promise<void>;
   /** Shuts the bot down and starts a fresh one (new queue, nothing in memory) against the same fake. */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -100,6 +104,18 @@ export async function startHarness(
     },
     async waitUntilRunning(handle) {
       await fake.waitFor(() => /Generating/.test(fake.originalResponse(handle)?.content ?? ''), 10_000, 'job running');
+    },
+    async replyMatching(handle, pattern, timeoutMs = 10_000) {
+      return fake.waitFor(() => {
+        const reply = fake.originalResponse(handle);
+        return reply && pattern.test(reply.content) && reply;
+      }, timeoutMs, `reply matching ${pattern}`);
+    },
+    async cancel(handle) {
+      const reply = await fake.waitFor(() => fake.originalResponse(handle), 5_000, 'reply to cancel');
+      const customId = customIds(reply).find((id) => id.startsWith('imagine:cancel:'));
+      if (!customId) throw new Error(`no Cancel button on "${reply.content}"`);
+      fake.clickButton({ messageId: reply.id, customId, user: fake.interaction(handle).user });
     },
     async restart() {
       await harness.bot.shutdown();
