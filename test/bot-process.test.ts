@@ -1,0 +1,110 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BLOCKER_OPTIONS } from './bot-harness.ts';
+import { FakeDiscord, type InteractionHandle } from './fake-discord/index.ts';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+// An empty working directory, so a developer's .env cannot leak into the test.
+const cwd = mkdtempSync(join(tmpdir(), 'imagine-bot-'));
+
+interface Child {
+  lines: Record<string, unknown>[];
+  stdout: string;
+  stderr: string;
+  exit: Promise<number | null>;
+  kill(signal: NodeJS.Signals): void;
+}
+
+function run(script: string, environment: Record<string, string>): Child {
+  const child = spawn(process.execPath, ['--import', tsxLoader, join(root, script)], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', ...environment },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const result: Child = {
+    lines: [],
+    stdout: '',
+    stderr: '',
+    exit: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
+    kill: (signal) => child.kill(signal),
+  };
+  child.stdout.on('data', (chunk: Buffer) => {
+    result.stdout += chunk.toString('utf8');
+    const lines = result.stdout.split('\n');
+    result.lines = lines.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+  });
+  child.stderr.on('data', (chunk: Buffer) => (result.stderr += chunk.toString('utf8')));
+  return result;
+}
+
+let fake: FakeDiscord | undefined;
+afterEach(async () => {
+  await fake?.close();
+  fake = undefined;
+});
+
+function environmentFor(discord: FakeDiscord): Record<string, string> {
+  return {
+    DISCORD_TOKEN: discord.botToken,
+    DISCORD_APPLICATION_ID: discord.applicationId,
+    DISCORD_GUILD_ID: discord.guildId,
+    DISCORD_API_URL: discord.apiUrl,
+    SIZES: '64x64,512x512',
+    DEFAULT_SIZE: '64x64',
+    DEFAULT_STEPS: '2',
+    MAX_STEPS: '150',
+    PROGRESS_EDIT_INTERVAL_MS: '100',
+    SHUTDOWN_TIMEOUT_MS: '300',
+  };
+}
+
+describe('npm start and npm run deploy-commands as processes', () => {
+  it('deploys the commands, serves /imagine with the default tiny model, and on SIGTERM cancels waiting jobs and exits 0', async () => {
+    fake = await FakeDiscord.start();
+    const discord = fake;
+    const environment = environmentFor(discord);
+
+    const deploy = run('src/cli/deploy-commands.ts', environment);
+    expect(await deploy.exit).toBe(0);
+    expect(deploy.stdout).toContain(`Registered /imagine in guild ${discord.guildId}.`);
+    expect(discord.guildCommands().map((command) => command.name)).toEqual(['imagine']);
+
+    const bot = run('src/main.ts', environment);
+    await discord.waitFor(() => bot.lines.some((line) => line.msg === 'model loaded') && bot.lines.some((line) => line.msg === 'logged in to Discord'), 30_000, 'bot up');
+    expect(bot.lines.find((line) => line.level === 40 && String(line.msg).startsWith('SD_MODEL_DIR is not set'))).toBeDefined();
+
+    const imagine = (username: string, options: Record<string, string | number>): InteractionHandle =>
+      discord.sendCommand({ name: 'imagine', options, user: discord.user(username) });
+    const done = imagine('dora', { prompt: 'before shutdown' });
+    await discord.waitFor(() => discord.originalResponse(done)?.attachments.length, 10_000, 'first image');
+
+    const blocker = imagine('alice', BLOCKER_OPTIONS);
+    await discord.waitFor(() => /Generating/.test(discord.originalResponse(blocker)?.content ?? ''), 10_000, 'blocker running');
+    const waiting = [imagine('bob', { prompt: 'bob waits' }), imagine('carol', { prompt: 'carol waits' })];
+    await discord.waitFor(() => waiting.every((handle) => /Queued|next/.test(discord.originalResponse(handle)?.content ?? '')), 5_000, 'queued');
+
+    bot.kill('SIGTERM');
+    expect(await bot.exit).toBe(0);
+    for (const handle of [...waiting, blocker]) {
+      const reply = discord.originalResponse(handle);
+      expect(reply?.content).toMatch(/🛑 Cancelled: the bot is shutting down\. Please try again in a moment\.$/);
+      expect(reply?.components).toEqual([]);
+    }
+    expect(bot.lines.at(-1)?.msg).toBe('bye');
+    expect(bot.stdout + bot.stderr).not.toContain(discord.botToken);
+    await discord.waitFor(() => discord.gateway.openConnections === 0, 2_000, 'gateway closed');
+  });
+
+  it('refuses to start with a configuration error that names the variable', async () => {
+    const bot = run('src/main.ts', { DISCORD_APPLICATION_ID: '123', MAX_QUEUE: 'lots' });
+    expect(await bot.exit).toBe(1);
+    expect(bot.stderr).toContain('DISCORD_TOKEN: is required');
+    expect(bot.stderr).toContain('DISCORD_APPLICATION_ID: must be a Discord ID');
+    expect(bot.stderr).toContain('MAX_QUEUE: must be a number');
+  });
+});
