@@ -1,6 +1,6 @@
 import { config as loadDotenv } from 'dotenv';
 import { ConfigError, loadConfig, type BotConfig } from './config.ts';
-import { startBot } from './discord/bot.ts';
+import { startBot, type RunningBot } from './discord/bot.ts';
 import { createLogger } from './discord/logger.ts';
 import { describeError } from './discord/rest-errors.ts';
 import { LocalJobQueue } from './queue/local-queue.ts';
@@ -34,7 +34,20 @@ pipeline.ready.then(
 );
 const queue = new LocalJobQueue({ generator: pipeline, policy: config.generation, ...config.queue });
 
-let bot: Awaited<ReturnType<typeof startBot>>;
+let bot: RunningBot | undefined;
+let stopping = false;
+async function stop(signal: NodeJS.Signals): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'signal received');
+  await bot?.shutdown();
+  await pipeline.dispose();
+  logger.info('bye');
+  process.exit(0);
+}
+process.on('SIGINT', (signal) => void stop(signal));
+process.on('SIGTERM', (signal) => void stop(signal));
+
 try {
   bot = await startBot({ config, queue, logger });
 } catch (error) {
@@ -42,16 +55,3 @@ try {
   await pipeline.dispose();
   process.exit(1);
 }
-
-let stopping = false;
-async function stop(signal: NodeJS.Signals): Promise<void> {
-  if (stopping) return;
-  stopping = true;
-  logger.info({ signal }, 'signal received');
-  await bot.shutdown();
-  await pipeline.dispose();
-  logger.info('bye');
-  process.exit(0);
-}
-process.on('SIGINT', (signal) => void stop(signal));
-process.on('SIGTERM', (signal) => void stop(signal));

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Events, GatewayIntentBits, MessageFlags, type Interaction } from 'discord.js';
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
@@ -6,6 +7,8 @@ import { DeliveryRegistry, type BotContext } from './bot-context.ts';
 import { handleButton } from './buttons.ts';
 import { loadCommands, type CommandModule } from './commands.ts';
 import { describeError } from './rest-errors.ts';
+
+const DELIVERY_DRAIN_MS = 15_000;
 
 export interface RunningBot {
   readonly client: Client;
@@ -45,7 +48,8 @@ export async function startBot(options: { config: BotConfig; queue: JobQueue; lo
       shuttingDown = true;
       logger.info('shutting down: no new jobs; waiting jobs are cancelled; the running job may finish');
       await queue.close(config.timing.shutdownTimeoutMs);
-      await context.deliveries.settled();
+      // The last messages get a bounded wait: a Discord outage must not keep the process alive forever.
+      await Promise.race([context.deliveries.settled(), sleep(DELIVERY_DRAIN_MS)]);
       await client.destroy();
       logger.info('logged out of Discord');
     },

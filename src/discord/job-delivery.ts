@@ -69,7 +69,8 @@ export class JobDelivery {
       if ('result' in outcome) await this.deliverResult(outcome.result);
       else await this.deliverFailure(outcome.error);
     } catch (error) {
-      this.logger.error({ error: describeError(error) }, 'delivering the job failed');
+      this.logger.error({ error: describeError(error) }, 'preparing the job’s message failed');
+      await this.send({ ...finalText(this.job.options, '❌ Something went wrong while posting the image. Please try again.'), files: [] }, true);
     } finally {
       unsubscribe();
       clearTimeout(this.expiryTimer);

@@ -1,7 +1,8 @@
 /**
- * Keeps one message up to date without flooding Discord: at most one edit per interval, always the
- * newest content, one edit in flight at a time. finish() sends the last word unthrottled, after
- * whatever edit is in flight, so a late progress edit can never overwrite a result.
+ * Keeps one message up to date without flooding Discord: an edit starts at least one interval after the
+ * previous one completed (so Discord sees them that far apart), always with the newest content, one at a
+ * time. finish() sends the last word unthrottled, after whatever edit is in flight, so a late progress
+ * edit can never overwrite a result.
  */
 export class ThrottledEditor<Payload> {
   private pending: Payload | undefined;
@@ -48,10 +49,10 @@ export class ThrottledEditor<Payload> {
     const payload = this.pending;
     if (payload === undefined || this.closed) return;
     this.pending = undefined;
-    this.lastSentAt = performance.now();
     this.inFlight = this.send(payload)
       .catch(this.onError)
       .finally(() => {
+        this.lastSentAt = performance.now();
         this.inFlight = undefined;
         this.schedule();
       });
