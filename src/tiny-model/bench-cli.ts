@@ -1,0 +1,55 @@
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { writeBenchModel } from './bench-model.ts';
+
+const usage = 'usage: npm run model:bench-build -- [--out DIR] [--fp16] [--tokenizer DIR] [--seed N] [--force]';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** CLIP's real vocabulary, from the reference fixtures beside the project when they are there. */
+const fixtureTokenizer = resolve(process.env.SHARED_FIXTURES_DIR ?? join(repoRoot, '..', 'shared', 'fixtures'), 'tokenizer');
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      out: { type: 'string', default: join(repoRoot, 'models', 'sd15-bench') },
+      fp16: { type: 'boolean', default: false },
+      tokenizer: { type: 'string' },
+      seed: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(usage);
+    return;
+  }
+  const dir = resolve(values.out);
+  if (existsSync(join(dir, 'model_index.json')) && !values.force) {
+    console.log(`The benchmark model is already in ${dir} (--force writes it again)`);
+    return;
+  }
+  const tokenizerDir = values.tokenizer ?? (existsSync(join(fixtureTokenizer, 'vocab.json')) ? fixtureTokenizer : undefined);
+  if (values.force) await rm(dir, { recursive: true, force: true });
+
+  const started = performance.now();
+  console.log(`Writing an SD 1.5-size model with random weights (${values.fp16 ? 'fp16' : 'fp32'}) to ${dir}`);
+  console.log(tokenizerDir ? `Tokenizer: CLIP's vocabulary from ${tokenizerDir}` : "Tokenizer: the tiny model's (CLIP's vocabulary was not found)");
+  const summary = await writeBenchModel(dir, {
+    precision: values.fp16 ? 'fp16' : 'fp32',
+    tokenizerDir,
+    seed: values.seed === undefined ? undefined : Number(values.seed),
+    onPart: (part) => console.log(`  ${part}…`),
+  });
+  const parameters = Object.entries(summary.parameters).map(([part, count]) => `${part} ${(count / 1e6).toFixed(1)}M`);
+  console.log(`Done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${parameters.join(', ')} parameters, ${(summary.bytes / 1e9).toFixed(2)} GB`);
+  console.log(`Benchmark it with: npm run bench -- --model ${relative(process.cwd(), dir) || '.'}`);
+}
+
+main().catch((error: unknown) => {
+  console.error(error instanceof Error ? error.message : error);
+  console.error(usage);
+  process.exitCode = 1;
+});

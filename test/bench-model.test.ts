@@ -1,0 +1,87 @@
+import { existsSync, statSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
+import { type BenchModelDims, SD15_DIMS, writeBenchModel } from '../src/tiny-model/bench-model.ts';
+import { buildBenchTextEncoder } from '../src/tiny-model/bench-text-encoder.ts';
+import { buildBenchUnet } from '../src/tiny-model/bench-unet.ts';
+import { buildBenchVaeDecoder } from '../src/tiny-model/bench-vae-decoder.ts';
+import { StreamingGraphBuilder } from '../src/tiny-model/bench-weights.ts';
+
+const { onnx } = onnxProto;
+
+/** SD 1.5's architecture at a few channels, so the same graph code runs in a moment. */
+const SMALL: BenchModelDims = {
+  unet: { blockOutChannels: [32, 32, 64, 64], layersPerBlock: 2, heads: 8, crossAttentionDim: 64, groups: 32 },
+  textEncoder: { vocabSize: 1000, hiddenSize: 64, heads: 4, layers: 2, intermediateSize: 128, maxPositions: 77 },
+  vae: { blockOutChannels: [32, 32, 64, 64], layersPerBlock: 2, groups: 32 },
+};
+
+function countParameters(build: (g: StreamingGraphBuilder) => unknown): number {
+  const g = new StreamingGraphBuilder('fp32', () => 0.5, undefined);
+  build(g);
+  return g.parameterCount;
+}
+
+describe('benchmark-size model', () => {
+  // The published sizes of runwayml/stable-diffusion-v1-5's parts, as torch counts them (sum of numel()).
+  it('has exactly Stable Diffusion 1.5 parameter counts', () => {
+    expect(countParameters((g) => buildBenchUnet(g, SD15_DIMS.unet))).toBe(859_520_964);
+    expect(countParameters((g) => buildBenchTextEncoder(g, SD15_DIMS.textEncoder))).toBe(123_060_480);
+    expect(countParameters((g) => buildBenchVaeDecoder(g, SD15_DIMS.vae))).toBe(49_490_199);
+  });
+
+  let root: string;
+  let dir: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'bench-model-test-'));
+    dir = join(root, 'small');
+    await writeBenchModel(dir, { dims: SMALL });
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('keeps the weights in external data files, large tensors 64 KiB-aligned', async () => {
+    for (const part of ['text_encoder', 'unet', 'vae_decoder']) {
+      const model = onnx.ModelProto.decode(await readFile(join(dir, part, 'model.onnx')));
+      const external = model.graph!.initializer!.filter((tensor) => tensor.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL);
+      expect(external.length).toBeGreaterThan(0);
+      const dataBytes = statSync(join(dir, part, 'model.onnx_data')).size;
+      for (const tensor of external) {
+        const entry = Object.fromEntries(tensor.externalData!.map(({ key, value }) => [key, value]));
+        const [offset, length] = [Number(entry.offset), Number(entry.length)];
+        expect(entry.location).toBe('model.onnx_data');
+        expect(length).toBe(4 * tensor.dims!.reduce((a, b) => Number(a) * Number(b), 1));
+        expect(offset + length).toBeLessThanOrEqual(dataBytes);
+        if (length >= 1 << 20) expect(offset % (64 << 10)).toBe(0);
+      }
+    }
+  });
+
+  it('runs in the pipeline at 128x128 and draws an image', async () => {
+    const unetCalls: number[] = [];
+    const pipeline = await StableDiffusionPipeline.fromPretrained(dir, { onOnnxRun: (label, ms) => label === 'unet' && unetCalls.push(ms) });
+    try {
+      expect(pipeline.info.isTiny).toBe(false);
+      const { image, timings } = await pipeline.generate({ prompt: 'a dog', steps: 2, width: 128, height: 128, seed: 1, scheduler: 'Euler' });
+      expect([image.width, image.height, image.pixels.length]).toEqual([128, 128, 128 * 128 * 3]);
+      expect(new Set(image.pixels).size).toBeGreaterThan(16);
+      expect(unetCalls).toHaveLength(2);
+      expect(unetCalls.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(timings.onnxMs);
+    } finally {
+      await pipeline.release();
+    }
+  });
+
+  it('refuses to overwrite an existing folder and leaves no partial one behind on failure', async () => {
+    await expect(writeBenchModel(dir, { dims: SMALL })).rejects.toThrow(/already exists/);
+    const failing = join(root, 'failing');
+    await expect(writeBenchModel(failing, { dims: SMALL, tokenizerDir: join(root, 'no-such-tokenizer') })).rejects.toThrow(/no vocab.json/);
+    expect(existsSync(failing)).toBe(false);
+    expect(existsSync(`${failing}.partial-${process.pid}`)).toBe(false);
+  });
+});
