@@ -74,7 +74,7 @@ export class OnnxModel {
   }
 }
 
-function sessionOptions(executionProvider: ExecutionProvider): ort.InferenceSession.SessionOptions {
+export function sessionOptions(executionProvider: ExecutionProvider): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: [executionProvider],
     graphOptimizationLevel: 'all',

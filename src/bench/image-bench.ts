@@ -1,0 +1,123 @@
+import { basename, resolve } from 'node:path';
+import { formatParameters } from '../image/parameters.ts';
+import { encodePng } from '../image/png.ts';
+import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
+import { StableDiffusionPipeline } from '../pipeline/pipeline.ts';
+import { describeMachine, modelFileBytes, peakRssBytes, type MachineInfo } from './machine.ts';
+import { sum } from './stats.ts';
+
+export interface ImageBenchOptions {
+  modelDir: string;
+  width: number;
+  height: number;
+  steps: number;
+  /** The model's own scheduler when absent. */
+  scheduler?: string;
+  guidance: number;
+  runs: number;
+  executionProvider: ExecutionProvider;
+  prompt: string;
+  seed: string;
+}
+
+/** One image, start to PNG, as the worker makes it. */
+export interface ImageRun {
+  tokenizeMs: number;
+  textEncoderMs: number;
+  /** One entry per denoising step: the U-Net's session.run. */
+  unetStepMs: number[];
+  /** Per step, the denoising loop's time outside the U-Net: scheduler, guidance, tensor conversions, our glue. */
+  ownStepMs: number;
+  vaeMs: number;
+  pngMs: number;
+  /** From generate() to the PNG's bytes. */
+  totalMs: number;
+  /** Time inside onnxruntime's session.run, all models together. */
+  onnxMs: number;
+  /** totalMs / onnxMs: 1 means everything but onnxruntime is free. */
+  overheadRatio: number;
+  iterationsPerSecond: number;
+  scheduler: string;
+}
+
+export interface ImageBenchResult {
+  options: ImageBenchOptions;
+  model: { name: string; dir: string; fileBytes: number };
+  machine: MachineInfo;
+  loadMs: number;
+  rssAfterLoadBytes: number;
+  runs: ImageRun[];
+  peakRssBytes: number;
+  /** Peak RSS over the model's file size; the target is at most 1.3. */
+  peakRssRatio: number;
+}
+
+/** Loads the model in this thread and makes `runs` images, timing every stage (nothing warms up unmeasured). */
+export async function runImageBench(options: ImageBenchOptions, onProgress: (line: string) => void = () => {}): Promise<ImageBenchResult> {
+  const modelDir = resolve(options.modelDir);
+  const machine = describeMachine(options.executionProvider);
+  const fileBytes = modelFileBytes(modelDir);
+  let unetCalls: number[] = [];
+
+  const loadStarted = performance.now();
+  const pipeline = await StableDiffusionPipeline.fromPretrained(modelDir, {
+    executionProvider: options.executionProvider,
+    onOnnxRun: (label, ms) => {
+      if (label === 'unet') unetCalls.push(ms);
+    },
+  });
+  const loadMs = performance.now() - loadStarted;
+  const rssAfterLoadBytes = process.memoryUsage.rss();
+  onProgress(`loaded in ${(loadMs / 1000).toFixed(1)} s`);
+
+  const runs: ImageRun[] = [];
+  try {
+    for (let run = 0; run < options.runs; run++) {
+      unetCalls = [];
+      const output = await pipeline.generate({
+        prompt: options.prompt,
+        seed: options.seed,
+        steps: options.steps,
+        guidanceScale: options.guidance,
+        width: options.width,
+        height: options.height,
+        scheduler: options.scheduler,
+        onStep: ({ step, totalSteps }) => onProgress(`run ${run + 1}/${options.runs}: step ${step}/${totalSteps}`),
+      });
+      const pngStarted = performance.now();
+      await encodePng(output.image, formatParameters(output.settings));
+      const pngMs = performance.now() - pngStarted;
+
+      const { timings } = output;
+      const totalMs = timings.totalMs + pngMs;
+      runs.push({
+        tokenizeMs: timings.tokenizeMs,
+        textEncoderMs: timings.textEncoderMs,
+        unetStepMs: unetCalls,
+        ownStepMs: (timings.denoiseMs - sum(unetCalls)) / unetCalls.length,
+        vaeMs: timings.vaeMs,
+        pngMs,
+        totalMs,
+        onnxMs: timings.onnxMs,
+        overheadRatio: totalMs / timings.onnxMs,
+        iterationsPerSecond: unetCalls.length / (timings.denoiseMs / 1000),
+        scheduler: output.settings.scheduler,
+      });
+      onProgress(`run ${run + 1}/${options.runs}: ${(totalMs / 1000).toFixed(1)} s`);
+    }
+  } finally {
+    await pipeline.release();
+  }
+
+  const peak = peakRssBytes();
+  return {
+    options,
+    model: { name: basename(modelDir), dir: modelDir, fileBytes },
+    machine,
+    loadMs,
+    rssAfterLoadBytes,
+    runs,
+    peakRssBytes: peak,
+    peakRssRatio: peak / fileBytes,
+  };
+}

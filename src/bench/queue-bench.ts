@@ -1,0 +1,152 @@
+// Is the bot responsive while it draws? Pushes jobs from several users through the real LocalJobQueue and
+// PipelineThread (the model in its worker thread, as the bot runs it), samples the main thread's event-loop lag with
+// a 10 ms timer, and times how long a new command takes to be acknowledged (queued, position known) meanwhile.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
+import { LocalJobQueue } from '../queue/local-queue.ts';
+import type { GenerationPolicy, ImagineOptions, JobResult } from '../queue/types.ts';
+import { ensureTinyModel } from '../tiny-model/index.ts';
+import { PipelineThread } from '../worker/pipeline-thread.ts';
+import { EventLoopLagSampler } from './event-loop-lag.ts';
+import { formatBytes, formatDuration, formatTable } from './format.ts';
+import { describeMachine, peakRssBytes, type MachineInfo } from './machine.ts';
+import { max, median, quantile } from './stats.ts';
+
+interface Distribution {
+  count: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export interface QueueBenchResult {
+  machine: MachineInfo;
+  model: string;
+  jobs: number;
+  users: number;
+  width: number;
+  height: number;
+  steps: number;
+  loadMs: number;
+  /** From the first job's enqueue to the last job's images. */
+  busyMs: number;
+  imagesPerMinute: number;
+  /** Lag of a 10 ms timer on the main thread, in ms: for a second before any job, then while the jobs ran. */
+  idleLagMs: Distribution;
+  busyLagMs: Distribution;
+  /** From the moment a command arrives (its timer was due) to its job being queued with a known position. */
+  acknowledgeMs: Distribution;
+  peakRssBytes: number;
+}
+
+function distribution(values: number[]): Distribution {
+  if (values.length === 0) return { count: 0, p50: NaN, p99: NaN, max: NaN };
+  return { count: values.length, p50: median(values), p99: quantile(values, 0.99), max: max(values) };
+}
+
+export interface QueueBenchOptions {
+  /** The generated tiny model when absent. */
+  modelDir?: string;
+  jobs: number;
+  users: number;
+  /** The model's native size when absent. */
+  size?: { width: number; height: number };
+  steps: number;
+  /** How often a new command arrives while the jobs run. */
+  probeEveryMs: number;
+  executionProvider: ExecutionProvider;
+}
+
+export async function runQueueBench(options: QueueBenchOptions, onProgress: (line: string) => void): Promise<QueueBenchResult> {
+  const machine = describeMachine(options.executionProvider);
+  const modelDir = options.modelDir ?? (await ensureTinyModel());
+  const loadStarted = performance.now();
+  const pipeline = PipelineThread.start({ modelDir, executionProvider: options.executionProvider });
+  try {
+    const model = await pipeline.ready;
+    const loadMs = performance.now() - loadStarted;
+    const size = options.size ?? { width: model.nativeWidth, height: model.nativeHeight };
+    const policy: GenerationPolicy = {
+      defaultSteps: options.steps,
+      maxSteps: Math.max(options.steps, 150),
+      defaultGuidance: undefined,
+      maxGuidance: 20,
+      defaultScheduler: undefined,
+      defaultSize: size,
+      sizes: [size],
+    };
+    const probes = 1000;
+    const queue = new LocalJobQueue({ generator: pipeline, policy, maxQueue: options.jobs + probes, maxJobsPerUser: options.jobs });
+    const request = (index: number): ImagineOptions => ({ prompt: `a lighthouse on a cliff at dusk, study ${index}`, seed: String(index), count: 1 });
+
+    const sampler = new EventLoopLagSampler(10);
+    sampler.start();
+    await sleep(1000);
+    const idleLags = sampler.stop();
+
+    sampler.start();
+    const busyStarted = performance.now();
+    const results: Array<Promise<JobResult>> = [];
+    for (let index = 0; index < options.jobs; index++) {
+      const handle = await queue.enqueue(`user-${index % options.users}`, request(index));
+      results.push(handle.result.then((result) => (onProgress(`job ${index + 1}/${options.jobs} done`), result)));
+    }
+
+    const acknowledgeMs: number[] = [];
+    let finished = false;
+    const allDone = Promise.all(results).finally(() => (finished = true));
+    const probing = (async () => {
+      for (let probe = 0; !finished && probe < probes; probe++) {
+        const due = performance.now() + options.probeEveryMs;
+        await sleep(options.probeEveryMs);
+        if (finished) break;
+        const handle = await queue.enqueue(`probe-${probe}`, request(options.jobs + probe));
+        handle.status();
+        acknowledgeMs.push(performance.now() - due);
+        handle.cancel('user');
+      }
+    })();
+    await allDone;
+    const busyMs = performance.now() - busyStarted;
+    const busyLags = sampler.stop();
+    await probing;
+    await queue.close(0);
+
+    return {
+      machine,
+      model: model.name,
+      jobs: options.jobs,
+      users: options.users,
+      ...size,
+      steps: options.steps,
+      loadMs,
+      busyMs,
+      imagesPerMinute: options.jobs / (busyMs / 60_000),
+      idleLagMs: distribution(idleLags),
+      busyLagMs: distribution(busyLags),
+      acknowledgeMs: distribution(acknowledgeMs),
+      peakRssBytes: peakRssBytes(),
+    };
+  } finally {
+    await pipeline.dispose();
+  }
+}
+
+export function formatQueueReport(result: QueueBenchResult): string {
+  const ms = (value: number) => (Number.isNaN(value) ? '—' : `${value.toFixed(2)} ms`);
+  const line = (label: string, d: Distribution) => [label, String(d.count), ms(d.p50), ms(d.p99), ms(d.max)];
+  return [
+    `${result.model}: ${result.jobs} jobs from ${result.users} users, ${result.width}x${result.height}, ${result.steps} steps, EP ${result.machine.executionProvider}`,
+    `${result.machine.cpuModel}, ${result.machine.cores} cores, load average ${result.machine.loadAverage.toFixed(1)} at start`,
+    `model load ${formatDuration(result.loadMs)}; busy ${formatDuration(result.busyMs)}; ${result.imagesPerMinute.toFixed(2)} images/min; peak RSS ${formatBytes(result.peakRssBytes)}`,
+    '',
+    formatTable(
+      ['main thread', 'samples', 'p50', 'p99', 'max'],
+      [
+        line('event-loop lag, idle', result.idleLagMs),
+        line('event-loop lag, generating', result.busyLagMs),
+        line('acknowledge a new command', result.acknowledgeMs),
+      ],
+    ),
+  ].join('\n');
+}

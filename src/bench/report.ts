@@ -1,0 +1,38 @@
+import { formatBytes, formatDuration, formatTable } from './format.ts';
+import type { ImageBenchResult, ImageRun } from './image-bench.ts';
+import { max, median, min } from './stats.ts';
+
+/** Best and median over runs; `higherIsBetter` picks the best end. */
+function row(label: string, values: number[], format: (value: number) => string, higherIsBetter = false): string[] {
+  return [label, format(higherIsBetter ? max(values) : min(values)), format(median(values))];
+}
+
+export function formatReport(result: ImageBenchResult): string {
+  const { options, machine, runs } = result;
+  const of = (pick: (run: ImageRun) => number) => runs.map(pick);
+  const calls = runs[0].unetStepMs.length;
+  // PNDM and Heun call the U-Net more often than the steps asked for; the per-step rows are per call.
+  const steps = calls === options.steps ? `${calls} steps` : `${options.steps} steps (${calls} U-Net calls)`;
+  const rows = [
+    ['model load', formatDuration(result.loadMs), ''],
+    row('tokenize', of((run) => run.tokenizeMs), formatDuration),
+    row('text encoder', of((run) => run.textEncoderMs), formatDuration),
+    row('U-Net per step', runs.flatMap((run) => run.unetStepMs), formatDuration),
+    row('scheduler + own code per step', of((run) => run.ownStepMs), formatDuration),
+    row('VAE decode', of((run) => run.vaeMs), formatDuration),
+    row('PNG encode', of((run) => run.pngMs), formatDuration),
+    row('total per image', of((run) => run.totalMs), formatDuration),
+    row('it/s', of((run) => run.iterationsPerSecond), (value) => value.toFixed(3), true),
+    row('overhead ratio (wall / session.run)', of((run) => run.overheadRatio), (value) => value.toFixed(4)),
+    ['peak RSS', formatBytes(result.peakRssBytes), `${result.peakRssRatio.toFixed(2)} × model files`],
+  ];
+  const memory = `${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB`;
+  return [
+    `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
+      `guidance ${options.guidance}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}`,
+    `${machine.cpuModel}, ${machine.cores} cores, ${memory}, ${machine.os}, Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, ` +
+      `load average ${machine.loadAverage.toFixed(1)} at start`,
+    '',
+    formatTable(['', 'best', 'median'], rows),
+  ].join('\n');
+}

@@ -1,0 +1,107 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventLoopLagSampler } from '../src/bench/event-loop-lag.ts';
+import { runImageBench } from '../src/bench/image-bench.ts';
+import { runQueueBench } from '../src/bench/queue-bench.ts';
+import { formatReport } from '../src/bench/report.ts';
+import { median, quantile } from '../src/bench/stats.ts';
+import { ensureTinyModel } from '../src/tiny-model/index.ts';
+
+const run = promisify(execFile);
+
+let tinyDir: string;
+let scratch: string;
+beforeAll(async () => {
+  tinyDir = await ensureTinyModel();
+  scratch = await mkdtemp(join(tmpdir(), 'bench-test-'));
+});
+afterAll(async () => {
+  await rm(scratch, { recursive: true, force: true });
+});
+
+describe('statistics', () => {
+  it('interpolates quantiles between ranks as numpy.percentile does', () => {
+    // numpy.percentile([1, 2, 3, 4], 99) = 3.97; numpy.median([5, 1, 3]) = 3; numpy.median([4, 1, 3, 2]) = 2.5
+    expect(quantile([1, 2, 3, 4], 0.99)).toBeCloseTo(3.97, 10);
+    expect(median([5, 1, 3])).toBe(3);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+  });
+});
+
+describe('EventLoopLagSampler', () => {
+  it('sees a stretch of synchronous work as lag of about its length', async () => {
+    const sampler = new EventLoopLagSampler(10);
+    sampler.start();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const blockedAt = performance.now();
+    while (performance.now() - blockedAt < 150);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const lags = sampler.stop();
+    expect(Math.max(...lags)).toBeGreaterThan(120);
+    expect(lags.filter((lag) => lag > 100)).toHaveLength(1);
+  });
+});
+
+describe('image bench', () => {
+  it('times every stage of each run, and the stages add up', async () => {
+    const result = await runImageBench({
+      modelDir: tinyDir,
+      width: 256,
+      height: 256,
+      steps: 3,
+      scheduler: 'Euler',
+      guidance: 7.5,
+      runs: 2,
+      executionProvider: 'cpu',
+      prompt: 'a red fox in the snow',
+      seed: '7',
+    });
+    expect(result.runs).toHaveLength(2);
+    for (const image of result.runs) {
+      expect(image.unetStepMs).toHaveLength(3);
+      const inside = image.unetStepMs.reduce((a, b) => a + b, 0);
+      expect(inside).toBeLessThanOrEqual(image.onnxMs);
+      expect(image.onnxMs).toBeLessThan(image.totalMs);
+      expect(image.overheadRatio).toBeCloseTo(image.totalMs / image.onnxMs, 10);
+      expect(image.pngMs).toBeGreaterThan(0);
+      expect(image.iterationsPerSecond).toBeGreaterThan(0);
+    }
+    expect(result.model.fileBytes).toBeGreaterThan(100_000);
+    expect(result.peakRssBytes).toBeGreaterThanOrEqual(result.rssAfterLoadBytes * 0.9);
+
+    const table = formatReport(result);
+    for (const label of ['model load', 'tokenize', 'text encoder', 'U-Net per step', 'scheduler + own code per step', 'VAE decode', 'PNG encode', 'total per image', 'it/s', 'overhead ratio', 'peak RSS']) {
+      expect(table).toContain(label);
+    }
+  });
+
+  it('runs from npm run bench and writes the JSON with the machine', async () => {
+    const json = join(scratch, 'bench.json');
+    const { stdout } = await run('npx', ['tsx', 'src/bench/cli.ts', '--model', tinyDir, '--size', '256x256', '--steps', '2', '--scheduler', 'Euler', '--runs', '1', '--json', json]);
+    expect(stdout).toMatch(/overhead ratio/);
+    const result = JSON.parse(await readFile(json, 'utf8'));
+    expect(result.machine).toMatchObject({ cores: expect.any(Number), cpuModel: expect.any(String), executionProvider: 'cpu', onnxruntime: '1.30.0' });
+    expect(result.runs[0].unetStepMs).toHaveLength(2);
+  });
+
+  it('names the bad option', async () => {
+    const failure = run('npx', ['tsx', 'src/bench/cli.ts', '--model', tinyDir, '--size', '500x300']);
+    await expect(failure).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--size must be WIDTHxHEIGHT') });
+  });
+});
+
+describe('queue bench', () => {
+  it('measures lag and acknowledgements while the real queue and worker generate', async () => {
+    const result = await runQueueBench({ jobs: 3, users: 2, steps: 3, probeEveryMs: 20, executionProvider: 'cpu' }, () => {});
+    expect(result.jobs).toBe(3);
+    expect(result.busyLagMs.count).toBeGreaterThan(5);
+    expect(result.idleLagMs.count).toBeGreaterThan(50);
+    expect(result.acknowledgeMs.count).toBeGreaterThan(0);
+    expect(result.busyLagMs.max).toBeGreaterThanOrEqual(result.busyLagMs.p99);
+    expect(result.imagesPerMinute).toBeGreaterThan(0);
+  });
+});
