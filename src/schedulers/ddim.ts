@@ -1,7 +1,8 @@
-import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
-import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
+import { AlphaCumprodScheduler } from './alpha-cumprod.ts';
+import { predictionType, type SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import type { StepOptions, StepResult } from './scheduler.ts';
 import { assertSameLength, clipOrThreshold, drawNoise, predictFromAlpha, requireGenerator } from './sample-ops.ts';
-import { spacedTimesteps, timestepSpacing, validateStepCount } from './timesteps.ts';
+import { spacedTimesteps } from './timesteps.ts';
 
 /** `DDIMScheduler.__init__` defaults (diffusers 0.35). Note clip_sample and set_alpha_to_one default to true. */
 export const DDIM_DEFAULTS = {
@@ -26,38 +27,19 @@ export const DDIM_DEFAULTS = {
  * Denoising Diffusion Implicit Models (Song et al. 2020), eq. (12) with the eta-weighted variance of eq. (16):
  * eta = 0 is deterministic; eta > 0 draws one noise tensor per step from `options.generator`.
  */
-export class DDIMScheduler implements Scheduler {
-  readonly integerTimesteps = true;
-  readonly initNoiseSigma = 1;
-  readonly alphasCumprod: Float32Array;
-  timesteps: number[] = [];
-  private readonly prediction: PredictionType;
-  private readonly finalAlphaCumprod: number;
+export class DDIMScheduler extends AlphaCumprodScheduler {
   private numInferenceSteps = 0;
 
-  constructor(readonly config: SchedulerConfig) {
-    this.prediction = predictionType(config);
-    this.alphasCumprod = trainingAlphasCumprod(config);
-    this.finalAlphaCumprod = config.boolean('set_alpha_to_one') ? 1 : this.alphasCumprod[0];
+  constructor(config: SchedulerConfig) {
+    super(config, predictionType(config), trainingAlphasCumprod(config));
   }
 
-  setTimesteps(steps: number): void {
-    validateStepCount(steps, this.alphasCumprod.length);
+  override setTimesteps(steps: number): void {
+    this.timesteps = spacedTimesteps(this.config, this.alphasCumprod.length, steps, true);
     this.numInferenceSteps = steps;
-    this.timesteps = spacedTimesteps(
-      timestepSpacing(this.config),
-      this.alphasCumprod.length,
-      steps,
-      this.config.integer('steps_offset'),
-      true,
-    );
   }
 
-  scaleModelInput(sample: Float32Array): Float32Array {
-    return sample;
-  }
-
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
+  override step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
     assertSameLength(modelOutput, sample);
     if (this.numInferenceSteps === 0) throw new Error('DDIMScheduler.step called before setTimesteps');
     const f = Math.fround;
@@ -66,7 +48,7 @@ export class DDIMScheduler implements Scheduler {
     const alphaProd = this.alphaAt(timestep);
     // diffusers steps back by num_train_timesteps // N whatever the spacing.
     const prevTimestep = timestep - Math.floor(this.alphasCumprod.length / this.numInferenceSteps);
-    const alphaProdPrev = prevTimestep >= 0 ? this.alphaAt(prevTimestep) : this.finalAlphaCumprod;
+    const alphaProdPrev = this.alphaAtPrevious(prevTimestep);
 
     const predicted = predictFromAlpha(this.prediction, modelOutput, sample, alphaProd);
     const predOriginalSample = clipOrThreshold(this.config, predicted.predOriginal);
@@ -83,12 +65,5 @@ export class DDIMScheduler implements Scheduler {
       prevSample = prevSample.map((x, i) => x + stdDev * noise[i]);
     }
     return { prevSample, predOriginalSample };
-  }
-
-  private alphaAt(timestep: number): number {
-    if (!Number.isInteger(timestep) || timestep < 0 || timestep >= this.alphasCumprod.length) {
-      throw new RangeError(`DDIM timestep must be an integer in 0..${this.alphasCumprod.length - 1}, got ${timestep}`);
-    }
-    return this.alphasCumprod[timestep];
   }
 }

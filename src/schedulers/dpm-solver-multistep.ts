@@ -1,6 +1,7 @@
 import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import { dataPrediction, MULTISTEP_SOLVER_DEFAULTS, noisePrediction, timestepsForSigmas } from './multistep.ts';
 import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
-import { assertSameLength, drawNoise, requireGenerator, thresholdSample } from './sample-ops.ts';
+import { assertSameLength, drawNoise, dynamicThreshold, requireGenerator } from './sample-ops.ts';
 import {
   alphaSigma,
   exponentialSigmas,
@@ -11,41 +12,19 @@ import {
   logFloat32,
   rejectUnsupportedSigmas,
   sigmaRange,
-  sigmaToTimestep,
   trainingSigmas,
 } from './sigmas.ts';
-import { indexForTimestep, linspace, multistepTimesteps, roundHalfEven, timestepSpacing, validateStepCount } from './timesteps.ts';
+import { indexForTimestep, linspace, multistepTimesteps } from './timesteps.ts';
 
 /** `DPMSolverMultistepScheduler.__init__` defaults (diffusers 0.35). */
 export const DPM_SOLVER_MULTISTEP_DEFAULTS = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
-  solver_order: 2,
-  prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
+  ...MULTISTEP_SOLVER_DEFAULTS,
   algorithm_type: 'dpmsolver++',
   solver_type: 'midpoint',
-  lower_order_final: true,
   euler_at_final: false,
-  use_karras_sigmas: false,
-  use_exponential_sigmas: false,
-  use_beta_sigmas: false,
   use_lu_lambdas: false,
-  use_flow_sigmas: false,
-  flow_shift: 1.0,
-  final_sigmas_type: 'zero',
   lambda_min_clipped: -Infinity,
   variance_type: null,
-  timestep_spacing: 'linspace',
-  steps_offset: 0,
-  rescale_betas_zero_snr: false,
-  use_dynamic_shifting: false,
-  time_shift_type: 'exponential',
 } as const;
 
 const ALGORITHMS = ['dpmsolver++', 'sde-dpmsolver++', 'dpmsolver', 'sde-dpmsolver'] as const;
@@ -95,28 +74,25 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   setTimesteps(steps: number): void {
     const config = this.config;
     const trainSteps = this.alphasCumprod.length;
-    validateStepCount(steps, trainSteps);
+    let timesteps = multistepTimesteps(config, this.lastTimestep(), trainSteps, steps);
     const training = trainingSigmas(this.alphasCumprod);
     const logSigmas = logFloat32(training);
     const descending = Float32Array.from(training).reverse();
     const roundTimesteps = config.raw('beta_schedule') !== 'squaredcos_cap_v2';
-    const toTimesteps = (sigmas: number[], round: boolean) =>
-      sigmas.map((sigma) => sigmaToTimestep(sigma, logSigmas)).map((t) => Math.trunc(round ? roundHalfEven(t) : t));
 
-    let timesteps = multistepTimesteps(timestepSpacing(config), this.lastTimestep(), trainSteps, steps, config.integer('steps_offset'));
     let sigmas: number[];
     if (config.boolean('use_karras_sigmas')) {
       const range = sigmaRange(config, descending);
       sigmas = karrasSigmas(range.min, range.max, steps);
-      timesteps = toTimesteps(sigmas, roundTimesteps);
+      timesteps = timestepsForSigmas(sigmas, logSigmas, roundTimesteps);
     } else if (config.boolean('use_lu_lambdas')) {
       const lambdas = linspace(0, 1, steps).map((ramp) => logSigmas[trainSteps - 1] + ramp * (logSigmas[0] - logSigmas[trainSteps - 1]));
       sigmas = lambdas.map(Math.exp);
-      timesteps = toTimesteps(sigmas, roundTimesteps);
+      timesteps = timestepsForSigmas(sigmas, logSigmas, roundTimesteps);
     } else if (config.boolean('use_exponential_sigmas')) {
       const range = sigmaRange(config, descending);
       sigmas = exponentialSigmas(range.min, range.max, steps);
-      timesteps = toTimesteps(sigmas, false);
+      timesteps = timestepsForSigmas(sigmas, logSigmas, false);
     } else {
       sigmas = interpolateSigmas(timesteps, training);
     }
@@ -176,25 +152,15 @@ export class DPMSolverMultistepScheduler implements Scheduler {
 
   /** The model output as the quantity the algorithm integrates: x0 for DPM-Solver++, noise for DPM-Solver. */
   private convertModelOutput(modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
-    const { alpha, sigma: sigmaT } = alphaSigma(sigma);
     if (this.algorithm.endsWith('++')) {
-      let x0: Float32Array;
-      if (this.prediction === 'epsilon') x0 = sample.map((x, i) => (x - sigmaT * modelOutput[i]) / alpha);
-      else if (this.prediction === 'v_prediction') x0 = sample.map((x, i) => alpha * x - sigmaT * modelOutput[i]);
-      else x0 = Float32Array.from(modelOutput);
-      return this.config.boolean('thresholding') ? this.threshold(x0) : x0;
+      const x0 = dataPrediction(this.prediction, modelOutput, sample, sigma);
+      return this.config.boolean('thresholding') ? dynamicThreshold(this.config, x0) : x0;
     }
-    let epsilon: Float32Array;
-    if (this.prediction === 'epsilon') epsilon = Float32Array.from(modelOutput);
-    else if (this.prediction === 'v_prediction') epsilon = sample.map((x, i) => alpha * modelOutput[i] + sigmaT * x);
-    else epsilon = sample.map((x, i) => (x - alpha * modelOutput[i]) / sigmaT);
+    const epsilon = noisePrediction(this.prediction, modelOutput, sample, sigma);
     if (!this.config.boolean('thresholding')) return epsilon;
-    const x0 = this.threshold(sample.map((x, i) => (x - sigmaT * epsilon[i]) / alpha));
-    return sample.map((x, i) => (x - alpha * x0[i]) / sigmaT);
-  }
-
-  private threshold(x0: Float32Array): Float32Array {
-    return thresholdSample(x0, this.config.number('dynamic_thresholding_ratio'), this.config.number('sample_max_value'));
+    // Thresholding applies to x0: go from the noise to x0 and back.
+    const x0 = dynamicThreshold(this.config, dataPrediction('epsilon', epsilon, sample, sigma));
+    return noisePrediction('sample', x0, sample, sigma);
   }
 
   /** One DPM-Solver step of order 1 (DDIM in the ++ form). */

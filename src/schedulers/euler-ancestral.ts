@@ -1,8 +1,7 @@
-import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
-import { initNoiseSigma, predictOriginal, scaleBySigma, sigmaSchedule } from './k-diffusion.ts';
-import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
-import { assertSameLength, drawNoise, requireGenerator } from './sample-ops.ts';
-import { indexForTimestep } from './timesteps.ts';
+import { predictionType, type SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import { KDiffusionScheduler, predictOriginal, sigmaSchedule, type StepSchedule } from './k-diffusion.ts';
+import type { StepOptions, StepResult } from './scheduler.ts';
+import { drawNoise, requireGenerator } from './sample-ops.ts';
 
 /** `EulerAncestralDiscreteScheduler.__init__` defaults (diffusers 0.35). */
 export const EULER_ANCESTRAL_DEFAULTS = {
@@ -21,37 +20,19 @@ export const EULER_ANCESTRAL_DEFAULTS = {
  * Ancestral Euler ("Euler a"): an Euler step down to sigma_down, then fresh noise of size sigma_up, so that
  * sigma_down^2 + sigma_up^2 = sigma_next^2. Draws one noise tensor per step, including the last.
  */
-export class EulerAncestralDiscreteScheduler implements Scheduler {
-  readonly integerTimesteps = false;
-  readonly alphasCumprod: Float32Array;
-  timesteps: number[] = [];
-  sigmas = new Float32Array(0);
-  initNoiseSigma = 1;
-  private readonly prediction: PredictionType;
-  private stepIndex: number | null = null;
-
-  constructor(readonly config: SchedulerConfig) {
+export class EulerAncestralDiscreteScheduler extends KDiffusionScheduler {
+  constructor(config: SchedulerConfig) {
     // diffusers raises NotImplementedError for "sample" in this scheduler.
-    this.prediction = predictionType(config, ['epsilon', 'v_prediction']);
-    this.alphasCumprod = trainingAlphasCumprod(config, { floorTerminalAlpha: true });
+    super(config, predictionType(config, ['epsilon', 'v_prediction']), trainingAlphasCumprod(config, { floorTerminalAlpha: true }));
   }
 
-  setTimesteps(steps: number): void {
+  protected override buildSchedule(steps: number): StepSchedule {
     const schedule = sigmaSchedule(this.config, this.alphasCumprod, steps);
-    this.timesteps = schedule.timesteps;
-    this.sigmas = Float32Array.from([...schedule.sigmas, 0]);
-    this.initNoiseSigma = initNoiseSigma(this.config, this.sigmas);
-    this.stepIndex = null;
+    return { timesteps: schedule.timesteps, sigmas: Float32Array.from([...schedule.sigmas, 0]) };
   }
 
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    return scaleBySigma(sample, this.sigmas[this.currentIndex(timestep)]);
-  }
-
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
-    assertSameLength(modelOutput, sample);
+  protected override stepAt(index: number, modelOutput: Float32Array, sample: Float32Array, options?: StepOptions): StepResult {
     const generator = requireGenerator(options, 'EulerAncestralDiscreteScheduler');
-    const index = this.currentIndex(timestep);
     const f = Math.fround;
     const sigma = this.sigmas[index];
     const sigmaTo = this.sigmas[index + 1];
@@ -64,12 +45,6 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
     const dt = f(sigmaDown - sigma);
     const noise = drawNoise(generator, sample);
     const prevSample = sample.map((x, i) => x + ((x - predOriginalSample[i]) / sigma) * dt + noise[i] * sigmaUp);
-    this.stepIndex = index + 1;
     return { prevSample, predOriginalSample };
-  }
-
-  private currentIndex(timestep: number): number {
-    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'error');
-    return this.stepIndex;
   }
 }

@@ -1,9 +1,8 @@
-import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
-import { initNoiseSigma, predictOriginal, scaleBySigma, sigmaSchedule } from './k-diffusion.ts';
-import type { Scheduler, StepResult } from './scheduler.ts';
-import { assertSameLength, clampSample } from './sample-ops.ts';
+import { predictionType, type SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import { KDiffusionScheduler, predictOriginal, sigmaSchedule, type StepSchedule } from './k-diffusion.ts';
+import type { StepResult } from './scheduler.ts';
+import { clampSample } from './sample-ops.ts';
 import { rejectUnsupportedSigmas } from './sigmas.ts';
-import { indexForTimestep } from './timesteps.ts';
 
 /** `HeunDiscreteScheduler.__init__` defaults (diffusers 0.35). */
 export const HEUN_DEFAULTS = {
@@ -33,41 +32,31 @@ interface PendingCorrection {
  * Heun's second-order method (Karras et al. 2022, Algorithm 1 without churn). Every step but the last takes
  * two model calls, so `timesteps` has 2N − 1 entries: t0, then each later timestep twice.
  */
-export class HeunDiscreteScheduler implements Scheduler {
-  readonly integerTimesteps = false;
-  readonly alphasCumprod: Float32Array;
-  timesteps: number[] = [];
-  /** sigma_0, then each later sigma twice, then 0: 2N entries. */
-  sigmas = new Float32Array(0);
-  initNoiseSigma = 1;
-  private readonly prediction: PredictionType;
+export class HeunDiscreteScheduler extends KDiffusionScheduler {
   private pending: PendingCorrection | null = null;
-  private stepIndex: number | null = null;
 
-  constructor(readonly config: SchedulerConfig) {
+  constructor(config: SchedulerConfig) {
     rejectUnsupportedSigmas(config);
-    this.prediction = predictionType(config);
-    this.alphasCumprod = trainingAlphasCumprod(config, { extraSchedules: ['exp'] });
+    super(config, predictionType(config), trainingAlphasCumprod(config, { extraSchedules: ['exp'] }));
   }
 
-  setTimesteps(steps: number): void {
+  override setTimesteps(steps: number): void {
+    super.setTimesteps(steps);
+    this.pending = null;
+  }
+
+  /** sigma_0, then each later sigma twice, then 0: 2N sigmas for 2N − 1 timesteps. */
+  protected override buildSchedule(steps: number): StepSchedule {
     const schedule = sigmaSchedule(this.config, this.alphasCumprod, steps);
     const [firstSigma, ...laterSigmas] = schedule.sigmas;
-    this.sigmas = Float32Array.from([firstSigma, ...laterSigmas.flatMap((s) => [s, s]), 0]);
     const [firstTimestep, ...laterTimesteps] = schedule.timesteps;
-    this.timesteps = [firstTimestep, ...laterTimesteps.flatMap((t) => [t, t])];
-    this.initNoiseSigma = initNoiseSigma(this.config, this.sigmas);
-    this.pending = null;
-    this.stepIndex = null;
+    return {
+      timesteps: [firstTimestep, ...laterTimesteps.flatMap((t) => [t, t])],
+      sigmas: Float32Array.from([firstSigma, ...laterSigmas.flatMap((s) => [s, s]), 0]),
+    };
   }
 
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    return scaleBySigma(sample, this.sigmas[this.currentIndex(timestep)]);
-  }
-
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array): StepResult {
-    assertSameLength(modelOutput, sample);
-    const index = this.currentIndex(timestep);
+  protected override stepAt(index: number, modelOutput: Float32Array, sample: Float32Array): StepResult {
     const pending = this.pending;
     // First call of a pair: Euler from sigmas[i] to sigmas[i+1]. Second call: evaluated at sigmas[i].
     const sigma = pending ? this.sigmas[index - 1] : this.sigmas[index];
@@ -88,12 +77,6 @@ export class HeunDiscreteScheduler implements Scheduler {
       prevSample = pending.sample.map((x, i) => x + derivative[i] * pending.dt);
       this.pending = null;
     }
-    this.stepIndex = index + 1;
     return { prevSample, predOriginalSample };
-  }
-
-  private currentIndex(timestep: number): number {
-    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'error');
-    return this.stepIndex;
   }
 }

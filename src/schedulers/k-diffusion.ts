@@ -1,5 +1,7 @@
 /** Shared pieces of the k-diffusion-style schedulers (Euler, Euler a, LMS, Heun), which step in sigma space. */
 import { type PredictionType, type SchedulerConfig, torchLinspaceFloat32 } from './config.ts';
+import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
+import { assertSameLength } from './sample-ops.ts';
 import {
   exponentialSigmas,
   interpolateSigmas,
@@ -9,7 +11,7 @@ import {
   sigmaToTimestep,
   trainingSigmas,
 } from './sigmas.ts';
-import { spacedTimesteps, timestepSpacing, validateStepCount } from './timesteps.ts';
+import { indexForTimestep, spacedTimesteps, timestepSpacing } from './timesteps.ts';
 
 export interface SigmaScheduleOptions {
   /** LMS builds its Karras schedule from the interpolated sigmas only, ignoring a configured sigma_min/max. */
@@ -33,8 +35,7 @@ export function sigmaSchedule(
   options: SigmaScheduleOptions = {},
 ): SigmaSchedule {
   const trainSteps = alphasCumprod.length;
-  validateStepCount(steps, trainSteps);
-  let timesteps = spacedTimesteps(timestepSpacing(config), trainSteps, steps, config.integer('steps_offset'), false).map(Math.fround);
+  let timesteps = spacedTimesteps(config, trainSteps, steps, false).map(Math.fround);
   const training = trainingSigmas(alphasCumprod);
   const logSigmas = logFloat32(training);
   let sigmas = options.logLinear
@@ -55,14 +56,14 @@ export function sigmaSchedule(
 }
 
 /** `init_noise_sigma`: the largest sigma, or sqrt(sigma_max^2 + 1) with "leading" spacing. */
-export function initNoiseSigma(config: SchedulerConfig, sigmas: Float32Array): number {
+function initNoiseSigma(config: SchedulerConfig, sigmas: Float32Array): number {
   const max = sigmas.reduce((a, b) => Math.max(a, b), -Infinity);
   if (timestepSpacing(config) !== 'leading') return max;
   return Math.fround(Math.sqrt(Math.fround(Math.fround(max * max) + 1)));
 }
 
 /** `sample / sqrt(sigma^2 + 1)`, the input scaling of the k-diffusion samplers (float32 like torch). */
-export function scaleBySigma(sample: Float32Array, sigma: number): Float32Array {
+function scaleBySigma(sample: Float32Array, sigma: number): Float32Array {
   const denominator = Math.fround(Math.sqrt(Math.fround(Math.fround(sigma * sigma) + 1)));
   return sample.map((v) => v / denominator);
 }
@@ -84,5 +85,61 @@ export function predictOriginal(
     }
     case 'sample':
       return Float32Array.from(modelOutput);
+  }
+}
+
+/** What `buildSchedule` returns: the `timesteps` and `sigmas` a k-diffusion scheduler then holds. */
+export interface StepSchedule {
+  timesteps: number[];
+  sigmas: Float32Array;
+}
+
+/**
+ * The surface the k-diffusion-style schedulers share: the model input is scaled by the current sigma, and the
+ * step index is found from the first timestep passed in, then advanced by one per step (diffusers' `_step_index`).
+ * A scheduler supplies its schedule and its update from one step index.
+ */
+export abstract class KDiffusionScheduler implements Scheduler {
+  readonly integerTimesteps = false;
+  timesteps: number[] = [];
+  /** The sigma of each step index, then the sigma the last step ends at (float32). */
+  sigmas: Float32Array = new Float32Array(0);
+  initNoiseSigma = 1;
+  private stepIndex: number | null = null;
+
+  constructor(
+    readonly config: SchedulerConfig,
+    protected readonly prediction: PredictionType,
+    readonly alphasCumprod: Float32Array,
+  ) {}
+
+  setTimesteps(steps: number): void {
+    const schedule = this.buildSchedule(steps);
+    this.timesteps = schedule.timesteps;
+    this.sigmas = schedule.sigmas;
+    this.initNoiseSigma = initNoiseSigma(this.config, this.sigmas);
+    this.stepIndex = null;
+  }
+
+  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
+    return scaleBySigma(sample, this.sigmas[this.currentIndex(timestep)]);
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
+    assertSameLength(modelOutput, sample);
+    const index = this.currentIndex(timestep);
+    const result = this.stepAt(index, modelOutput, sample, options);
+    this.stepIndex = index + 1;
+    return result;
+  }
+
+  protected abstract buildSchedule(steps: number): StepSchedule;
+
+  /** The update from step index `index` (whose sigma is `sigmas[index]`). */
+  protected abstract stepAt(index: number, modelOutput: Float32Array, sample: Float32Array, options?: StepOptions): StepResult;
+
+  private currentIndex(timestep: number): number {
+    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'error');
+    return this.stepIndex;
   }
 }

@@ -1,5 +1,6 @@
-import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
-import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
+import { AlphaCumprodScheduler } from './alpha-cumprod.ts';
+import { predictionType, type SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import type { StepOptions, StepResult } from './scheduler.ts';
 import { assertSameLength, clipOrThreshold, drawNoise, predictFromAlpha, requireGenerator } from './sample-ops.ts';
 import { indexForTimestep, linspace, validateStepCount } from './timesteps.ts';
 
@@ -32,22 +33,14 @@ const SIGMA_DATA = 0.5;
  * the consistency boundary condition, then re-noises them to the next timestep with one noise draw (none on
  * the last step). Timesteps come from the `original_inference_steps`-point distillation schedule.
  */
-export class LCMScheduler implements Scheduler {
-  readonly integerTimesteps = true;
-  readonly initNoiseSigma = 1;
-  readonly alphasCumprod: Float32Array;
-  timesteps: number[] = [];
-  private readonly prediction: PredictionType;
-  private readonly finalAlphaCumprod: number;
+export class LCMScheduler extends AlphaCumprodScheduler {
   private stepIndex: number | null = null;
 
-  constructor(readonly config: SchedulerConfig) {
-    this.prediction = predictionType(config);
-    this.alphasCumprod = trainingAlphasCumprod(config);
-    this.finalAlphaCumprod = config.boolean('set_alpha_to_one') ? 1 : this.alphasCumprod[0];
+  constructor(config: SchedulerConfig) {
+    super(config, predictionType(config), trainingAlphasCumprod(config));
   }
 
-  setTimesteps(steps: number): void {
+  override setTimesteps(steps: number): void {
     const trainSteps = this.alphasCumprod.length;
     const originalSteps = this.config.integer('original_inference_steps', 1);
     if (originalSteps > trainSteps) {
@@ -60,19 +53,15 @@ export class LCMScheduler implements Scheduler {
     this.stepIndex = null;
   }
 
-  scaleModelInput(sample: Float32Array): Float32Array {
-    return sample;
-  }
-
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
+  override step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
     assertSameLength(modelOutput, sample);
     const f = Math.fround;
     this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'error');
     const index = this.stepIndex;
     const isLast = index === this.timesteps.length - 1;
     const prevTimestep = isLast ? timestep : this.timesteps[index + 1];
-    const alphaProd = this.alphasCumprod[timestep];
-    const alphaProdPrev = prevTimestep >= 0 ? this.alphasCumprod[prevTimestep] : this.finalAlphaCumprod;
+    const alphaProd = this.alphaAt(timestep);
+    const alphaProdPrev = this.alphaAtPrevious(prevTimestep);
 
     const scaledTimestep = f(timestep * this.config.number('timestep_scaling'));
     const denominator = f(f(scaledTimestep * scaledTimestep) + SIGMA_DATA ** 2);

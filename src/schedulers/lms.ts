@@ -1,9 +1,7 @@
-import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
-import { initNoiseSigma, predictOriginal, scaleBySigma, sigmaSchedule } from './k-diffusion.ts';
-import type { Scheduler, StepResult } from './scheduler.ts';
-import { assertSameLength } from './sample-ops.ts';
+import { predictionType, type SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import { KDiffusionScheduler, predictOriginal, sigmaSchedule, type StepSchedule } from './k-diffusion.ts';
+import type { StepResult } from './scheduler.ts';
 import { rejectUnsupportedSigmas } from './sigmas.ts';
-import { indexForTimestep } from './timesteps.ts';
 
 /** `LMSDiscreteScheduler.__init__` defaults (diffusers 0.35). */
 export const LMS_DEFAULTS = {
@@ -31,38 +29,25 @@ const GAUSS_WEIGHTS = [0.3478548451374538, 0.6521451548625461, 0.652145154862546
  * Linear multistep (Adams–Bashforth in sigma) as diffusers' `LMSDiscreteScheduler`: each step integrates the
  * Lagrange polynomial through the last (up to 4) derivatives from sigma_i to sigma_{i+1}.
  */
-export class LMSDiscreteScheduler implements Scheduler {
-  readonly integerTimesteps = false;
-  readonly alphasCumprod: Float32Array;
-  timesteps: number[] = [];
-  sigmas = new Float32Array(0);
-  initNoiseSigma = 1;
-  private readonly prediction: PredictionType;
+export class LMSDiscreteScheduler extends KDiffusionScheduler {
   private derivatives: Float32Array[] = [];
-  private stepIndex: number | null = null;
 
-  constructor(readonly config: SchedulerConfig) {
+  constructor(config: SchedulerConfig) {
     rejectUnsupportedSigmas(config);
-    this.prediction = predictionType(config);
-    this.alphasCumprod = trainingAlphasCumprod(config);
+    super(config, predictionType(config), trainingAlphasCumprod(config));
   }
 
-  setTimesteps(steps: number): void {
-    const schedule = sigmaSchedule(this.config, this.alphasCumprod, steps, { karrasIgnoresConfigRange: true });
-    this.timesteps = schedule.timesteps;
-    this.sigmas = Float32Array.from([...schedule.sigmas, 0]);
-    this.initNoiseSigma = initNoiseSigma(this.config, this.sigmas);
+  override setTimesteps(steps: number): void {
+    super.setTimesteps(steps);
     this.derivatives = [];
-    this.stepIndex = null;
   }
 
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
-    return scaleBySigma(sample, this.sigmas[this.currentIndex(timestep)]);
+  protected override buildSchedule(steps: number): StepSchedule {
+    const schedule = sigmaSchedule(this.config, this.alphasCumprod, steps, { karrasIgnoresConfigRange: true });
+    return { timesteps: schedule.timesteps, sigmas: Float32Array.from([...schedule.sigmas, 0]) };
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array): StepResult {
-    assertSameLength(modelOutput, sample);
-    const index = this.currentIndex(timestep);
+  protected override stepAt(index: number, modelOutput: Float32Array, sample: Float32Array): StepResult {
     const sigma = this.sigmas[index];
     const predOriginalSample = predictOriginal(this.prediction, modelOutput, sample, sigma);
     this.derivatives.push(sample.map((x, i) => (x - predOriginalSample[i]) / sigma));
@@ -76,13 +61,7 @@ export class LMSDiscreteScheduler implements Scheduler {
       for (let k = 0; k < order; k++) sum += coefficients[k] * newestFirst[k][i];
       return x + sum;
     });
-    this.stepIndex = index + 1;
     return { prevSample, predOriginalSample };
-  }
-
-  private currentIndex(timestep: number): number {
-    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'error');
-    return this.stepIndex;
   }
 
   /** The integral from sigma_t to sigma_{t+1} of the Lagrange basis polynomial of the derivative `k` steps back. */

@@ -1,7 +1,8 @@
-import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
-import type { Scheduler, StepResult } from './scheduler.ts';
+import { AlphaCumprodScheduler } from './alpha-cumprod.ts';
+import { predictionType, type SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import type { StepResult } from './scheduler.ts';
 import { assertSameLength } from './sample-ops.ts';
-import { spacedTimesteps, timestepSpacing, validateStepCount } from './timesteps.ts';
+import { spacedTimesteps } from './timesteps.ts';
 
 /** `PNDMScheduler.__init__` defaults (diffusers 0.35). Stable Diffusion configs set skip_prk_steps: true. */
 export const PNDM_DEFAULTS = {
@@ -25,13 +26,7 @@ const PNDM_ORDER = 4;
  * (CompVis's sampler): N+1 model calls, the second timestep repeated, warming up with a second-order step.
  * Without it, 12 Runge–Kutta calls on the first three steps precede the linear multistep part (N+9 calls).
  */
-export class PNDMScheduler implements Scheduler {
-  readonly integerTimesteps = true;
-  readonly initNoiseSigma = 1;
-  readonly alphasCumprod: Float32Array;
-  timesteps: number[] = [];
-  private readonly prediction: PredictionType;
-  private readonly finalAlphaCumprod: number;
+export class PNDMScheduler extends AlphaCumprodScheduler {
   private numInferenceSteps = 0;
   private prkTimesteps: number[] = [];
   /** Past model outputs (e_theta), newest last. */
@@ -41,18 +36,14 @@ export class PNDMScheduler implements Scheduler {
   /** The Runge–Kutta weighted sum of the current pseudo step's model outputs. */
   private rkSum: Float32Array | null = null;
 
-  constructor(readonly config: SchedulerConfig) {
-    this.prediction = predictionType(config, ['epsilon', 'v_prediction']);
-    this.alphasCumprod = trainingAlphasCumprod(config);
-    this.finalAlphaCumprod = config.boolean('set_alpha_to_one') ? 1 : this.alphasCumprod[0];
+  constructor(config: SchedulerConfig) {
+    super(config, predictionType(config, ['epsilon', 'v_prediction']), trainingAlphasCumprod(config));
   }
 
-  setTimesteps(steps: number): void {
+  override setTimesteps(steps: number): void {
     const trainSteps = this.alphasCumprod.length;
-    validateStepCount(steps, trainSteps);
+    const ascending = spacedTimesteps(this.config, trainSteps, steps, true).reverse();
     this.numInferenceSteps = steps;
-    const spaced = spacedTimesteps(timestepSpacing(this.config), trainSteps, steps, this.config.integer('steps_offset'), true);
-    const ascending = [...spaced].reverse();
     if (this.config.boolean('skip_prk_steps')) {
       this.prkTimesteps = [];
       const plms = [...ascending.slice(0, -1), ...ascending.slice(-2, -1), ...ascending.slice(-1)];
@@ -70,11 +61,7 @@ export class PNDMScheduler implements Scheduler {
     this.rkSum = null;
   }
 
-  scaleModelInput(sample: Float32Array): Float32Array {
-    return sample;
-  }
-
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array): StepResult {
+  override step(modelOutput: Float32Array, timestep: number, sample: Float32Array): StepResult {
     assertSameLength(modelOutput, sample);
     if (this.numInferenceSteps === 0) throw new Error('PNDMScheduler.step called before setTimesteps');
     const prevSample =
@@ -145,7 +132,7 @@ export class PNDMScheduler implements Scheduler {
   private previousSample(sample: Float32Array, timestep: number, prevTimestep: number, modelOutput: Float32Array): Float32Array {
     const f = Math.fround;
     const alphaProd = this.alphaAt(timestep);
-    const alphaProdPrev = prevTimestep >= 0 ? this.alphaAt(prevTimestep) : this.finalAlphaCumprod;
+    const alphaProdPrev = this.alphaAtPrevious(prevTimestep);
     const betaProd = f(1 - alphaProd);
     const betaProdPrev = f(1 - alphaProdPrev);
     const epsilon =
@@ -158,12 +145,5 @@ export class PNDMScheduler implements Scheduler {
     );
     const outputCoefficient = f(alphaProdPrev - alphaProd) / outputDenominator;
     return sample.map((x, i) => sampleCoefficient * x - outputCoefficient * epsilon[i]);
-  }
-
-  private alphaAt(timestep: number): number {
-    if (!Number.isInteger(timestep) || timestep < 0 || timestep >= this.alphasCumprod.length) {
-      throw new RangeError(`PNDM timestep must be an integer in 0..${this.alphasCumprod.length - 1}, got ${timestep}`);
-    }
-    return this.alphasCumprod[timestep];
   }
 }

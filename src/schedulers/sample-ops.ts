@@ -23,15 +23,18 @@ export function thresholdSample(sample: Float32Array, ratio: number, maxValue: n
   return sample.map((v) => Math.min(Math.max(v, -bound), bound) / bound);
 }
 
+/** `thresholdSample` with the config's `dynamic_thresholding_ratio` and `sample_max_value`. */
+export function dynamicThreshold(config: SchedulerConfig, predictedOriginal: Float32Array): Float32Array {
+  return thresholdSample(predictedOriginal, config.number('dynamic_thresholding_ratio'), config.number('sample_max_value'));
+}
+
 export function clampSample(sample: Float32Array, range: number): Float32Array {
   return sample.map((v) => Math.min(Math.max(v, -range), range));
 }
 
 /** Applies `thresholding` or else `clip_sample` to a predicted x0, as DDIM and LCM do. */
 export function clipOrThreshold(config: SchedulerConfig, predictedOriginal: Float32Array): Float32Array {
-  if (config.boolean('thresholding')) {
-    return thresholdSample(predictedOriginal, config.number('dynamic_thresholding_ratio'), config.number('sample_max_value'));
-  }
+  if (config.boolean('thresholding')) return dynamicThreshold(config, predictedOriginal);
   if (config.boolean('clip_sample')) return clampSample(predictedOriginal, config.number('clip_sample_range'));
   return predictedOriginal;
 }

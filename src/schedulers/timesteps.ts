@@ -37,16 +37,14 @@ export function timestepSpacing(config: SchedulerConfig): TimestepSpacing {
 }
 
 /**
- * The N descending timesteps of DDIM, PNDM and the Euler family. `linspace` values are left unrounded when
- * `roundLinspace` is false (the Euler family keeps fractional timesteps); leading/trailing are integers.
+ * The N descending timesteps of DDIM, PNDM and the Euler family, spaced by the config's `timestep_spacing`.
+ * `linspace` values are left unrounded when `roundLinspace` is false (the Euler family keeps fractional
+ * timesteps); leading/trailing are integers.
  */
-export function spacedTimesteps(
-  spacing: TimestepSpacing,
-  trainSteps: number,
-  steps: number,
-  stepsOffset: number,
-  roundLinspace: boolean,
-): number[] {
+export function spacedTimesteps(config: SchedulerConfig, trainSteps: number, steps: number, roundLinspace: boolean): number[] {
+  validateStepCount(steps, trainSteps);
+  const spacing = timestepSpacing(config);
+  const stepsOffset = config.integer('steps_offset');
   switch (spacing) {
     case 'linspace': {
       const points = linspace(0, trainSteps - 1, steps);
@@ -65,13 +63,10 @@ export function spacedTimesteps(
  * The N descending integer timesteps of DPM-Solver and UniPC: N+1 points are spaced and the last (t = 0)
  * dropped. `lastTimestep` is num_train_timesteps, or less where DPM-Solver clips lambda.
  */
-export function multistepTimesteps(
-  spacing: TimestepSpacing,
-  lastTimestep: number,
-  trainSteps: number,
-  steps: number,
-  stepsOffset: number,
-): number[] {
+export function multistepTimesteps(config: SchedulerConfig, lastTimestep: number, trainSteps: number, steps: number): number[] {
+  validateStepCount(steps, trainSteps);
+  const spacing = timestepSpacing(config);
+  const stepsOffset = config.integer('steps_offset');
   switch (spacing) {
     case 'linspace':
       return linspace(0, lastTimestep - 1, steps + 1).map(roundHalfEven).reverse().slice(0, steps);

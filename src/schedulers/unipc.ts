@@ -1,6 +1,7 @@
 import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
+import { dataPrediction, MULTISTEP_SOLVER_DEFAULTS, noisePrediction, timestepsForSigmas } from './multistep.ts';
 import type { Scheduler, StepResult } from './scheduler.ts';
-import { assertSameLength, thresholdSample } from './sample-ops.ts';
+import { assertSameLength, dynamicThreshold } from './sample-ops.ts';
 import {
   alphaSigma,
   exponentialSigmas,
@@ -11,39 +12,17 @@ import {
   logFloat32,
   rejectUnsupportedSigmas,
   sigmaRange,
-  sigmaToTimestep,
   trainingSigmas,
 } from './sigmas.ts';
-import { indexForTimestep, multistepTimesteps, roundHalfEven, timestepSpacing, validateStepCount } from './timesteps.ts';
+import { indexForTimestep, multistepTimesteps } from './timesteps.ts';
 
 /** `UniPCMultistepScheduler.__init__` defaults (diffusers 0.35). */
 export const UNIPC_DEFAULTS = {
-  num_train_timesteps: 1000,
-  beta_start: 0.0001,
-  beta_end: 0.02,
-  beta_schedule: 'linear',
-  trained_betas: null,
-  solver_order: 2,
-  prediction_type: 'epsilon',
-  thresholding: false,
-  dynamic_thresholding_ratio: 0.995,
-  sample_max_value: 1.0,
+  ...MULTISTEP_SOLVER_DEFAULTS,
   predict_x0: true,
   solver_type: 'bh2',
-  lower_order_final: true,
   disable_corrector: [],
   solver_p: null,
-  use_karras_sigmas: false,
-  use_exponential_sigmas: false,
-  use_beta_sigmas: false,
-  use_flow_sigmas: false,
-  flow_shift: 1.0,
-  timestep_spacing: 'linspace',
-  steps_offset: 0,
-  final_sigmas_type: 'zero',
-  rescale_betas_zero_snr: false,
-  use_dynamic_shifting: false,
-  time_shift_type: 'exponential',
 } as const;
 
 /** Solves the small dense system `matrix · x = rhs` by Gaussian elimination with partial pivoting. */
@@ -120,18 +99,17 @@ export class UniPCMultistepScheduler implements Scheduler {
   setTimesteps(steps: number): void {
     const config = this.config;
     const trainSteps = this.alphasCumprod.length;
-    validateStepCount(steps, trainSteps);
+    let timesteps = multistepTimesteps(config, trainSteps, trainSteps, steps);
     const training = trainingSigmas(this.alphasCumprod);
     const logSigmas = logFloat32(training);
     const descending = Float32Array.from(training).reverse();
-    let timesteps = multistepTimesteps(timestepSpacing(config), trainSteps, trainSteps, steps, config.integer('steps_offset'));
     let sigmas: number[];
     let last: number;
     if (config.boolean('use_karras_sigmas') || config.boolean('use_exponential_sigmas')) {
       const range = sigmaRange(config, descending);
       const karras = config.boolean('use_karras_sigmas');
       sigmas = karras ? karrasSigmas(range.min, range.max, steps) : exponentialSigmas(range.min, range.max, steps);
-      timesteps = sigmas.map((sigma) => sigmaToTimestep(sigma, logSigmas)).map((t) => Math.trunc(karras ? roundHalfEven(t) : t));
+      timesteps = timestepsForSigmas(sigmas, logSigmas, karras);
       // Here diffusers' "sigma_min" final sigma is the last schedule sigma, not the training minimum.
       last = config.choice('final_sigmas_type', ['zero', 'sigma_min'] as const) === 'zero' ? 0 : sigmas[sigmas.length - 1];
     } else {
@@ -172,18 +150,9 @@ export class UniPCMultistepScheduler implements Scheduler {
   }
 
   private convertModelOutput(modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
-    const { alpha, sigma: sigmaT } = alphaSigma(sigma);
-    if (this.predictX0) {
-      let x0: Float32Array;
-      if (this.prediction === 'epsilon') x0 = sample.map((x, i) => (x - sigmaT * modelOutput[i]) / alpha);
-      else if (this.prediction === 'v_prediction') x0 = sample.map((x, i) => alpha * x - sigmaT * modelOutput[i]);
-      else x0 = Float32Array.from(modelOutput);
-      if (!this.config.boolean('thresholding')) return x0;
-      return thresholdSample(x0, this.config.number('dynamic_thresholding_ratio'), this.config.number('sample_max_value'));
-    }
-    if (this.prediction === 'epsilon') return Float32Array.from(modelOutput);
-    if (this.prediction === 'v_prediction') return sample.map((x, i) => alpha * modelOutput[i] + sigmaT * x);
-    return sample.map((x, i) => (x - alpha * modelOutput[i]) / sigmaT);
+    if (!this.predictX0) return noisePrediction(this.prediction, modelOutput, sample, sigma);
+    const x0 = dataPrediction(this.prediction, modelOutput, sample, sigma);
+    return this.config.boolean('thresholding') ? dynamicThreshold(this.config, x0) : x0;
   }
 
   /**
