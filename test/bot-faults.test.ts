@@ -72,6 +72,12 @@ describe('Discord REST failures', () => {
     expect(posted.attachments.map((attachment) => attachment.filename)).toEqual(['imagine-3-1.png']);
     expect(embedField(posted, 'Seed')).toBe('3');
     expect(customIds(posted)).toEqual(['imagine:reroll', `imagine:delete:${bobId}`]);
+
+    // The reply the webhook could not update still offers Cancel; pressing it retires the button.
+    await fake.waitFor(() => harness!.logs.some((line) => line.msg === 'job delivered'), 5_000, 'delivery done');
+    await harness.cancel(bob);
+    const retired = await harness.replyMatching(bob, /This job is no longer in the queue\.$/);
+    expect(retired.components).toEqual([]);
   });
 
   it('a 403 on the upload leaves the embed and says which permission is missing', async () => {

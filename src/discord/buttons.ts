@@ -44,8 +44,8 @@ async function cancel(interaction: ButtonInteraction, jobId: string, context: Bo
   const delivery = context.deliveries.get(jobId);
   if (!job) {
     if (delivery) return ephemeral(interaction, 'This job has already finished.');
-    // Nothing in this process knows the job: it was lost in a restart, so the message should stop offering Cancel.
-    await interaction.update({ content: `${interaction.message.content}\n⚠️ This job is no longer queued (the bot restarted).`, components: [] });
+    // Nothing in this process knows the job (a restart, or its result went elsewhere): stop offering Cancel.
+    await interaction.update({ content: `${interaction.message.content}\n⚠️ This job is no longer in the queue.`, components: [] });
     return;
   }
   if (interaction.user.id !== job.userId) return ephemeral(interaction, `Only <@${job.userId}> can cancel this job.`);

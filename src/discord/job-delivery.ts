@@ -203,7 +203,7 @@ export class JobDelivery {
   }
 
   private async sendVia(route: Route, message: OutgoingMessage, first: boolean): Promise<void> {
-    if (route === 'channel') return this.sendToChannel(message);
+    if (route === 'channel') return this.sendToChannel(message, first);
     if (first || !this.repliedOnce) {
       await this.editThroughWebhook(message, this.interaction);
       this.repliedOnce = true;
@@ -216,13 +216,14 @@ export class JobDelivery {
     await interaction.editReply({ ...toDiscord(message), allowedMentions: { parse: [] } });
   }
 
-  private async sendToChannel(message: OutgoingMessage): Promise<void> {
+  /** The requester is mentioned (and pinged) on the first message only. */
+  private async sendToChannel(message: OutgoingMessage, first: boolean): Promise<void> {
     const channel = await this.context.client.channels.fetch(this.interaction.channelId ?? '');
     if (!channel?.isSendable()) throw new Error(`channel ${this.interaction.channelId} cannot take messages`);
     await channel.send({
       ...toDiscord(message),
       content: [`<@${this.job.userId}>`, message.content].filter(Boolean).join(' '),
-      allowedMentions: { parse: [], users: [this.job.userId] },
+      allowedMentions: { parse: [], users: first ? [this.job.userId] : [] },
     });
   }
 }
