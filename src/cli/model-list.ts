@@ -1,9 +1,8 @@
 // npm run model:list — the models installed under models/ (MODELS_DIR), and which one is the default.
-import { relative } from 'node:path';
 import { config as loadDotenv } from 'dotenv';
 import { resolveModelDir } from '../models/default-model.ts';
 import { defaultModelsDir, scanModels } from '../models/installed.ts';
-import { formatBytes } from '../models/pull.ts';
+import { displayPath, formatBytes } from '../models/pull.ts';
 
 async function main(): Promise<number> {
   loadDotenv({ quiet: true });
@@ -12,7 +11,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const modelsDir = defaultModelsDir();
-  const shownDir = relative(process.cwd(), modelsDir) || modelsDir;
+  const shownDir = displayPath(modelsDir);
   const { models, skipped } = await scanModels(modelsDir);
   const chosen = await resolveModelDir(undefined, modelsDir).catch((error: Error) => ({ dir: '', notice: undefined, error }));
   if (models.length === 0) {
@@ -33,7 +32,7 @@ async function main(): Promise<number> {
     const format = (row: string[]) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd();
     process.stdout.write([format(header), ...rows.map(format)].join('\n') + '\n');
   }
-  for (const model of skipped) process.stdout.write(`skipped ${relative(process.cwd(), model.dir) || model.dir}: ${model.reason}\n`);
+  for (const model of skipped) process.stdout.write(`skipped ${displayPath(model.dir)}: ${model.reason}\n`);
 
   const defaultModel = models.find((model) => model.dir === chosen.dir);
   let line: string;

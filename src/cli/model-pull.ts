@@ -1,14 +1,13 @@
 // npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
 // npm run model:pull -- --list
 import { mkdir } from 'node:fs/promises';
-import { relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { checkRepoId } from '../models/hub-client.ts';
 import { defaultModelsDir } from '../models/installed.ts';
 import { PRESETS, findPreset } from '../models/presets.ts';
 import { PullProgress } from '../models/pull-progress.ts';
-import { defaultModelName, formatBytes, pullModel } from '../models/pull.ts';
+import { defaultModelName, displayPath, formatBytes, pullModel } from '../models/pull.ts';
 
 const USAGE = `Usage: npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
        npm run model:pull -- --list
@@ -90,7 +89,7 @@ async function main(): Promise<number> {
   try {
     const result = await pullModel({ ...args.request, modelsDir }, { onEvent: progress.onEvent, signal: controller.signal });
     progress.finish();
-    const shown = relative(process.cwd(), result.dir) || result.dir;
+    const shown = displayPath(result.dir);
     const commit = result.commit ? ` (commit ${result.commit.slice(0, 10)})` : '';
     process.stdout.write(
       `Installed ${result.name} from ${result.repo}${commit} into ${shown}: ${result.files} files, ${formatBytes(result.bytes)}, all verified.\n` +

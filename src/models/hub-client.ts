@@ -65,14 +65,12 @@ export interface FileResponse {
   /** First byte of the body within the file. */
   start: number;
   body: ReadableStream<Uint8Array>;
-  /** Bytes in the body, when the server said. */
-  length: number | undefined;
   /** X-Repo-Commit: the commit the revision resolved to. */
   commit: string | undefined;
   /** X-Linked-Etag (sha256 of LFS content) or, for plain files, the hub's ETag (git blob sha1); unquoted. */
   etag: string | undefined;
-  /** X-Linked-Size, the full size of an LFS file. */
-  linkedSize: number | undefined;
+  /** Size of the whole file as the server gives it: X-Linked-Size, else the Content-Range total, else (for 200) the length. */
+  totalSize: number | undefined;
 }
 
 interface RequestContext {
@@ -170,21 +168,23 @@ export class HubClient {
     const hubResponse = hops[0];
     const linkedEtag = unquoteEtag(firstHeader('x-linked-etag'));
     const linkedSize = firstHeader('x-linked-size');
+    const lengthHeader = response.headers.get('content-length');
+    const length = lengthHeader === null ? undefined : Number(lengthHeader);
     let bodyStart = 0;
+    let totalSize = response.status === 200 ? length : undefined;
     if (response.status === 206) {
       const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(response.headers.get('content-range') ?? '');
       if (!range) throw new HubError(`${path}: the server answered 206 without a usable Content-Range`, 206, true);
       bodyStart = Number(range[1]);
+      if (range[3] !== '*') totalSize = Number(range[3]);
     }
-    const length = response.headers.get('content-length');
     return {
       status: response.status,
       start: bodyStart,
       body: response.body ?? new ReadableStream({ start: (controller) => controller.close() }),
-      length: length === null ? undefined : Number(length),
       commit: firstHeader('x-repo-commit') ?? undefined,
       etag: linkedEtag ?? unquoteEtag(hubResponse.headers.get('etag')),
-      linkedSize: linkedSize === null ? undefined : Number(linkedSize),
+      totalSize: linkedSize === null ? totalSize : Number(linkedSize),
     };
   }
 

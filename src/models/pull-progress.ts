@@ -61,7 +61,7 @@ export class PullProgress {
         break;
       }
       case 'retry':
-        this.line(`retrying ${event.path} in ${(event.delayMs / 1000).toFixed(1)} s: ${event.reason}`);
+        this.line(`retrying ${event.path} in ${(event.delayMs / 1000).toFixed(1)} s: ${event.reason.replace(`${event.path}: `, '')}`);
         break;
     }
   };

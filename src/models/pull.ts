@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import { dirname, join, relative } from 'node:path';
+import { dirname, isAbsolute, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HubClient, HubError, checkRepoId, hubSettingsFromEnv, type HubSettings } from './hub-client.ts';
 import { MANIFEST_FILE, checkModelName, defaultModelsDir, type PullManifest } from './installed.ts';
@@ -157,6 +157,12 @@ async function placeModel(staging: string, target: string): Promise<void> {
   await rm(retired, { recursive: true, force: true });
 }
 
+/** `path` relative to the working directory when it lies below it, else absolute. */
+export function displayPath(path: string): string {
+  const shown = relative(process.cwd(), path);
+  return shown === '' || shown.startsWith('..') || isAbsolute(shown) ? path : shown;
+}
+
 export function formatBytes(bytes: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB'];
   let value = bytes;
@@ -224,21 +230,29 @@ class Transfer {
         await this.settle(file, matches, checksum.algorithm, 'another digest', checksum.expected, partial, offset > 0);
         return;
       }
+      // The kept part is hashed before the request: undici can drop a body that is not read at once (an early
+      // close then looks like a clean end), so the transfer must start reading as soon as the response arrives.
+      const listed = checksumFor(file);
+      const prefixHash = startHash(listed, file.size);
+      await hashFilePrefix(prefixHash, partial, offset);
+
       const stall = new AbortController();
       const signal = this.options.signal ? AbortSignal.any([this.options.signal, stall.signal]) : stall.signal;
       const response = await this.client.openFile(this.repo, this.revision, file.path, offset, signal);
       this.noteCommit(response.commit, file.path);
-      this.checkAdvertisedSize(file, response.linkedSize ?? (response.status === 200 ? response.length : undefined));
-      if (response.status === 200) offset = 0;
-      else if (response.start !== offset) {
+      this.checkAdvertisedSize(file, response.totalSize);
+      if (response.status === 200 && offset > 0) {
+        offset = 0;
+        await handle.truncate(0);
+      } else if (response.status === 206 && response.start !== offset) {
         await response.body.cancel();
         throw new HubError(`${file.path}: asked for bytes from ${offset}, the server sent from ${response.start}`, 206, true);
       }
-      await handle.truncate(offset);
-      emit({ type: 'file-start', path: file.target, size: file.size, offset });
+      // The checksum changes only for a listing without LFS details whose file turns out to have an X-Linked-Etag;
+      // a resumed file of that kind is hashed from disk at the end.
       const checksum = checksumFor(file, response.etag);
-      const hash = startHash(checksum, file.size);
-      await hashFilePrefix(hash, partial, offset);
+      const hash = offset === 0 ? startHash(checksum, file.size) : checksum.expected === listed.expected ? prefixHash : undefined;
+      emit({ type: 'file-start', path: file.target, size: file.size, offset });
 
       const stallMs = this.options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS;
       let timer = setTimeout(() => stall.abort(), stallMs);
@@ -249,7 +263,7 @@ class Transfer {
           timer = setTimeout(() => stall.abort(), stallMs);
           if (position + chunk.length > file.size) throw new HubError(`${file.path}: the server sent more than the ${file.size} bytes the listing gives`);
           await handle.write(chunk, 0, chunk.length, position);
-          hash.update(chunk);
+          hash?.update(chunk);
           position += chunk.length;
           this.downloadedBytes += chunk.length;
           emit({ type: 'bytes', path: file.target, bytes: chunk.length });
@@ -263,7 +277,7 @@ class Transfer {
         clearTimeout(timer);
       }
       if (position !== file.size) throw new HubError(`${file.path}: the transfer ended at byte ${position} of ${file.size}`, undefined, true);
-      const actual = hash.digest('hex');
+      const actual = hash ? hash.digest('hex') : (await fileMatches(partial, file.size, checksum)) ? checksum.expected : 'another digest';
       await this.settle(file, actual === checksum.expected, checksum.algorithm, actual, checksum.expected, partial, offset > 0);
     } finally {
       await handle.close();
