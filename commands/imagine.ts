@@ -1,7 +1,7 @@
 import { MessageFlags, SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import { parseSize } from '../src/config.ts';
 import { offeredSizes, sizeLabel } from '../src/queue/generation-policy.ts';
-import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH } from '../src/queue/types.ts';
+import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type ImagineOptions } from '../src/queue/types.ts';
 import { SCHEDULERS } from '../src/schedulers/index.ts';
 import type { BotContext } from '../src/discord/bot-context.ts';
 import { startJob } from '../src/discord/start-job.ts';
@@ -39,27 +39,33 @@ export const data = new SlashCommandBuilder()
   );
 
 export async function execute(interaction: ChatInputCommandInteraction, context: BotContext): Promise<void> {
-  const sizeText = interaction.options.getString('size');
-  const size = sizeText === null ? undefined : parseSize(sizeText);
-  if (sizeText !== null && !size) {
-    await interaction.reply({ content: `⚠️ size "${sizeText}" is not WIDTHxHEIGHT, e.g. 512x768.`, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+  let options: ImagineOptions;
+  try {
+    options = readOptions(interaction);
+  } catch (error) {
+    // What a client sent that the Discord client would never have (a wrong type, a malformed size).
+    const content = `⚠️ ${error instanceof Error ? error.message : String(error)}`;
+    await interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
     return;
   }
+  await startJob(interaction, options, context);
+}
+
+function readOptions(interaction: ChatInputCommandInteraction): ImagineOptions {
+  const sizeText = interaction.options.getString('size');
+  const size = sizeText === null ? undefined : parseSize(sizeText);
+  if (sizeText !== null && !size) throw new Error(`size "${sizeText}" is not WIDTHxHEIGHT, e.g. 512x768.`);
   const seed = interaction.options.getInteger('seed');
-  await startJob(
-    interaction,
-    {
-      prompt: interaction.options.getString('prompt', true),
-      negativePrompt: interaction.options.getString('negative_prompt') ?? undefined,
-      seed: seed === null ? undefined : String(seed),
-      steps: interaction.options.getInteger('steps') ?? undefined,
-      guidance: interaction.options.getNumber('guidance') ?? undefined,
-      size,
-      scheduler: interaction.options.getString('scheduler') ?? undefined,
-      count: interaction.options.getInteger('count') ?? 1,
-    },
-    context,
-  );
+  return {
+    prompt: interaction.options.getString('prompt') ?? '',
+    negativePrompt: interaction.options.getString('negative_prompt') ?? undefined,
+    seed: seed === null ? undefined : String(seed),
+    steps: interaction.options.getInteger('steps') ?? undefined,
+    guidance: interaction.options.getNumber('guidance') ?? undefined,
+    size,
+    scheduler: interaction.options.getString('scheduler') ?? undefined,
+    count: interaction.options.getInteger('count') ?? 1,
+  };
 }
 
 /** Suggests the sizes the loaded model accepts (native first), narrowed by what has been typed. */

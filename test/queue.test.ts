@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { GenerateRequest, ModelInfo, StepProgress } from '../src/pipeline/types.ts';
-import { offeredSizes, resolveRequests, OptionError } from '../src/queue/generation-policy.ts';
+import { checkOptions, offeredSizes, resolveRequests, OptionError } from '../src/queue/generation-policy.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
 import {
   JobCancelledError,
@@ -296,6 +296,24 @@ describe('LocalJobQueue count and defaults', () => {
     const turbo = { ...model, name: 'sd-turbo', isTurbo: true, defaultSteps: 1, defaultGuidance: 0, maxSteps: 4 };
     expect(resolveRequests(job('p', { seed: '7' }), withDefaults, turbo)[0]).toMatchObject({ steps: 1, guidanceScale: 0 });
     expect(() => resolveRequests(job('p', { steps: 5 }), withDefaults, turbo)).toThrow('steps must be between 1 and 4 for sd-turbo');
+  });
+
+  it('names each option a client sent out of range', () => {
+    const cases: [object, string][] = [
+      [{ count: 0 }, 'count must be between 1 and 4.'],
+      [{ count: 5 }, 'count must be between 1 and 4.'],
+      [{ seed: '-1' }, 'seed must be a whole number from 0 to 18446744073709551615.'],
+      [{ seed: '18446744073709551616' }, 'seed must be a whole number from 0 to 18446744073709551615.'],
+      [{ steps: 0 }, 'steps must be a whole number of at least 1.'],
+      [{ guidance: -1 }, 'guidance must be a number of at least 0.'],
+      [{ prompt: 'x'.repeat(1001) }, 'The prompt is 1001 characters long; the limit is 1000.'],
+      [{ negativePrompt: 'x'.repeat(1001) }, 'The negative prompt is longer than 1000 characters.'],
+      [{ scheduler: 'Magic' }, 'Unknown scheduler "Magic"; choose one of Euler, Euler a,'],
+    ];
+    for (const [options, message] of cases) {
+      expect(() => checkOptions({ prompt: 'p', count: 1, ...options })).toThrow(message);
+    }
+    expect(() => checkOptions({ prompt: 'p', count: 1, scheduler: 'EulerDiscreteScheduler', seed: '18446744073709551615' })).not.toThrow();
   });
 
   it('offers the native size and the operator’s sizes the model can draw', () => {

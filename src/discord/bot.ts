@@ -70,6 +70,8 @@ async function dispatch(interaction: Interaction, commands: Map<string, CommandM
       await commands.get(interaction.commandName)?.autocomplete?.(interaction, context);
     } else if (interaction.isButton()) {
       await handleButton(interaction, context);
+    } else if (interaction.isRepliable()) {
+      await interaction.reply({ content: 'I do not handle this kind of interaction.', flags: MessageFlags.Ephemeral });
     }
   } catch (error) {
     log.error({ error: describeError(error), stack: error instanceof Error ? error.stack : undefined }, 'interaction handler failed');

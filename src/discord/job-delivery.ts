@@ -88,7 +88,7 @@ export class JobDelivery {
 
   private tokenDeadline(interaction: RepliableInteraction): number {
     const { interactionTokenTtlMs, tokenExpiryMarginMs } = this.context.timing;
-    return interaction.createdTimestamp + interactionTokenTtlMs - tokenExpiryMarginMs;
+    return issuedAt(interaction) + interactionTokenTtlMs - tokenExpiryMarginMs;
   }
 
   private webhookUsable(): boolean {
@@ -226,6 +226,18 @@ export class JobDelivery {
       allowedMentions: { parse: [], users: first ? [this.job.userId] : [] },
     });
   }
+}
+
+/** Discord refuses acknowledgements after this long, so an acknowledged interaction is at most this old. */
+const ACKNOWLEDGE_WINDOW_MS = 3_000;
+
+/**
+ * When the interaction's token was issued: its snowflake time, kept within what an acknowledged
+ * interaction allows, so an API with odd ids or a skewed clock cannot make a fresh token look expired.
+ */
+function issuedAt(interaction: RepliableInteraction): number {
+  const now = Date.now();
+  return Math.min(Math.max(interaction.createdTimestamp, now - ACKNOWLEDGE_WINDOW_MS), now);
 }
 
 function toDiscord(message: OutgoingMessage): BaseMessageOptions {

@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
+import { SCHEDULERS, SUPPORTED_CLASS_NAMES } from '../schedulers/index.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type GenerationPolicy, type ImageSize, type ImagineOptions } from './types.ts';
 
 const SEED_LIMIT = 2n ** 64n;
@@ -74,6 +75,10 @@ export function checkOptions(options: ImagineOptions): void {
   }
   if (options.guidance !== undefined && !(Number.isFinite(options.guidance) && options.guidance >= 0)) {
     throw new OptionError('guidance must be a number of at least 0.');
+  }
+  const scheduler = options.scheduler;
+  if (scheduler !== undefined && !SCHEDULERS.some((entry) => entry.name === scheduler) && !SUPPORTED_CLASS_NAMES.includes(scheduler)) {
+    throw new OptionError(`Unknown scheduler "${scheduler}"; choose one of ${SCHEDULERS.map((entry) => entry.name).join(', ')}.`);
   }
 }
 
