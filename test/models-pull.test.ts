@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -58,6 +58,7 @@ beforeAll(async () => {
       [PRIVATE_REPO]: { files, token: TOKEN },
       'acme/pytorch-only': { files: new Map([['model_index.json', Buffer.from('{}')], ['unet/diffusion_pytorch_model.safetensors', Buffer.alloc(64)]]) },
       'TensorStack/SD-Turbo-onnx': { files },
+      'acme/sd-in-a-folder': { files: new Map([...files].map(([path, content]) => [`onnx/${path}`, content])), revisions: ['refs/pr/1'] },
     },
     { pageSize: 7, renamed: { 'old-acme/tiny-sd-onnx': REPO } },
   );
@@ -140,9 +141,11 @@ describe('model:pull against a mock hub', () => {
     expect(kept).toBeGreaterThan(0);
     expect(await listInstalledModels(modelsDir)).toEqual([]);
 
+    writeFileSync(join(modelsDir, '.tiny.partial', 'unet', 'left-over.bin'), 'from an older listing');
     hub.log.length = 0;
     const events: PullEvent[] = [];
     const result = await pullModel({ repo: REPO, name: 'tiny', modelsDir }, { hub: settings(), onEvent: (event) => events.push(event) });
+    expect(await filesUnder(result.dir)).toEqual([MANIFEST_FILE, ...wantedPaths(files)].sort());
     expect(events).toContainEqual({ type: 'file-start', path: 'unet/weights.pb', size: files.get('unet/weights.pb')!.length, offset: kept });
     expect(events).toContainEqual({ type: 'file-done', path: 'model_index.json', size: files.get('model_index.json')!.length, reused: true });
     expect(hub.log.find((entry) => entry.server === 'cdn' && entry.range)?.range).toBe(`bytes=${kept}-`);
@@ -194,6 +197,12 @@ describe('model:pull against a mock hub', () => {
     expect(hub.log.filter((entry) => entry.status === 503)).toHaveLength(2);
     expect(hub.log.some((entry) => entry.status === 307)).toBe(true);
     expect(await filesUnder(result.dir)).toEqual([MANIFEST_FILE, ...wantedPaths(files)].sort());
+  });
+
+  it('pulls from a subfolder at a pull-request revision', async () => {
+    const result = await pullModel({ repo: 'acme/sd-in-a-folder', revision: 'refs/pr/1', subfolder: 'onnx', name: 'folder', modelsDir }, { hub: settings() });
+    expect(await filesUnder(result.dir)).toEqual([MANIFEST_FILE, ...wantedPaths(files)].sort());
+    expect(hub.log.some((entry) => entry.url.includes('/tree/refs%2Fpr%2F1/onnx?'))).toBe(true);
   });
 
   it('refuses to overwrite an installed model unless forced', async () => {

@@ -56,11 +56,20 @@ export function defaultModelsDir(env: NodeJS.ProcessEnv = process.env): string {
   return env.MODELS_DIR ? resolve(env.MODELS_DIR) : resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models');
 }
 
+/** Paths of the regular files under `dir`, relative to it with "/" separators. */
+export async function filesBelow(dir: string, prefix = ''): Promise<string[]> {
+  const files: string[] = [];
+  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) files.push(...(await filesBelow(dir, path)));
+    else if (entry.isFile()) files.push(path);
+  }
+  return files;
+}
+
 async function directoryBytes(dir: string): Promise<number> {
   let total = 0;
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    if (entry.isFile()) total += (await stat(join(entry.parentPath, entry.name))).size;
-  }
+  for (const path of await filesBelow(dir)) total += (await stat(join(dir, path))).size;
   return total;
 }
 

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
-import { mkdir, open, readFile, readdir, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { HubClient, HubError, checkRepoId, hubSettingsFromEnv, type HubSettings } from './hub-client.ts';
-import { MANIFEST_FILE, checkModelName, defaultModelsDir, type PullManifest } from './installed.ts';
+import { MANIFEST_FILE, checkModelName, defaultModelsDir, filesBelow, type PullManifest } from './installed.ts';
 import { selectModelFiles, type PlannedFile } from './select-files.ts';
 import { checksumFor, fileMatches, hashFilePrefix, startHash } from './verify.ts';
 
@@ -117,10 +117,8 @@ async function prepareStaging(staging: string, source: object, planned: PlannedF
   await writeFile(join(staging, SOURCE_FILE), sourceText);
 
   const keep = new Set([SOURCE_FILE, ...planned.flatMap((file) => [file.target, file.target + INCOMPLETE])]);
-  for (const entry of await readdir(staging, { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile()) continue;
-    const path = join(entry.parentPath, entry.name);
-    if (!keep.has(relative(staging, path).split('\\').join('/'))) await rm(path, { force: true });
+  for (const path of await filesBelow(staging)) {
+    if (!keep.has(path)) await rm(join(staging, path), { force: true });
   }
 }
 

@@ -114,10 +114,15 @@ export async function startMockHub(repos: Record<string, MockRepo>, options: { p
   const pageSize = options.pageSize ?? 1000;
   const log: LoggedRequest[] = [];
   const faults: MockFaults = {};
-  const blobs = new Map<string, { path: string; content: Buffer }>();
+  /** Content by sha256, with every repository path that holds it (faults name paths). */
+  const blobs = new Map<string, { paths: string[]; content: Buffer }>();
   for (const repo of Object.values(repos)) {
     repo.commit ??= createHash('sha1').update(JSON.stringify([...repo.files.keys()])).digest('hex');
-    for (const [path, content] of repo.files) blobs.set(sha256(content), { path, content });
+    for (const [path, content] of repo.files) {
+      const blob = blobs.get(sha256(content)) ?? { paths: [], content };
+      blob.paths.push(path);
+      blobs.set(sha256(content), blob);
+    }
   }
 
   const record = (server: 'hub' | 'cdn', request: IncomingMessage, response: ServerResponse) => {
@@ -135,16 +140,16 @@ export async function startMockHub(repos: Record<string, MockRepo>, options: { p
     };
   };
 
-  const contentFor = (path: string, content: Buffer): Buffer => {
-    if (faults.corrupt !== path || content.length === 0) return content;
+  const contentFor = (paths: string[], content: Buffer): Buffer => {
+    if (faults.corrupt === undefined || !paths.includes(faults.corrupt) || content.length === 0) return content;
     const damaged = Buffer.from(content);
     damaged[damaged.length >> 1] ^= 0xff;
     return damaged;
   };
 
   /** Sends a file body honouring Range, and the cut fault. */
-  const sendBytes = (request: IncomingMessage, response: ServerResponse, setStatus: (s: number) => void, path: string, stored: Buffer, headers: Record<string, string>) => {
-    const content = contentFor(path, stored);
+  const sendBytes = (request: IncomingMessage, response: ServerResponse, setStatus: (s: number) => void, paths: string[], stored: Buffer, headers: Record<string, string>) => {
+    const content = contentFor(paths, stored);
     const range = parseRange(request.headers.range, content.length);
     if (range === 'unsatisfiable') {
       setStatus(416);
@@ -165,7 +170,7 @@ export async function startMockHub(repos: Record<string, MockRepo>, options: { p
     });
     if (request.method === 'HEAD') return void response.end();
     const cut = faults.cut;
-    if (cut && cut.path === path && cut.times > 0 && body.length > cut.afterBytes) {
+    if (cut && paths.includes(cut.path) && cut.times > 0 && body.length > cut.afterBytes) {
       cut.times--;
       response.write(body.subarray(0, cut.afterBytes), () => setTimeout(() => response.socket?.destroy(), 20));
       return;
@@ -188,7 +193,7 @@ export async function startMockHub(repos: Record<string, MockRepo>, options: { p
       setStatus(404);
       return void response.writeHead(404).end('NoSuchKey');
     }
-    sendBytes(request, response, setStatus, blob.path, blob.content, { ETag: `"${createHash('md5').update(blob.content).digest('hex')}"` });
+    sendBytes(request, response, setStatus, blob.paths, blob.content, { ETag: `"${createHash('md5').update(blob.content).digest('hex')}"` });
   });
 
   const hub = createServer((request, response) => {
@@ -268,7 +273,7 @@ export async function startMockHub(repos: Record<string, MockRepo>, options: { p
         })
         .end(`Found. Redirecting to ${location}`);
     }
-    sendBytes(request, response, setStatus, path, content, { ...common, ETag: `"${gitBlobSha1(content)}"` });
+    sendBytes(request, response, setStatus, [path], content, { ...common, ETag: `"${gitBlobSha1(content)}"` });
   });
 
   const listen = (server: Server) =>
