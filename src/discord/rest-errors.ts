@@ -25,8 +25,8 @@ export function classifyFailure(error: unknown): FailureKind {
     if (error.status === 429 || error.status >= 500) return 'unavailable';
     return 'refused';
   }
-  if (error instanceof HTTPError) return error.status === 413 ? 'too_large' : 'unavailable';
-  if (error instanceof RateLimitError) return 'unavailable';
+  if (error instanceof HTTPError && error.status === 413) return 'too_large';
+  // HTTPError (5xx after retries), RateLimitError, timeouts and network errors: Discord may be back soon.
   return 'unavailable';
 }
 
