@@ -138,7 +138,7 @@ export class HubClient {
     for (let page = 0; url !== undefined; page++) {
       if (page === MAX_TREE_PAGES) throw new HubError(`The file listing of ${repo} did not end after ${MAX_TREE_PAGES} pages`);
       const response = await this.request(url, { accept: 'application/json' }, context);
-      if (!response.ok) throw await this.failure(response, context, 'tree');
+      if (!response.ok) throw await this.failure(response, context);
       const entries: unknown = await response.json();
       if (!Array.isArray(entries)) throw new HubError(`The hub's file listing for ${repo} is not a JSON array (${url})`);
       for (const entry of entries) {
@@ -162,7 +162,7 @@ export class HubClient {
     const headers: Record<string, string> = start > 0 ? { range: `bytes=${start}-` } : {};
     const hops: Response[] = [];
     const response = await this.request(url, headers, context, signal, hops);
-    if (response.status !== 200 && response.status !== 206) throw await this.failure(response, context, 'file');
+    if (response.status !== 200 && response.status !== 206) throw await this.failure(response, context);
 
     const firstHeader = (name: string) => hops.map((hop) => hop.headers.get(name)).find((value) => value !== null) ?? null;
     const hubResponse = hops[0];
@@ -239,7 +239,7 @@ export class HubClient {
     return new HubError(`Cannot reach ${new URL(url).origin} (${detail}). Check the network${process.env.HF_ENDPOINT ? ' and HF_ENDPOINT' : ''}.`, undefined, true);
   }
 
-  private async failure(response: Response, context: RequestContext, what: 'tree' | 'file'): Promise<HubError> {
+  private async failure(response: Response, context: RequestContext): Promise<HubError> {
     const code = response.headers.get('x-error-code') ?? '';
     let detail = response.headers.get('x-error-message') ?? '';
     const text = await response.text().catch(() => '');
@@ -271,7 +271,7 @@ export class HubClient {
     if (status === 403) return new HubError(`${hub} refused access to ${repo} (403 Forbidden)${said}.`, status);
     if (status === 404) {
       if (code === 'RevisionNotFound') return new HubError(`${repo} has no revision "${revision}" (no such branch, tag or commit).`, status);
-      if (code === 'EntryNotFound' || (code === '' && what === 'file') || (code === '' && path)) {
+      if (code === 'EntryNotFound' || (code === '' && path !== undefined)) {
         return new HubError(`${repo} at revision "${revision}" has no ${path ? `"${path}"` : 'such path'} (404 Not Found).`, status);
       }
       const hint = this.token === undefined ? ' If it is private, set HF_TOKEN.' : '';

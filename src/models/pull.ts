@@ -98,8 +98,8 @@ export async function pullModel(request: PullRequest, options: PullOptions = {})
     files: planned.map((file) => ({ path: file.target, size: file.size, ...checksumField(file) })),
   };
   await writeFile(join(staging, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
-  await rm(join(staging, SOURCE_FILE), { force: true });
   await placeModel(staging, target);
+  await rm(join(target, SOURCE_FILE), { force: true });
   const bytes = planned.reduce((sum, file) => sum + file.size, 0);
   return { name, dir: target, repo, revision, commit: transfer.commit, files: planned.length, bytes, downloadedBytes: transfer.downloadedBytes };
 }
