@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from './pipeline/onnx-model.ts';
+import { PRESETS } from './models/presets.ts';
 import type { GenerationPolicy, ImageSize } from './queue/types.ts';
 
 export function parseSize(text: string): ImageSize | undefined {
@@ -25,7 +27,11 @@ const environmentSchema = z.object({
   DISCORD_GUILD_ID: optional(snowflake),
   DISCORD_API_URL: optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://127.0.0.1:8080/api' })),
   SD_MODEL_DIR: optional(z.string()),
-  EXECUTION_PROVIDER: z.preprocess(emptyAsUndefined, z.enum(['cpu', 'cuda', 'dml', 'coreml']).default('cpu')),
+  EXECUTION_PROVIDER: z.preprocess(emptyAsUndefined, z.enum(EXECUTION_PROVIDERS).default('cpu')),
+  MODELS_DIR: optional(z.string()),
+  AUTO_PULL: optional(z.enum(PRESETS.map((preset) => preset.name) as [string, ...string[]], { error: `must be a preset: ${PRESETS.map((preset) => preset.name).join(', ')}` })),
+  HF_TOKEN: optional(z.string()),
+  HF_ENDPOINT: optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as https://huggingface.co' })),
   DEFAULT_STEPS: optional(z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1)),
   MAX_STEPS: integer(1, 50),
   DEFAULT_GUIDANCE: optional(z.coerce.number({ error: 'must be a number' }).min(0)),
@@ -70,7 +76,9 @@ export interface BotConfig {
   model: {
     /** Undefined: the generated tiny model, which draws noise. */
     dir: string | undefined;
-    executionProvider: 'cpu' | 'cuda' | 'dml' | 'coreml';
+    executionProvider: ExecutionProvider;
+    /** A preset to download before the first start when no model is configured (AUTO_PULL). */
+    autoPull: string | undefined;
   };
   generation: GenerationPolicy;
   queue: { maxQueue: number; maxJobsPerUser: number };
@@ -110,7 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       guildId: e.DISCORD_GUILD_ID,
       apiUrl: e.DISCORD_API_URL?.replace(/\/+$/, ''),
     },
-    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER },
+    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL },
     generation: {
       defaultSteps: e.DEFAULT_STEPS,
       maxSteps: e.MAX_STEPS,

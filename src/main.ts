@@ -4,7 +4,8 @@ import { startBot, type RunningBot } from './discord/bot.ts';
 import { createLogger } from './discord/logger.ts';
 import { describeError } from './discord/rest-errors.ts';
 import { LocalJobQueue } from './queue/local-queue.ts';
-import { ensureTinyModel } from './tiny-model/index.ts';
+import { resolveModelDir, TINY_MODEL_NOTICE } from './models/default-model.ts';
+import { autoPull, FIRST_RUN_HELP } from './models/first-run.ts';
 import { PipelineThread } from './worker/pipeline-thread.ts';
 
 // The all-in-one bot: Discord front end, job queue and the pipeline's worker thread in one process.
@@ -21,10 +22,15 @@ try {
 const logger = createLogger(config.logLevel);
 process.on('unhandledRejection', (error) => logger.error({ error: describeError(error) }, 'unhandled rejection'));
 
-let modelDir = config.model.dir;
-if (modelDir === undefined) {
-  modelDir = await ensureTinyModel();
-  logger.warn({ modelDir }, 'SD_MODEL_DIR is not set: using the generated tiny test model, which draws noise');
+let modelDir: string;
+try {
+  const pulled = config.model.dir === undefined ? await autoPull({ preset: config.model.autoPull }) : undefined;
+  const model = await resolveModelDir(config.model.dir ?? pulled);
+  if (model.notice) logger.warn(model.notice === TINY_MODEL_NOTICE ? FIRST_RUN_HELP : model.notice);
+  modelDir = model.dir;
+} catch (error) {
+  logger.fatal({ error: describeError(error) }, 'no usable model');
+  process.exit(1);
 }
 const pipeline = PipelineThread.start({ modelDir, executionProvider: config.model.executionProvider });
 const loadStarted = performance.now();

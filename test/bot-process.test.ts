@@ -54,6 +54,7 @@ function environmentFor(discord: FakeDiscord): Record<string, string> {
     DISCORD_APPLICATION_ID: discord.applicationId,
     DISCORD_GUILD_ID: discord.guildId,
     DISCORD_API_URL: discord.apiUrl,
+    MODELS_DIR: join(cwd, 'models'),
     SIZES: '64x64,512x512',
     DEFAULT_SIZE: '64x64',
     DEFAULT_STEPS: '2',
@@ -76,7 +77,7 @@ describe('npm start and npm run deploy-commands as processes', () => {
 
     const bot = run('src/main.ts', environment);
     await discord.waitFor(() => bot.lines.some((line) => line.msg === 'model loaded') && bot.lines.some((line) => line.msg === 'logged in to Discord'), 30_000, 'bot up');
-    expect(bot.lines.find((line) => line.level === 40 && String(line.msg).startsWith('SD_MODEL_DIR is not set'))).toBeDefined();
+    expect(bot.lines.find((line) => line.level === 40 && String(line.msg).startsWith('No Stable Diffusion model is installed'))).toBeDefined();
 
     const imagine = (username: string, options: Record<string, string | number>): InteractionHandle =>
       discord.sendCommand({ name: 'imagine', options, user: discord.user(username) });
