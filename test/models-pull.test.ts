@@ -9,7 +9,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readPngParameters } from '../src/image/png.ts';
 import { autoPull } from '../src/models/first-run.ts';
 import type { HubSettings } from '../src/models/hub-client.ts';
-import { MANIFEST_FILE, listInstalledModels } from '../src/models/installed.ts';
+import { listInstalledModels } from '../src/models/installed.ts';
+import { PULL_MANIFEST_FILE } from '../src/pipeline/model-config.ts';
 import { pullModel, type PullEvent } from '../src/models/pull.ts';
 import { sha256, startMockHub, type MockHub } from './mock-hub/server.ts';
 import { tinyRepoFiles, wantedPaths } from './mock-hub/tiny-repo.ts';
@@ -85,11 +86,11 @@ describe('model:pull against a mock hub', () => {
 
     const expected = wantedPaths(files);
     expect(expected).toContain('unet/weights.pb');
-    expect(await filesUnder(dir)).toEqual([MANIFEST_FILE, ...expected].sort());
+    expect(await filesUnder(dir)).toEqual([PULL_MANIFEST_FILE, ...expected].sort());
     for (const path of expected) expect(readFileSync(join(dir, path)).equals(files.get(path)!), path).toBe(true);
     expect(await readdir(modelsDir)).toEqual(['tiny']);
 
-    const manifest = JSON.parse(readFileSync(join(dir, MANIFEST_FILE), 'utf8'));
+    const manifest = JSON.parse(readFileSync(join(dir, PULL_MANIFEST_FILE), 'utf8'));
     expect(manifest).toMatchObject({ repo: PRIVATE_REPO, revision: 'main', commit: expect.stringMatching(/^[0-9a-f]{40}$/) });
 
     const treePages = hub.log.filter((entry) => entry.url.includes('/tree/'));
@@ -145,7 +146,7 @@ describe('model:pull against a mock hub', () => {
     hub.log.length = 0;
     const events: PullEvent[] = [];
     const result = await pullModel({ repo: REPO, name: 'tiny', modelsDir }, { hub: settings(), onEvent: (event) => events.push(event) });
-    expect(await filesUnder(result.dir)).toEqual([MANIFEST_FILE, ...wantedPaths(files)].sort());
+    expect(await filesUnder(result.dir)).toEqual([PULL_MANIFEST_FILE, ...wantedPaths(files)].sort());
     expect(events).toContainEqual({ type: 'file-start', path: 'unet/weights.pb', size: files.get('unet/weights.pb')!.length, offset: kept });
     expect(events).toContainEqual({ type: 'file-done', path: 'model_index.json', size: files.get('model_index.json')!.length, reused: true });
     expect(hub.log.find((entry) => entry.server === 'cdn' && entry.range)?.range).toBe(`bytes=${kept}-`);
@@ -196,12 +197,12 @@ describe('model:pull against a mock hub', () => {
     const result = await pullModel({ repo: 'old-acme/tiny-sd-onnx', name: 'tiny', modelsDir }, { hub: settings() });
     expect(hub.log.filter((entry) => entry.status === 503)).toHaveLength(2);
     expect(hub.log.some((entry) => entry.status === 307)).toBe(true);
-    expect(await filesUnder(result.dir)).toEqual([MANIFEST_FILE, ...wantedPaths(files)].sort());
+    expect(await filesUnder(result.dir)).toEqual([PULL_MANIFEST_FILE, ...wantedPaths(files)].sort());
   });
 
   it('pulls from a subfolder at a pull-request revision', async () => {
     const result = await pullModel({ repo: 'acme/sd-in-a-folder', revision: 'refs/pr/1', subfolder: 'onnx', name: 'folder', modelsDir }, { hub: settings() });
-    expect(await filesUnder(result.dir)).toEqual([MANIFEST_FILE, ...wantedPaths(files)].sort());
+    expect(await filesUnder(result.dir)).toEqual([PULL_MANIFEST_FILE, ...wantedPaths(files)].sort());
     expect(hub.log.some((entry) => entry.url.includes('/tree/refs%2Fpr%2F1/onnx?'))).toBe(true);
   });
 
@@ -210,7 +211,7 @@ describe('model:pull against a mock hub', () => {
     const again = await pullError(pullModel({ repo: REPO, name: 'tiny', modelsDir }, { hub: settings() }));
     expect(again.message).toMatch(/already exists\. Pass --force/);
     const replaced = await pullModel({ repo: REPO, name: 'tiny', modelsDir, force: true }, { hub: settings() });
-    expect(await filesUnder(replaced.dir)).toEqual([MANIFEST_FILE, ...wantedPaths(files)].sort());
+    expect(await filesUnder(replaced.dir)).toEqual([PULL_MANIFEST_FILE, ...wantedPaths(files)].sort());
     expect((await readdir(modelsDir)).sort()).toEqual(['tiny']);
   });
 

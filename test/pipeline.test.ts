@@ -150,6 +150,25 @@ describe('exporter variations', () => {
   });
 });
 
+describe('distilled few-step models', () => {
+  it('recognises SD-Turbo by its trailing Euler scheduler and defaults to 1 step without guidance', async () => {
+    const turbo = await load('trailing', { scheduler: { _class_name: 'EulerDiscreteScheduler', timestep_spacing: 'trailing' } });
+    expect(turbo.info).toMatchObject({ isTurbo: true, defaultSteps: 1, defaultGuidance: 0, maxSteps: 4, defaultScheduler: 'Euler Trailing' });
+    const output = await turbo.generate({ prompt: 'a fox', seed: 1, ...SMALL });
+    expect(output.settings).toMatchObject({ steps: 1, guidanceScale: 0 });
+  });
+
+  it('recognises SD-Turbo by the repository it was pulled from', async () => {
+    const dir = join(root, 'pulled');
+    await writeTinyModel(dir);
+    writeFileSync(join(dir, '.pull-manifest.json'), JSON.stringify({ repo: 'TensorStack/SD-Turbo-onnx' }));
+    const pulled = await StableDiffusionPipeline.fromPretrained(dir);
+    pipelines.set('pulled', pulled);
+    expect(pulled.info).toMatchObject({ isTurbo: true, defaultSteps: 1, defaultGuidance: 0 });
+    expect(fp32.info).toMatchObject({ isTurbo: false, defaultSteps: 20, defaultGuidance: 7.5 });
+  });
+});
+
 describe('unusable model directories', () => {
   it('names a directory that does not exist', async () => {
     await expect(StableDiffusionPipeline.fromPretrained(join(root, 'nowhere'))).rejects.toThrow(/nowhere does not exist/);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeModel, readModelConfig } from '../pipeline/model-config.ts';
+import { describeModel, PULL_MANIFEST_FILE, readModelConfig } from '../pipeline/model-config.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
 import { ONNX_FLOAT16, readOnnxInputs } from './onnx-inputs.ts';
 
@@ -17,7 +17,6 @@ export interface PullManifest {
   files: { path: string; size: number; sha256?: string; gitOid?: string }[];
 }
 
-export const MANIFEST_FILE = '.pull-manifest.json';
 
 export interface InstalledModel {
   name: string;
@@ -108,7 +107,7 @@ export async function describeInstalledModel(dir: string): Promise<InstalledMode
   const contextWidth = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape[2];
   const info = describeModel(config, fixedLatentSize, precision);
   const type = info.isTiny ? 'tiny test model' : info.isTurbo ? 'SD-Turbo' : await family(config.dir, typeof contextWidth === 'number' ? contextWidth : undefined);
-  const manifest = (await readJsonIfPresent(join(config.dir, MANIFEST_FILE))) as PullManifest | undefined;
+  const manifest = (await readJsonIfPresent(join(config.dir, PULL_MANIFEST_FILE))) as PullManifest | undefined;
   return {
     name: config.name,
     dir: config.dir,

@@ -2,8 +2,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PULL_MANIFEST_FILE } from '../pipeline/model-config.ts';
 import { HubClient, HubError, checkRepoId, hubSettingsFromEnv, type HubSettings } from './hub-client.ts';
-import { MANIFEST_FILE, checkModelName, defaultModelsDir, filesBelow, type PullManifest } from './installed.ts';
+import { checkModelName, defaultModelsDir, filesBelow, type PullManifest } from './installed.ts';
 import { selectModelFiles, type PlannedFile } from './select-files.ts';
 import { checksumFor, fileMatches, hashFilePrefix, startHash } from './verify.ts';
 
@@ -97,7 +98,7 @@ export async function pullModel(request: PullRequest, options: PullOptions = {})
     pulledAt: new Date().toISOString(),
     files: planned.map((file) => ({ path: file.target, size: file.size, ...checksumField(file) })),
   };
-  await writeFile(join(staging, MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
+  await writeFile(join(staging, PULL_MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
   await placeModel(staging, target);
   await rm(join(target, SOURCE_FILE), { force: true });
   const bytes = planned.reduce((sum, file) => sum + file.size, 0);

@@ -12,6 +12,8 @@ export interface ModelConfig {
   /** unet/config.json when the exporter wrote one (Optimum does; diffusers' converter does not). */
   unetConfig: Record<string, unknown> | undefined;
   isTiny: boolean;
+  /** Where the model came from, as far as its files tell: the folder name, the pulled repo id, the exporter's source. */
+  origins: string[];
 }
 
 const REQUIRED_FILES = [
@@ -24,6 +26,9 @@ const REQUIRED_FILES = [
   'vae_decoder/model.onnx',
 ];
 
+/** What `npm run model:pull` writes beside a pulled model (repo id, revision, commit). */
+export const PULL_MANIFEST_FILE = '.pull-manifest.json';
+
 /** Marks the generated tiny model in its model_index.json (see src/tiny-model). */
 export const TINY_MODEL_MARKER = '_imagine_bot_tiny';
 
@@ -35,12 +40,15 @@ export function readModelConfig(dir: string): ModelConfig {
     throw new Error(`${modelDir} is not a Stable Diffusion ONNX model: missing ${missing.join(', ')}`);
   }
   const modelIndex = readJson(join(modelDir, 'model_index.json'));
+  const pullManifestPath = join(modelDir, PULL_MANIFEST_FILE);
+  const pulledFrom = existsSync(pullManifestPath) ? readJson(pullManifestPath).repo : undefined;
   return {
     dir: modelDir,
     name: basename(modelDir).replace(/^\./, ''),
     schedulerConfig: readJson(join(modelDir, 'scheduler', 'scheduler_config.json')),
     unetConfig: existsSync(join(modelDir, 'unet', 'config.json')) ? readJson(join(modelDir, 'unet', 'config.json')) : undefined,
     isTiny: modelIndex[TINY_MODEL_MARKER] === true,
+    origins: [basename(modelDir), pulledFrom, modelIndex._name_or_path].filter((origin): origin is string => typeof origin === 'string'),
   };
 }
 
@@ -59,7 +67,7 @@ export function describeModel(config: ModelConfig, fixedLatentSize: LatentSize |
   const scheduler = config.schedulerConfig;
   const className = String(scheduler._class_name ?? 'PNDMScheduler');
   const predictionType = (scheduler.prediction_type ?? 'epsilon') as ModelInfo['predictionType'];
-  const isTurbo = scheduler.timestep_spacing === 'trailing' || /turbo/i.test(config.name);
+  const isTurbo = scheduler.timestep_spacing === 'trailing' || config.origins.some((origin) => /turbo/i.test(origin));
   const isLcm = className === 'LCMScheduler';
 
   const sampleSize = config.unetConfig?.sample_size;
