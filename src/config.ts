@@ -53,6 +53,10 @@ const environmentSchema = z.object({
   ),
   MAX_QUEUE: integer(1, 20),
   MAX_JOBS_PER_USER: integer(1, 2),
+  QUEUE_BACKEND: z.preprocess(emptyAsUndefined, z.enum(['local', 'bullmq']).default('local')),
+  REDIS_URL: optional(z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379' })),
+  STALLED_JOB_TIMEOUT_MS: integer(1000, 30_000),
+  RESULT_TTL_MS: integer(60_000, 24 * 60 * 60_000),
   PROGRESS_EDIT_INTERVAL_MS: integer(0, 2000),
   INTERACTION_TOKEN_TTL_MS: integer(1000, 15 * 60_000),
   TOKEN_EXPIRY_MARGIN_MS: integer(0, 60_000),
@@ -82,6 +86,8 @@ export interface BotConfig {
   };
   generation: GenerationPolicy;
   queue: { maxQueue: number; maxJobsPerUser: number };
+  /** Where jobs run: this process's pipeline thread, or workers reached through Redis. */
+  backend: { kind: 'local' } | RedisBackendConfig;
   timing: {
     progressEditIntervalMs: number;
     interactionTokenTtlMs: number;
@@ -91,18 +97,31 @@ export interface BotConfig {
   logLevel: Environment['LOG_LEVEL'];
 }
 
+export interface RedisBackendConfig {
+  kind: 'bullmq';
+  redisUrl: string;
+  /** How long the job of a worker that died stays claimed before another worker takes it over. */
+  stalledJobTimeoutMs: number;
+  /** How long a finished job's images wait in Redis for a bot to post them. */
+  resultTtlMs: number;
+}
+
+/** What `npm run worker` reads: no Discord settings (workers hold no token), the generation policy comes with each job. */
+export interface WorkerConfig {
+  redisUrl: string;
+  model: BotConfig['model'];
+  stalledJobTimeoutMs: number;
+  shutdownTimeoutMs: number;
+  logLevel: Environment['LOG_LEVEL'];
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
 /** Validates the environment (after dotenv) and names every variable that is wrong. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
-  const parsed = environmentSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => `  ${issue.path.join('.') || '(environment)'}: ${issue.message}`);
-    throw new ConfigError(`Invalid configuration (check .env):\n${problems.join('\n')}`);
-  }
-  const e = parsed.data;
+  const e = parseEnvironment(environmentSchema, env);
   if (e.DEFAULT_STEPS !== undefined && e.DEFAULT_STEPS > e.MAX_STEPS) {
     throw new ConfigError(`Invalid configuration (check .env):\n  DEFAULT_STEPS: ${e.DEFAULT_STEPS} is above MAX_STEPS (${e.MAX_STEPS})`);
   }
@@ -111,6 +130,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       `Invalid configuration (check .env):\n  DEFAULT_GUIDANCE: ${e.DEFAULT_GUIDANCE} is above MAX_GUIDANCE (${e.MAX_GUIDANCE})`,
     );
   }
+  const backend: BotConfig['backend'] =
+    e.QUEUE_BACKEND === 'local'
+      ? { kind: 'local' }
+      : { kind: 'bullmq', redisUrl: requireRedisUrl(e.REDIS_URL, 'when QUEUE_BACKEND=bullmq'), stalledJobTimeoutMs: e.STALLED_JOB_TIMEOUT_MS, resultTtlMs: e.RESULT_TTL_MS };
   return {
     discord: {
       token: e.DISCORD_TOKEN,
@@ -129,6 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       sizes: e.SIZES,
     },
     queue: { maxQueue: e.MAX_QUEUE, maxJobsPerUser: e.MAX_JOBS_PER_USER },
+    backend,
     timing: {
       progressEditIntervalMs: e.PROGRESS_EDIT_INTERVAL_MS,
       interactionTokenTtlMs: e.INTERACTION_TOKEN_TTL_MS,
@@ -137,4 +161,43 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
     },
     logLevel: e.LOG_LEVEL,
   };
+}
+
+const workerSchema = environmentSchema.pick({
+  REDIS_URL: true,
+  SD_MODEL_DIR: true,
+  EXECUTION_PROVIDER: true,
+  MODELS_DIR: true,
+  AUTO_PULL: true,
+  HF_TOKEN: true,
+  HF_ENDPOINT: true,
+  STALLED_JOB_TIMEOUT_MS: true,
+  SHUTDOWN_TIMEOUT_MS: true,
+  LOG_LEVEL: true,
+});
+
+/** The worker's share of the environment; REDIS_URL is required. */
+export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerConfig {
+  const e = parseEnvironment(workerSchema, env);
+  return {
+    redisUrl: requireRedisUrl(e.REDIS_URL, 'for a worker (it takes its jobs from Redis)'),
+    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL },
+    stalledJobTimeoutMs: e.STALLED_JOB_TIMEOUT_MS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    logLevel: e.LOG_LEVEL,
+  };
+}
+
+function parseEnvironment<T extends z.ZodType>(schema: T, env: NodeJS.ProcessEnv): z.infer<T> {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `  ${issue.path.join('.') || '(environment)'}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration (check .env):\n${problems.join('\n')}`);
+  }
+  return parsed.data;
+}
+
+function requireRedisUrl(url: string | undefined, when: string): string {
+  if (url === undefined) throw new ConfigError(`Invalid configuration (check .env):\n  REDIS_URL: is required ${when}`);
+  return url;
 }

@@ -3,10 +3,13 @@ import { ConfigError, loadConfig, type BotConfig } from './config.ts';
 import { startBot, type RunningBot } from './discord/bot.ts';
 import { createLogger } from './discord/logger.ts';
 import { describeError } from './discord/rest-errors.ts';
+import { BullJobQueue } from './queue/bullmq-queue.ts';
 import { LocalJobQueue } from './queue/local-queue.ts';
+import type { JobQueue } from './queue/types.ts';
 import { resolveModelDir, TINY_MODEL_NOTICE } from './models/default-model.ts';
 import { autoPull, FIRST_RUN_HELP } from './models/first-run.ts';
 import { PipelineThread } from './worker/pipeline-thread.ts';
+import { RemoteWorker } from './worker/remote-worker.ts';
 
 // The all-in-one bot: Discord front end, job queue and the pipeline's worker thread in one process.
 
@@ -38,7 +41,16 @@ pipeline.ready.then(
   (model) => logger.info({ model: model.name, native: `${model.nativeWidth}x${model.nativeHeight}`, loadMs: Math.round(performance.now() - loadStarted) }, 'model loaded'),
   (error: unknown) => logger.error({ error: describeError(error) }, 'the model failed to load: every job will fail until the bot restarts'),
 );
-const queue = new LocalJobQueue({ generator: pipeline, policy: config.generation, ...config.queue });
+const backend = config.backend;
+const queue: JobQueue =
+  backend.kind === 'local'
+    ? new LocalJobQueue({ generator: pipeline, policy: config.generation, ...config.queue })
+    : new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
+// With QUEUE_BACKEND=bullmq this process is also one worker; `npm run worker` adds more on other machines.
+const worker =
+  backend.kind === 'bullmq'
+    ? new RemoteWorker({ redisUrl: backend.redisUrl, generator: pipeline, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, logger })
+    : undefined;
 
 let bot: RunningBot | undefined;
 let stopping = false;
@@ -47,6 +59,7 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'signal received');
   await bot?.shutdown();
+  await worker?.close(config.timing.shutdownTimeoutMs);
   await pipeline.dispose();
   logger.info('bye');
   process.exit(0);
@@ -58,6 +71,7 @@ try {
   bot = await startBot({ config, queue, logger });
 } catch (error) {
   logger.fatal({ error: describeError(error) }, 'could not log in to Discord');
+  await worker?.close(0);
   await pipeline.dispose();
   process.exit(1);
 }

@@ -2,10 +2,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, Events, GatewayIntentBits, MessageFlags, type Interaction } from 'discord.js';
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
-import type { JobQueue } from '../queue/types.ts';
+import type { DeliveryRecord, JobHandle, JobQueue } from '../queue/types.ts';
 import { DeliveryRegistry, type BotContext } from './bot-context.ts';
 import { handleButton } from './buttons.ts';
 import { loadCommands, type CommandModule } from './commands.ts';
+import { JobDelivery } from './job-delivery.ts';
+import { storedTarget } from './reply-target.ts';
 import { describeError } from './rest-errors.ts';
 
 const DELIVERY_DRAIN_MS = 15_000;
@@ -35,7 +37,10 @@ export async function startBot(options: { config: BotConfig; queue: JobQueue; lo
   };
 
   client.on(Events.InteractionCreate, (interaction) => void dispatch(interaction, commands, context));
-  client.once(Events.ClientReady, (ready) => logger.info({ user: ready.user.tag, guilds: ready.guilds.cache.size }, 'logged in to Discord'));
+  client.once(Events.ClientReady, (ready) => {
+    logger.info({ user: ready.user.tag, guilds: ready.guilds.cache.size }, 'logged in to Discord');
+    queue.recover?.((job, delivery) => resumeDelivery(job, delivery, ready, context));
+  });
   client.on(Events.Error, (error) => logger.error({ error: describeError(error) }, 'discord.js client error'));
   client.on(Events.ShardDisconnect, (event) => logger.warn({ code: event.code }, 'gateway disconnected'));
   client.on(Events.ShardReconnecting, () => logger.info('gateway reconnecting'));
@@ -54,6 +59,17 @@ export async function startBot(options: { config: BotConfig; queue: JobQueue; lo
       logger.info('logged out of Discord');
     },
   };
+}
+
+/** Takes over a job an earlier bot process queued: progress and result go to its interaction (or its channel) as before. */
+function resumeDelivery(job: JobHandle, delivery: DeliveryRecord, client: Client<true>, context: BotContext): void {
+  const target = storedTarget(client, delivery);
+  if (!target) {
+    context.logger.warn({ jobId: job.id }, 'a recovered job has no usable delivery record; it cannot be posted');
+    return;
+  }
+  context.logger.info({ jobId: job.id, userId: job.userId, state: job.status().state }, 'resuming the delivery of a job queued before a restart');
+  context.deliveries.track(new JobDelivery(job, target, { client, logger: context.logger, timing: context.config.timing }));
 }
 
 async function dispatch(interaction: Interaction, commands: Map<string, CommandModule>, context: BotContext): Promise<void> {

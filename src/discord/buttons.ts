@@ -4,6 +4,7 @@ import { readPngParameters } from '../image/png.ts';
 import type { ImagineOptions } from '../queue/types.ts';
 import type { BotContext } from './bot-context.ts';
 import { decodeButton } from './custom-id.ts';
+import { liveTarget } from './reply-target.ts';
 import { describeError } from './rest-errors.ts';
 import { optionsFromEmbed, optionsFromSettings } from './result-embed.ts';
 import { startJob } from './start-job.ts';
@@ -50,7 +51,7 @@ async function cancel(interaction: ButtonInteraction, jobId: string, context: Bo
   }
   if (interaction.user.id !== job.userId) return ephemeral(interaction, `Only <@${job.userId}> can cancel this job.`);
   await interaction.deferUpdate();
-  delivery?.retarget(interaction);
+  delivery?.retarget(liveTarget(interaction));
   job.cancel('user');
 }
 

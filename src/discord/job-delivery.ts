@@ -1,10 +1,11 @@
-import { AttachmentBuilder, type BaseMessageOptions, type Client, type RepliableInteraction } from 'discord.js';
+import { AttachmentBuilder, type BaseMessageOptions, type Client } from 'discord.js';
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
-import { JobCancelledError, type JobHandle, type JobResult, type JobStatus } from '../queue/types.ts';
-import { DEFAULT_ATTACHMENT_LIMIT, formatBytes, planAttachments, type OutgoingFile } from './attachments.ts';
+import { JobCancelledError, JobDetachedError, type JobHandle, type JobResult, type JobStatus } from '../queue/types.ts';
+import { formatBytes, planAttachments, type OutgoingFile } from './attachments.ts';
 import { finalText, handedToChannelMessage, resultRow, statusMessage, type MessageContent } from './job-messages.ts';
 import { classifyFailure, describeError, failureText } from './rest-errors.ts';
+import type { ReplyTarget } from './reply-target.ts';
 import { resultEmbed } from './result-embed.ts';
 import { ThrottledEditor } from './throttled-editor.ts';
 
@@ -27,7 +28,7 @@ type Route = 'webhook' | 'channel';
  * messages that mention the requester. Every path ends in a message or, where none can be sent, a log line.
  */
 export class JobDelivery {
-  private interaction: RepliableInteraction;
+  private interaction: ReplyTarget;
   private webhookUsableUntil: number;
   private readonly editor: ThrottledEditor<OutgoingMessage>;
   private readonly logger: Logger;
@@ -40,13 +41,13 @@ export class JobDelivery {
 
   constructor(
     readonly job: JobHandle,
-    interaction: RepliableInteraction,
+    interaction: ReplyTarget,
     private readonly context: DeliveryContext,
   ) {
     this.interaction = interaction;
     this.webhookUsableUntil = this.tokenDeadline(interaction);
     this.logger = context.logger.child({ jobId: job.id, userId: job.userId });
-    this.attachmentLimit = interaction.attachmentSizeLimit ?? DEFAULT_ATTACHMENT_LIMIT;
+    this.attachmentLimit = interaction.attachmentSizeLimit;
     this.editor = new ThrottledEditor((message) => this.editStatus(message), context.timing.progressEditIntervalMs, (error) =>
       this.logger.warn({ error: describeError(error) }, 'progress edit failed'),
     );
@@ -65,6 +66,11 @@ export class JobDelivery {
     clearTimeout(this.expiryTimer);
     await this.handingOver;
     await this.editor.close();
+    if ('error' in outcome && outcome.error instanceof JobDetachedError) {
+      unsubscribe();
+      this.logger.info({ reason: outcome.error.message }, 'job left to another bot process');
+      return;
+    }
     try {
       if ('result' in outcome) await this.deliverResult(outcome.result);
       else await this.deliverFailure(outcome.error);
@@ -75,10 +81,13 @@ export class JobDelivery {
       unsubscribe();
       clearTimeout(this.expiryTimer);
     }
+    await this.job.acknowledge?.().catch((error: unknown) =>
+      this.logger.warn({ error: describeError(error) }, 'could not mark the job delivered; a restarted bot may post it again'),
+    );
   }
 
   /** Continues on a fresh interaction on the same message (a button press acknowledged with deferUpdate). */
-  retarget(interaction: RepliableInteraction): void {
+  retarget(interaction: ReplyTarget): void {
     if (this.finishing) return;
     this.interaction = interaction;
     this.webhookUsableUntil = this.tokenDeadline(interaction);
@@ -86,9 +95,9 @@ export class JobDelivery {
     this.armExpiry();
   }
 
-  private tokenDeadline(interaction: RepliableInteraction): number {
+  private tokenDeadline(interaction: ReplyTarget): number {
     const { interactionTokenTtlMs, tokenExpiryMarginMs } = this.context.timing;
-    return issuedAt(interaction) + interactionTokenTtlMs - tokenExpiryMarginMs;
+    return interaction.tokenIssuedAt + interactionTokenTtlMs - tokenExpiryMarginMs;
   }
 
   private webhookUsable(): boolean {
@@ -212,7 +221,7 @@ export class JobDelivery {
     }
   }
 
-  private async editThroughWebhook(message: OutgoingMessage, interaction: RepliableInteraction): Promise<void> {
+  private async editThroughWebhook(message: OutgoingMessage, interaction: ReplyTarget): Promise<void> {
     await interaction.editReply({ ...toDiscord(message), allowedMentions: { parse: [] } });
   }
 
@@ -226,18 +235,6 @@ export class JobDelivery {
       allowedMentions: { parse: [], users: first ? [this.job.userId] : [] },
     });
   }
-}
-
-/** Discord refuses acknowledgements after this long, so an acknowledged interaction is at most this old. */
-const ACKNOWLEDGE_WINDOW_MS = 3_000;
-
-/**
- * When the interaction's token was issued: its snowflake time, kept within what an acknowledged
- * interaction allows, so an API with odd ids or a skewed clock cannot make a fresh token look expired.
- */
-function issuedAt(interaction: RepliableInteraction): number {
-  const now = Date.now();
-  return Math.min(Math.max(interaction.createdTimestamp, now - ACKNOWLEDGE_WINDOW_MS), now);
 }
 
 function toDiscord(message: OutgoingMessage): BaseMessageOptions {

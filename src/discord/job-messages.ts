@@ -66,5 +66,9 @@ export function refusalText(reason: RejectionReason, limit: number): string {
       return `🚦 You already have ${limit} job${limit === 1 ? '' : 's'} in the queue. Wait for one to finish, then try again.`;
     case 'closed':
       return '🔌 The bot is shutting down and not taking new jobs. Please try again shortly.';
+    case 'unavailable':
+      return '🔌 Image generation is temporarily unavailable (the job queue cannot be reached). Please try again in a few minutes.';
+    case 'duplicate':
+      return 'This command is already being handled.';
   }
 }

@@ -4,6 +4,7 @@ import { QueueRejection, type ImagineOptions, type JobHandle } from '../queue/ty
 import type { BotContext } from './bot-context.ts';
 import { refusalText } from './job-messages.ts';
 import { JobDelivery } from './job-delivery.ts';
+import { deliveryRecord, liveTarget } from './reply-target.ts';
 import { describeError } from './rest-errors.ts';
 
 const REQUIRED_CHANNEL_PERMISSIONS = [
@@ -26,8 +27,12 @@ export async function startJob(
 
   let job: JobHandle;
   try {
-    job = await context.queue.enqueue(interaction.user.id, options);
+    job = await context.queue.enqueue(interaction.user.id, options, { id: interaction.id, delivery: deliveryRecord(interaction) });
   } catch (error) {
+    if (error instanceof QueueRejection && error.reason === 'duplicate') {
+      context.logger.info({ interactionId: interaction.id }, 'interaction already queued by another bot process; left to it');
+      return;
+    }
     if (error instanceof QueueRejection) return refuse(interaction, refusalText(error.reason, error.limit));
     if (error instanceof OptionError) return refuse(interaction, `⚠️ ${error.message}`);
     throw error;
@@ -40,7 +45,7 @@ export async function startJob(
     return;
   }
   context.logger.info({ jobId: job.id, userId: job.userId, count: options.count }, 'job queued');
-  context.deliveries.track(new JobDelivery(job, interaction, { client: context.client, logger: context.logger, timing: context.config.timing }));
+  context.deliveries.track(new JobDelivery(job, liveTarget(interaction), { client: context.client, logger: context.logger, timing: context.config.timing }));
 }
 
 function precheck(interaction: ChatInputCommandInteraction | ButtonInteraction, options: ImagineOptions, context: BotContext): string | undefined {

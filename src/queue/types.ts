@@ -75,21 +75,47 @@ export interface JobHandle {
   readonly result: Promise<JobResult>;
   /** False when the job had already finished. */
   cancel(reason: CancelReason): boolean;
+  /**
+   * For backends that keep a result until a bot posts it (bullmq): the job's last message is out, so no
+   * bot, this one after a restart included, posts it again.
+   */
+  acknowledge?(): Promise<void>;
+}
+
+/**
+ * Where a job's messages go, as plain data the Discord side writes and reads back: a backend that outlives
+ * the bot keeps it with the job, so a restarted bot can still deliver (see JobQueue.recover).
+ */
+export type DeliveryRecord = Readonly<Record<string, string | number | null>>;
+
+export interface EnqueueExtras {
+  /** Idempotency key (the interaction id): a second enqueue with the same id is refused as 'duplicate'. */
+  id?: string;
+  delivery?: DeliveryRecord;
 }
 
 export type ModelStatus = { state: 'loading' } | { state: 'ready'; model: ModelInfo } | { state: 'failed'; message: string };
 
 /** A queue of image jobs in front of one or more generators; the Discord side sees only this. */
 export interface JobQueue {
-  /** Rejects with QueueRejection when the queue, the user's share of it, or the queue itself is closed. */
-  enqueue(userId: string, options: ImagineOptions): Promise<JobHandle>;
+  /** Rejects with QueueRejection when the queue or the user's share of it is full, or the queue is closed or unreachable. */
+  enqueue(userId: string, options: ImagineOptions, extras?: EnqueueExtras): Promise<JobHandle>;
   find(jobId: string): JobHandle | undefined;
   modelStatus(): ModelStatus;
-  /** Refuses new jobs, cancels the waiting ones, lets the running one finish for graceMs, then aborts it. */
+  /**
+   * Local: refuses new jobs, cancels the waiting ones, lets the running one finish for graceMs, then aborts it.
+   * Backends whose workers outlive the bot: lets this process go (its handles reject with JobDetachedError)
+   * and leaves the jobs to run and to be delivered by the next bot.
+   */
   close(graceMs: number): Promise<void>;
+  /**
+   * Backends that outlive the bot: hands over each job an earlier bot process left unfinished or undelivered,
+   * with its delivery record, as it is found (now, and again whenever the backend comes back after an outage).
+   */
+  recover?(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): void;
 }
 
-export type RejectionReason = 'queue_full' | 'user_limit' | 'closed';
+export type RejectionReason = 'queue_full' | 'user_limit' | 'closed' | 'unavailable' | 'duplicate';
 
 export class QueueRejection extends Error {
   override name = 'QueueRejection';
@@ -106,6 +132,11 @@ export class JobCancelledError extends Error {
   constructor(readonly reason: CancelReason) {
     super(reason === 'user' ? 'cancelled by the requester' : 'cancelled: the bot is shutting down');
   }
+}
+
+/** The job goes on without this process (the bot is shutting down, or another bot delivers it): nothing to tell the user from here. */
+export class JobDetachedError extends Error {
+  override name = 'JobDetachedError';
 }
 
 /** A job that could not produce its images; the message is meant for the user. */

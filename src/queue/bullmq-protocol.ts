@@ -1,0 +1,113 @@
+import { Redis } from 'ioredis';
+import type { ModelInfo } from '../pipeline/types.ts';
+import type { CancelReason, DeliveryRecord, GeneratedImage, GenerationPolicy, ImagineOptions, JobResult } from './types.ts';
+
+// What the bot (BullJobQueue) and the workers (RemoteWorker) agree on: names in Redis, and the shapes of a
+// job's data, progress and return value. Everything in Redis is plain JSON.
+
+/** BullMQ's key prefix and queue name: the jobs live under imagine:jobs:*. */
+export const BULL_PREFIX = 'imagine';
+export const QUEUE_NAME = 'jobs';
+
+const OWN = 'imagine-bot';
+/** Keys of our own next to BullMQ's: the fairness ledger, cancellations, delivery claims, worker heartbeats. */
+export const KEYS = {
+  /** Hash: job id → {user, tag, at} for every job waiting or running (the limits and the fair order). */
+  live: `${OWN}:live`,
+  /** The fair-order tag of the job that started last. */
+  virtualTime: `${OWN}:virtual-time`,
+  /** Set while a cancel is pending; the worker checks it before each image. */
+  cancel: (jobId: string) => `${OWN}:cancel:${jobId}`,
+  /** "claimed:<bot>" with a lease while a bot posts the result, "done" once it is out. */
+  delivery: (jobId: string) => `${OWN}:delivery:${jobId}`,
+  /** Set of worker ids; each has a heartbeat key that expires when the worker stops renewing it. */
+  workers: `${OWN}:workers`,
+  worker: (workerId: string) => `${OWN}:worker:${workerId}`,
+} as const;
+
+/** Pub/sub channel: a job id published here is aborted by whichever worker runs it, within one step. */
+export const CANCEL_CHANNEL = `${OWN}:cancel`;
+
+/** A job's data: everything a worker needs (the bot's generation policy included) and the delivery record. */
+export interface RemoteJobData {
+  userId: string;
+  options: ImagineOptions;
+  policy: GenerationPolicy;
+  delivery: DeliveryRecord | null;
+}
+
+export interface RemoteProgress {
+  image: number;
+  images: number;
+  step: number;
+  totalSteps: number;
+}
+
+/** The job's return value: the images with their PNG bytes as base64. */
+export interface RemoteJobResult {
+  images: (Omit<GeneratedImage, 'png'> & { png: string })[];
+  elapsedMs: number;
+}
+
+/** A worker's heartbeat, renewed every few seconds. */
+export interface WorkerHeartbeat {
+  state: 'loading' | 'ready';
+  model: ModelInfo | null;
+  host: string;
+  pid: number;
+}
+
+/** failedReason of a job a worker stopped because it was cancelled: "cancelled:user". */
+export const CANCELLED_PREFIX = 'cancelled:';
+
+export function cancelledReason(reason: CancelReason): string {
+  return `${CANCELLED_PREFIX}${reason}`;
+}
+
+export function encodeResult(result: JobResult): RemoteJobResult {
+  return {
+    images: result.images.map((image) => ({ ...image, png: Buffer.from(image.png).toString('base64') })),
+    elapsedMs: result.elapsedMs,
+  };
+}
+
+/** Throws naming what is missing when a worker's return value is not a result. */
+export function decodeResult(value: unknown): JobResult {
+  const candidate = value as Partial<RemoteJobResult> | null;
+  if (!candidate || !Array.isArray(candidate.images) || candidate.images.length === 0 || typeof candidate.elapsedMs !== 'number') {
+    throw new Error('the worker returned no images');
+  }
+  return {
+    images: candidate.images.map((image, index) => {
+      if (typeof image?.png !== 'string' || !image.settings) throw new Error(`image ${index + 1} of the worker's result is malformed`);
+      return { ...image, png: new Uint8Array(Buffer.from(image.png, 'base64')) };
+    }),
+    elapsedMs: candidate.elapsedMs,
+  };
+}
+
+/** BullMQ's priority range is 1 (first) to 2^21. */
+const MAX_PRIORITY = 2 ** 21;
+
+export function priorityOf(tag: number): number {
+  return Math.min(tag + 1, MAX_PRIORITY);
+}
+
+/**
+ * A connection for the bot: no offline queue and a short command timeout, so that while Redis is unreachable
+ * every call fails at once (users get "temporarily unavailable" within Discord's 3-second window) instead
+ * of hanging; it reconnects by itself.
+ */
+export function botConnection(url: string): Redis {
+  return new Redis(url, {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: 2_000,
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
+  });
+}
+
+/** A connection for a worker: commands wait for a reconnect (BullMQ requires this of its blocking connections). */
+export function workerConnection(url: string): Redis {
+  return new Redis(url, { maxRetriesPerRequest: null, retryStrategy: (attempt) => Math.min(attempt * 200, 2_000) });
+}

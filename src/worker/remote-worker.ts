@@ -1,0 +1,198 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { WaitingError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from 'pino';
+import type { ModelInfo } from '../pipeline/types.ts';
+import { markStarted, release } from '../queue/bullmq-fairness.ts';
+import {
+  BULL_PREFIX,
+  CANCEL_CHANNEL,
+  KEYS,
+  QUEUE_NAME,
+  cancelledReason,
+  encodeResult,
+  workerConnection,
+  type RemoteJobData,
+  type RemoteJobResult,
+  type RemoteProgress,
+  type WorkerHeartbeat,
+} from '../queue/bullmq-protocol.ts';
+import { OptionError, resolveRequests } from '../queue/generation-policy.ts';
+import type { CancelReason, GeneratedImage, ImageGenerator } from '../queue/types.ts';
+
+export interface RemoteWorkerOptions {
+  redisUrl: string;
+  generator: ImageGenerator;
+  /** Lock time of a running job: a worker that stops renewing it (killed, cut off) loses the job after this long. */
+  stalledJobTimeoutMs: number;
+  logger: Logger;
+}
+
+const HEARTBEAT_MS = 5_000;
+const HEARTBEAT_TTL_S = 15;
+/** Step progress goes to Redis at most this often (the bot polls it; Discord edits are throttled anyway). */
+const PROGRESS_INTERVAL_MS = 250;
+/** How many times a job may lose its worker before it is failed instead of run again. */
+const MAX_STALLS = 2;
+const MAX_ERROR_LENGTH = 400;
+
+interface RunningJob {
+  id: string;
+  controller: AbortController;
+  /** Why the generation was aborted: the user's cancel, or this worker shutting down (the job goes back to the queue). */
+  stop?: CancelReason | 'requeue';
+}
+
+/**
+ * One GPU's worth of work: takes jobs from the BullMQ queue one at a time, runs them on the generator (the model
+ * is loaded once), reports step progress, and returns the images as the job's value; it holds no Discord token.
+ * A cancel published by the bot aborts the running job within one step. On close it finishes the running job
+ * within the grace time or puts it back in the queue for another worker.
+ */
+export class RemoteWorker {
+  /** Resolves once the model is loaded and jobs are being taken; rejects when the model cannot load. */
+  readonly ready: Promise<ModelInfo>;
+  private readonly id = `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  private readonly redis: Redis;
+  private readonly subscriber: Redis;
+  private readonly log: Logger;
+  private worker: Worker | undefined;
+  private model: ModelInfo | undefined;
+  private running: RunningJob | undefined;
+  private heartbeat: NodeJS.Timeout | undefined;
+  private closing = false;
+
+  constructor(private readonly options: RemoteWorkerOptions) {
+    this.log = options.logger.child({ workerId: this.id });
+    this.redis = workerConnection(options.redisUrl);
+    this.redis.on('error', (error: Error) => this.log.warn({ error: error.message }, 'Redis connection error'));
+    this.subscriber = this.redis.duplicate();
+    this.subscriber.on('error', () => {});
+    this.subscriber.on('message', (_channel: string, jobId: string) => this.abortIfRunning(jobId, 'user'));
+    void this.subscriber.subscribe(CANCEL_CHANNEL).catch((error: unknown) => this.log.warn({ error: String(error) }, 'could not subscribe to cancels'));
+    this.beat();
+    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    this.ready = options.generator.ready.then((model) => {
+      this.model = model;
+      if (!this.closing) this.startTaking();
+      this.beat();
+      return model;
+    });
+    this.ready.catch(() => undefined);
+  }
+
+  get workerId(): string {
+    return this.id;
+  }
+
+  /** Stops taking jobs; the running one may finish for graceMs, then goes back to the queue for another worker. */
+  async close(graceMs: number): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.heartbeat);
+    const closed = this.worker?.close() ?? Promise.resolve();
+    const finished = await Promise.race([closed.then(() => true), sleep(graceMs, false)]);
+    if (!finished && this.running) {
+      this.log.info({ jobId: this.running.id }, 'shutting down: the running job goes back to the queue');
+      this.running.stop = 'requeue';
+      this.running.controller.abort();
+    }
+    await closed;
+    await this.redis.multi().del(KEYS.worker(this.id)).srem(KEYS.workers, this.id).exec().catch(() => undefined);
+    await Promise.all([this.subscriber.quit(), this.redis.quit()].map((quit) => quit.catch(() => undefined)));
+  }
+
+  private startTaking(): void {
+    const connection = workerConnection(this.options.redisUrl);
+    const timeout = this.options.stalledJobTimeoutMs;
+    this.worker = new Worker<RemoteJobData, RemoteJobResult>(QUEUE_NAME, (job, token) => this.process(job, token), {
+      connection,
+      prefix: BULL_PREFIX,
+      concurrency: 1,
+      lockDuration: timeout,
+      stalledInterval: timeout,
+      maxStalledCount: MAX_STALLS,
+    });
+    this.worker.on('error', (error) => this.log.warn({ error: error.message }, 'BullMQ worker error'));
+    this.worker.on('completed', (job) => this.log.info({ jobId: job.id }, 'job completed'));
+    this.worker.on('failed', (job, error) => this.log.info({ jobId: job?.id, reason: error.message }, 'job failed'));
+    this.worker.on('closed', () => void connection.quit().catch(() => undefined));
+    this.log.info({ model: this.model?.name }, 'taking jobs');
+  }
+
+  private beat(): void {
+    const beat: WorkerHeartbeat = { state: this.model ? 'ready' : 'loading', model: this.model ?? null, host: hostname(), pid: process.pid };
+    this.redis
+      .multi()
+      .set(KEYS.worker(this.id), JSON.stringify(beat), 'EX', HEARTBEAT_TTL_S)
+      .sadd(KEYS.workers, this.id)
+      .exec()
+      .catch((error: unknown) => this.log.debug({ error: String(error) }, 'heartbeat failed'));
+  }
+
+  private abortIfRunning(jobId: string, reason: CancelReason): void {
+    if (this.running?.id !== jobId || this.running.stop) return;
+    this.running.stop = reason;
+    this.running.controller.abort();
+  }
+
+  private async process(job: Job<RemoteJobData, RemoteJobResult>, token: string | undefined): Promise<RemoteJobResult> {
+    const jobId = job.id ?? '';
+    const running: RunningJob = { id: jobId, controller: new AbortController() };
+    this.running = running;
+    this.log.info({ jobId, userId: job.data.userId, stalls: job.stalledCounter }, 'job started');
+    let requeued = false;
+    try {
+      await markStarted(this.redis, jobId);
+      return await this.generate(job, running);
+    } catch (error) {
+      if (running.stop === 'requeue' && token) {
+        await job.moveToWait(token);
+        requeued = true;
+        throw new WaitingError();
+      }
+      if (running.stop && running.stop !== 'requeue') throw new Error(cancelledReason(running.stop));
+      throw new Error(userMessage(error));
+    } finally {
+      this.running = undefined;
+      if (!requeued) await release(this.redis, jobId).catch(() => undefined);
+    }
+  }
+
+  private async generate(job: Job<RemoteJobData, RemoteJobResult>, running: RunningJob): Promise<RemoteJobResult> {
+    if (!this.model) throw new Error('RemoteWorker took a job before its model was loaded');
+    const started = performance.now();
+    const requests = resolveRequests(job.data.options, job.data.policy, this.model);
+    const images: GeneratedImage[] = [];
+    let lastReport = 0;
+    const report = (progress: RemoteProgress, force: boolean) => {
+      if (!force && performance.now() - lastReport < PROGRESS_INTERVAL_MS) return;
+      lastReport = performance.now();
+      job.updateProgress(progress).catch((error: unknown) => this.log.debug({ error: String(error) }, 'progress update failed'));
+    };
+    for (const [index, request] of requests.entries()) {
+      // The published cancel may have gone out before this worker took the job (or while it was reconnecting).
+      const cancelled = await this.redis.get(KEYS.cancel(running.id));
+      if (cancelled) this.abortIfRunning(running.id, cancelled === 'shutdown' ? 'shutdown' : 'user');
+      running.controller.signal.throwIfAborted();
+      const image = { image: index + 1, images: requests.length };
+      report({ ...image, step: 0, totalSteps: request.steps ?? 0 }, true);
+      images.push(
+        await this.options.generator.generate(request, {
+          signal: running.controller.signal,
+          onStep: ({ step, totalSteps }) => report({ ...image, step, totalSteps }, step === totalSteps),
+        }),
+      );
+    }
+    return encodeResult({ images, elapsedMs: performance.now() - started });
+  }
+}
+
+function userMessage(error: unknown): string {
+  if (error instanceof OptionError) return error.message;
+  const message = error instanceof Error ? error.message : String(error);
+  const firstLines = message.split('\n').slice(0, 3).join(' ').trim();
+  return firstLines.length > MAX_ERROR_LENGTH ? `${firstLines.slice(0, MAX_ERROR_LENGTH - 1)}…` : firstLines || 'unknown error';
+}

@@ -1,0 +1,157 @@
+import { InteractionResponseType } from 'discord.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { readPngParameters } from '../src/image/png.ts';
+import { ScaleCluster, type Role } from './scale-harness.ts';
+import type { InteractionHandle } from './fake-discord/index.ts';
+
+// npm run bot and npm run worker as real processes, a real redis-server, the fake Discord and the tiny model.
+// The tiny model takes about 50 ms a step at 512x512 on CI's CPUs, so LONG runs for a few seconds.
+const LONG = { size: '512x512', steps: 80 } as const;
+const SHORT = { size: '256x256', steps: 20 } as const;
+
+let cluster: ScaleCluster;
+beforeAll(async () => {
+  // Append-only persistence, so stopping and starting Redis is an outage, not a wipe.
+  cluster = await ScaleCluster.start({ redis: { appendOnly: true } });
+});
+afterAll(async () => cluster?.stop());
+afterEach(async () => {
+  await cluster.reset();
+  expect(cluster.fake.internalErrors).toEqual([]);
+});
+
+const jobIdOf = (handle: InteractionHandle) => `job-${handle.id}`;
+
+/** The workers that logged `message` for the job. */
+function workersThat(workers: Role[], message: string, handle: InteractionHandle): string[] {
+  return workers.filter((worker) => worker.logged(message, { jobId: jobIdOf(handle) }).length > 0).map((worker) => worker.name);
+}
+
+async function expectImageOnce(handle: InteractionHandle, prompt: string): Promise<void> {
+  const reply = await cluster.finalReply(handle, 45_000);
+  expect(reply.content).toBe('');
+  expect(reply.embeds[0]?.description).toBe(prompt);
+  expect(reply.attachments).toHaveLength(1);
+  expect(readPngParameters(new Uint8Array(reply.attachments[0].data))).toContain(prompt);
+  expect(cluster.deliveries(handle)).toBe(1);
+}
+
+describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bullmq)', () => {
+  it('serves a burst from several users on two workers: every command deferred at once, jobs spread over both, each image posted once', async () => {
+    const [, workers] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(2)]);
+    const burst = Array.from({ length: 8 }, (_, index) => cluster.imagine(`user-${index % 4}`, { prompt: `burst ${index}`, ...SHORT }));
+    await cluster.fake.waitFor(() => burst.every((handle) => cluster.fake.interaction(handle).callback), 5_000, 'all acknowledged');
+    for (const handle of burst) {
+      expect(cluster.fake.interaction(handle).callback?.type).toBe(InteractionResponseType.DeferredChannelMessageWithSource);
+      expect(cluster.fake.interaction(handle).callbackLatencyMs).toBeLessThan(3000);
+    }
+    for (const [index, handle] of burst.entries()) await expectImageOnce(handle, `burst ${index}`);
+
+    for (const handle of burst) expect(workersThat(workers, 'job completed', handle)).toHaveLength(1);
+    for (const worker of workers) expect(worker.logged('job completed').length).toBeGreaterThan(0);
+  });
+
+  it('shows queue positions, keeps users fair, applies the per-user limit, and cancels waiting and running jobs', async () => {
+    const [, [worker]] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(1)]);
+    const blocker = cluster.imagine('alice', { prompt: 'blocker', size: '512x512', steps: 150 });
+    await cluster.replyMatching(blocker, /Generating — step [1-9]/);
+
+    const aliceSecond = cluster.imagine('alice', { prompt: 'alice again' });
+    await cluster.replyMatching(aliceSecond, /You are next in the queue/);
+    expect(await cluster.refusal(cluster.imagine('alice', { prompt: 'alice third' }))).toBe(
+      '🚦 You already have 2 jobs in the queue. Wait for one to finish, then try again.',
+    );
+    const bobFirst = cluster.imagine('bob', { prompt: 'bob first' });
+    await cluster.replyMatching(bobFirst, /You are next in the queue/);
+    await cluster.replyMatching(aliceSecond, /Queued — #2 in line/);
+    const carol = cluster.imagine('carol', { prompt: 'carol' });
+    await cluster.replyMatching(carol, /Queued — #2 in line/);
+    await cluster.replyMatching(aliceSecond, /Queued — #3 in line/);
+
+    await cluster.cancel(carol);
+    expect((await cluster.finalReply(carol)).content).toBe('> carol\n🛑 Cancelled.');
+    await cluster.replyMatching(aliceSecond, /Queued — #2 in line/);
+
+    const cancelPressed = Date.now();
+    await cluster.cancel(blocker);
+    expect((await cluster.finalReply(blocker)).content).toBe('> blocker\n🛑 Cancelled.');
+    expect(Date.now() - cancelPressed).toBeLessThan(3000);
+    await worker.waitForLog('job failed', { jobId: jobIdOf(blocker), reason: 'cancelled:user' });
+
+    await expectImageOnce(bobFirst, 'bob first');
+    await expectImageOnce(aliceSecond, 'alice again');
+    const started = worker.logged('job started').map((line) => line.jobId);
+    expect(started).toEqual([blocker, bobFirst, aliceSecond].map(jobIdOf));
+  });
+
+  it('a worker killed mid-job: the job runs again on the other worker and its image is posted once', async () => {
+    const [, workers] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(2)]);
+    const long = cluster.imagine('alice', { prompt: 'survives a dead worker', ...LONG });
+    const others = Array.from({ length: 4 }, (_, index) => cluster.imagine(`user-${index}`, { prompt: `meanwhile ${index}`, ...SHORT }));
+    await cluster.replyMatching(long, /Generating — step [1-9]/);
+    const [victimName] = workersThat(workers, 'job started', long);
+    const victim = workers.find((worker) => worker.name === victimName)!;
+    const survivor = workers.find((worker) => worker !== victim)!;
+    victim.kill('SIGKILL');
+    await victim.exit;
+
+    await expectImageOnce(long, 'survives a dead worker');
+    const rerun = survivor.logged('job started', { jobId: jobIdOf(long) });
+    expect(rerun).toHaveLength(1);
+    expect(rerun[0].stalls).toBe(1);
+    expect(survivor.logged('job completed', { jobId: jobIdOf(long) })).toHaveLength(1);
+    for (const [index, handle] of others.entries()) await expectImageOnce(handle, `meanwhile ${index}`);
+  });
+
+  it('the bot restarted mid-job: killed, its jobs are finished and posted by the next bot; stopped, it leaves them queued', async () => {
+    const [firstBot, [worker]] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(1)]);
+    const finishesWhileDown = cluster.imagine('alice', { prompt: 'finished while no bot runs', size: '512x512', steps: 40 });
+    const runsAcrossRestart = cluster.imagine('bob', { prompt: 'running across the restart', ...LONG });
+    await cluster.replyMatching(finishesWhileDown, /Generating — step [1-9]/);
+    firstBot.kill('SIGKILL');
+    await firstBot.exit;
+    await worker.waitForLog('job completed', { jobId: jobIdOf(finishesWhileDown) });
+    await worker.waitForLog('job started', { jobId: jobIdOf(runsAcrossRestart) });
+
+    const secondBot = await cluster.readyBot();
+    await expectImageOnce(finishesWhileDown, 'finished while no bot runs');
+    await cluster.replyMatching(runsAcrossRestart, /Generating — step/);
+    await expectImageOnce(runsAcrossRestart, 'running across the restart');
+    expect(secondBot.logged('resuming the delivery of a job queued before a restart')).toHaveLength(2);
+
+    const acrossStop = cluster.imagine('carol', { prompt: 'across a graceful stop', ...LONG });
+    await cluster.replyMatching(acrossStop, /Generating — step [1-9]/);
+    secondBot.kill('SIGTERM');
+    expect(await secondBot.exit).toBe(0);
+    expect(cluster.fake.originalResponse(acrossStop)?.content).toMatch(/Generating/);
+    await cluster.readyBot();
+    await expectImageOnce(acrossStop, 'across a graceful stop');
+  });
+
+  it('Redis stopped: commands get a clear refusal at once and the bot keeps answering; when Redis is back, jobs run again', async () => {
+    const [bot, [worker]] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(1)]);
+    const earlier = cluster.imagine('alice', { prompt: 'before the outage' });
+    await expectImageOnce(earlier, 'before the outage');
+    const inFlight = cluster.imagine('bob', { prompt: 'in flight during the outage', ...LONG });
+    await cluster.replyMatching(inFlight, /Generating — step [1-9]/);
+
+    await cluster.redis.stop();
+    await bot.waitForLog('Redis is unreachable: new jobs are refused until it is back');
+    const refused = cluster.imagine('carol', { prompt: 'during the outage' });
+    expect(await cluster.refusal(refused)).toBe(
+      '🔌 Image generation is temporarily unavailable (the job queue cannot be reached). Please try again in a few minutes.',
+    );
+    expect(cluster.fake.interaction(refused).callbackLatencyMs).toBeLessThan(1000);
+    // Buttons that need no queue still work.
+    const reply = cluster.fake.originalResponse(earlier)!;
+    const deleteId = [...JSON.stringify(reply.components).matchAll(/"custom_id":"(imagine:delete:[^"]+)"/g)][0][1];
+    cluster.fake.clickButton({ messageId: reply.id, customId: deleteId, user: cluster.fake.user('alice') });
+    await cluster.fake.waitFor(() => cluster.fake.message(reply.id)?.deletedAt, 5_000, 'result deleted');
+
+    await cluster.redis.resume();
+    await bot.waitForLog('Redis is reachable again');
+    await expectImageOnce(inFlight, 'in flight during the outage');
+    expect(worker.logged('job completed', { jobId: jobIdOf(inFlight) })).toHaveLength(1);
+    await expectImageOnce(cluster.imagine('carol', { prompt: 'after the outage' }), 'after the outage');
+  });
+});
