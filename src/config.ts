@@ -55,7 +55,7 @@ const environmentSchema = z.object({
   MAX_JOBS_PER_USER: integer(1, 2),
   QUEUE_BACKEND: z.preprocess(emptyAsUndefined, z.enum(['local', 'bullmq']).default('local')),
   REDIS_URL: optional(z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379' })),
-  STALLED_JOB_TIMEOUT_MS: integer(1000, 30_000),
+  STALLED_JOB_TIMEOUT_MS: integer(1000, 15_000),
   RESULT_TTL_MS: integer(60_000, 24 * 60 * 60_000),
   PROGRESS_EDIT_INTERVAL_MS: integer(0, 2000),
   INTERACTION_TOKEN_TTL_MS: integer(1000, 15 * 60_000),

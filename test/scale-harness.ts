@@ -71,6 +71,11 @@ export class ScaleCluster {
     return this.spawn('worker', 'src/worker-main.ts', environment);
   }
 
+  /** `npm start`: with QUEUE_BACKEND=bullmq, a bot and a worker in one process. */
+  startAllInOne(environment: Record<string, string> = {}): Role {
+    return this.spawn('all-in-one', 'src/main.ts', environment);
+  }
+
   /** Starts a bot and waits until it has logged in to the fake. */
   async readyBot(environment: Record<string, string> = {}): Promise<Role> {
     const bot = this.startBot(environment);

@@ -27,6 +27,26 @@ function workersThat(workers: Role[], message: string, handle: InteractionHandle
   return workers.filter((worker) => worker.logged(message, { jobId: jobIdOf(handle) }).length > 0).map((worker) => worker.name);
 }
 
+/** Posted jobs leave nothing in Redis but their "done" marks: no BullMQ job, no ledger entry. */
+async function expectNothingLeft(): Promise<void> {
+  const redis = cluster.connect();
+  try {
+    const deadline = Date.now() + 5_000;
+    let left: string[] = [];
+    do {
+      left = [...(await redis.keys('imagine:jobs:*')).filter((key) => /^imagine:jobs:job-/.test(key)), ...Object.keys(await redis.hgetall('imagine-bot:live'))];
+      if (left.length === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } while (Date.now() < deadline);
+    expect(left).toEqual([]);
+    const marks = await redis.keys('imagine-bot:delivery:*');
+    expect(marks.length).toBeGreaterThan(0);
+    for (const mark of marks) expect(await redis.get(mark)).toBe('done');
+  } finally {
+    await redis.quit();
+  }
+}
+
 async function expectImageOnce(handle: InteractionHandle, prompt: string): Promise<void> {
   const reply = await cluster.finalReply(handle, 45_000);
   expect(reply.content).toBe('');
@@ -49,6 +69,7 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
 
     for (const handle of burst) expect(workersThat(workers, 'job completed', handle)).toHaveLength(1);
     for (const worker of workers) expect(worker.logged('job completed').length).toBeGreaterThan(0);
+    await expectNothingLeft();
   });
 
   it('shows queue positions, keeps users fair, applies the per-user limit, and cancels waiting and running jobs', async () => {
@@ -82,6 +103,7 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     await expectImageOnce(aliceSecond, 'alice again');
     const started = worker.logged('job started').map((line) => line.jobId);
     expect(started).toEqual([blocker, bobFirst, aliceSecond].map(jobIdOf));
+    await expectNothingLeft();
   });
 
   it('a worker killed mid-job: the job runs again on the other worker and its image is posted once', async () => {
@@ -101,13 +123,29 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     expect(rerun[0].stalls).toBe(1);
     expect(survivor.logged('job completed', { jobId: jobIdOf(long) })).toHaveLength(1);
     for (const [index, handle] of others.entries()) await expectImageOnce(handle, `meanwhile ${index}`);
+
+    // A worker stopped with SIGTERM gives its running job back to the queue at once (after SHUTDOWN_TIMEOUT_MS).
+    const [newcomer] = await cluster.readyWorkers(1);
+    const handedBack = cluster.imagine('bob', { prompt: 'handed back on SIGTERM', ...LONG });
+    await cluster.replyMatching(handedBack, /Generating — step [1-9]/);
+    const [stoppingName] = workersThat([survivor, newcomer], 'job started', handedBack);
+    const stopping = stoppingName === survivor.name ? survivor : newcomer;
+    const taker = stopping === survivor ? newcomer : survivor;
+    stopping.kill('SIGTERM');
+    expect(await stopping.exit).toBe(0);
+    expect(stopping.logged('shutting down: the running job goes back to the queue', { jobId: jobIdOf(handedBack) })).toHaveLength(1);
+    await expectImageOnce(handedBack, 'handed back on SIGTERM');
+    expect(taker.logged('job started', { jobId: jobIdOf(handedBack) })).toEqual([expect.objectContaining({ stalls: 0 })]);
+    await expectNothingLeft();
   });
 
   it('the bot restarted mid-job: killed, its jobs are finished and posted by the next bot; stopped, it leaves them queued', async () => {
     const [firstBot, [worker]] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(1)]);
     const finishesWhileDown = cluster.imagine('alice', { prompt: 'finished while no bot runs', size: '512x512', steps: 40 });
     const runsAcrossRestart = cluster.imagine('bob', { prompt: 'running across the restart', ...LONG });
+    const waitingAcrossRestart = ['carol', 'dave', 'erin'].map((user) => cluster.imagine(user, { prompt: `${user} waits across the restart`, ...SHORT }));
     await cluster.replyMatching(finishesWhileDown, /Generating — step [1-9]/);
+    await cluster.replyMatching(waitingAcrossRestart[2], /Queued — #4 in line/);
     firstBot.kill('SIGKILL');
     await firstBot.exit;
     await worker.waitForLog('job completed', { jobId: jobIdOf(finishesWhileDown) });
@@ -115,17 +153,37 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
 
     const secondBot = await cluster.readyBot();
     await expectImageOnce(finishesWhileDown, 'finished while no bot runs');
-    await cluster.replyMatching(runsAcrossRestart, /Generating — step/);
+    await cluster.replyMatching(waitingAcrossRestart[2], /Queued — #3 in line/);
     await expectImageOnce(runsAcrossRestart, 'running across the restart');
-    expect(secondBot.logged('resuming the delivery of a job queued before a restart')).toHaveLength(2);
+    for (const [index, user] of ['carol', 'dave', 'erin'].entries()) await expectImageOnce(waitingAcrossRestart[index], `${user} waits across the restart`);
+    expect(secondBot.logged('resuming the delivery of a job queued before a restart')).toHaveLength(5);
 
     const acrossStop = cluster.imagine('carol', { prompt: 'across a graceful stop', ...LONG });
     await cluster.replyMatching(acrossStop, /Generating — step [1-9]/);
     secondBot.kill('SIGTERM');
     expect(await secondBot.exit).toBe(0);
     expect(cluster.fake.originalResponse(acrossStop)?.content).toMatch(/Generating/);
-    await cluster.readyBot();
+    const thirdBot = await cluster.readyBot();
     await expectImageOnce(acrossStop, 'across a graceful stop');
+    // Jobs already posted are marked done in Redis: the third bot resumed only the one it had to.
+    expect(thirdBot.logged('resuming the delivery of a job queued before a restart').map((line) => line.jobId)).toEqual([jobIdOf(acrossStop)]);
+    await expectNothingLeft();
+  });
+
+  it('npm start with QUEUE_BACKEND=bullmq is a bot and a worker in one process; npm run worker adds more', async () => {
+    const allInOne = cluster.startAllInOne();
+    const [[worker]] = await Promise.all([
+      cluster.readyWorkers(1),
+      allInOne.waitForLog('logged in to Discord', {}, 30_000),
+      allInOne.waitForLog('taking jobs', {}, 30_000),
+    ]);
+    const jobs = Array.from({ length: 6 }, (_, index) => cluster.imagine(`user-${index % 3}`, { prompt: `together ${index}`, ...SHORT }));
+    for (const [index, handle] of jobs.entries()) await expectImageOnce(handle, `together ${index}`);
+    expect(allInOne.logged('job completed').length).toBeGreaterThan(0);
+    expect(worker.logged('job completed').length).toBeGreaterThan(0);
+    allInOne.kill('SIGTERM');
+    expect(await allInOne.exit).toBe(0);
+    await expectNothingLeft();
   });
 
   it('Redis stopped: commands get a clear refusal at once and the bot keeps answering; when Redis is back, jobs run again', async () => {
@@ -153,5 +211,6 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     await expectImageOnce(inFlight, 'in flight during the outage');
     expect(worker.logged('job completed', { jobId: jobIdOf(inFlight) })).toHaveLength(1);
     await expectImageOnce(cluster.imagine('carol', { prompt: 'after the outage' }), 'after the outage');
+    await expectNothingLeft();
   });
 });

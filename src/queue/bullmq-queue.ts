@@ -53,8 +53,8 @@ const WORKER_REFRESH_MS = 1_000;
 const LEDGER_CHECK_MS = 10_000;
 /** A ledger entry without its BullMQ job is an enqueue that died halfway once it is this old. */
 const ORPHAN_AGE_MS = 30_000;
-/** The right to post a result: long enough for a slow upload, renewed while posting, free again if this bot dies. */
-const CLAIM_LEASE_MS = 60_000;
+/** The right to post a result: renewed on every poll while posting, free for the next bot soon after this one dies. */
+const CLAIM_LEASE_MS = 10_000;
 
 const CLAIM = `
 local value = redis.call('GET', KEYS[1])

@@ -63,11 +63,16 @@ export class RemoteWorker {
   private running: RunningJob | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   private closing = false;
+  private reachable = true;
 
   constructor(private readonly options: RemoteWorkerOptions) {
     this.log = options.logger.child({ workerId: this.id });
     this.redis = workerConnection(options.redisUrl);
-    this.redis.on('error', (error: Error) => this.log.warn({ error: error.message }, 'Redis connection error'));
+    this.redis.on('error', (error: Error) => this.unreachable(error));
+    this.redis.on('ready', () => {
+      if (!this.reachable) this.log.info('Redis is reachable again');
+      this.reachable = true;
+    });
     this.subscriber = this.redis.duplicate();
     this.subscriber.on('error', () => {});
     this.subscriber.on('message', (_channel: string, jobId: string) => this.abortIfRunning(jobId, 'user'));
@@ -111,15 +116,25 @@ export class RemoteWorker {
       connection,
       prefix: BULL_PREFIX,
       concurrency: 1,
+      // A dead worker's job is found within timeout (its lock lapses) plus half of it (the next check).
       lockDuration: timeout,
-      stalledInterval: timeout,
+      stalledInterval: Math.max(500, Math.round(timeout / 2)),
       maxStalledCount: MAX_STALLS,
     });
-    this.worker.on('error', (error) => this.log.warn({ error: error.message }, 'BullMQ worker error'));
+    this.worker.on('error', (error) => {
+      if (this.reachable) this.log.warn({ error: error.message }, 'BullMQ worker error');
+    });
     this.worker.on('completed', (job) => this.log.info({ jobId: job.id }, 'job completed'));
     this.worker.on('failed', (job, error) => this.log.info({ jobId: job?.id, reason: error.message }, 'job failed'));
     this.worker.on('closed', () => void connection.quit().catch(() => undefined));
     this.log.info({ model: this.model?.name }, 'taking jobs');
+  }
+
+  /** Logged once per outage; BullMQ reconnects by itself and the running job goes on. */
+  private unreachable(error: Error): void {
+    if (!this.reachable) return;
+    this.reachable = false;
+    this.log.warn({ error: error.message }, 'Redis is unreachable: no new jobs until it is back');
   }
 
   private beat(): void {
