@@ -25,7 +25,8 @@ type Route = 'webhook' | 'channel';
  * Carries one job from its deferred reply to its last message: queue position and step progress as
  * throttled edits, then the images (or why there are none). While the interaction token is usable it
  * edits the reply; once the token is about to expire it says so and switches to plain channel
- * messages that mention the requester. Every path ends in a message or, where none can be sent, a log line.
+ * messages that mention the requester. Every path ends in a message or, where none can be sent, a log line,
+ * except a job that goes on without this process (JobDetachedError): that one is left as it is.
  */
 export class JobDelivery {
   private interaction: ReplyTarget;

@@ -35,8 +35,7 @@ export function liveTarget(interaction: RepliableInteraction): ReplyTarget {
 }
 
 /** The plain data a queue stores with the job (the token included: keep the queue's store private). */
-export function deliveryRecord(interaction: RepliableInteraction): DeliveryRecord {
-  const target = liveTarget(interaction);
+export function deliveryRecord(interaction: RepliableInteraction, target: ReplyTarget): DeliveryRecord {
   return {
     applicationId: interaction.applicationId,
     token: interaction.token,

@@ -25,9 +25,10 @@ export async function startJob(
   const refusal = precheck(interaction, options, context);
   if (refusal) return refuse(interaction, refusal);
 
+  const target = liveTarget(interaction);
   let job: JobHandle;
   try {
-    job = await context.queue.enqueue(interaction.user.id, options, { id: interaction.id, delivery: deliveryRecord(interaction) });
+    job = await context.queue.enqueue(interaction.user.id, options, { id: interaction.id, delivery: deliveryRecord(interaction, target) });
   } catch (error) {
     if (error instanceof QueueRejection && error.reason === 'duplicate') {
       context.logger.info({ interactionId: interaction.id }, 'interaction already queued by another bot process; left to it');
@@ -45,7 +46,7 @@ export async function startJob(
     return;
   }
   context.logger.info({ jobId: job.id, userId: job.userId, count: options.count }, 'job queued');
-  context.deliveries.track(new JobDelivery(job, liveTarget(interaction), { client: context.client, logger: context.logger, timing: context.config.timing }));
+  context.deliveries.track(new JobDelivery(job, target, { client: context.client, logger: context.logger, timing: context.config.timing }));
 }
 
 function precheck(interaction: ChatInputCommandInteraction | ButtonInteraction, options: ImagineOptions, context: BotContext): string | undefined {

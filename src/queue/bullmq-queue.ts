@@ -141,12 +141,6 @@ export class BullJobQueue implements JobQueue {
     return job;
   }
 
-  private rejection(verdict: 'duplicate' | 'queue_full' | 'user_limit'): QueueRejection {
-    if (verdict === 'queue_full') return new QueueRejection(verdict, this.options.maxQueue);
-    if (verdict === 'user_limit') return new QueueRejection(verdict, this.options.maxJobsPerUser);
-    return new QueueRejection(verdict, 0);
-  }
-
   find(jobId: string): JobHandle | undefined {
     const job = this.jobs.get(jobId);
     return job && (job.phase === 'tracking' || job.phase === 'finished') ? job : undefined;
@@ -174,6 +168,12 @@ export class BullJobQueue implements JobQueue {
     while ([...this.jobs.values()].some((job) => job.phase === 'claimed') && Date.now() < deadline) await sleep(50);
     await this.bullQueue?.close().catch(() => undefined);
     await this.redis.quit().catch(() => this.redis.disconnect());
+  }
+
+  private rejection(verdict: 'duplicate' | 'queue_full' | 'user_limit'): QueueRejection {
+    if (verdict === 'queue_full') return new QueueRejection(verdict, this.options.maxQueue);
+    if (verdict === 'user_limit') return new QueueRejection(verdict, this.options.maxJobsPerUser);
+    return new QueueRejection(verdict, 0);
   }
 
   private track(jobId: string, userId: string, options: ImagineOptions): RemoteJob {
@@ -215,6 +215,7 @@ export class BullJobQueue implements JobQueue {
       }
       if (this.recoveryDue && this.onRecovered) await this.recoverJobs(this.onRecovered);
       await this.refresh([...this.jobs.values()]);
+      await this.keepClaims();
       if (now - this.lastLedgerCheck >= LEDGER_CHECK_MS) {
         await this.checkLedger();
         this.lastLedgerCheck = now;
@@ -272,6 +273,10 @@ export class BullJobQueue implements JobQueue {
       }
       if (job.phase === 'finished') await this.claim(job);
     }
+  }
+
+  /** Renews the leases of the results this bot is posting, and retries marks of posted ones that failed. */
+  private async keepClaims(): Promise<void> {
     for (const job of this.jobs.values()) {
       if (job.phase === 'claimed') await (job.delivered ? this.markDelivered(job) : this.renewClaim(job));
     }

@@ -37,6 +37,8 @@ const PROGRESS_INTERVAL_MS = 250;
 /** How many times a job may lose its worker before it is failed instead of run again. */
 const MAX_STALLS = 2;
 const MAX_ERROR_LENGTH = 400;
+/** How long close() waits, after the grace time, for the job to go back to the queue. */
+const FORCE_CLOSE_MS = 10_000;
 
 interface RunningJob {
   id: string;
@@ -59,6 +61,7 @@ export class RemoteWorker {
   private readonly subscriber: Redis;
   private readonly log: Logger;
   private worker: Worker | undefined;
+  private workerRedis: Redis | undefined;
   private model: ModelInfo | undefined;
   private running: RunningJob | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
@@ -88,10 +91,6 @@ export class RemoteWorker {
     this.ready.catch(() => undefined);
   }
 
-  get workerId(): string {
-    return this.id;
-  }
-
   /** Stops taking jobs; the running one may finish for graceMs, then goes back to the queue for another worker. */
   async close(graceMs: number): Promise<void> {
     if (this.closing) return;
@@ -104,13 +103,17 @@ export class RemoteWorker {
       this.running.stop = 'requeue';
       this.running.controller.abort();
     }
-    await closed;
-    await this.redis.multi().del(KEYS.worker(this.id)).srem(KEYS.workers, this.id).exec().catch(() => undefined);
-    await Promise.all([this.subscriber.quit(), this.redis.quit()].map((quit) => quit.catch(() => undefined)));
+    // While Redis is unreachable nothing here can finish; the job's lock then lapses and another worker takes it.
+    await Promise.race([closed, sleep(FORCE_CLOSE_MS)]);
+    if (this.redis.status === 'ready') {
+      await this.redis.multi().del(KEYS.worker(this.id)).srem(KEYS.workers, this.id).exec().catch(() => undefined);
+    }
+    for (const connection of [this.subscriber, this.redis, this.workerRedis]) connection?.disconnect();
   }
 
   private startTaking(): void {
     const connection = workerConnection(this.options.redisUrl);
+    this.workerRedis = connection;
     const timeout = this.options.stalledJobTimeoutMs;
     this.worker = new Worker<RemoteJobData, RemoteJobResult>(QUEUE_NAME, (job, token) => this.process(job, token), {
       connection,
@@ -126,7 +129,6 @@ export class RemoteWorker {
     });
     this.worker.on('completed', (job) => this.log.info({ jobId: job.id }, 'job completed'));
     this.worker.on('failed', (job, error) => this.log.info({ jobId: job?.id, reason: error.message }, 'job failed'));
-    this.worker.on('closed', () => void connection.quit().catch(() => undefined));
     this.log.info({ model: this.model?.name }, 'taking jobs');
   }
 
