@@ -32,6 +32,7 @@ export interface Role {
 /** Redis, the fake Discord and the tiny model, with helpers to start bot and worker processes against them. */
 export class ScaleCluster {
   readonly roles: Role[] = [];
+  private readonly commands = new Map<string, { sentAt: number; prompt: string }>();
 
   private constructor(
     readonly redis: RedisServer,
@@ -91,7 +92,10 @@ export class ScaleCluster {
   }
 
   imagine(username: string, options: Record<string, OptionValue>): InteractionHandle {
-    return this.fake.sendCommand({ name: 'imagine', options, user: this.fake.user(username) });
+    const sentAt = Date.now();
+    const handle = this.fake.sendCommand({ name: 'imagine', options, user: this.fake.user(username) });
+    this.commands.set(handle.id, { sentAt, prompt: String(options.prompt) });
+    return handle;
   }
 
   /** The reply once it is final (public, not deferred, no Cancel button left). */
@@ -137,8 +141,15 @@ export class ScaleCluster {
     const userId = this.fake.interaction(handle).user.id;
     const inReply = reply?.revisions.filter((revision) => revision.attachments.length > 0).length ?? 0;
     const followups = this.fake.followups(handle).filter((message) => message.attachments.length > 0).length;
+    const command = this.commands.get(handle.id);
+    if (!command) throw new Error(`interaction ${handle.id} was not sent by cluster.imagine`);
     const inChannel = this.fake.messages.filter(
-      (message) => message.origin.kind === 'channel' && message.attachments.length > 0 && message.content.includes(`<@${userId}>`),
+      (message) =>
+        message.origin.kind === 'channel' &&
+        message.createdAt.getTime() >= command.sentAt &&
+        message.attachments.length > 0 &&
+        message.content.includes(`<@${userId}>`) &&
+        message.embeds[0]?.description === command.prompt,
     ).length;
     return inReply + followups + inChannel;
   }

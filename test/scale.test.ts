@@ -145,16 +145,33 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     const runsAcrossRestart = cluster.imagine('bob', { prompt: 'running across the restart', ...LONG });
     const waitingAcrossRestart = ['carol', 'dave', 'erin'].map((user) => cluster.imagine(user, { prompt: `${user} waits across the restart`, ...SHORT }));
     await cluster.replyMatching(finishesWhileDown, /Generating — step [1-9]/);
-    await cluster.replyMatching(waitingAcrossRestart[2], /Queued — #4 in line/);
+    await cluster.replyMatching(waitingAcrossRestart[2], /Queued — #\d in line/);
     firstBot.kill('SIGKILL');
     await firstBot.exit;
     await worker.waitForLog('job completed', { jobId: jobIdOf(finishesWhileDown) });
     await worker.waitForLog('job started', { jobId: jobIdOf(runsAcrossRestart) });
 
+    // One interaction's token dies meanwhile: its image will go to the channel, mentioning the user.
+    cluster.fake.expireInteractionToken(runsAcrossRestart);
+    const restartedAt = Date.now();
     const secondBot = await cluster.readyBot();
     await expectImageOnce(finishesWhileDown, 'finished while no bot runs');
-    await cluster.replyMatching(waitingAcrossRestart[2], /Queued — #3 in line/);
-    await expectImageOnce(runsAcrossRestart, 'running across the restart');
+    // Its reply went from its last progress straight to the image.
+    expect(cluster.fake.originalResponse(finishesWhileDown)!.revisions.at(-2)?.content).toMatch(/Generating — step (\d+)\/\1 /);
+    // A job still waiting shows its place in the queue again, from the new bot.
+    await cluster.fake.waitFor(
+      () => cluster.fake.originalResponse(waitingAcrossRestart[2])?.revisions.find((revision) => revision.at.getTime() > restartedAt && /Queued — #\d in line|next in the queue/.test(revision.content)),
+      15_000,
+      'queue position after the restart',
+    );
+    const inChannel = await cluster.fake.waitFor(
+      () => cluster.fake.messages.find((message) => message.origin.kind === 'channel' && message.embeds[0]?.description === 'running across the restart'),
+      15_000,
+      'image posted in the channel',
+    );
+    expect(inChannel.content).toBe(`<@${cluster.fake.user('bob').id}>`);
+    expect(inChannel.attachments).toHaveLength(1);
+    expect(cluster.deliveries(runsAcrossRestart)).toBe(1);
     for (const [index, user] of ['carol', 'dave', 'erin'].entries()) await expectImageOnce(waitingAcrossRestart[index], `${user} waits across the restart`);
     expect(secondBot.logged('resuming the delivery of a job queued before a restart')).toHaveLength(5);
 

@@ -267,7 +267,11 @@ export class BullJobQueue implements JobQueue {
         const stored = await this.queue.getJob(job.id);
         const position = waiting.indexOf(job.id);
         if (!stored) job.finish(this.lostOutcome(job));
-        else if (stored.finishedOn) job.finish(outcomeOf(stored));
+        else if (stored.finishedOn) {
+          // A job recovered after it finished shows its last progress until its result replaces it.
+          if (stored.progress) job.setStatus(runningStatus(stored.progress, job));
+          job.finish(outcomeOf(stored));
+        }
         else if (position >= 0) job.setStatus({ state: 'waiting', position: position + 1, modelLoading });
         else if (stored.processedOn) job.setStatus(runningStatus(stored.progress, job));
       }
