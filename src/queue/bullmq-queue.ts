@@ -43,11 +43,10 @@ export interface BullQueueOptions {
   /** How long finished jobs wait in Redis for a bot to post them. */
   resultTtlMs: number;
   logger: Logger;
-  /** How often the bot reads its jobs' state from Redis. */
-  pollIntervalMs?: number;
 }
 
-const DEFAULT_POLL_MS = 250;
+/** How often the bot reads its jobs' state from Redis. */
+const POLL_MS = 250;
 /** Worker heartbeats and the ledger need no per-poll freshness. */
 const WORKER_REFRESH_MS = 1_000;
 const LEDGER_CHECK_MS = 10_000;
@@ -88,6 +87,7 @@ export class BullJobQueue implements JobQueue {
   private onRecovered: ((job: JobHandle, delivery: DeliveryRecord) => void) | undefined;
   private recoveryDue = true;
   private polling = false;
+  private lastPollError: string | undefined;
   private reachable = true;
   private closed = false;
 
@@ -105,7 +105,7 @@ export class BullJobQueue implements JobQueue {
         this.bullQueue.on('error', () => {});
       }
     });
-    this.timer = setInterval(() => void this.poll(), options.pollIntervalMs ?? DEFAULT_POLL_MS);
+    this.timer = setInterval(() => void this.poll(), POLL_MS);
   }
 
   async enqueue(userId: string, options: ImagineOptions, extras: EnqueueExtras = {}): Promise<JobHandle> {
@@ -221,10 +221,19 @@ export class BullJobQueue implements JobQueue {
         this.lastLedgerCheck = now;
       }
     } catch (error) {
-      this.unreachable(error);
+      this.pollFailed(error);
     } finally {
       this.polling = false;
     }
+  }
+
+  /** An outage is logged once; any other failure once per distinct message, not on every poll. */
+  private pollFailed(error: unknown): void {
+    if (this.redis.status !== 'ready') return this.unreachable(error);
+    const message = error instanceof Error ? error.message : String(error);
+    if (message === this.lastPollError) return;
+    this.lastPollError = message;
+    this.log.warn({ error: message }, 'reading the jobs from Redis failed');
   }
 
   private async refreshWorkers(): Promise<void> {
@@ -241,19 +250,21 @@ export class BullJobQueue implements JobQueue {
 
   /** Takes over the jobs in Redis that no bot has posted yet (a restart, or Redis back after an outage). */
   private async recoverJobs(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): Promise<void> {
-    const stored = await this.queue.getJobs(['wait', 'prioritized', 'active', 'delayed', 'completed', 'failed']);
-    const found: [RemoteJob, DeliveryRecord][] = [];
-    for (const entry of stored) {
-      const data = entry?.data as RemoteJobData | undefined;
-      if (!entry?.id || this.jobs.has(entry.id) || !data?.delivery) continue;
-      if ((await this.redis.get(KEYS.delivery(entry.id))) === 'done') continue;
-      found.push([this.track(entry.id, data.userId, data.options), data.delivery]);
+    const ids = await this.queue.getRanges(['wait', 'prioritized', 'active', 'delayed', 'completed', 'failed'], 0, -1, true);
+    const found: { id: string; data: RemoteJobData & { delivery: DeliveryRecord } }[] = [];
+    // One job at a time: finished ones carry their images.
+    for (const id of ids) {
+      if (this.jobs.has(id) || (await this.redis.get(KEYS.delivery(id))) === 'done') continue;
+      const data = (await this.queue.getJob(id))?.data as RemoteJobData | undefined;
+      if (data?.delivery) found.push({ id, data: { ...data, delivery: data.delivery } });
     }
+    // From here on nothing may fail halfway: a job tracked but not handed over would never be posted.
     this.recoveryDue = false;
     if (found.length === 0) return;
     this.log.info({ jobs: found.length }, 'recovered jobs queued before this bot started');
-    await this.refresh(found.map(([job]) => job));
-    for (const [job, delivery] of found) onJob(job, delivery);
+    const jobs = found.map(({ id, data }) => this.track(id, data.userId, data.options));
+    await this.refresh(jobs).catch((error: unknown) => this.pollFailed(error));
+    jobs.forEach((job, index) => onJob(job, found[index].data.delivery));
   }
 
   /** Reads the jobs' state: position while waiting, progress while running, the outcome once finished. */
