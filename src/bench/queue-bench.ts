@@ -10,7 +10,7 @@ import { PipelineThread } from '../worker/pipeline-thread.ts';
 import { EventLoopLagSampler } from './event-loop-lag.ts';
 import { formatBytes, formatDuration, formatTable } from './format.ts';
 import { describeMachine, peakRssBytes, type MachineInfo } from './machine.ts';
-import { max, median, quantile } from './stats.ts';
+import { max, median, quantile, sum } from './stats.ts';
 
 interface Distribution {
   count: number;
@@ -34,13 +34,19 @@ export interface QueueBenchResult {
   /** Lag of a 10 ms timer on the main thread, in ms: for a second before any job, then while the jobs ran. */
   idleLagMs: Distribution;
   busyLagMs: Distribution;
+  /** Per tick while the jobs ran: the main thread's own running time, and its wait for a CPU (Linux only). */
+  busyRunningMs: Distribution;
+  busyWaitingMs: Distribution;
+  /** Shares of the busy time the main thread spent running, and waiting for a CPU. */
+  mainThreadRunningShare: number;
+  mainThreadWaitingShare: number;
   /** From the moment a command arrives (its timer was due) to its job being queued with a known position. */
   acknowledgeMs: Distribution;
   peakRssBytes: number;
 }
 
 function distribution(values: number[]): Distribution {
-  if (values.length === 0) return { count: 0, p50: NaN, p99: NaN, max: NaN };
+  if (values.length === 0 || values.some(Number.isNaN)) return { count: values.length, p50: NaN, p99: NaN, max: NaN };
   return { count: values.length, p50: median(values), p99: quantile(values, 0.99), max: max(values) };
 }
 
@@ -122,14 +128,22 @@ export async function runQueueBench(options: QueueBenchOptions, onProgress: (lin
       loadMs,
       busyMs,
       imagesPerMinute: options.jobs / (busyMs / 60_000),
-      idleLagMs: distribution(idleLags),
-      busyLagMs: distribution(busyLags),
+      idleLagMs: distribution(idleLags.map((tick) => tick.lagMs)),
+      busyLagMs: distribution(busyLags.map((tick) => tick.lagMs)),
+      busyRunningMs: distribution(busyLags.map((tick) => tick.runningMs)),
+      busyWaitingMs: distribution(busyLags.map((tick) => tick.waitingMs)),
+      mainThreadRunningShare: sum(busyLags.map((tick) => tick.runningMs)) / busyMs,
+      mainThreadWaitingShare: sum(busyLags.map((tick) => tick.waitingMs)) / busyMs,
       acknowledgeMs: distribution(acknowledgeMs),
       peakRssBytes: peakRssBytes(),
     };
   } finally {
     await pipeline.dispose();
   }
+}
+
+function percent(share: number): string {
+  return Number.isNaN(share) ? '(unknown)' : `${(share * 100).toFixed(2)} %`;
 }
 
 export function formatQueueReport(result: QueueBenchResult): string {
@@ -145,8 +159,12 @@ export function formatQueueReport(result: QueueBenchResult): string {
       [
         line('event-loop lag, idle', result.idleLagMs),
         line('event-loop lag, generating', result.busyLagMs),
+        line('  main thread running, per tick', result.busyRunningMs),
+        line('  main thread waiting for a CPU, per tick', result.busyWaitingMs),
         line('acknowledge a new command', result.acknowledgeMs),
       ],
     ),
+    '',
+    `While generating, the main thread ran ${percent(result.mainThreadRunningShare)} of the time and waited for a CPU ${percent(result.mainThreadWaitingShare)} of it.`,
   ].join('\n');
 }

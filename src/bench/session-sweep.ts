@@ -1,6 +1,9 @@
-// Which onnxruntime session options are fastest here? Runs the U-Net (or VAE decoder) once per option set, each in
-// a fresh process, changing one option at a time from the pipeline's defaults (sessionOptions('cpu')).
-//   npx tsx src/bench/session-sweep.ts --model DIR [--part unet|vae_decoder] [--size 512x512] [--runs 2] [--json FILE]
+// Which onnxruntime session options are fastest here? Runs the U-Net (or VAE decoder) with each option set, changing
+// one option at a time from the pipeline's defaults (sessionOptions('cpu')), each in a fresh process; or, with
+// --interleave, the chosen option sets loaded together in one process and run in turns, which holds up better on
+// a machine whose speed drifts (their peak RSS is then of all of them together).
+//   npx tsx src/bench/session-sweep.ts --model DIR [--part unet|vae_decoder] [--size 512x512] [--runs 2]
+//                                      [--only NAME,NAME] [--interleave] [--json FILE]
 import { fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -11,7 +14,7 @@ import { formatBytes, formatDuration, formatTable } from './format.ts';
 import { describeMachine, type MachineInfo } from './machine.ts';
 import { parseCount, parseSize } from './options.ts';
 import type { SessionTrial, TrialResult } from './session-trial.ts';
-import { min } from './stats.ts';
+import { median, min } from './stats.ts';
 
 interface Variant {
   name: string;
@@ -26,8 +29,8 @@ function variants(): Variant[] {
     { name: 'intraOpNumThreads 1', options: { ...base, intraOpNumThreads: 1 } },
     { name: 'graphOptimizationLevel extended', options: { ...base, graphOptimizationLevel: 'extended' } },
     { name: 'graphOptimizationLevel basic', options: { ...base, graphOptimizationLevel: 'basic' } },
-    { name: 'enableMemPattern false', options: { ...base, enableMemPattern: false } },
-    { name: 'enableCpuMemArena false', options: { ...base, enableCpuMemArena: false } },
+    { name: `enableMemPattern ${!base.enableMemPattern}`, options: { ...base, enableMemPattern: !base.enableMemPattern } },
+    { name: `enableCpuMemArena ${!base.enableCpuMemArena}`, options: { ...base, enableCpuMemArena: !base.enableCpuMemArena } },
     { name: 'intra-op spinning off', options: { ...base, extra: { session: { intra_op: { allow_spinning: '0' } } } } },
     { name: 'defaults, batch 1 (half a CFG step)', options: base, batch: 1 },
   ];
@@ -53,7 +56,10 @@ interface SweepRow {
   options: ort.InferenceSession.SessionOptions;
   batch: number;
   loadAverage: number;
-  result: TrialResult;
+  loadMs: number;
+  runMs: number[];
+  rssAfterLoadBytes: number;
+  peakRssBytes: number;
 }
 
 async function main(): Promise<void> {
@@ -65,6 +71,7 @@ async function main(): Promise<void> {
       runs: { type: 'string', default: '2' },
       json: { type: 'string' },
       only: { type: 'string' },
+      interleave: { type: 'boolean', default: false },
     },
   });
   if (!values.model) throw new Error('--model DIR is required');
@@ -72,35 +79,55 @@ async function main(): Promise<void> {
   const { width, height } = parseSize(values.size);
   const runs = parseCount('runs', values.runs);
   const machine: MachineInfo = describeMachine('cpu');
-  const chosen = variants().filter((variant) => !values.only || values.only.split(',').some((name) => variant.name.includes(name.trim())));
+  const names = values.only?.split(',').map((name) => name.trim());
+  const chosen = variants().filter((variant) => !names || names.includes(variant.name));
+  const unknown = names?.filter((name) => !chosen.some((variant) => variant.name === name)) ?? [];
+  if (unknown.length > 0) throw new Error(`--only: no option set named ${unknown.join(', ')} (known: ${variants().map((v) => v.name).join('; ')})`);
 
+  const part = values.part;
+  const usable = chosen.filter((variant) => part === 'unet' || !variant.batch);
+  const trial = (variants: Variant[]): SessionTrial => ({
+    modelDir: resolve(values.model!),
+    part,
+    arms: variants.map((variant) => ({ options: variant.options, batch: variant.batch ?? 2 })),
+    width,
+    height,
+    runs,
+  });
   const rows: SweepRow[] = [];
-  for (const variant of chosen) {
-    if (values.part === 'vae_decoder' && variant.batch) continue;
-    const batch = variant.batch ?? 2;
-    const loadAverage = describeMachine('cpu').loadAverage;
-    console.error(`${variant.name}…`);
-    const result = await runInChild({ modelDir: resolve(values.model), part: values.part, options: variant.options, width, height, batch, runs });
-    rows.push({ variant: variant.name, options: variant.options, batch, loadAverage, result });
+  const record = (variants: Variant[], loadAverage: number, result: TrialResult) =>
+    variants.forEach((variant, index) =>
+      rows.push({ variant: variant.name, options: variant.options, batch: variant.batch ?? 2, loadAverage, ...result, ...result.arms[index] }),
+    );
+  if (values.interleave) {
+    console.error(`${usable.map((variant) => variant.name).join(' | ')}, in turns…`);
+    record(usable, describeMachine('cpu').loadAverage, await runInChild(trial(usable)));
+  } else {
+    for (const variant of usable) {
+      console.error(`${variant.name}…`);
+      record([variant], describeMachine('cpu').loadAverage, await runInChild(trial([variant])));
+    }
   }
 
-  console.log(`${values.part} at ${width}x${height}, ${runs} runs per option set, each in a fresh process`);
+  const how = values.interleave ? 'loaded together and run in turns' : 'each in a fresh process';
+  console.log(`${part} at ${width}x${height}, ${runs} runs per option set, ${how}`);
   console.log(`${machine.cpuModel}, ${machine.cores} cores, onnxruntime-node ${machine.onnxruntime}\n`);
   console.log(
     formatTable(
-      ['options', 'load', 'first run', 'best run', 'RSS after load', 'peak RSS', 'load avg'],
-      rows.map(({ variant, result, loadAverage }) => [
-        variant,
-        formatDuration(result.loadMs),
-        formatDuration(result.runMs[0]),
-        formatDuration(min(result.runMs)),
-        formatBytes(result.rssAfterLoadBytes),
-        formatBytes(result.peakRssBytes),
-        loadAverage.toFixed(1),
+      ['options', 'load', 'first run', 'best run', 'median run', 'RSS after load', 'peak RSS', 'load avg'],
+      rows.map((row) => [
+        row.variant,
+        formatDuration(row.loadMs),
+        formatDuration(row.runMs[0]),
+        formatDuration(min(row.runMs)),
+        formatDuration(median(row.runMs)),
+        formatBytes(row.rssAfterLoadBytes),
+        formatBytes(row.peakRssBytes),
+        row.loadAverage.toFixed(1),
       ]),
     ),
   );
-  if (values.json) writeFileSync(values.json, JSON.stringify({ part: values.part, width, height, runs, machine, rows }, null, 2) + '\n');
+  if (values.json) writeFileSync(values.json, JSON.stringify({ part, width, height, runs, interleaved: values.interleave, machine, rows }, null, 2) + '\n');
 }
 
 main().catch((error: unknown) => {

@@ -1,24 +1,32 @@
 // One session-options trial in a process of its own, so that its load time, speed and peak memory are not
 // coloured by earlier trials. Started by session-sweep.ts with a SessionTrial as JSON; replies with a TrialResult.
+// A trial of several arms loads them all, then runs them in turns (A B A B …), so that a machine whose speed
+// drifts (other work on it) slows every arm alike.
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { peakRssBytes } from './machine.ts';
 
+export interface TrialArm {
+  options: ort.InferenceSession.SessionOptions;
+  /** U-Net batch: 2 is one classifier-free-guidance step, 1 is half of one. */
+  batch: number;
+}
+
 export interface SessionTrial {
   modelDir: string;
   part: 'unet' | 'vae_decoder';
-  options: ort.InferenceSession.SessionOptions;
+  arms: TrialArm[];
   width: number;
   height: number;
-  /** U-Net batch: 2 is one classifier-free-guidance step, 1 is half of one. */
-  batch: number;
+  /** Runs of each arm. */
   runs: number;
 }
 
 export interface TrialResult {
-  loadMs: number;
-  runMs: number[];
+  /** Per arm, in the trial's order. */
+  arms: Array<{ loadMs: number; runMs: number[] }>;
   rssAfterLoadBytes: number;
+  /** Of the whole process: with several arms, of all their sessions together. */
   peakRssBytes: number;
 }
 
@@ -32,10 +40,10 @@ function uniform(length: number, seed: number): Float32Array {
   return values;
 }
 
-function feeds(trial: SessionTrial, session: ort.InferenceSession): Record<string, ort.Tensor> {
+function feeds(trial: SessionTrial, batch: number, session: ort.InferenceSession): Record<string, ort.Tensor> {
   const [h, w] = [trial.height / 8, trial.width / 8];
   if (trial.part === 'vae_decoder') return { latent_sample: new ort.Tensor('float32', uniform(4 * h * w, 1), [1, 4, h, w]) };
-  const b = trial.batch;
+  const b = batch;
   const context = session.inputMetadata.find((input) => input.name === 'encoder_hidden_states');
   const contextWidth = context?.isTensor && typeof context.shape[2] === 'number' ? context.shape[2] : 768;
   return {
@@ -46,19 +54,22 @@ function feeds(trial: SessionTrial, session: ort.InferenceSession): Record<strin
 }
 
 export async function runTrial(trial: SessionTrial): Promise<TrialResult> {
-  const loadStarted = performance.now();
-  const session = await ort.InferenceSession.create(join(trial.modelDir, trial.part, 'model.onnx'), trial.options);
-  const loadMs = performance.now() - loadStarted;
-  const rssAfterLoadBytes = process.memoryUsage.rss();
-  const inputs = feeds(trial, session);
-  const runMs: number[] = [];
-  for (let run = 0; run < trial.runs; run++) {
-    const started = performance.now();
-    await session.run(inputs);
-    runMs.push(performance.now() - started);
+  const loaded = [];
+  for (const arm of trial.arms) {
+    const loadStarted = performance.now();
+    const session = await ort.InferenceSession.create(join(trial.modelDir, trial.part, 'model.onnx'), arm.options);
+    loaded.push({ session, inputs: feeds(trial, arm.batch, session), loadMs: performance.now() - loadStarted, runMs: [] as number[] });
   }
-  await session.release();
-  return { loadMs, runMs, rssAfterLoadBytes, peakRssBytes: peakRssBytes() };
+  const rssAfterLoadBytes = process.memoryUsage.rss();
+  for (let run = 0; run < trial.runs; run++) {
+    for (const arm of loaded) {
+      const started = performance.now();
+      await arm.session.run(arm.inputs);
+      arm.runMs.push(performance.now() - started);
+    }
+  }
+  await Promise.all(loaded.map((arm) => arm.session.release()));
+  return { arms: loaded.map(({ loadMs, runMs }) => ({ loadMs, runMs })), rssAfterLoadBytes, peakRssBytes: peakRssBytes() };
 }
 
 if (process.send && process.argv[2]) {
