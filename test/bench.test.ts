@@ -97,6 +97,20 @@ describe('image bench', () => {
   });
 });
 
+describe('session-options sweep', () => {
+  it('runs the chosen option sets in turns and reports each, refusing unknown names', async () => {
+    const json = join(scratch, 'sweep.json');
+    const arms = 'defaults,enableMemPattern true';
+    await run('npx', ['tsx', 'src/bench/session-sweep.ts', '--model', tinyDir, '--size', '256x256', '--runs', '2', '--only', arms, '--interleave', '--json', json]);
+    const sweep = JSON.parse(await readFile(json, 'utf8'));
+    expect(sweep.rows.map((row: { variant: string }) => row.variant)).toEqual(['defaults', 'enableMemPattern true']);
+    expect(sweep.rows[1].options.enableMemPattern).toBe(true);
+    for (const row of sweep.rows) expect(row.runMs).toHaveLength(2);
+    const failure = run('npx', ['tsx', 'src/bench/session-sweep.ts', '--model', tinyDir, '--only', 'fastest']);
+    await expect(failure).rejects.toMatchObject({ stderr: expect.stringContaining('no option set named fastest') });
+  });
+});
+
 describe('queue bench', () => {
   it('measures lag and acknowledgements while the real queue and worker generate', async () => {
     const result = await runQueueBench({ jobs: 3, users: 2, steps: 3, probeEveryMs: 20, executionProvider: 'cpu' }, () => {});

@@ -32,7 +32,7 @@ function variants(): Variant[] {
     { name: `enableMemPattern ${!base.enableMemPattern}`, options: { ...base, enableMemPattern: !base.enableMemPattern } },
     { name: `enableCpuMemArena ${!base.enableCpuMemArena}`, options: { ...base, enableCpuMemArena: !base.enableCpuMemArena } },
     { name: 'intra-op spinning off', options: { ...base, extra: { session: { intra_op: { allow_spinning: '0' } } } } },
-    { name: 'defaults, batch 1 (half a CFG step)', options: base, batch: 1 },
+    { name: 'defaults at batch 1 (half a CFG step)', options: base, batch: 1 },
   ];
 }
 

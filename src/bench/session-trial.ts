@@ -40,16 +40,32 @@ function uniform(length: number, seed: number): Float32Array {
   return values;
 }
 
+function tensorInput(session: ort.InferenceSession, name: string): ort.InferenceSession.TensorValueMetadata {
+  const meta = session.inputMetadata.find((input) => input.name === name);
+  if (!meta?.isTensor) throw new Error(`the model has no tensor input ${name}`);
+  if (name !== 'timestep' && meta.type !== 'float32') throw new Error(`input ${name} is ${meta.type}: the sweep feeds float32 models only`);
+  return meta;
+}
+
+/** Inputs shaped and typed as the export declares them (diffusers' converter, Optimum and our generator differ). */
 function feeds(trial: SessionTrial, batch: number, session: ort.InferenceSession): Record<string, ort.Tensor> {
   const [h, w] = [trial.height / 8, trial.width / 8];
-  if (trial.part === 'vae_decoder') return { latent_sample: new ort.Tensor('float32', uniform(4 * h * w, 1), [1, 4, h, w]) };
-  const b = batch;
-  const context = session.inputMetadata.find((input) => input.name === 'encoder_hidden_states');
-  const contextWidth = context?.isTensor && typeof context.shape[2] === 'number' ? context.shape[2] : 768;
+  if (trial.part === 'vae_decoder') {
+    tensorInput(session, 'latent_sample');
+    return { latent_sample: new ort.Tensor('float32', uniform(4 * h * w, 1), [1, 4, h, w]) };
+  }
+  tensorInput(session, 'sample');
+  const contextWidth = tensorInput(session, 'encoder_hidden_states').shape[2];
+  const width = typeof contextWidth === 'number' ? contextWidth : 768;
+  const timestep = tensorInput(session, 'timestep');
+  const count = timestep.shape.length === 0 || timestep.shape[0] === 1 ? 1 : batch;
+  const dims = timestep.shape.length === 0 ? [] : [count];
+  const t =
+    timestep.type === 'int64' ? new ort.Tensor('int64', new BigInt64Array(count).fill(500n), dims) : new ort.Tensor('float32', new Float32Array(count).fill(500), dims);
   return {
-    sample: new ort.Tensor('float32', uniform(b * 4 * h * w, 1), [b, 4, h, w]),
-    timestep: new ort.Tensor('float32', new Float32Array(b).fill(500), [b]),
-    encoder_hidden_states: new ort.Tensor('float32', uniform(b * 77 * contextWidth, 2), [b, 77, contextWidth]),
+    sample: new ort.Tensor('float32', uniform(batch * 4 * h * w, 1), [batch, 4, h, w]),
+    timestep: t,
+    encoder_hidden_states: new ort.Tensor('float32', uniform(batch * 77 * width, 2), [batch, 77, width]),
   };
 }
 
