@@ -50,7 +50,7 @@ export class ScaleCluster {
       QUEUE_BACKEND: 'bullmq',
       REDIS_URL: redis.url,
       SD_MODEL_DIR: modelDir,
-      SIZES: '64x64,256x256,512x512',
+      SIZES: '64x64,256x256,512x512,768x768',
       DEFAULT_SIZE: '64x64',
       DEFAULT_STEPS: '2',
       MAX_STEPS: '150',

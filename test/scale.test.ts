@@ -8,6 +8,8 @@ import type { InteractionHandle } from './fake-discord/index.ts';
 // The tiny model takes about 50 ms a step at 512x512 on CI's CPUs, so LONG runs for a few seconds.
 const LONG = { size: '512x512', steps: 80 } as const;
 const SHORT = { size: '256x256', steps: 20 } as const;
+/** Outlasts a dead bot's lease (5 s), so the job is still running when the next bot takes it over. */
+const LONGER = { size: '768x768', steps: 150 } as const;
 
 let cluster: ScaleCluster;
 beforeAll(async () => {
@@ -141,8 +143,8 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
 
   it('the bot restarted mid-job: killed, its jobs are finished and posted by the next bot; stopped, it leaves them queued', async () => {
     const [firstBot, [worker]] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(1)]);
-    const finishesWhileDown = cluster.imagine('alice', { prompt: 'finished while no bot runs', size: '512x512', steps: 40 });
-    const runsAcrossRestart = cluster.imagine('bob', { prompt: 'running across the restart', ...LONG });
+    const finishesWhileDown = cluster.imagine('alice', { prompt: 'finished while no bot runs', ...LONG });
+    const runsAcrossRestart = cluster.imagine('bob', { prompt: 'running across the restart', ...LONGER });
     const waitingAcrossRestart = ['carol', 'dave', 'erin'].map((user) => cluster.imagine(user, { prompt: `${user} waits across the restart`, ...SHORT }));
     await cluster.replyMatching(finishesWhileDown, /Generating — step [1-9]/);
     await cluster.replyMatching(waitingAcrossRestart[2], /Queued — #\d in line/);
@@ -173,7 +175,7 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     expect(inChannel.attachments).toHaveLength(1);
     expect(cluster.deliveries(runsAcrossRestart)).toBe(1);
     for (const [index, user] of ['carol', 'dave', 'erin'].entries()) await expectImageOnce(waitingAcrossRestart[index], `${user} waits across the restart`);
-    expect(secondBot.logged('resuming the delivery of a job queued before a restart')).toHaveLength(5);
+    expect(secondBot.logged('taking over a job another bot process queued')).toHaveLength(5);
 
     const acrossStop = cluster.imagine('carol', { prompt: 'across a graceful stop', ...LONG });
     await cluster.replyMatching(acrossStop, /Generating — step [1-9]/);
@@ -183,7 +185,34 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     const thirdBot = await cluster.readyBot();
     await expectImageOnce(acrossStop, 'across a graceful stop');
     // Jobs already posted are marked done in Redis: the third bot resumed only the one it had to.
-    expect(thirdBot.logged('resuming the delivery of a job queued before a restart').map((line) => line.jobId)).toEqual([jobIdOf(acrossStop)]);
+    expect(thirdBot.logged('taking over a job another bot process queued').map((line) => line.jobId)).toEqual([jobIdOf(acrossStop)]);
+    await expectNothingLeft();
+  });
+
+  it('two bots at once (a rolling restart): each job is followed by one bot; when that bot dies the other takes its jobs over', async () => {
+    const [oldBot] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(1)]);
+    const before = ['alice', 'bob', 'carol', 'dave'].map((user, index) =>
+      cluster.imagine(user, { prompt: `${user} before the second bot`, ...(index === 0 ? LONGER : SHORT) }),
+    );
+    await cluster.replyMatching(before[0], /Generating — step [1-9]/);
+    const newBot = await cluster.readyBot();
+    // New commands reach the newest gateway session, so the second bot queues and follows this one.
+    const after = cluster.imagine('erin', { prompt: 'erin after the second bot', ...SHORT });
+    await cluster.replyMatching(after, /Queued|next in the queue/);
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(newBot.logged('taking over a job another bot process queued')).toEqual([]);
+
+    oldBot.kill('SIGKILL');
+    for (const [index, user] of ['alice', 'bob', 'carol', 'dave'].entries()) await expectImageOnce(before[index], `${user} before the second bot`);
+    await expectImageOnce(after, 'erin after the second bot');
+    const tookOver = newBot.logged('taking over a job another bot process queued').map((line) => line.jobId);
+    expect(tookOver.length).toBeGreaterThan(0);
+    const posted = await cluster.fake.waitFor(() => {
+      const lines = [...oldBot.logged('job delivered'), ...newBot.logged('job delivered')].map((line) => line.jobId as string);
+      return lines.length >= 5 && lines;
+    }, 5_000, 'delivery logs');
+    expect(posted.sort()).toEqual([...before, after].map(jobIdOf).sort());
+    expect(newBot.logged('job delivered').map((line) => line.jobId)).toEqual(expect.arrayContaining([...tookOver, jobIdOf(after)]));
     await expectNothingLeft();
   });
 

@@ -61,14 +61,14 @@ export async function startBot(options: { config: BotConfig; queue: JobQueue; lo
   };
 }
 
-/** Takes over a job an earlier bot process queued: progress and result go to its interaction (or its channel) as before. */
+/** Takes over a job another bot process queued (and left): progress and result go to its interaction (or its channel) as before. */
 function resumeDelivery(job: JobHandle, delivery: DeliveryRecord, client: Client<true>, context: BotContext): void {
   const target = storedTarget(client, delivery);
   if (!target) {
     context.logger.warn({ jobId: job.id }, 'a recovered job has no usable delivery record; it cannot be posted');
     return;
   }
-  context.logger.info({ jobId: job.id, userId: job.userId, state: job.status().state }, 'resuming the delivery of a job queued before a restart');
+  context.logger.info({ jobId: job.id, userId: job.userId, state: job.status().state }, 'taking over a job another bot process queued');
   context.deliveries.track(new JobDelivery(job, target, { client, logger: context.logger, timing: context.config.timing }));
 }
 

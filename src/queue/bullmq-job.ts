@@ -2,11 +2,8 @@ import { JobDetachedError, type CancelReason, type ImagineOptions, type JobHandl
 
 export type Outcome = { result: JobResult } | { error: Error };
 
-/**
- * tracking: the bot follows the job in Redis. finished: its outcome is known and the bot waits for the right
- * to post it (another bot may hold it). claimed: this bot posts it (result settled). done: posted, or left.
- */
-export type Phase = 'tracking' | 'finished' | 'claimed' | 'done';
+/** following: the bot reads the job's state from Redis. settled: its outcome is out to the Discord side. done: posted, or let go. */
+export type Phase = 'following' | 'settled' | 'done';
 
 export interface RemoteJobHooks {
   cancel(job: RemoteJob, reason: CancelReason): boolean;
@@ -16,12 +13,11 @@ export interface RemoteJobHooks {
 /** The bot's handle on a job that runs on some worker; BullJobQueue moves it through its phases. */
 export class RemoteJob implements JobHandle {
   readonly result: Promise<JobResult>;
-  phase: Phase = 'tracking';
-  outcome: Outcome | undefined;
+  phase: Phase = 'following';
   cancelRequested: CancelReason | undefined;
   /** The cancel has not reached Redis yet (it was down); retried on every poll. */
   cancelPending = false;
-  /** The bot posted the outcome; marking it done in Redis is retried until it succeeds. */
+  /** The Discord side posted the outcome; marking it done in Redis is retried until it succeeds. */
   delivered = false;
   private resolve!: (result: JobResult) => void;
   private reject!: (error: Error) => void;
@@ -46,7 +42,7 @@ export class RemoteJob implements JobHandle {
   }
 
   onStatus(listener: (status: JobStatus) => void): () => void {
-    if (this.phase === 'tracking') this.listeners.add(listener);
+    if (this.phase === 'following') this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
@@ -59,28 +55,22 @@ export class RemoteJob implements JobHandle {
   }
 
   setStatus(status: JobStatus): void {
-    if (this.phase !== 'tracking' || JSON.stringify(status) === JSON.stringify(this.current)) return;
+    if (this.phase !== 'following' || JSON.stringify(status) === JSON.stringify(this.current)) return;
     this.current = status;
     for (const listener of this.listeners) listener(status);
   }
 
-  /** The outcome is known; it is handed out once settle() runs (after this bot claims the delivery). */
-  finish(outcome: Outcome): void {
-    if (this.phase !== 'tracking') return;
-    this.phase = 'finished';
-    this.outcome = outcome;
+  settle(outcome: Outcome): void {
+    if (this.phase !== 'following') return;
+    this.phase = 'settled';
     this.listeners.clear();
+    if ('result' in outcome) this.resolve(outcome.result);
+    else this.reject(outcome.error);
   }
 
-  settle(): void {
-    if (this.phase !== 'finished' || !this.outcome) return;
-    this.phase = 'claimed';
-    if ('result' in this.outcome) this.resolve(this.outcome.result);
-    else this.reject(this.outcome.error);
-  }
-
+  /** This process stops following the job (it shuts down, or another bot took the job over); nothing is posted from here. */
   detach(why: string): void {
-    if (this.phase === 'claimed' || this.phase === 'done') return;
+    if (this.phase !== 'following') return;
     this.phase = 'done';
     this.listeners.clear();
     this.reject(new JobDetachedError(why));

@@ -18,7 +18,7 @@ export const KEYS = {
   virtualTime: `${OWN}:virtual-time`,
   /** Set while a cancel is pending; the worker checks it before each image. */
   cancel: (jobId: string) => `${OWN}:cancel:${jobId}`,
-  /** "claimed:<bot>" with a lease while a bot posts the result, "done" once it is out. */
+  /** "owner:<bot>" with a lease while a bot follows and posts the job, "done" once it is posted. */
   delivery: (jobId: string) => `${OWN}:delivery:${jobId}`,
   /** Set of worker ids; each has a heartbeat key that expires when the worker stops renewing it. */
   workers: `${OWN}:workers`,

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { ModelInfo } from '../pipeline/types.ts';
 import { admit, liveEntries, release } from './bullmq-fairness.ts';
 import { RemoteJob, type Outcome } from './bullmq-job.ts';
+import { isOwned, letGo, markDone, takeOwnership } from './bullmq-ownership.ts';
 import {
   BULL_PREFIX,
   CANCEL_CHANNEL,
@@ -47,31 +48,23 @@ export interface BullQueueOptions {
 
 /** How often the bot reads its jobs' state from Redis. */
 const POLL_MS = 250;
-/** Worker heartbeats and the ledger need no per-poll freshness. */
+/** Worker heartbeats, leases and the scan for jobs without a bot need no per-poll freshness. */
 const WORKER_REFRESH_MS = 1_000;
+const LEASE_RENEW_MS = 1_000;
+const SCAN_MS = 1_000;
 const LEDGER_CHECK_MS = 10_000;
+/** A bot that dies lets go of its jobs this long after its last renewal. */
+const LEASE_MS = 5_000;
 /** A ledger entry without its BullMQ job is an enqueue that died halfway once it is this old. */
 const ORPHAN_AGE_MS = 30_000;
-/** The right to post a result: renewed on every poll while posting, free for the next bot soon after this one dies. */
-const CLAIM_LEASE_MS = 10_000;
-
-const CLAIM = `
-local value = redis.call('GET', KEYS[1])
-local mine = 'claimed:' .. ARGV[1]
-if value == false or value == mine then
-  redis.call('SET', KEYS[1], mine, 'PX', ARGV[2])
-  return 'won'
-end
-if value == 'done' then return 'done' end
-return 'held'
-`;
+const FOLLOWED_STATES = ['wait', 'prioritized', 'active', 'delayed', 'completed', 'failed'] as const;
 
 /**
  * The bot's side of the BullMQ backend: jobs go to Redis (id = the interaction id, priority = the fair-order
  * tag), workers on any machine run them, and the bot follows them by polling: queue position, step progress,
- * the result or failure. Nothing is lost when the bot restarts: jobs and their delivery records stay in
- * Redis until a bot has posted them, and recover() hands them to the next bot. While Redis is unreachable
- * enqueue refuses with 'unavailable' at once and the handles wait; everything resumes when it is back.
+ * the result or failure. Each job is followed by one bot at a time, the holder of its lease (see
+ * bullmq-ownership.ts); jobs whose bot is gone are taken over by the next one, through recover(). While Redis
+ * is unreachable enqueue refuses with 'unavailable' at once and the handles wait; everything resumes when it is back.
  */
 export class BullJobQueue implements JobQueue {
   private readonly redis: Redis;
@@ -82,10 +75,8 @@ export class BullJobQueue implements JobQueue {
   private readonly log: Logger;
   private readonly timer: NodeJS.Timeout;
   private workers: WorkerHeartbeat[] = [];
-  private lastWorkerRefresh = 0;
-  private lastLedgerCheck = 0;
+  private readonly lastRun = { workers: 0, leases: 0, scan: 0, ledger: 0 };
   private onRecovered: ((job: JobHandle, delivery: DeliveryRecord) => void) | undefined;
-  private recoveryDue = true;
   private polling = false;
   private lastPollError: string | undefined;
   private reachable = true;
@@ -98,7 +89,6 @@ export class BullJobQueue implements JobQueue {
     this.redis.on('ready', () => {
       if (!this.reachable) this.log.info('Redis is reachable again');
       this.reachable = true;
-      this.recoveryDue = true;
       if (!this.bullQueue && !this.closed) {
         this.bullQueue = new Queue(QUEUE_NAME, { connection: this.redis, prefix: BULL_PREFIX, skipWaitingForReady: true });
         // The connection's own 'error' listener reports outages once; BullMQ repeats them here.
@@ -118,7 +108,11 @@ export class BullJobQueue implements JobQueue {
     const jobId = `job-${extras.id ?? randomBytes(6).toString('base64url')}`;
     if (this.jobs.has(jobId)) throw new QueueRejection('duplicate', 0);
 
+    let owned = false;
     try {
+      // Taken before the job exists, so no other bot's scan can take it over in between.
+      owned = (await takeOwnership(this.redis, jobId, this.botId, LEASE_MS)) === 'mine';
+      if (!owned) throw new QueueRejection('duplicate', 0);
       const admission = await admit(this.redis, { jobId, userId, jobKey: this.queue.toKey(jobId), ...this.options });
       if (admission.verdict !== 'ok') throw this.rejection(admission.verdict);
       const data: RemoteJobData = { userId, options, policy: this.options.policy, delivery: extras.delivery ?? null };
@@ -131,6 +125,7 @@ export class BullJobQueue implements JobQueue {
         removeOnFail: keepFor,
       });
     } catch (error) {
+      if (owned) await letGo(this.redis, jobId, this.botId).catch(() => undefined);
       if (error instanceof QueueRejection) throw error;
       this.log.warn({ jobId, error: error instanceof Error ? error.message : String(error) }, 'could not queue the job');
       await release(this.redis, jobId).catch(() => undefined);
@@ -143,7 +138,7 @@ export class BullJobQueue implements JobQueue {
 
   find(jobId: string): JobHandle | undefined {
     const job = this.jobs.get(jobId);
-    return job && (job.phase === 'tracking' || job.phase === 'finished') ? job : undefined;
+    return job?.phase === 'following' ? job : undefined;
   }
 
   /** From the workers' heartbeats: ready when one of them has its model loaded (all workers should run the same model). */
@@ -154,18 +149,23 @@ export class BullJobQueue implements JobQueue {
 
   recover(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): void {
     this.onRecovered = onJob;
-    this.recoveryDue = true;
+    this.lastRun.scan = 0;
     void this.poll();
   }
 
+  /** Lets go of the jobs being followed, so the next bot takes them over at once; results being posted get graceMs. */
   async close(graceMs: number): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    for (const job of this.jobs.values()) job.detach('the bot is shutting down; the job stays queued for the next bot');
-    // Results this bot is posting right now get graceMs to finish, so their acknowledgement still reaches Redis.
     const deadline = Date.now() + graceMs;
-    while ([...this.jobs.values()].some((job) => job.phase === 'claimed') && Date.now() < deadline) await sleep(50);
+    for (const job of this.jobs.values()) {
+      if (job.phase !== 'following') continue;
+      job.detach('the bot is shutting down; the job stays queued for the next bot');
+      await this.leave(job);
+    }
+    while ([...this.jobs.values()].some((job) => job.phase === 'settled') && Date.now() < deadline) await sleep(50);
+    for (const job of this.jobs.values()) await this.leave(job);
     await this.bullQueue?.close().catch(() => undefined);
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
@@ -183,6 +183,11 @@ export class BullJobQueue implements JobQueue {
     });
     this.jobs.set(jobId, job);
     return job;
+  }
+
+  private async leave(job: RemoteJob): Promise<void> {
+    this.jobs.delete(job.id);
+    if (this.redis.status === 'ready') await letGo(this.redis, job.id, this.botId).catch(() => undefined);
   }
 
   private get queue(): Queue {
@@ -208,18 +213,16 @@ export class BullJobQueue implements JobQueue {
     if (this.polling || this.closed || this.redis.status !== 'ready' || !this.bullQueue) return;
     this.polling = true;
     try {
-      const now = Date.now();
-      if (now - this.lastWorkerRefresh >= WORKER_REFRESH_MS) {
-        await this.refreshWorkers();
-        this.lastWorkerRefresh = now;
-      }
-      if (this.recoveryDue && this.onRecovered) await this.recoverJobs(this.onRecovered);
+      const due = (task: keyof typeof this.lastRun, everyMs: number) => {
+        if (Date.now() - this.lastRun[task] < everyMs) return false;
+        this.lastRun[task] = Date.now();
+        return true;
+      };
+      if (due('workers', WORKER_REFRESH_MS)) await this.refreshWorkers();
+      if (due('leases', LEASE_RENEW_MS)) await this.keepLeases();
+      if (this.onRecovered && due('scan', SCAN_MS)) await this.takeOverOrphans(this.onRecovered);
       await this.refresh([...this.jobs.values()]);
-      await this.keepClaims();
-      if (now - this.lastLedgerCheck >= LEDGER_CHECK_MS) {
-        await this.checkLedger();
-        this.lastLedgerCheck = now;
-      }
+      if (due('ledger', LEDGER_CHECK_MS)) await this.checkLedger();
     } catch (error) {
       this.pollFailed(error);
     } finally {
@@ -248,52 +251,71 @@ export class BullJobQueue implements JobQueue {
     this.workers = beats.filter((beat): beat is string => beat !== null).map((beat) => JSON.parse(beat) as WorkerHeartbeat);
   }
 
-  /** Takes over the jobs in Redis that no bot has posted yet (a restart, or Redis back after an outage). */
-  private async recoverJobs(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): Promise<void> {
-    const ids = await this.queue.getRanges(['wait', 'prioritized', 'active', 'delayed', 'completed', 'failed'], 0, -1, true);
-    const found: { id: string; data: RemoteJobData & { delivery: DeliveryRecord } }[] = [];
-    // One job at a time: finished ones carry their images.
-    for (const id of ids) {
-      if (this.jobs.has(id) || (await this.redis.get(KEYS.delivery(id))) === 'done') continue;
-      const data = (await this.queue.getJob(id))?.data as RemoteJobData | undefined;
-      if (data?.delivery) found.push({ id, data: { ...data, delivery: data.delivery } });
+  /**
+   * Takes over the jobs in Redis that no bot follows and none has posted: left by a bot that stopped or died
+   * (its lease lapsed), or found again after an outage. One job at a time: finished ones carry their images.
+   */
+  private async takeOverOrphans(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): Promise<void> {
+    const found: { job: RemoteJob; delivery: DeliveryRecord }[] = [];
+    try {
+      for (const id of await this.queue.getRanges([...FOLLOWED_STATES], 0, -1, true)) {
+        if (this.jobs.has(id) || (await isOwned(this.redis, id))) continue;
+        const data = (await this.queue.getJob(id))?.data as RemoteJobData | undefined;
+        if (!data?.delivery || (await takeOwnership(this.redis, id, this.botId, LEASE_MS)) !== 'mine') continue;
+        found.push({ job: this.track(id, data.userId, data.options), delivery: data.delivery });
+      }
+    } finally {
+      // Whatever was taken is handed over, even when the scan broke off: a job followed but never handed over would never be posted.
+      if (found.length > 0) {
+        this.log.info({ jobs: found.length }, 'took over jobs that no running bot follows');
+        await this.refresh(found.map(({ job }) => job)).catch((error: unknown) => this.pollFailed(error));
+        for (const { job, delivery } of found) onJob(job, delivery);
+      }
     }
-    // From here on nothing may fail halfway: a job tracked but not handed over would never be posted.
-    this.recoveryDue = false;
-    if (found.length === 0) return;
-    this.log.info({ jobs: found.length }, 'recovered jobs queued before this bot started');
-    const jobs = found.map(({ id, data }) => this.track(id, data.userId, data.options));
-    await this.refresh(jobs).catch((error: unknown) => this.pollFailed(error));
-    jobs.forEach((job, index) => onJob(job, found[index].data.delivery));
   }
 
   /** Reads the jobs' state: position while waiting, progress while running, the outcome once finished. */
   private async refresh(jobs: RemoteJob[]): Promise<void> {
-    const active = jobs.filter((job) => job.phase === 'tracking' || job.phase === 'finished');
-    const waiting = active.length > 0 ? await this.waitingOrder() : [];
+    const following = jobs.filter((job) => job.phase === 'following');
+    if (following.length === 0) return;
+    const waiting = await this.waitingOrder();
     const modelLoading = this.modelLoading();
-    for (const job of active) {
-      if (job.phase === 'tracking') {
-        if (job.cancelPending) await this.sendCancel(job);
-        const stored = await this.queue.getJob(job.id);
-        const position = waiting.indexOf(job.id);
-        if (!stored) job.finish(this.lostOutcome(job));
-        else if (stored.finishedOn) {
-          // A job recovered after it finished shows its last progress until its result replaces it.
-          if (stored.progress) job.setStatus(runningStatus(stored.progress, job));
-          job.finish(outcomeOf(stored));
-        }
-        else if (position >= 0) job.setStatus({ state: 'waiting', position: position + 1, modelLoading });
-        else if (stored.processedOn) job.setStatus(runningStatus(stored.progress, job));
+    for (const job of following) {
+      if (job.cancelPending) await this.sendCancel(job);
+      const stored = await this.queue.getJob(job.id);
+      const position = waiting.indexOf(job.id);
+      if (!stored) {
+        await this.settle(job, this.lostOutcome(job));
+      } else if (stored.finishedOn) {
+        // A job taken over after it finished shows its last progress until its result replaces it.
+        if (stored.progress) job.setStatus(runningStatus(stored.progress, job));
+        await this.settle(job, outcomeOf(stored));
+      } else if (position >= 0) {
+        job.setStatus({ state: 'waiting', position: position + 1, modelLoading });
+      } else if (stored.processedOn) {
+        job.setStatus(runningStatus(stored.progress, job));
       }
-      if (job.phase === 'finished') await this.claim(job);
     }
   }
 
-  /** Renews the leases of the results this bot is posting, and retries marks of posted ones that failed. */
-  private async keepClaims(): Promise<void> {
-    for (const job of this.jobs.values()) {
-      if (job.phase === 'claimed') await (job.delivered ? this.markDelivered(job) : this.renewClaim(job));
+  private async settle(job: RemoteJob, outcome: Outcome): Promise<void> {
+    await release(this.redis, job.id);
+    job.settle(outcome);
+  }
+
+  /** Renews this bot's leases, retries "done" marks that failed, and lets go of jobs another bot took over meanwhile. */
+  private async keepLeases(): Promise<void> {
+    for (const job of [...this.jobs.values()]) {
+      if (job.delivered) {
+        await this.markDelivered(job);
+        continue;
+      }
+      const ownership = await takeOwnership(this.redis, job.id, this.botId, LEASE_MS);
+      if (ownership !== 'mine' && job.phase === 'following') {
+        this.log.warn({ jobId: job.id, ownership }, 'another bot took this job over (this one stalled for longer than its lease)');
+        job.detach('another bot process follows this job now');
+        this.jobs.delete(job.id);
+      }
     }
   }
 
@@ -311,38 +333,22 @@ export class BullJobQueue implements JobQueue {
     return { error: new JobFailedError('The job was lost from the queue (its Redis data is gone). Please try again.') };
   }
 
-  /** Only one bot posts a result: the first to claim it; the others let go once it is marked done. */
-  private async claim(job: RemoteJob): Promise<void> {
-    const verdict = await this.redis.eval(CLAIM, 1, KEYS.delivery(job.id), this.botId, CLAIM_LEASE_MS);
-    if (verdict === 'won') {
-      await release(this.redis, job.id);
-      job.settle();
-    } else if (verdict === 'done') {
-      job.detach('another bot process posted this job');
-      this.jobs.delete(job.id);
-    }
-  }
-
-  private async renewClaim(job: RemoteJob): Promise<void> {
-    await this.redis.eval(CLAIM, 1, KEYS.delivery(job.id), this.botId, CLAIM_LEASE_MS);
-  }
-
-  /** Never rejects: while Redis is unreachable the mark is retried on every poll (and the claim kept). */
+  /** Never rejects: while Redis is unreachable the mark is retried with the lease renewals. */
   private async acknowledge(job: RemoteJob): Promise<void> {
-    if (job.phase !== 'claimed') return;
+    if (job.phase !== 'settled') return;
     job.delivered = true;
     await this.markDelivered(job).catch((error: unknown) => this.unreachable(error));
   }
 
   private async markDelivered(job: RemoteJob): Promise<void> {
-    await this.redis.set(KEYS.delivery(job.id), 'done', 'PX', this.options.resultTtlMs);
+    await markDone(this.redis, job.id, this.options.resultTtlMs);
     job.phase = 'done';
     this.jobs.delete(job.id);
     await this.queue.remove(job.id);
   }
 
   private cancel(job: RemoteJob, reason: CancelReason): boolean {
-    if (job.phase !== 'tracking' || job.cancelRequested) return false;
+    if (job.phase !== 'following' || job.cancelRequested) return false;
     job.cancelRequested = reason;
     job.cancelPending = true;
     void this.sendCancel(job);
@@ -361,7 +367,7 @@ export class BullJobQueue implements JobQueue {
       await this.redis.publish(CANCEL_CHANNEL, job.id);
       const state = await this.queue.getJobState(job.id);
       if ((state === 'waiting' || state === 'prioritized' || state === 'delayed') && (await this.queue.remove(job.id)) === 1) {
-        job.finish({ error: new JobCancelledError(reason) });
+        await this.settle(job, { error: new JobCancelledError(reason) });
       }
       job.cancelPending = false;
     } catch (error) {
