@@ -55,7 +55,7 @@ export class ScaleCluster {
       DEFAULT_STEPS: '2',
       MAX_STEPS: '150',
       PROGRESS_EDIT_INTERVAL_MS: '100',
-      SHUTDOWN_TIMEOUT_MS: '1000',
+      SHUTDOWN_TIMEOUT_MS: '200',
       STALLED_JOB_TIMEOUT_MS: '3000',
       LOG_LEVEL: 'debug',
       ...options.environment,

@@ -5,7 +5,8 @@ import { ScaleCluster, type Role } from './scale-harness.ts';
 import type { InteractionHandle } from './fake-discord/index.ts';
 
 // npm run bot and npm run worker as real processes, a real redis-server, the fake Discord and the tiny model.
-// The tiny model takes about 50 ms a step at 512x512 on CI's CPUs, so LONG runs for a few seconds.
+// The tiny model takes 20 to 50 ms a step at 512x512 on two cores: LONG runs for 2 to 4 s, well past the moment
+// a test acts on it (the first progress edit) and past a worker's SHUTDOWN_TIMEOUT_MS (200 ms here).
 const LONG = { size: '512x512', steps: 80 } as const;
 const SHORT = { size: '256x256', steps: 20 } as const;
 /** Outlasts a dead bot's lease (5 s), so the job is still running when the next bot takes it over. */
