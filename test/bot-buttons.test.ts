@@ -1,25 +1,12 @@
 import { InteractionResponseType, MessageFlags, PermissionFlagsBits, REST, Routes } from 'discord.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
-import { ensureTinyModel } from '../src/tiny-model/index.ts';
-import { PipelineThread } from '../src/worker/pipeline-thread.ts';
-import { BLOCKER_OPTIONS, customIds, embedField, startHarness, type Harness } from './bot-harness.ts';
+import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 import { DEFAULT_MEMBER_PERMISSIONS, type InteractionHandle } from './fake-discord/index.ts';
 
-let pipeline: PipelineThread;
+const pipeline = useSharedTinyPipeline();
 let harness: Harness | undefined;
-
-beforeAll(async () => {
-  pipeline = PipelineThread.start({ modelDir: await ensureTinyModel() });
-  await pipeline.ready;
-});
-afterAll(async () => pipeline.dispose());
-afterEach(async () => {
-  await harness?.stop();
-  expect(harness?.fake.internalErrors).toEqual([]);
-  harness = undefined;
-});
 
 function click(h: Harness, username: string, messageId: string, customId: string, memberPermissions?: bigint): InteractionHandle {
   return h.fake.clickButton({ messageId, customId, user: h.fake.user(username), ...(memberPermissions ? { memberPermissions } : {}) });

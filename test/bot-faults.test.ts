@@ -1,23 +1,10 @@
 import { PermissionFlagsBits } from 'discord.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ensureTinyModel } from '../src/tiny-model/index.ts';
-import { PipelineThread } from '../src/worker/pipeline-thread.ts';
-import { BLOCKER_OPTIONS, customIds, embedField, startHarness, type Harness } from './bot-harness.ts';
+import { describe, expect, it } from 'vitest';
+import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 import { DEFAULT_APP_PERMISSIONS, type InteractionHandle } from './fake-discord/index.ts';
 
-let pipeline: PipelineThread;
+const pipeline = useSharedTinyPipeline();
 let harness: Harness | undefined;
-
-beforeAll(async () => {
-  pipeline = PipelineThread.start({ modelDir: await ensureTinyModel() });
-  await pipeline.ready;
-});
-afterAll(async () => pipeline.dispose());
-afterEach(async () => {
-  await harness?.stop();
-  expect(harness?.fake.internalErrors).toEqual([]);
-  harness = undefined;
-});
 
 /** Progress edits so rare that, once a job shows its first status, the next edit of its reply is the result. */
 const QUIET_PROGRESS = { PROGRESS_EDIT_INTERVAL_MS: '60000' };

@@ -1,11 +1,14 @@
 import { Writable } from 'node:stream';
 import { InteractionResponseType, MessageFlags } from 'discord.js';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { loadConfig, type BotConfig } from '../src/config.ts';
 import { startBot, type RunningBot } from '../src/discord/bot.ts';
 import { deployCommands } from '../src/discord/deploy.ts';
 import { createLogger } from '../src/discord/logger.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
 import type { ImageGenerator } from '../src/queue/types.ts';
+import { ensureTinyModel } from '../src/tiny-model/index.ts';
+import { PipelineThread } from '../src/worker/pipeline-thread.ts';
 import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
 
 /** Settings that keep the tiny model fast and the timings short; a test overrides what it exercises. */
@@ -42,6 +45,39 @@ export interface Harness {
   /** Shuts the bot down and starts a fresh one (new queue, nothing in memory) against the same fake. */
   restart(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** Harnesses started since the last afterEach of useSharedTinyPipeline, which stops them. */
+const startedHarnesses: Harness[] = [];
+
+/**
+ * Registers the hooks the bot end-to-end files share and returns the generator for their bots: one tiny-model
+ * pipeline thread for the whole file (loaded once, so the tests stay fast), and after each test every harness it
+ * started is stopped and must have seen no internal errors in the fake Discord.
+ */
+export function useSharedTinyPipeline(): ImageGenerator {
+  let thread: PipelineThread | undefined;
+  const startedThread = (): PipelineThread => {
+    if (!thread) throw new Error('The shared tiny pipeline starts in beforeAll; use it inside a test');
+    return thread;
+  };
+  beforeAll(async () => {
+    thread = PipelineThread.start({ modelDir: await ensureTinyModel() });
+    await thread.ready;
+  });
+  afterAll(async () => thread?.dispose());
+  afterEach(async () => {
+    for (const harness of startedHarnesses.splice(0)) {
+      await harness.stop();
+      expect(harness.fake.internalErrors).toEqual([]);
+    }
+  });
+  return {
+    get ready() {
+      return startedThread().ready;
+    },
+    generate: (request, options) => startedThread().generate(request, options),
+  };
 }
 
 export async function startHarness(
@@ -126,6 +162,7 @@ export async function startHarness(
       await fake.close();
     },
   };
+  startedHarnesses.push(harness);
   return harness;
 }
 

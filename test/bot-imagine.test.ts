@@ -1,24 +1,11 @@
 import { InteractionResponseType } from 'discord.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
-import { ensureTinyModel } from '../src/tiny-model/index.ts';
-import { PipelineThread } from '../src/worker/pipeline-thread.ts';
-import { customIds, embedField, startHarness, type Harness } from './bot-harness.ts';
+import { customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 
-let pipeline: PipelineThread;
+const pipeline = useSharedTinyPipeline();
 let harness: Harness | undefined;
-
-beforeAll(async () => {
-  pipeline = PipelineThread.start({ modelDir: await ensureTinyModel() });
-  await pipeline.ready;
-});
-afterAll(async () => pipeline.dispose());
-afterEach(async () => {
-  await harness?.stop();
-  expect(harness?.fake.internalErrors).toEqual([]);
-  harness = undefined;
-});
 
 describe('/imagine end to end', () => {
   it('defers at once, then replaces the reply with the PNG, its parameters and an embed', async () => {

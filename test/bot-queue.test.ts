@@ -1,23 +1,11 @@
 import { InteractionResponseType } from 'discord.js';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ImageGenerator } from '../src/queue/types.ts';
-import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { PipelineThread } from '../src/worker/pipeline-thread.ts';
-import { BLOCKER_OPTIONS, startHarness, type Harness } from './bot-harness.ts';
+import { BLOCKER_OPTIONS, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 
-let pipeline: PipelineThread;
+const pipeline = useSharedTinyPipeline();
 let harness: Harness | undefined;
-
-beforeAll(async () => {
-  pipeline = PipelineThread.start({ modelDir: await ensureTinyModel() });
-  await pipeline.ready;
-});
-afterAll(async () => pipeline.dispose());
-afterEach(async () => {
-  await harness?.stop();
-  expect(harness?.fake.internalErrors).toEqual([]);
-  harness = undefined;
-});
 
 describe('the queue as users see it', () => {
   it('a burst from many users while the pipeline is busy: every command is deferred under 3 s and answered', async () => {
