@@ -1,17 +1,19 @@
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type BenchTextEncoderDims, SD15_TEXT_ENCODER, buildBenchTextEncoder } from './bench-text-encoder.ts';
+import { SD15_TEXT_ENCODER, buildBenchTextEncoder } from './bench-text-encoder.ts';
 import { type BenchUnetDims, SD15_UNET, buildBenchUnet } from './bench-unet.ts';
 import { type BenchVaeDims, SD15_VAE, buildBenchVaeDecoder } from './bench-vae-decoder.ts';
 import { ExternalDataFile, StreamingGraphBuilder } from './bench-weights.ts';
+import { DIFFUSERS_VERSION, SD15_SCHEDULER, jsonFile, onnxPipelineIndex } from './diffusers-layout.ts';
 import { type ModelProto, type Precision, encodeModel } from './graph.ts';
 import { componentSeed, mulberry32 } from './random.ts';
+import { type TextEncoderDims } from './text-encoder.ts';
 import { END_OF_TEXT, buildTokenizer } from './tokenizer.ts';
 
 export interface BenchModelDims {
   unet: BenchUnetDims;
-  textEncoder: BenchTextEncoderDims;
+  textEncoder: TextEncoderDims;
   vae: BenchVaeDims;
 }
 
@@ -37,23 +39,6 @@ export interface BenchModelSummary {
 
 const DEFAULT_SEED = 15;
 const WEIGHTS_FILE = 'model.onnx_data';
-const DIFFUSERS_VERSION = '0.27.2';
-
-/** SD 1.5's scheduler/scheduler_config.json. */
-const SD15_SCHEDULER = {
-  _class_name: 'PNDMScheduler',
-  _diffusers_version: DIFFUSERS_VERSION,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  beta_start: 0.00085,
-  clip_sample: false,
-  num_train_timesteps: 1000,
-  prediction_type: 'epsilon',
-  set_alpha_to_one: false,
-  skip_prk_steps: true,
-  steps_offset: 1,
-  trained_betas: null,
-};
 
 type Part = keyof BenchModelSummary['parameters'];
 
@@ -105,27 +90,14 @@ export async function writeBenchModel(dir: string, options: BenchModelOptions = 
 }
 
 async function writeConfigs(dir: string, dims: BenchModelDims, precision: Precision, tokenizerDir: string | undefined): Promise<void> {
-  const json = (value: unknown) => JSON.stringify(value, null, 2) + '\n';
   const tokenizer = buildTokenizer(END_OF_TEXT);
   if (!tokenizerDir && tokenizer.vocab.size > dims.textEncoder.vocabSize) {
     throw new Error(`the text encoder's vocabulary (${dims.textEncoder.vocabSize}) is smaller than the tiny tokenizer's (${tokenizer.vocab.size})`);
   }
   const files: Record<string, string> = {
-    'model_index.json': json({
-      _class_name: 'OnnxStableDiffusionPipeline',
-      _diffusers_version: DIFFUSERS_VERSION,
-      feature_extractor: [null, null],
-      requires_safety_checker: false,
-      safety_checker: [null, null],
-      scheduler: ['diffusers', SD15_SCHEDULER._class_name],
-      text_encoder: ['diffusers', 'OnnxRuntimeModel'],
-      tokenizer: ['transformers', 'CLIPTokenizer'],
-      unet: ['diffusers', 'OnnxRuntimeModel'],
-      vae_decoder: ['diffusers', 'OnnxRuntimeModel'],
-      vae_encoder: [null, null],
-    }),
-    'scheduler/scheduler_config.json': json(SD15_SCHEDULER),
-    'unet/config.json': json({
+    'model_index.json': jsonFile(onnxPipelineIndex(SD15_SCHEDULER._class_name)),
+    'scheduler/scheduler_config.json': jsonFile(SD15_SCHEDULER),
+    'unet/config.json': jsonFile({
       _class_name: 'UNet2DConditionModel',
       _diffusers_version: DIFFUSERS_VERSION,
       attention_head_dim: dims.unet.heads,
@@ -137,7 +109,7 @@ async function writeConfigs(dir: string, dims: BenchModelDims, precision: Precis
       out_channels: 4,
       sample_size: 64,
     }),
-    'text_encoder/config.json': json({
+    'text_encoder/config.json': jsonFile({
       architectures: ['CLIPTextModel'],
       hidden_act: 'quick_gelu',
       hidden_size: dims.textEncoder.hiddenSize,
@@ -149,7 +121,7 @@ async function writeConfigs(dir: string, dims: BenchModelDims, precision: Precis
       torch_dtype: precision === 'fp16' ? 'float16' : 'float32',
       vocab_size: dims.textEncoder.vocabSize,
     }),
-    'vae_decoder/config.json': json({
+    'vae_decoder/config.json': jsonFile({
       _class_name: 'AutoencoderKL',
       _diffusers_version: DIFFUSERS_VERSION,
       block_out_channels: dims.vae.blockOutChannels,

@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DIFFUSERS_VERSION, SD15_SCHEDULER, jsonFile, onnxPipelineIndex } from './diffusers-layout.ts';
 import { encodeModel, type Precision } from './graph.ts';
 import { componentSeed, mulberry32 } from './random.ts';
 import { TEXT_ENCODER, buildTextEncoder } from './text-encoder.ts';
@@ -29,24 +30,7 @@ export interface TinyModelOptions {
   seed?: number;
 }
 
-const DIFFUSERS_VERSION = '0.27.2';
 const DEFAULT_SEED = 20240601;
-
-/** SD 1.5's scheduler/scheduler_config.json. */
-const SD15_SCHEDULER = {
-  _class_name: 'PNDMScheduler',
-  _diffusers_version: DIFFUSERS_VERSION,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  beta_start: 0.00085,
-  clip_sample: false,
-  num_train_timesteps: 1000,
-  prediction_type: 'epsilon',
-  set_alpha_to_one: false,
-  skip_prk_steps: true,
-  steps_offset: 1,
-  trained_betas: null,
-};
 
 function oneOf<T extends string | boolean>(name: string, value: T | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
@@ -86,10 +70,6 @@ function resolveOptions(options: TinyModelOptions) {
   };
 }
 
-function json(value: unknown): string {
-  return JSON.stringify(value, null, 2) + '\n';
-}
-
 /** Writes a complete diffusers-layout ONNX Stable Diffusion directory with tiny random weights. */
 export async function writeTinyModel(dir: string, options: TinyModelOptions = {}): Promise<void> {
   const settings = resolveOptions(options);
@@ -117,24 +97,11 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
 
   const schedulerClass = settings.schedulerConfig._class_name;
   const files: Record<string, string | Uint8Array> = {
-    'model_index.json': json({
-      _class_name: 'OnnxStableDiffusionPipeline',
-      _diffusers_version: DIFFUSERS_VERSION,
-      // The pipeline recognises the tiny model by this key (TINY_MODEL_MARKER in src/pipeline/model-config.ts).
-      _imagine_bot_tiny: true,
-      feature_extractor: [null, null],
-      requires_safety_checker: false,
-      safety_checker: [null, null],
-      scheduler: ['diffusers', schedulerClass],
-      text_encoder: ['diffusers', 'OnnxRuntimeModel'],
-      tokenizer: ['transformers', 'CLIPTokenizer'],
-      unet: ['diffusers', 'OnnxRuntimeModel'],
-      vae_decoder: ['diffusers', 'OnnxRuntimeModel'],
-      vae_encoder: [null, null],
-    }),
-    'scheduler/scheduler_config.json': json(settings.schedulerConfig),
+    // The pipeline recognises the tiny model by this key (TINY_MODEL_MARKER in src/pipeline/model-config.ts).
+    'model_index.json': jsonFile(onnxPipelineIndex(schedulerClass, { _imagine_bot_tiny: true })),
+    'scheduler/scheduler_config.json': jsonFile(settings.schedulerConfig),
     'text_encoder/model.onnx': textEncoder.model,
-    'text_encoder/config.json': json({
+    'text_encoder/config.json': jsonFile({
       _name_or_path: 'imagine-bot/tiny-clip',
       architectures: ['CLIPTextModel'],
       hidden_act: 'quick_gelu',
@@ -148,7 +115,7 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
       vocab_size: tokenizer.vocab.size,
     }),
     'unet/model.onnx': unet.model,
-    'unet/config.json': json({
+    'unet/config.json': jsonFile({
       _class_name: 'UNet2DConditionModel',
       _diffusers_version: DIFFUSERS_VERSION,
       attention_head_dim: UNET.blockOutChannels.map((channels) => channels / UNET.attentionHeads),
@@ -163,7 +130,7 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
       sample_size: UNET.sampleSize,
     }),
     'vae_decoder/model.onnx': vaeDecoder.model,
-    'vae_decoder/config.json': json({
+    'vae_decoder/config.json': jsonFile({
       _class_name: 'AutoencoderKL',
       _diffusers_version: DIFFUSERS_VERSION,
       block_out_channels: VAE_DECODER.blockOutChannels,

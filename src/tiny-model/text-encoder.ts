@@ -1,6 +1,17 @@
 import { GraphBuilder, type ModelProto, type Precision, intAttr } from './graph.ts';
 import { attention, layerNorm, linear, quickGelu } from './layers.ts';
 
+/** The widths of a CLIPTextModel. */
+export interface TextEncoderDims {
+  vocabSize: number;
+  hiddenSize: number;
+  heads: number;
+  layers: number;
+  intermediateSize: number;
+  maxPositions: number;
+}
+
+/** The tiny model's widths; its vocabulary is the tiny tokenizer's. */
 export const TEXT_ENCODER = {
   hiddenSize: 32,
   heads: 2,
@@ -19,14 +30,18 @@ export interface TextEncoderOptions {
   inputIdsType: 'int32' | 'int64';
 }
 
+/** The tiny model's text encoder, its weights drawn from `random`. */
+export function buildTextEncoder({ precision, random, vocabSize, inputIdsType }: TextEncoderOptions): ModelProto {
+  return buildClipTextEncoder(new GraphBuilder(precision, random), { ...TEXT_ENCODER, vocabSize }, inputIdsType);
+}
+
 /**
- * CLIPTextModel in miniature: token + position embeddings, pre-norm layers of causal self-attention and a
+ * CLIPTextModel at the given widths: token + position embeddings, pre-norm layers of causal self-attention and a
  * quick-GELU MLP, a final LayerNorm; the pooled output is the hidden state at the end-of-text token, found as
  * CLIP finds it: the position of the largest id (end-of-text has the largest id in a CLIP vocabulary).
  */
-export function buildTextEncoder({ precision, random, vocabSize, inputIdsType }: TextEncoderOptions): ModelProto {
-  const { hiddenSize, heads, layers, intermediateSize, maxPositions } = TEXT_ENCODER;
-  const g = new GraphBuilder(precision, random);
+export function buildClipTextEncoder(g: GraphBuilder, dims: TextEncoderDims, inputIdsType: 'int32' | 'int64'): ModelProto {
+  const { vocabSize, hiddenSize, heads, layers, intermediateSize, maxPositions } = dims;
   const inputIds = 'input_ids';
 
   const tokenEmbedding = g.parameter('embeddings.token_embedding.weight', [vocabSize, hiddenSize], Math.sqrt(3));
