@@ -1,17 +1,15 @@
 // npm run imagine -- "<prompt>" [--negative "<text>"] [--seed N] [--steps N] [--guidance X] [--size WxH]
 //                    [--scheduler NAME] [--model DIR] [--out FILE.png]
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import type { GenerateRequest } from '../pipeline/types.ts';
 import { resolveModelDir } from '../models/default-model.ts';
 import { PipelineThread } from '../worker/pipeline-thread.ts';
+import { UsageError, parseCommandLineArgs } from './command-line.ts';
 import { ProgressBar } from './progress-bar.ts';
 
 const USAGE = `Usage: npm run imagine -- "<prompt>" [--negative "<text>"] [--seed N] [--steps N] [--guidance X]
                           [--size WxH] [--scheduler NAME] [--model DIR] [--out FILE.png]`;
-
-class UsageError extends Error {}
 
 interface CliArguments {
   request: GenerateRequest;
@@ -20,27 +18,17 @@ interface CliArguments {
 }
 
 function parseCommandLine(argv: string[]): CliArguments {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        negative: { type: 'string' },
-        seed: { type: 'string' },
-        steps: { type: 'string' },
-        guidance: { type: 'string' },
-        size: { type: 'string' },
-        scheduler: { type: 'string' },
-        model: { type: 'string' },
-        out: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message.replace(/\s*\n\s*/g, ' '));
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandLineArgs(argv, {
+    negative: { type: 'string' },
+    seed: { type: 'string' },
+    steps: { type: 'string' },
+    guidance: { type: 'string' },
+    size: { type: 'string' },
+    scheduler: { type: 'string' },
+    model: { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help) {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);

@@ -1,20 +1,18 @@
 // npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
 // npm run model:pull -- --list
 import { mkdir } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { config as loadDotenv } from 'dotenv';
 import { checkRepoId } from '../models/hub-client.ts';
 import { defaultModelsDir } from '../models/installed.ts';
 import { PRESETS, findPreset } from '../models/presets.ts';
 import { PullProgress } from '../models/pull-progress.ts';
 import { defaultModelName, displayPath, formatBytes, pullModel } from '../models/pull.ts';
+import { UsageError, parseCommandLineArgs } from './command-line.ts';
 
 const USAGE = `Usage: npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
        npm run model:pull -- --list
 Downloads a diffusers ONNX Stable Diffusion model from the Hugging Face hub into models/<name>.
 HF_TOKEN: access token for gated or private repositories. HF_ENDPOINT: another hub (a mirror). MODELS_DIR: where models go.`;
-
-class UsageError extends Error {}
 
 function presetTable(): string {
   const rows = PRESETS.map((preset) => [
@@ -32,24 +30,14 @@ function presetTable(): string {
 }
 
 function parseCommandLine(argv: string[]) {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        revision: { type: 'string' },
-        subfolder: { type: 'string' },
-        name: { type: 'string' },
-        force: { type: 'boolean' },
-        list: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = parseCommandLineArgs(argv, {
+    revision: { type: 'string' },
+    subfolder: { type: 'string' },
+    name: { type: 'string' },
+    force: { type: 'boolean' },
+    list: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
   if (values.help || values.list) return { show: values.help ? USAGE : presetTable() } as const;
   if (positionals.length !== 1) {
     throw new UsageError(positionals.length === 0 ? 'name a preset or a repository (npm run model:pull -- --list shows the presets)' : `expected one preset or repository, got ${positionals.length}`);
