@@ -1,3 +1,4 @@
+import { REQUIRED_MODEL_FILES } from '../pipeline/model-config.ts';
 import type { RepoFile } from './hub-client.ts';
 
 /** A repository file to download and where it goes inside the model directory. */
@@ -8,17 +9,6 @@ export interface PlannedFile extends RepoFile {
 
 const CONFIG_COMPONENTS = new Set(['scheduler', 'tokenizer']);
 const ONNX_COMPONENTS = new Set(['text_encoder', 'unet', 'vae_decoder', 'vae_encoder']);
-
-/** What the pipeline cannot start without (vae_encoder is optional: only img2img would use it). */
-export const REQUIRED_MODEL_FILES = [
-  'model_index.json',
-  'scheduler/scheduler_config.json',
-  'tokenizer/vocab.json',
-  'tokenizer/merges.txt',
-  'text_encoder/model.onnx',
-  'unet/model.onnx',
-  'vae_decoder/model.onnx',
-];
 
 /** Weights of other frameworks that share folders with ONNX exports in some repositories. */
 const FOREIGN_WEIGHTS = /\.(safetensors|bin|pt|pth|ckpt|msgpack|h5|ot|tflite|mlmodel|xml|mapping)$/i;

@@ -16,7 +16,8 @@ export interface ModelConfig {
   origins: string[];
 }
 
-const REQUIRED_FILES = [
+/** What the pipeline cannot start without (vae_encoder is optional: only img2img would use it). */
+export const REQUIRED_MODEL_FILES: readonly string[] = [
   'model_index.json',
   'scheduler/scheduler_config.json',
   'tokenizer/vocab.json',
@@ -35,7 +36,7 @@ export const TINY_MODEL_MARKER = '_imagine_bot_tiny';
 export function readModelConfig(dir: string): ModelConfig {
   const modelDir = resolve(dir);
   if (!existsSync(modelDir)) throw new Error(`Model directory ${modelDir} does not exist`);
-  const missing = REQUIRED_FILES.filter((file) => !existsSync(join(modelDir, file)));
+  const missing = REQUIRED_MODEL_FILES.filter((file) => !existsSync(join(modelDir, file)));
   if (missing.length > 0) {
     throw new Error(`${modelDir} is not a Stable Diffusion ONNX model: missing ${missing.join(', ')}`);
   }
