@@ -1,15 +1,21 @@
 import { MessageFlags, SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import { parseSize } from '../src/config.ts';
+import { listInstalledModels } from '../src/models/installed.ts';
 import { offeredSizes, sizeLabel } from '../src/queue/generation-policy.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type ImagineOptions } from '../src/queue/types.ts';
 import { SCHEDULERS } from '../src/schedulers/index.ts';
 import type { BotContext } from '../src/discord/bot-context.ts';
+import type { ModelInfo } from '../src/pipeline/types.ts';
 import { startJob } from '../src/discord/start-job.ts';
 
 /** Discord's own bounds; the operator's and the model's limits are checked when the command runs. */
 const MAX_STEPS_OPTION = 150;
 const MAX_GUIDANCE_OPTION = 30;
 const MAX_AUTOCOMPLETE_CHOICES = 25;
+
+// Read when the module loads, so `npm run deploy-commands` registers the model option once a second model is
+// installed (it has to be run again after that, and the bot restarted).
+const installedModels = await listInstalledModels().catch(() => []);
 
 export const data = new SlashCommandBuilder()
   .setName('imagine')
@@ -37,6 +43,9 @@ export const data = new SlashCommandBuilder()
   .addIntegerOption((option) =>
     option.setName('count').setDescription(`Images in one message (1-${MAX_IMAGES_PER_JOB})`).setMinValue(1).setMaxValue(MAX_IMAGES_PER_JOB),
   );
+if (installedModels.length > 1) {
+  data.addStringOption((option) => option.setName('model').setDescription('Installed model (the default when empty)').setAutocomplete(true));
+}
 
 export async function execute(interaction: ChatInputCommandInteraction, context: BotContext): Promise<void> {
   let options: ImagineOptions;
@@ -64,22 +73,32 @@ function readOptions(interaction: ChatInputCommandInteraction): ImagineOptions {
     guidance: interaction.options.getNumber('guidance') ?? undefined,
     size,
     scheduler: interaction.options.getString('scheduler') ?? undefined,
+    model: interaction.options.getString('model') ?? undefined,
     count: interaction.options.getInteger('count') ?? 1,
   };
 }
 
-/** Suggests the sizes the loaded model accepts (native first), narrowed by what has been typed. */
 export async function autocomplete(interaction: AutocompleteInteraction, context: BotContext): Promise<void> {
-  const model = context.queue.modelStatus();
-  const loaded = model.state === 'ready' ? model.model : undefined;
-  const typed = interaction.options.getFocused().replace(/\s+/g, '').toLowerCase();
-  const choices = offeredSizes(context.config.generation, loaded)
-    .map((size) => {
-      const label = sizeLabel(size);
-      const native = loaded && size.width === loaded.nativeWidth && size.height === loaded.nativeHeight;
-      return { name: native ? `${label} (native)` : label, value: label };
-    })
-    .filter((choice) => choice.value.includes(typed))
-    .slice(0, MAX_AUTOCOMPLETE_CHOICES);
-  await interaction.respond(choices);
+  const focused = interaction.options.getFocused(true);
+  const typed = focused.value.replace(/\s+/g, '').toLowerCase();
+  const status = context.queue.modelStatus();
+  const defaultModel = status.state === 'ready' ? status.model : undefined;
+  const choices = focused.name === 'model' ? modelChoices(defaultModel?.name) : sizeChoices(interaction, context, defaultModel);
+  await interaction.respond(choices.filter((choice) => choice.value.toLowerCase().includes(typed)).slice(0, MAX_AUTOCOMPLETE_CHOICES));
+}
+
+/** The installed models, the default one marked. */
+function modelChoices(defaultName: string | undefined): { name: string; value: string }[] {
+  return installedModels.map(({ name, type }) => ({ name: `${name} — ${type}${name === defaultName ? ' (default)' : ''}`, value: name }));
+}
+
+/** The sizes the chosen model (else the default one) accepts, native first. */
+function sizeChoices(interaction: AutocompleteInteraction, context: BotContext, defaultModel: ModelInfo | undefined): { name: string; value: string }[] {
+  const chosen = interaction.options.getString('model');
+  const model = installedModels.find((installed) => installed.name === chosen)?.info ?? defaultModel;
+  return offeredSizes(context.config.generation, model).map((size) => {
+    const label = sizeLabel(size);
+    const native = model && size.width === model.nativeWidth && size.height === model.nativeHeight;
+    return { name: native ? `${label} (native)` : label, value: label };
+  });
 }

@@ -8,7 +8,8 @@ import { LocalJobQueue } from './queue/local-queue.ts';
 import type { JobQueue } from './queue/types.ts';
 import { resolveModelDir, TINY_MODEL_NOTICE } from './models/default-model.ts';
 import { autoPull, FIRST_RUN_HELP } from './models/first-run.ts';
-import { PipelineThread } from './worker/pipeline-thread.ts';
+import { ModelCatalog } from './models/catalog.ts';
+import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
 
 // The all-in-one bot: Discord front end, job queue and the pipeline's worker thread in one process.
@@ -25,17 +26,18 @@ try {
 const logger = createLogger(config.logLevel);
 process.on('unhandledRejection', (error) => logger.error({ error: describeError(error) }, 'unhandled rejection'));
 
-let modelDir: string;
+let catalog: ModelCatalog;
 try {
   const pulled = config.model.dir === undefined ? await autoPull({ preset: config.model.autoPull }) : undefined;
   const model = await resolveModelDir(config.model.dir ?? pulled);
   if (model.notice) logger.warn(model.notice === TINY_MODEL_NOTICE ? FIRST_RUN_HELP : model.notice);
-  modelDir = model.dir;
+  // The default model, and every installed one a job may name (one is in memory at a time).
+  catalog = await ModelCatalog.load(model.dir);
 } catch (error) {
   logger.fatal({ error: describeError(error) }, 'no usable model');
   process.exit(1);
 }
-const pipeline = PipelineThread.start({ modelDir, executionProvider: config.model.executionProvider });
+const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider });
 const loadStarted = performance.now();
 pipeline.ready.then(
   (model) => logger.info({ model: model.name, native: `${model.nativeWidth}x${model.nativeHeight}`, loadMs: Math.round(performance.now() - loadStarted) }, 'model loaded'),
@@ -44,12 +46,12 @@ pipeline.ready.then(
 const backend = config.backend;
 const queue: JobQueue =
   backend.kind === 'local'
-    ? new LocalJobQueue({ generator: pipeline, policy: config.generation, ...config.queue })
+    ? new LocalJobQueue({ generator: pipeline, catalog, policy: config.generation, ...config.queue })
     : new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
 // With QUEUE_BACKEND=bullmq this process is also one worker; `npm run worker` adds more on other machines.
 const worker =
   backend.kind === 'bullmq'
-    ? new RemoteWorker({ redisUrl: backend.redisUrl, generator: pipeline, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, logger })
+    ? new RemoteWorker({ redisUrl: backend.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, logger })
     : undefined;
 
 let bot: RunningBot | undefined;

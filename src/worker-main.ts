@@ -4,7 +4,8 @@ import { createLogger } from './discord/logger.ts';
 import { describeError } from './discord/rest-errors.ts';
 import { resolveModelDir, TINY_MODEL_NOTICE } from './models/default-model.ts';
 import { autoPull, FIRST_RUN_HELP } from './models/first-run.ts';
-import { PipelineThread } from './worker/pipeline-thread.ts';
+import { ModelCatalog } from './models/catalog.ts';
+import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
 
 // `npm run worker`: one per GPU, on any machine that reaches Redis. Loads the model once and runs jobs one at a time.
@@ -21,19 +22,20 @@ try {
 const logger = createLogger(config.logLevel);
 process.on('unhandledRejection', (error) => logger.error({ error: describeError(error) }, 'unhandled rejection'));
 
-let modelDir: string;
+let catalog: ModelCatalog;
 try {
   const pulled = config.model.dir === undefined ? await autoPull({ preset: config.model.autoPull }) : undefined;
   const model = await resolveModelDir(config.model.dir ?? pulled);
   if (model.notice) logger.warn(model.notice === TINY_MODEL_NOTICE ? FIRST_RUN_HELP : model.notice);
-  modelDir = model.dir;
+  // The default model, and every installed one a job may name (one is in memory at a time).
+  catalog = await ModelCatalog.load(model.dir);
 } catch (error) {
   logger.fatal({ error: describeError(error) }, 'no usable model');
   process.exit(1);
 }
 
-const pipeline = PipelineThread.start({ modelDir, executionProvider: config.model.executionProvider });
-const worker = new RemoteWorker({ redisUrl: config.redisUrl, generator: pipeline, stalledJobTimeoutMs: config.stalledJobTimeoutMs, logger });
+const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider });
+const worker = new RemoteWorker({ redisUrl: config.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: config.stalledJobTimeoutMs, logger });
 
 let stopping = false;
 async function stop(signal: NodeJS.Signals | undefined, code: number): Promise<void> {

@@ -94,6 +94,7 @@ describe('result embed', () => {
       guidance: 7.5,
       size: { width: 512, height: 768 },
       scheduler: 'DPM++ 2M Karras',
+      model: 'stable-diffusion-v1-5',
       count: 2,
     });
   });
@@ -104,7 +105,12 @@ describe('result embed', () => {
   });
 
   it('rebuilds the job from PNG parameters as well', () => {
-    expect(optionsFromSettings([settings, { ...settings, seed: '0' }])).toMatchObject({ seed: settings.seed, count: 2, size: { width: 512, height: 768 } });
+    expect(optionsFromSettings([settings, { ...settings, seed: '0' }])).toMatchObject({
+      seed: settings.seed,
+      count: 2,
+      size: { width: 512, height: 768 },
+      model: 'stable-diffusion-v1-5',
+    });
   });
 });
 
@@ -116,6 +122,7 @@ describe('status text', () => {
     expect(statusText({ state: 'running', image: 2, images: 4, step: 5, totalSteps: 20 })).toBe(
       '🎨 Generating image 2/4 — step 5/20  ▰▰▰▱▱▱▱▱▱▱▱▱',
     );
+    expect(statusText({ state: 'running', image: 1, images: 1, step: 0, totalSteps: 20, loadingModel: 'sd-turbo' })).toBe('📦 Loading the model sd-turbo…');
   });
 
   it('quotes the prompt without letting it format the message', () => {

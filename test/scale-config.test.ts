@@ -64,6 +64,8 @@ describe('the queue backend settings', () => {
     const emptyModel = mkdtempSync(join(tmpdir(), 'imagine-empty-model-'));
     const unloadable = runScript('src/worker-main.ts', { REDIS_URL: 'redis://127.0.0.1:1', SD_MODEL_DIR: emptyModel });
     expect(unloadable.status).toBe(1);
-    expect(unloadable.stdout).toContain('"msg":"the model failed to load: this worker takes no jobs"');
+    // The model catalog reads the default model's files at start, so a folder that is no model is refused before any load.
+    expect(unloadable.stdout).toContain('"msg":"no usable model"');
+    expect(unloadable.stdout).toContain('is not a Stable Diffusion ONNX model: missing model_index.json');
   });
 });

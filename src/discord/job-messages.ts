@@ -33,6 +33,7 @@ export function promptPreview(options: ImagineOptions): string {
 
 export function statusText(status: JobStatus): string {
   if (status.state === 'running') {
+    if (status.loadingModel) return `📦 Loading the model ${status.loadingModel}…`;
     const image = status.images > 1 ? ` image ${status.image}/${status.images}` : '';
     const done = status.totalSteps > 0 ? Math.round((status.step / status.totalSteps) * PROGRESS_BAR_CELLS) : 0;
     const bar = '▰'.repeat(done) + '▱'.repeat(PROGRESS_BAR_CELLS - done);

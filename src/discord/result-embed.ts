@@ -17,6 +17,7 @@ const FIELD = {
 } as const;
 
 const EMBED_COLOR = 0x5865f2;
+const UNKNOWN_MODEL = 'unknown';
 
 export function resultEmbed(result: JobResult): EmbedBuilder {
   const first = result.images[0].settings;
@@ -31,7 +32,7 @@ export function resultEmbed(result: JobResult): EmbedBuilder {
       { name: FIELD.guidance, value: String(first.guidanceScale), inline: true },
       { name: FIELD.scheduler, value: first.scheduler, inline: true },
       { name: FIELD.size, value: `${first.width}x${first.height}`, inline: true },
-      { name: FIELD.model, value: first.model || 'unknown', inline: true },
+      { name: FIELD.model, value: first.model || UNKNOWN_MODEL, inline: true },
       { name: FIELD.time, value: `${(result.elapsedMs / 1000).toFixed(1)} s`, inline: true },
     );
   return embed;
@@ -45,6 +46,7 @@ export function optionsFromEmbed(embed: APIEmbed): ImagineOptions | undefined {
   const guidance = Number(field(FIELD.guidance));
   const size = parseSize(field(FIELD.size) ?? '');
   const scheduler = field(FIELD.scheduler);
+  const model = field(FIELD.model);
   if (!embed.description || !seeds || !seeds.every((seed) => /^\d+$/.test(seed))) return undefined;
   if (!Number.isInteger(steps) || !Number.isFinite(guidance) || !size || !scheduler) return undefined;
   return {
@@ -55,6 +57,7 @@ export function optionsFromEmbed(embed: APIEmbed): ImagineOptions | undefined {
     guidance,
     size,
     scheduler,
+    ...(model && model !== UNKNOWN_MODEL ? { model } : {}),
     count: seeds.length,
   };
 }
@@ -71,6 +74,7 @@ export function optionsFromSettings(settings: GenerationSettings[]): ImagineOpti
     guidance: first.guidanceScale,
     size: { width: first.width, height: first.height },
     scheduler: first.scheduler,
+    ...(first.model ? { model: first.model } : {}),
     count: settings.length,
   };
 }

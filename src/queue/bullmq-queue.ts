@@ -101,7 +101,8 @@ export class BullJobQueue implements JobQueue {
   async enqueue(userId: string, options: ImagineOptions, extras: EnqueueExtras = {}): Promise<JobHandle> {
     if (this.closed) throw new QueueRejection('closed', 0);
     const model = this.readyModel();
-    if (model) resolveRequests(options, this.options.policy, model);
+    // A job for another of the workers' models is checked against that model by the worker that takes it.
+    if (model && (options.model === undefined || options.model === model.name)) resolveRequests(options, this.options.policy, model);
     else checkOptions(options);
     if (this.redis.status !== 'ready' || !this.bullQueue) throw new QueueRejection('unavailable', 0);
     // BullMQ refuses ids that look like integers, as interaction ids (snowflakes) do.

@@ -1,4 +1,5 @@
 import { randomInt } from 'node:crypto';
+import type { ModelCatalog } from '../models/catalog.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { SCHEDULERS, SUPPORTED_CLASS_NAMES } from '../schedulers/index.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type GenerationPolicy, type ImageSize, type ImagineOptions } from './types.ts';
@@ -53,6 +54,18 @@ export function stepRange(policy: GenerationPolicy, model: ModelInfo): StepRange
 
 export function defaultGuidance(policy: GenerationPolicy, model: ModelInfo): number {
   return model.isTurbo ? model.defaultGuidance : (policy.defaultGuidance ?? model.defaultGuidance);
+}
+
+/**
+ * The model a job's options are checked against: the one it names, as the catalog describes it, or with no
+ * catalog the loaded model (undefined while loading), which is then the only name allowed. Throws OptionError.
+ */
+export function modelForJob(requested: string | undefined, catalog: ModelCatalog | undefined, loaded: ModelInfo | undefined): ModelInfo | undefined {
+  if (catalog) return catalog.resolve(requested).info;
+  if (loaded && requested !== undefined && requested !== loaded.name) {
+    throw new OptionError(`No model is called "${requested}"; this bot runs ${loaded.name} only.`);
+  }
+  return loaded;
 }
 
 /** Checks what needs no model: prompt lengths, count, seed. Throws OptionError. */

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
+import type { ModelCatalog } from '../models/catalog.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { FairOrder } from './fair-order.ts';
-import { OptionError, resolveRequests } from './generation-policy.ts';
+import { modelForJob, OptionError, resolveRequests } from './generation-policy.ts';
 import {
   JobCancelledError,
   JobFailedError,
@@ -22,6 +23,8 @@ import {
 
 export interface LocalQueueOptions {
   generator: ImageGenerator;
+  /** The models jobs may name (the generator must switch between them, see ModelSwitcher); only the loaded one when absent. */
+  catalog?: ModelCatalog;
   policy: GenerationPolicy;
   /** Jobs waiting or running, all users together. */
   maxQueue: number;
@@ -58,7 +61,8 @@ export class LocalJobQueue implements JobQueue {
     if (this.order.countFor(userId) >= this.options.maxJobsPerUser) {
       throw new QueueRejection('user_limit', this.options.maxJobsPerUser);
     }
-    if (this.model.state === 'ready') resolveRequests(options, this.options.policy, this.model.model);
+    const model = this.modelFor(options);
+    if (model) resolveRequests(options, this.options.policy, model);
 
     const job: LocalJob = new LocalJob(randomBytes(6).toString('base64url'), userId, options, (reason) => this.cancel(job, reason));
     this.jobs.set(job.id, job);
@@ -108,6 +112,8 @@ export class LocalJobQueue implements JobQueue {
         job.setStatus({ ...progress, step: 0, totalSteps: request.steps ?? 0 });
         images.push(
           await this.options.generator.generate(request, {
+            model: job.options.model,
+            onModelLoad: (model) => job.setStatus({ ...progress, step: 0, totalSteps: request.steps ?? 0, loadingModel: model }),
             signal: job.signal,
             onStep: ({ step, totalSteps }) => job.setStatus({ ...progress, step, totalSteps }),
           }),
@@ -122,8 +128,14 @@ export class LocalJobQueue implements JobQueue {
   private requestsFor(job: LocalJob): GenerateRequest[] {
     if (job.cancelReason) throw new JobCancelledError(job.cancelReason);
     if (this.model.state === 'failed') throw new JobFailedError(`The model could not be loaded: ${this.model.message}`);
-    if (this.model.state === 'loading') throw new Error('LocalJobQueue ran a job before the model was ready');
-    return resolveRequests(job.options, this.options.policy, this.model.model);
+    const model = this.modelFor(job.options);
+    if (!model) throw new Error('LocalJobQueue ran a job before the model was ready');
+    return resolveRequests(job.options, this.options.policy, model);
+  }
+
+  /** What the job's options are checked against: its model as the catalog describes it, else the loaded model. */
+  private modelFor(options: ImagineOptions): ModelInfo | undefined {
+    return modelForJob(options.model, this.options.catalog, this.model.state === 'ready' ? this.model.model : undefined);
   }
 
   private settle(job: LocalJob, finish: () => void): void {

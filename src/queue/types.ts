@@ -16,6 +16,8 @@ export interface ImagineOptions {
   guidance?: number;
   size?: ImageSize;
   scheduler?: string;
+  /** The name of an installed model (never a path); the operator's default model when absent. */
+  model?: string;
   /** Images in the job, 1 to MAX_IMAGES_PER_JOB. */
   count: number;
 }
@@ -43,13 +45,20 @@ export interface GeneratedImage {
   parameters: string;
 }
 
-/** The one model a backend runs; PipelineThread fits this shape. */
+export interface GeneratorCallOptions {
+  signal?: AbortSignal;
+  onStep?: (progress: StepProgress) => void;
+  /** An installed model's name, for generators that can switch models (ModelSwitcher); others run their one model. */
+  model?: string;
+  /** Called when the requested model has to be loaded first. */
+  onModelLoad?: (model: string) => void;
+}
+
+/** What runs a backend's jobs: one model (PipelineThread fits this shape), or one at a time of several (ModelSwitcher). */
 export interface ImageGenerator {
+  /** The default model, once loaded. */
   readonly ready: Promise<ModelInfo>;
-  generate(
-    request: GenerateRequest,
-    options?: { signal?: AbortSignal; onStep?: (progress: StepProgress) => void },
-  ): Promise<GeneratedImage>;
+  generate(request: GenerateRequest, options?: GeneratorCallOptions): Promise<GeneratedImage>;
 }
 
 export interface JobResult {
@@ -60,7 +69,7 @@ export interface JobResult {
 
 export type JobStatus =
   | { state: 'waiting'; /** 1 = next to run. */ position: number; modelLoading: boolean }
-  | { state: 'running'; image: number; images: number; step: number; totalSteps: number };
+  | { state: 'running'; image: number; images: number; step: number; totalSteps: number; /** Set while the job's model is being loaded. */ loadingModel?: string };
 
 export type CancelReason = 'user' | 'shutdown';
 

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { ModelCatalog } from '../models/catalog.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
 import { markStarted, release } from '../queue/bullmq-fairness.ts';
 import {
@@ -19,12 +20,14 @@ import {
   type RemoteProgress,
   type WorkerHeartbeat,
 } from '../queue/bullmq-protocol.ts';
-import { OptionError, resolveRequests } from '../queue/generation-policy.ts';
+import { modelForJob, OptionError, resolveRequests } from '../queue/generation-policy.ts';
 import type { CancelReason, GeneratedImage, ImageGenerator } from '../queue/types.ts';
 
 export interface RemoteWorkerOptions {
   redisUrl: string;
   generator: ImageGenerator;
+  /** The models jobs may name (the generator must switch between them, see ModelSwitcher); only the loaded one when absent. */
+  catalog?: ModelCatalog;
   /** Lock time of a running job: a worker that stops renewing it (killed, cut off) loses the job after this long. */
   stalledJobTimeoutMs: number;
   logger: Logger;
@@ -179,9 +182,10 @@ export class RemoteWorker {
   }
 
   private async generate(job: Job<RemoteJobData, RemoteJobResult>, running: RunningJob): Promise<RemoteJobResult> {
-    if (!this.model) throw new Error('RemoteWorker took a job before its model was loaded');
+    const model = modelForJob(job.data.options.model, this.options.catalog, this.model);
+    if (!model) throw new Error('RemoteWorker took a job before its model was loaded');
     const started = performance.now();
-    const requests = resolveRequests(job.data.options, job.data.policy, this.model);
+    const requests = resolveRequests(job.data.options, job.data.policy, model);
     const images: GeneratedImage[] = [];
     let lastReport = 0;
     const report = (progress: RemoteProgress, force: boolean) => {
@@ -198,6 +202,7 @@ export class RemoteWorker {
       report({ ...image, step: 0, totalSteps: request.steps ?? 0 }, true);
       images.push(
         await this.options.generator.generate(request, {
+          model: job.data.options.model,
           signal: running.controller.signal,
           onStep: ({ step, totalSteps }) => report({ ...image, step, totalSteps }, step === totalSteps),
         }),

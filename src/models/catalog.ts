@@ -1,0 +1,45 @@
+import { resolve } from 'node:path';
+import type { ModelInfo } from '../pipeline/types.ts';
+import { OptionError } from '../queue/generation-policy.ts';
+import { defaultModelsDir, describeInstalledModel, listInstalledModels } from './installed.ts';
+
+export interface CatalogEntry {
+  name: string;
+  dir: string;
+  /** Read from the model's files, without loading it: what requests for it are checked against. */
+  info: ModelInfo;
+}
+
+/**
+ * The models jobs may ask for by name: those installed under the models directory, plus the default model
+ * (which may live elsewhere: SD_MODEL_DIR, or the generated tiny model). Names are looked up, never used as paths.
+ */
+export class ModelCatalog {
+  private constructor(
+    private readonly entries: ReadonlyMap<string, CatalogEntry>,
+    readonly defaultName: string,
+  ) {}
+
+  static async load(defaultModelDir: string, modelsDir: string = defaultModelsDir()): Promise<ModelCatalog> {
+    const entries = new Map<string, CatalogEntry>();
+    for (const model of await listInstalledModels(modelsDir)) entries.set(model.name, { name: model.name, dir: model.dir, info: model.info });
+    const installedDefault = [...entries.values()].find((entry) => resolve(entry.dir) === resolve(defaultModelDir));
+    if (installedDefault) return new ModelCatalog(entries, installedDefault.name);
+    const described = await describeInstalledModel(defaultModelDir);
+    // A default model from elsewhere that shares a name with an installed one wins: jobs without a model get it.
+    entries.set(described.name, { name: described.name, dir: described.dir, info: described.info });
+    return new ModelCatalog(entries, described.name);
+  }
+
+  /** Every name a job may ask for, sorted. */
+  names(): string[] {
+    return [...this.entries.keys()].sort((a, b) => a.localeCompare(b));
+  }
+
+  /** The entry for a job's model option (the default when absent); throws OptionError naming the choices. */
+  resolve(name: string | undefined): CatalogEntry {
+    const entry = this.entries.get(name ?? this.defaultName);
+    if (entry) return entry;
+    throw new OptionError(`No model is called "${name}"; choose one of ${this.names().join(', ')}.`);
+  }
+}
