@@ -80,14 +80,14 @@ export class ScaleCluster {
   /** Starts a bot and waits until it has logged in to the fake. */
   async readyBot(environment: Record<string, string> = {}): Promise<Role> {
     const bot = this.startBot(environment);
-    await bot.waitForLog('logged in to Discord', {}, 30_000);
+    await bot.waitForLog('logged in to Discord', {}, 60_000);
     return bot;
   }
 
   /** Starts workers and waits until each has loaded the model and takes jobs. */
   async readyWorkers(count: number): Promise<Role[]> {
     const workers = Array.from({ length: count }, () => this.startWorker());
-    await Promise.all(workers.map((worker) => worker.waitForLog('taking jobs', {}, 30_000)));
+    await Promise.all(workers.map((worker) => worker.waitForLog('taking jobs', {}, 60_000)));
     return workers;
   }
 
@@ -99,7 +99,7 @@ export class ScaleCluster {
   }
 
   /** The reply once it is final (public, not deferred, no Cancel button left). */
-  async finalReply(handle: InteractionHandle, timeoutMs = 30_000): Promise<StoredMessage> {
+  async finalReply(handle: InteractionHandle, timeoutMs = 60_000): Promise<StoredMessage> {
     return this.fake.waitFor(
       () => {
         const reply = this.fake.originalResponse(handle);
@@ -112,7 +112,7 @@ export class ScaleCluster {
     );
   }
 
-  async replyMatching(handle: InteractionHandle, pattern: RegExp, timeoutMs = 15_000): Promise<StoredMessage> {
+  async replyMatching(handle: InteractionHandle, pattern: RegExp, timeoutMs = 30_000): Promise<StoredMessage> {
     return this.fake.waitFor(() => {
       const reply = this.fake.originalResponse(handle);
       return reply && pattern.test(reply.content) && reply;
@@ -205,7 +205,7 @@ export class ScaleCluster {
       },
       kill: (signal) => child.kill(signal),
       logged: matches,
-      waitForLog: async (message, fields = {}, timeoutMs = 15_000) => {
+      waitForLog: async (message, fields = {}, timeoutMs = 30_000) => {
         try {
           return await this.fake.waitFor(() => {
             if (!role.running) throw new Error(`${role.name} exited while waiting for "${message}"`);

@@ -34,7 +34,7 @@ function workersThat(workers: Role[], message: string, handle: InteractionHandle
 async function expectNothingLeft(): Promise<void> {
   const redis = cluster.connect();
   try {
-    const deadline = Date.now() + 5_000;
+    const deadline = Date.now() + 10_000;
     let left: string[] = [];
     do {
       left = [...(await redis.keys('imagine:jobs:*')).filter((key) => /^imagine:jobs:job-/.test(key)), ...Object.keys(await redis.hgetall('imagine-bot:live'))];
@@ -51,7 +51,7 @@ async function expectNothingLeft(): Promise<void> {
 }
 
 async function expectImageOnce(handle: InteractionHandle, prompt: string): Promise<void> {
-  const reply = await cluster.finalReply(handle, 45_000);
+  const reply = await cluster.finalReply(handle, 90_000);
   expect(reply.content).toBe('');
   expect(reply.embeds[0]?.description).toBe(prompt);
   expect(reply.attachments).toHaveLength(1);
@@ -59,7 +59,8 @@ async function expectImageOnce(handle: InteractionHandle, prompt: string): Promi
   expect(cluster.deliveries(handle)).toBe(1);
 }
 
-describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bullmq)', () => {
+// Generous limits: these tests start processes and run real generations, so a busy machine slows them down.
+describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bullmq)', { timeout: 180_000 }, () => {
   it('serves a burst from several users on two workers: every command deferred at once, jobs spread over both, each image posted once', async () => {
     const [, workers] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(2)]);
     const burst = Array.from({ length: 8 }, (_, index) => cluster.imagine(`user-${index % 4}`, { prompt: `burst ${index}`, ...SHORT }));
@@ -99,7 +100,7 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     const cancelPressed = Date.now();
     await cluster.cancel(blocker);
     expect((await cluster.finalReply(blocker)).content).toBe('> blocker\n🛑 Cancelled.');
-    expect(Date.now() - cancelPressed).toBeLessThan(3000);
+    expect(Date.now() - cancelPressed).toBeLessThan(5000);
     await worker.waitForLog('job failed', { jobId: jobIdOf(blocker), reason: 'cancelled:user' });
 
     await expectImageOnce(bobFirst, 'bob first');
@@ -164,12 +165,12 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     // A job still waiting shows its place in the queue again, from the new bot.
     await cluster.fake.waitFor(
       () => cluster.fake.originalResponse(waitingAcrossRestart[2])?.revisions.find((revision) => revision.at.getTime() > restartedAt && /Queued — #\d in line|next in the queue/.test(revision.content)),
-      15_000,
+      30_000,
       'queue position after the restart',
     );
     const inChannel = await cluster.fake.waitFor(
       () => cluster.fake.messages.find((message) => message.origin.kind === 'channel' && message.embeds[0]?.description === 'running across the restart'),
-      15_000,
+      60_000,
       'image posted in the channel',
     );
     expect(inChannel.content).toBe(`<@${cluster.fake.user('bob').id}>`);
@@ -211,9 +212,30 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     const posted = await cluster.fake.waitFor(() => {
       const lines = [...oldBot.logged('job delivered'), ...newBot.logged('job delivered')].map((line) => line.jobId as string);
       return lines.length >= 5 && lines;
-    }, 5_000, 'delivery logs');
+    }, 10_000, 'delivery logs');
     expect(posted.sort()).toEqual([...before, after].map(jobIdOf).sort());
     expect(newBot.logged('job delivered').map((line) => line.jobId)).toEqual(expect.arrayContaining([...tookOver, jobIdOf(after)]));
+    await expectNothingLeft();
+  });
+
+  it('a bot killed between posting a result and marking it posted: the next bot finds it in Discord and does not post it again', async () => {
+    // Progress edits every minute only: the reply gets its first status edit, then the result.
+    const [firstBot] = await Promise.all([cluster.readyBot({ PROGRESS_EDIT_INTERVAL_MS: '60000' }), cluster.readyWorkers(1)]);
+    const job = cluster.imagine('alice', { prompt: 'posted just before the crash', ...LONG });
+    await cluster.replyMatching(job, /in the queue|Generating/);
+    // The result's edit is held back by a 429 for 3 s, and Redis goes away meanwhile: the edit lands, its "done" mark cannot.
+    const held = cluster.fake.failNext({ method: 'PATCH', route: '/webhooks/:application/:token/messages/@original', status: 429, retryAfter: 3 });
+    await cluster.fake.waitFor(() => held.hits === 1, 60_000, 'the result edit held back');
+    await cluster.redis.stop();
+    const reply = await cluster.finalReply(job);
+    expect(reply.attachments).toHaveLength(1);
+    firstBot.kill('SIGKILL');
+    await firstBot.exit;
+
+    await cluster.redis.resume();
+    const secondBot = await cluster.readyBot();
+    await secondBot.waitForLog('the job’s outcome was already posted by the bot process that stopped', { jobId: jobIdOf(job) });
+    expect(cluster.deliveries(job)).toBe(1);
     await expectNothingLeft();
   });
 
@@ -246,7 +268,7 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     expect(await cluster.refusal(refused)).toBe(
       '🔌 Image generation is temporarily unavailable (the job queue cannot be reached). Please try again in a few minutes.',
     );
-    expect(cluster.fake.interaction(refused).callbackLatencyMs).toBeLessThan(1000);
+    expect(cluster.fake.interaction(refused).callbackLatencyMs).toBeLessThan(3000);
     // Buttons that need no queue still work.
     const reply = cluster.fake.originalResponse(earlier)!;
     const deleteId = [...JSON.stringify(reply.components).matchAll(/"custom_id":"(imagine:delete:[^"]+)"/g)][0][1];

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
 import { JobCancelledError, JobDetachedError, type JobHandle, type JobResult, type JobStatus } from '../queue/types.ts';
 import { formatBytes, planAttachments, type OutgoingFile } from './attachments.ts';
+import { encodeButton } from './custom-id.ts';
 import { finalText, handedToChannelMessage, resultRow, statusMessage, type MessageContent } from './job-messages.ts';
 import { classifyFailure, describeError, failureText } from './rest-errors.ts';
 import type { ReplyTarget } from './reply-target.ts';
@@ -56,6 +57,13 @@ export class JobDelivery {
 
   /** Runs until the job's last message is out; never rejects. */
   async run(): Promise<void> {
+    // Before any edit: a progress edit would hide the outcome the stopped bot may have posted.
+    if (this.job.possiblyPosted && (await this.replyIsFinal())) {
+      this.logger.info('the job’s outcome was already posted by the bot process that stopped');
+      await this.job.result.catch(() => undefined);
+      await this.job.acknowledge?.().catch(() => undefined);
+      return;
+    }
     const unsubscribe = this.job.onStatus((status) => this.editor.update(this.status(status)));
     this.editor.update(this.status(this.job.status()));
     this.armExpiry();
@@ -85,6 +93,19 @@ export class JobDelivery {
     await this.job.acknowledge?.().catch((error: unknown) =>
       this.logger.warn({ error: describeError(error) }, 'could not mark the job delivered; a restarted bot may post it again'),
     );
+  }
+
+  /** Whether the reply already shows an outcome (it lost its Cancel button); false when it cannot be read. */
+  private async replyIsFinal(): Promise<boolean> {
+    if (!this.webhookUsable()) return false;
+    try {
+      const reply = await this.interaction.fetchReply();
+      const cancelId = encodeButton({ kind: 'cancel', jobId: this.job.id });
+      return !JSON.stringify(reply.components.map((row) => row.toJSON())).includes(`"${cancelId}"`);
+    } catch (error) {
+      this.logger.warn({ error: describeError(error) }, 'could not read the reply to see whether it was posted');
+      return false;
+    }
   }
 
   /** Continues on a fresh interaction on the same message (a button press acknowledged with deferUpdate). */

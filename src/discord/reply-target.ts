@@ -2,6 +2,7 @@ import {
   InteractionWebhook,
   type Client,
   type InteractionReplyOptions,
+  type Message,
   type RepliableInteraction,
   type WebhookMessageEditOptions,
 } from 'discord.js';
@@ -19,6 +20,8 @@ export interface ReplyTarget {
   readonly tokenIssuedAt: number;
   editReply(message: WebhookMessageEditOptions): Promise<unknown>;
   followUp(message: InteractionReplyOptions): Promise<unknown>;
+  /** The reply as Discord has it now. */
+  fetchReply(): Promise<Message>;
 }
 
 /** Discord refuses acknowledgements after this long, so an acknowledged interaction is at most this old. */
@@ -31,6 +34,7 @@ export function liveTarget(interaction: RepliableInteraction): ReplyTarget {
     tokenIssuedAt: issuedAt(interaction),
     editReply: (message) => interaction.editReply(message),
     followUp: (message) => interaction.followUp(message),
+    fetchReply: () => interaction.fetchReply(),
   };
 }
 
@@ -57,6 +61,7 @@ export function storedTarget(client: Client<true>, record: DeliveryRecord): Repl
     tokenIssuedAt,
     editReply: (message) => webhook.editMessage('@original', message),
     followUp: (message) => webhook.send(message),
+    fetchReply: () => webhook.fetchMessage('@original'),
   };
 }
 

@@ -28,6 +28,7 @@ export class RemoteJob implements JobHandle {
     readonly userId: string,
     readonly options: ImagineOptions,
     private current: JobStatus,
+    readonly possiblyPosted: boolean,
     private readonly hooks: RemoteJobHooks,
   ) {
     this.result = new Promise<JobResult>((resolve, reject) => {

@@ -20,6 +20,8 @@ export const KEYS = {
   cancel: (jobId: string) => `${OWN}:cancel:${jobId}`,
   /** "owner:<bot>" with a lease while a bot follows and posts the job, "done" once it is posted. */
   delivery: (jobId: string) => `${OWN}:delivery:${jobId}`,
+  /** Set when a bot starts posting the job's outcome: a bot taking the job over checks Discord before posting again. */
+  posting: (jobId: string) => `${OWN}:posting:${jobId}`,
   /** Set of worker ids; each has a heartbeat key that expires when the worker stops renewing it. */
   workers: `${OWN}:workers`,
   worker: (workerId: string) => `${OWN}:worker:${workerId}`,

@@ -55,6 +55,8 @@ const SCAN_MS = 1_000;
 const LEDGER_CHECK_MS = 10_000;
 /** A bot that dies lets go of its jobs this long after its last renewal. */
 const LEASE_MS = 5_000;
+/** How long close() waits for outcomes being posted to be acknowledged. */
+const POSTING_DRAIN_MS = 15_000;
 /** A ledger entry without its BullMQ job is an enqueue that died halfway once it is this old. */
 const ORPHAN_AGE_MS = 30_000;
 const FOLLOWED_STATES = ['wait', 'prioritized', 'active', 'delayed', 'completed', 'failed'] as const;
@@ -154,12 +156,15 @@ export class BullJobQueue implements JobQueue {
     void this.poll();
   }
 
-  /** Lets go of the jobs being followed, so the next bot takes them over at once; results being posted get graceMs. */
+  /**
+   * Lets go of the jobs being followed, so the next bot takes them over at once. Outcomes being posted are waited
+   * for (up to 15 s, or graceMs if longer), so their "done" mark still reaches Redis and no bot posts them again.
+   */
   async close(graceMs: number): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.timer);
-    const deadline = Date.now() + graceMs;
+    const deadline = Date.now() + Math.max(graceMs, POSTING_DRAIN_MS);
     for (const job of this.jobs.values()) {
       if (job.phase !== 'following') continue;
       job.detach('the bot is shutting down; the job stays queued for the next bot');
@@ -177,8 +182,9 @@ export class BullJobQueue implements JobQueue {
     return new QueueRejection(verdict, 0);
   }
 
-  private track(jobId: string, userId: string, options: ImagineOptions): RemoteJob {
-    const job = new RemoteJob(jobId, userId, options, { state: 'waiting', position: 1, modelLoading: this.modelLoading() }, {
+  private track(jobId: string, userId: string, options: ImagineOptions, possiblyPosted = false): RemoteJob {
+    const status: JobStatus = { state: 'waiting', position: 1, modelLoading: this.modelLoading() };
+    const job = new RemoteJob(jobId, userId, options, status, possiblyPosted, {
       cancel: (target, reason) => this.cancel(target, reason),
       acknowledge: (target) => this.acknowledge(target),
     });
@@ -263,7 +269,8 @@ export class BullJobQueue implements JobQueue {
         if (this.jobs.has(id) || (await isOwned(this.redis, id))) continue;
         const data = (await this.queue.getJob(id))?.data as RemoteJobData | undefined;
         if (!data?.delivery || (await takeOwnership(this.redis, id, this.botId, LEASE_MS)) !== 'mine') continue;
-        found.push({ job: this.track(id, data.userId, data.options), delivery: data.delivery });
+        const possiblyPosted = (await this.redis.exists(KEYS.posting(id))) === 1;
+        found.push({ job: this.track(id, data.userId, data.options, possiblyPosted), delivery: data.delivery });
       }
     } finally {
       // Whatever was taken is handed over, even when the scan broke off: a job followed but never handed over would never be posted.
@@ -300,6 +307,7 @@ export class BullJobQueue implements JobQueue {
   }
 
   private async settle(job: RemoteJob, outcome: Outcome): Promise<void> {
+    await this.redis.set(KEYS.posting(job.id), this.botId, 'PX', this.options.resultTtlMs);
     await release(this.redis, job.id);
     job.settle(outcome);
   }

@@ -89,6 +89,8 @@ export interface JobHandle {
    * bot, this one after a restart included, posts it again.
    */
   acknowledge?(): Promise<void>;
+  /** An earlier bot process was posting this job's outcome when it stopped: look whether it arrived before posting again. */
+  readonly possiblyPosted?: boolean;
 }
 
 /**
