@@ -41,7 +41,7 @@ const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.ex
 const loadStarted = performance.now();
 pipeline.ready.then(
   (model) => logger.info({ model: model.name, native: `${model.nativeWidth}x${model.nativeHeight}`, loadMs: Math.round(performance.now() - loadStarted) }, 'model loaded'),
-  (error: unknown) => logger.error({ error: describeError(error) }, 'the model failed to load: every job will fail until the bot restarts'),
+  (error: unknown) => logger.error({ error: describeError(error) }, 'the default model failed to load: jobs that need it are answered with this error'),
 );
 const backend = config.backend;
 const queue: JobQueue =

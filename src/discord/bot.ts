@@ -51,7 +51,7 @@ export async function startBot(options: { config: BotConfig; queue: JobQueue; lo
     async shutdown() {
       if (shuttingDown) return;
       shuttingDown = true;
-      logger.info('shutting down: no new jobs; waiting jobs are cancelled; the running job may finish');
+      logger.info('shutting down: refusing new jobs and closing the queue');
       await queue.close(config.timing.shutdownTimeoutMs);
       // The last messages get a bounded wait: a Discord outage must not keep the process alive forever.
       await Promise.race([context.deliveries.settled(), sleep(DELIVERY_DRAIN_MS)]);
