@@ -1,42 +1,18 @@
-import { config as loadDotenv } from 'dotenv';
-import { ConfigError, loadConfig, type BotConfig } from './config.ts';
+import { loadConfig } from './config.ts';
 import { startBot, type RunningBot } from './discord/bot.ts';
-import { createLogger } from './discord/logger.ts';
 import { describeError } from './discord/rest-errors.ts';
 import { BullJobQueue } from './queue/bullmq-queue.ts';
 import { LocalJobQueue } from './queue/local-queue.ts';
 import type { JobQueue } from './queue/types.ts';
-import { resolveModelDir, TINY_MODEL_NOTICE } from './models/default-model.ts';
-import { autoPull, FIRST_RUN_HELP } from './models/first-run.ts';
-import { ModelCatalog } from './models/catalog.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
+import { loadConfigOrExit, loadModelCatalogOrExit, startLogger } from './startup.ts';
 
 // The all-in-one bot: Discord front end, job queue and the pipeline's worker thread in one process.
 
-loadDotenv({ quiet: true });
-let config: BotConfig;
-try {
-  config = loadConfig();
-} catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
-  console.error(error.message);
-  process.exit(1);
-}
-const logger = createLogger(config.logLevel);
-process.on('unhandledRejection', (error) => logger.error({ error: describeError(error) }, 'unhandled rejection'));
-
-let catalog: ModelCatalog;
-try {
-  const pulled = config.model.dir === undefined ? await autoPull({ preset: config.model.autoPull }) : undefined;
-  const model = await resolveModelDir(config.model.dir ?? pulled);
-  if (model.notice) logger.warn(model.notice === TINY_MODEL_NOTICE ? FIRST_RUN_HELP : model.notice);
-  // The default model, and every installed one a job may name (one is in memory at a time).
-  catalog = await ModelCatalog.load(model.dir);
-} catch (error) {
-  logger.fatal({ error: describeError(error) }, 'no usable model');
-  process.exit(1);
-}
+const config = loadConfigOrExit(loadConfig);
+const logger = startLogger(config.logLevel);
+const catalog = await loadModelCatalogOrExit(config.model, logger);
 const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider });
 const loadStarted = performance.now();
 pipeline.ready.then(

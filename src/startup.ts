@@ -1,0 +1,44 @@
+import { config as loadDotenv } from 'dotenv';
+import type { Logger } from 'pino';
+import { ConfigError, type BotConfig } from './config.ts';
+import { createLogger } from './discord/logger.ts';
+import { describeError } from './discord/rest-errors.ts';
+import { ModelCatalog } from './models/catalog.ts';
+import { resolveModelDir, TINY_MODEL_NOTICE } from './models/default-model.ts';
+import { autoPull, FIRST_RUN_HELP } from './models/first-run.ts';
+
+// What every process role (npm start, npm run bot, npm run worker) does before its own work.
+
+/** Reads .env, validates it with `load`, and exits 1 naming every wrong variable. */
+export function loadConfigOrExit<T>(load: () => T): T {
+  loadDotenv({ quiet: true });
+  try {
+    return load();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(error.message);
+    process.exit(1);
+  }
+}
+
+export function startLogger(level: BotConfig['logLevel']): Logger {
+  const logger = createLogger(level);
+  process.on('unhandledRejection', (error) => logger.error({ error: describeError(error) }, 'unhandled rejection'));
+  return logger;
+}
+
+/**
+ * The default model (SD_MODEL_DIR, else AUTO_PULL's preset, else the only installed one, else the tiny model with
+ * the first-run help) and every installed model a job may name; exits 1 when there is no usable model.
+ */
+export async function loadModelCatalogOrExit(model: BotConfig['model'], logger: Logger): Promise<ModelCatalog> {
+  try {
+    const pulled = model.dir === undefined ? await autoPull({ preset: model.autoPull }) : undefined;
+    const resolved = await resolveModelDir(model.dir ?? pulled);
+    if (resolved.notice) logger.warn(resolved.notice === TINY_MODEL_NOTICE ? FIRST_RUN_HELP : resolved.notice);
+    return await ModelCatalog.load(resolved.dir);
+  } catch (error) {
+    logger.fatal({ error: describeError(error) }, 'no usable model');
+    process.exit(1);
+  }
+}
