@@ -209,25 +209,13 @@ export class InteractionLog {
 
   sendCommand(options: SendCommandOptions): InteractionHandle {
     const { command, channel } = this.#resolveCommand(options);
-    const data = {
-      id: command.id,
-      name: command.name,
-      type: ApplicationCommandType.ChatInput,
-      ...(command.guild_id ? { guild_id: command.guild_id } : {}),
-      options: this.#commandOptions(command, options.options ?? {}, undefined),
-    };
+    const data = this.#commandData(command, options.options ?? {}, undefined);
     return this.#dispatch(InteractionType.ApplicationCommand, 'command', command.name, options, channel, data, undefined, undefined);
   }
 
   sendAutocomplete(options: SendAutocompleteOptions): InteractionHandle {
     const { command, channel } = this.#resolveCommand(options);
-    const data = {
-      id: command.id,
-      name: command.name,
-      type: ApplicationCommandType.ChatInput,
-      ...(command.guild_id ? { guild_id: command.guild_id } : {}),
-      options: this.#commandOptions(command, options.options ?? {}, options.focused),
-    };
+    const data = this.#commandData(command, options.options ?? {}, options.focused);
     return this.#dispatch(InteractionType.ApplicationCommandAutocomplete, 'autocomplete', command.name, options, channel, data, undefined, undefined);
   }
 
@@ -312,6 +300,17 @@ export class InteractionLog {
       throw new Error(`fake: /${options.name} is not deployed (deployed: ${deployed.join(', ') || 'none'}); PUT the commands first`);
     }
     return { command, channel };
+  }
+
+  /** The `data` of a chat-input command interaction, with the option marked `focused` for autocomplete. */
+  #commandData(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>, focused: string | undefined) {
+    return {
+      id: command.id,
+      name: command.name,
+      type: ApplicationCommandType.ChatInput,
+      ...(command.guild_id ? { guild_id: command.guild_id } : {}),
+      options: this.#commandOptions(command, given, focused),
+    };
   }
 
   #commandOptions(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>, focused: string | undefined) {
