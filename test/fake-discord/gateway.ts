@@ -123,7 +123,8 @@ export class GatewayServer {
 
   /** Closes every socket from the server side with `code` (4000 lets the client resume; 4004, 4009, … end the session). */
   dropConnections(code: number): void {
-    for (const ws of this.#wss.clients) this.#closeFromServer(ws, code, 'fake: connection dropped');
+    // A socket the client is already closing (e.g. after op 7) is not dropped again: its close stays the client's.
+    for (const ws of this.#wss.clients) if (ws.readyState === WebSocket.OPEN) this.#closeFromServer(ws, code, 'fake: connection dropped');
   }
 
   async close(): Promise<void> {
