@@ -77,7 +77,7 @@ run() {
     cd "$root"
   fi
 
-  if ! ldconfig -p 2> /dev/null | grep -q 'libvulkan\.so\.1'; then
+  if ! ldconfig -p 2> /dev/null | grep 'libvulkan\.so\.1' > /dev/null; then
     echo "no Vulkan loader (libvulkan.so.1) on this machine: install libvulkan1 (Debian/Ubuntu) or vulkan-loader" >&2
     exit 1
   fi
