@@ -150,6 +150,28 @@ describe('exporter variations', () => {
   });
 });
 
+describe('attention fusion', () => {
+  const request = { prompt: 'a dog wearing hat', seed: 5, steps: 3, ...SMALL };
+
+  it('runs the U-Net attention fused on the CPU and draws what the unfused graph draws', async () => {
+    expect(fp32.fusedAttentions.unet).toBeGreaterThan(0);
+    const dir = join(root, 'unfused');
+    await writeTinyModel(dir);
+    const unfused = await StableDiffusionPipeline.fromPretrained(dir, { fuseAttention: false });
+    pipelines.set('unfused', unfused);
+    expect(unfused.fusedAttentions).toEqual({ unet: 0, vae: 0 });
+    const fused = await fp32.generate(request);
+    const reference = await unfused.generate(request);
+    expect(meanAbsDifference(fused.image.pixels, reference.image.pixels)).toBeLessThan(0.01);
+  });
+
+  it('leaves an fp16 model unfused (no CPU kernel) and still generates', async () => {
+    const fp16 = await load('fp16-unfused', { precision: 'fp16' });
+    expect(fp16.fusedAttentions.unet).toBe(0);
+    expect((await fp16.generate(request)).image.pixels).toHaveLength(32 * 32 * 3);
+  });
+});
+
 describe('distilled few-step models', () => {
   it('recognises SD-Turbo by its trailing Euler scheduler and defaults to 1 step without guidance', async () => {
     const turbo = await load('trailing', { scheduler: { _class_name: 'EulerDiscreteScheduler', timestep_spacing: 'trailing' } });

@@ -1,6 +1,13 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import onnxProto from 'onnx-proto';
 import ort from 'onnxruntime-node';
+import { fuseAttention } from './attention-fusion.ts';
 import { float16ToFloat32, float32ToFloat16 } from './float16.ts';
+
+// onnx-proto is CommonJS (module.exports = root), so its namespace is reached through the default export.
+const { onnx } = onnxProto;
 
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'dml', 'coreml', 'webgpu'] as const;
 export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
@@ -15,19 +22,32 @@ export interface OnnxClock {
   onRun?: (label: string, ms: number) => void;
 }
 
+export interface ModelLoadOptions {
+  executionProvider: ExecutionProvider;
+  clock: OnnxClock;
+  /**
+   * On the CPU, run the graph's attention as onnxruntime's fused MultiHeadAttention (see attention-fusion.ts):
+   * the same numbers to float rounding, without the score matrices that dominate SD's memory at 512x512.
+   */
+  fuseAttention: boolean;
+}
+
 /** One ONNX graph of the model (text encoder, U-Net, VAE decoder) with its inputs described by the session. */
 export class OnnxModel {
   private constructor(
     readonly label: string,
     private readonly session: ort.InferenceSession,
     private readonly clock: OnnxClock,
+    /** How many attention blocks run fused (0 when fusion was off or found none). */
+    readonly fusedAttentions: number,
   ) {}
 
-  static async load(path: string, label: string, executionProvider: ExecutionProvider, clock: OnnxClock): Promise<OnnxModel> {
+  static async load(path: string, label: string, options: ModelLoadOptions): Promise<OnnxModel> {
     if (!existsSync(path)) throw new Error(`${label}: missing ${path}`);
     try {
-      const session = await ort.InferenceSession.create(path, sessionOptions(executionProvider));
-      return new OnnxModel(label, session, clock);
+      const fuse = options.fuseAttention && options.executionProvider === 'cpu';
+      const { session, fusedAttentions } = await createSession(path, sessionOptions(options.executionProvider), fuse);
+      return new OnnxModel(label, session, options.clock, fusedAttentions);
     } catch (error) {
       throw new Error(`${label}: onnxruntime could not load ${path}: ${(error as Error).message}`);
     }
@@ -72,6 +92,35 @@ export class OnnxModel {
   release(): Promise<void> {
     return this.session.release();
   }
+}
+
+/**
+ * A session for one graph file; with `fuse`, its attention is fused first (for the CPU: see attention-fusion.ts).
+ * Should onnxruntime refuse the fused graph, the file is loaded as it is: slower and larger, but it runs.
+ */
+export async function createSession(
+  path: string,
+  options: ort.InferenceSession.SessionOptions,
+  fuse: boolean,
+): Promise<{ session: ort.InferenceSession; fusedAttentions: number }> {
+  if (fuse) {
+    const model = onnx.ModelProto.decode(await readFile(path));
+    const fusedAttentions = fuseAttention(model);
+    const extra = (options.extra ?? {}) as { session?: Record<string, unknown> };
+    if (fusedAttentions > 0) {
+      try {
+        const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
+          ...options,
+          // Loaded from bytes, the graph's external weights are found relative to this folder.
+          extra: { ...extra, session: { ...extra.session, model_external_initializers_file_folder_path: dirname(path) } },
+        });
+        return { session, fusedAttentions };
+      } catch {
+        // fall through to the graph as exported
+      }
+    }
+  }
+  return { session: await ort.InferenceSession.create(path, options), fusedAttentions: 0 };
 }
 
 /**

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { parseSeed, randomSeed, TorchGenerator } from '../random/torch-generator.ts';
 import { createScheduler } from '../schedulers/index.ts';
 import { describeModel, readModelConfig, type ModelConfig } from './model-config.ts';
-import type { ExecutionProvider, OnnxClock } from './onnx-model.ts';
+import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
 import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
 import { ClipTokenizer } from './tokenizer.ts';
 import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from './types.ts';
@@ -11,6 +11,8 @@ import { VaeDecoder, type RgbImage } from './vae.ts';
 
 export interface PipelineOptions {
   executionProvider?: ExecutionProvider;
+  /** Fuse the U-Net's and VAE's attention on the CPU (default true; see attention-fusion.ts). */
+  fuseAttention?: boolean;
   /** Told the duration of every onnxruntime session.run, by model label ('text_encoder', 'unet', 'vae_decoder'). */
   onOnnxRun?: (label: string, ms: number) => void;
 }
@@ -52,9 +54,10 @@ export class StableDiffusionPipeline {
     const config = readModelConfig(dir);
     const clock: OnnxClock = { runMs: 0, onRun: options.onOnnxRun };
     const tokenizer = await ClipTokenizer.fromDirectory(join(config.dir, 'tokenizer'));
-    const textEncoder = await TextEncoder.load(config.dir, executionProvider, clock);
-    const unet = await UNet.load(config.dir, executionProvider, clock);
-    const vae = await VaeDecoder.load(config.dir, executionProvider, clock);
+    const loadOptions: ModelLoadOptions = { executionProvider, clock, fuseAttention: options.fuseAttention ?? true };
+    const textEncoder = await TextEncoder.load(config.dir, loadOptions);
+    const unet = await UNet.load(config.dir, loadOptions);
+    const vae = await VaeDecoder.load(config.dir, loadOptions);
     const info = describeModel(config, unet.fixedLatentSize, unet.precision);
     return new StableDiffusionPipeline(config, tokenizer, textEncoder, unet, vae, clock, info);
   }
@@ -108,6 +111,11 @@ export class StableDiffusionPipeline {
       onnxMs: this.clock.runMs - onnxBefore,
     };
     return { image, settings, timings };
+  }
+
+  /** Attention blocks fused per model (none off the CPU, or with fuseAttention: false). */
+  get fusedAttentions(): { unet: number; vae: number } {
+    return { unet: this.unet.fusedAttentions, vae: this.vae.fusedAttentions };
   }
 
   async release(): Promise<void> {

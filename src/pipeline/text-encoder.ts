@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
-import { OnnxModel, toFloat32, type ExecutionProvider, type OnnxClock } from './onnx-model.ts';
+import { OnnxModel, toFloat32, type ModelLoadOptions } from './onnx-model.ts';
 
 export interface TextEmbedding {
   /** [1, sequenceLength, width] as float32. */
@@ -17,8 +17,10 @@ export class TextEncoder {
     private readonly outputName: string,
   ) {}
 
-  static async load(modelDir: string, executionProvider: ExecutionProvider, clock: OnnxClock): Promise<TextEncoder> {
-    const model = await OnnxModel.load(join(modelDir, 'text_encoder', 'model.onnx'), 'text_encoder', executionProvider, clock);
+  static async load(modelDir: string, options: ModelLoadOptions): Promise<TextEncoder> {
+    // CLIP's attention is causally masked, which fusion leaves alone: reading the graph would only cost time.
+    const path = join(modelDir, 'text_encoder', 'model.onnx');
+    const model = await OnnxModel.load(path, 'text_encoder', { ...options, fuseAttention: false });
     const ids = model.input('input_ids');
     if (ids.type !== 'int32' && ids.type !== 'int64') {
       throw new Error(`text_encoder: input_ids has type ${ids.type}; expected int32 or int64`);

@@ -6,9 +6,8 @@ import {
   floatTensor,
   floatTensorType,
   toFloat32,
-  type ExecutionProvider,
   type FloatType,
-  type OnnxClock,
+  type ModelLoadOptions,
   type TensorInputMetadata,
 } from './onnx-model.ts';
 
@@ -38,8 +37,8 @@ export class UNet {
     return this.sampleType === 'float16' ? 'fp16' : 'fp32';
   }
 
-  static async load(modelDir: string, executionProvider: ExecutionProvider, clock: OnnxClock): Promise<UNet> {
-    const model = await OnnxModel.load(join(modelDir, 'unet', 'model.onnx'), 'unet', executionProvider, clock);
+  static async load(modelDir: string, options: ModelLoadOptions): Promise<UNet> {
+    const model = await OnnxModel.load(join(modelDir, 'unet', 'model.onnx'), 'unet', options);
     model.expectOnlyInputs(['sample', 'timestep', 'encoder_hidden_states']);
     const sample = model.input('sample');
     const timestep = model.input('timestep');
@@ -91,6 +90,11 @@ export class UNet {
       case 'float32':
         return new ort.Tensor('float32', new Float32Array(count).fill(timestep), dims);
     }
+  }
+
+  /** Attention blocks running as onnxruntime's fused MultiHeadAttention. */
+  get fusedAttentions(): number {
+    return this.model.fusedAttentions;
   }
 
   release(): Promise<void> {

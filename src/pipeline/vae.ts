@@ -5,9 +5,8 @@ import {
   floatTensor,
   floatTensorType,
   toFloat32,
-  type ExecutionProvider,
   type FloatType,
-  type OnnxClock,
+  type ModelLoadOptions,
 } from './onnx-model.ts';
 import type { LatentSize } from './unet.ts';
 
@@ -29,8 +28,8 @@ export class VaeDecoder {
     readonly scalingFactor: number,
   ) {}
 
-  static async load(modelDir: string, executionProvider: ExecutionProvider, clock: OnnxClock): Promise<VaeDecoder> {
-    const model = await OnnxModel.load(join(modelDir, 'vae_decoder', 'model.onnx'), 'vae_decoder', executionProvider, clock);
+  static async load(modelDir: string, options: ModelLoadOptions): Promise<VaeDecoder> {
+    const model = await OnnxModel.load(join(modelDir, 'vae_decoder', 'model.onnx'), 'vae_decoder', options);
     model.expectOnlyInputs(['latent_sample']);
     const latent = model.input('latent_sample');
     return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), readScalingFactor(modelDir));
@@ -43,6 +42,11 @@ export class VaeDecoder {
     const [, channels, height, width] = output.dims;
     if (channels !== 3) throw new Error(`vae_decoder: expected 3 output channels, got ${channels}`);
     return { pixels: toRgb8(toFloat32(output), width, height), width, height };
+  }
+
+  /** Attention blocks running as onnxruntime's fused MultiHeadAttention. */
+  get fusedAttentions(): number {
+    return this.model.fusedAttentions;
   }
 
   release(): Promise<void> {
