@@ -60,6 +60,7 @@ describe('image bench', () => {
       guidance: 7.5,
       runs: 2,
       executionProvider: 'cpu',
+      fuseAttention: true,
       prompt: 'a red fox in the snow',
       seed: '7',
     });
@@ -75,8 +76,10 @@ describe('image bench', () => {
     }
     expect(result.model.fileBytes).toBeGreaterThan(100_000);
     expect(result.peakRssBytes).toBeGreaterThanOrEqual(result.rssAfterLoadBytes * 0.9);
+    expect(result.fusedAttentions.unet).toBeGreaterThan(0);
 
     const table = formatReport(result);
+    expect(table).toMatch(/attention fused \(U-Net [1-9]/);
     for (const label of ['model load', 'tokenize', 'text encoder', 'U-Net per step', 'scheduler + own code per step', 'VAE decode', 'PNG encode', 'total per image', 'it/s', 'overhead ratio', 'peak RSS']) {
       expect(table).toContain(label);
     }

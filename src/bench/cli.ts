@@ -6,7 +6,8 @@ import { parseCount, parseSize } from './options.ts';
 import { formatReport } from './report.ts';
 
 const usage = `usage: npm run bench -- --model DIR [--size 512x512] [--steps 20] [--scheduler NAME] [--guidance 7.5]
-                     [--runs 3] [--ep ${EXECUTION_PROVIDERS.join('|')}] [--prompt TEXT] [--seed N] [--json FILE]`;
+                     [--runs 3] [--ep ${EXECUTION_PROVIDERS.join('|')}] [--unfused-attention] [--prompt TEXT] [--seed N]
+                     [--json FILE]`;
 
 class UsageError extends Error {}
 
@@ -20,6 +21,7 @@ function parseOptions() {
       guidance: { type: 'string', default: '7.5' },
       runs: { type: 'string', default: '3' },
       ep: { type: 'string', default: 'cpu' },
+      'unfused-attention': { type: 'boolean', default: false },
       prompt: { type: 'string', default: 'a photo of an astronaut riding a horse on the moon, highly detailed' },
       seed: { type: 'string', default: '42' },
       json: { type: 'string' },
@@ -43,6 +45,7 @@ function parseOptions() {
         guidance,
         runs: parseCount('runs', values.runs),
         executionProvider: values.ep as ExecutionProvider,
+        fuseAttention: !values['unfused-attention'],
         prompt: values.prompt,
         seed: values.seed,
       },

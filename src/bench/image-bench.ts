@@ -16,6 +16,8 @@ export interface ImageBenchOptions {
   guidance: number;
   runs: number;
   executionProvider: ExecutionProvider;
+  /** Fuse attention on the CPU, as the pipeline does by default. */
+  fuseAttention: boolean;
   prompt: string;
   seed: string;
 }
@@ -46,6 +48,7 @@ export interface ImageBenchResult {
   machine: MachineInfo;
   loadMs: number;
   rssAfterLoadBytes: number;
+  fusedAttentions: { unet: number; vae: number };
   runs: ImageRun[];
   peakRssBytes: number;
   /** Peak RSS over the model's file size; the target is at most 1.3. */
@@ -62,12 +65,14 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
   const loadStarted = performance.now();
   const pipeline = await StableDiffusionPipeline.fromPretrained(modelDir, {
     executionProvider: options.executionProvider,
+    fuseAttention: options.fuseAttention,
     onOnnxRun: (label, ms) => {
       if (label === 'unet') unetCalls.push(ms);
     },
   });
   const loadMs = performance.now() - loadStarted;
   const rssAfterLoadBytes = process.memoryUsage.rss();
+  const fusedAttentions = pipeline.fusedAttentions;
   onProgress(`loaded in ${(loadMs / 1000).toFixed(1)} s`);
 
   const runs: ImageRun[] = [];
@@ -116,6 +121,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     machine,
     loadMs,
     rssAfterLoadBytes,
+    fusedAttentions,
     runs,
     peakRssBytes: peak,
     peakRssRatio: peak / fileBytes,

@@ -27,9 +27,11 @@ export function formatReport(result: ImageBenchResult): string {
     ['peak RSS', formatBytes(result.peakRssBytes), `${result.peakRssRatio.toFixed(2)} × model files`],
   ];
   const memory = `${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB`;
+  const { unet, vae } = result.fusedAttentions;
+  const attention = unet + vae > 0 ? `attention fused (U-Net ${unet}, VAE ${vae})` : 'attention unfused';
   return [
     `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
-      `guidance ${options.guidance}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}`,
+      `guidance ${options.guidance}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}`,
     `${machine.cpuModel}, ${machine.cores} cores, ${memory}, ${machine.os}, Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, ` +
       `load average ${machine.loadAverage.toFixed(1)} at start`,
     '',

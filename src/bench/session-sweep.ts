@@ -1,7 +1,7 @@
 // Which onnxruntime session options are fastest here? Runs the U-Net (or VAE decoder) with each option set, changing
-// one option at a time from the pipeline's defaults (sessionOptions('cpu')), each in a fresh process; or, with
-// --interleave, the chosen option sets loaded together in one process and run in turns, which holds up better on
-// a machine whose speed drifts (their peak RSS is then of all of them together).
+// one option at a time from the pipeline's defaults (sessionOptions('cpu'), attention fused), each in a fresh
+// process; or, with --interleave, the chosen option sets loaded together in one process and run in turns, which
+// holds up better on a machine whose speed drifts (their peak RSS is then of all of them together).
 //   npx tsx src/bench/session-sweep.ts --model DIR [--part unet|vae_decoder] [--size 512x512] [--runs 2]
 //                                      [--only NAME,NAME] [--interleave] [--json FILE]
 import { fork } from 'node:child_process';
@@ -20,6 +20,8 @@ interface Variant {
   name: string;
   options: ort.InferenceSession.SessionOptions;
   batch?: number;
+  /** The pipeline fuses attention on the CPU; this turns it off. */
+  unfusedAttention?: boolean;
 }
 
 function variants(): Variant[] {
@@ -32,6 +34,7 @@ function variants(): Variant[] {
     { name: `enableMemPattern ${!base.enableMemPattern}`, options: { ...base, enableMemPattern: !base.enableMemPattern } },
     { name: `enableCpuMemArena ${!base.enableCpuMemArena}`, options: { ...base, enableCpuMemArena: !base.enableCpuMemArena } },
     { name: 'intra-op spinning off', options: { ...base, extra: { session: { intra_op: { allow_spinning: '0' } } } } },
+    { name: 'attention unfused', options: base, unfusedAttention: true },
     { name: 'defaults at batch 1 (half a CFG step)', options: base, batch: 1 },
   ];
 }
@@ -89,7 +92,7 @@ async function main(): Promise<void> {
   const trial = (variants: Variant[]): SessionTrial => ({
     modelDir: resolve(values.model!),
     part,
-    arms: variants.map((variant) => ({ options: variant.options, batch: variant.batch ?? 2 })),
+    arms: variants.map((variant) => ({ options: variant.options, batch: variant.batch ?? 2, fuseAttention: !variant.unfusedAttention })),
     width,
     height,
     runs,

@@ -4,12 +4,15 @@
 // drifts (other work on it) slows every arm alike.
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
+import { createSession } from '../pipeline/onnx-model.ts';
 import { peakRssBytes } from './machine.ts';
 
 export interface TrialArm {
   options: ort.InferenceSession.SessionOptions;
   /** U-Net batch: 2 is one classifier-free-guidance step, 1 is half of one. */
   batch: number;
+  /** Fuse the graph's attention first, as the pipeline does on the CPU. */
+  fuseAttention: boolean;
 }
 
 export interface SessionTrial {
@@ -73,7 +76,7 @@ export async function runTrial(trial: SessionTrial): Promise<TrialResult> {
   const loaded = [];
   for (const arm of trial.arms) {
     const loadStarted = performance.now();
-    const session = await ort.InferenceSession.create(join(trial.modelDir, trial.part, 'model.onnx'), arm.options);
+    const { session } = await createSession(join(trial.modelDir, trial.part, 'model.onnx'), arm.options, arm.fuseAttention);
     loaded.push({ session, inputs: feeds(trial, arm.batch, session), loadMs: performance.now() - loadStarted, runMs: [] as number[] });
   }
   const rssAfterLoadBytes = process.memoryUsage.rss();
