@@ -75,7 +75,7 @@ export class StableDiffusionPipeline {
     const tokenizeMs = performance.now() - tokenizeStarted;
 
     const encodeStarted = performance.now();
-    const context = await this.encodePrompt(promptIds, negativeIds);
+    const context = this.unet.contextTensor(await this.encodePrompt(promptIds, negativeIds));
     const textEncoderMs = performance.now() - encodeStarted;
 
     scheduler.setTimesteps(settings.steps);
@@ -90,7 +90,7 @@ export class StableDiffusionPipeline {
       throwIfAborted(options.signal);
       const modelInput = scheduler.scaleModelInput(latents, timestep);
       const batchInput = doGuidance ? concat(modelInput, modelInput) : modelInput;
-      const prediction = await this.unet.predict(batchInput, latentSize, timestep, context.data, context.width);
+      const prediction = await this.unet.predict(batchInput, latentSize, timestep, context);
       const noise = doGuidance ? applyGuidance(prediction, settings.guidanceScale) : prediction;
       latents = scheduler.step(noise, timestep, latents, { generator }).prevSample;
       options.onStep?.({ step: index + 1, totalSteps }, latents);

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { toHalfBits } from './float16.ts';
+import type { TextEmbedding } from './text-encoder.ts';
 import {
   OnnxModel,
   floatTensor,
@@ -65,15 +66,24 @@ export class UNet {
   }
 
   /**
-   * Predicts the noise (or v) for `batch` latents stacked in `sample` ([batch, 4, h, w]), each attending to its
-   * own row of `context` ([batch, 77, width]).
+   * The encoder_hidden_states feed of a whole generation, in the graph's float type: made once, not converted
+   * again at every step (for an fp16 U-Net, 118k values: about 2 ms a step on a 2-core EPYC).
    */
-  async predict(sample: Float32Array, size: LatentSize, timestep: number, context: Float32Array, contextWidth: number): Promise<Float32Array> {
+  contextTensor(embedding: TextEmbedding): ort.Tensor {
+    const { data, sequenceLength, width } = embedding;
+    return floatTensor(data, [data.length / (sequenceLength * width), sequenceLength, width], this.contextType);
+  }
+
+  /**
+   * Predicts the noise (or v) for `batch` latents stacked in `sample` ([batch, 4, h, w]), each attending to its
+   * own row of `context` (from contextTensor).
+   */
+  async predict(sample: Float32Array, size: LatentSize, timestep: number, context: ort.Tensor): Promise<Float32Array> {
     const batch = sample.length / (4 * size.height * size.width);
     const feeds = {
       sample: floatTensor(sample, [batch, 4, size.height, size.width], this.sampleType),
       timestep: this.timestepTensor(timestep, batch),
-      encoder_hidden_states: floatTensor(context, [batch, context.length / (batch * contextWidth), contextWidth], this.contextType),
+      encoder_hidden_states: context,
     };
     return toFloat32(await this.model.run(feeds, this.outputName));
   }
