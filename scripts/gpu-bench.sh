@@ -112,6 +112,7 @@ run() {
   "${build[@]}" --out "$model" ${tokenizer[@]+"${tokenizer[@]}"}
   measure webgpu --model "$model" --ep webgpu --steps "${STEPS:-20}" --runs "${RUNS:-3}"
   measure cpu --model "$model" --ep cpu --steps "${CPU_STEPS:-4}" --runs "${CPU_RUNS:-2}"
+  measure cpu-unfused --model "$model" --ep cpu --steps "${CPU_STEPS:-4}" --runs "${CPU_RUNS:-2}" --unfused-attention
   if [[ "${FP16:-0}" == 1 ]]; then
     "${build[@]}" --out "$model-fp16" --fp16 ${tokenizer[@]+"${tokenizer[@]}"}
     measure webgpu-fp16 --model "$model-fp16" --ep webgpu --steps "${STEPS:-20}" --runs "${RUNS:-3}"
