@@ -92,9 +92,10 @@ function matchAttention(index: GraphIndex, softmax: NodeProto): AttentionMatch |
       if (rank !== 3 && rank !== 4) return undefined;
       return { query: a, keyTransposed: b, value: output.input?.[1] ?? '', scale, rank, output, nodes };
     }
-    if (producer.opType === 'Mul' && index.scalarConstant(b) !== undefined) [scores, scale] = [a, scale * index.scalarConstant(b)!];
-    else if (producer.opType === 'Mul' && index.scalarConstant(a) !== undefined) [scores, scale] = [b, scale * index.scalarConstant(a)!];
-    else if (producer.opType === 'Div' && index.scalarConstant(b) !== undefined) [scores, scale] = [a, scale / index.scalarConstant(b)!];
+    const [constantA, constantB] = [index.scalarConstant(a), index.scalarConstant(b)];
+    if (producer.opType === 'Mul' && constantB !== undefined) [scores, scale] = [a, scale * constantB];
+    else if (producer.opType === 'Mul' && constantA !== undefined) [scores, scale] = [b, scale * constantA];
+    else if (producer.opType === 'Div' && constantB !== undefined) [scores, scale] = [a, scale / constantB];
     else if (producer.opType === 'Add' && index.isZeros(b)) scores = a;
     else if (producer.opType === 'Add' && index.isZeros(a)) scores = b;
     else return undefined;
@@ -104,10 +105,11 @@ function matchAttention(index: GraphIndex, softmax: NodeProto): AttentionMatch |
 /** The fused node, with the reshapes that fold a 4-D [batch, heads, tokens, width] layout into 3-D and back. */
 function attentionNodes(graph: OnnxTypes.IGraphProto, match: AttentionMatch, ordinal: number): NodeProto[] {
   const prefix = `attention_fusion/${ordinal}`;
+  const finalOutput = match.output.output?.[0] ?? '';
   const nodes: NodeProto[] = [];
-  const add = (opType: string, inputs: string[], name: string, attribute: OnnxTypes.IAttributeProto[] = [], domain = ''): string => {
-    const output = `${prefix}/${name}`;
-    nodes.push({ opType, domain, name: output, input: inputs, output: [output], attribute });
+  const add = (opType: string, inputs: string[], name: string, attribute: OnnxTypes.IAttributeProto[] = [], output = `${prefix}/${name}`): string => {
+    const domain = opType === 'MultiHeadAttention' ? MICROSOFT_DOMAIN : '';
+    nodes.push({ opType, domain, name: `${prefix}/${name}`, input: inputs, output: [output], attribute });
     return output;
   };
   const constant = (name: string, values: bigint[]): string => {
@@ -119,41 +121,37 @@ function attentionNodes(graph: OnnxTypes.IGraphProto, match: AttentionMatch, ord
     ];
     return tensorName;
   };
-  const ints = (name: string, values: number[]) => ({ name, type: onnx.AttributeProto.AttributeType.INTS, ints: values });
-  const attentionAttributes = [
-    { name: 'num_heads', type: onnx.AttributeProto.AttributeType.INT, i: 1 },
-    { name: 'scale', type: onnx.AttributeProto.AttributeType.FLOAT, f: match.scale },
+  const { INT, INTS, FLOAT } = onnx.AttributeProto.AttributeType;
+  const perm = (values: number[]) => [{ name: 'perm', type: INTS, ints: values }];
+  const concatAxis = [{ name: 'axis', type: INT, i: 0 }];
+  const attention = [
+    { name: 'num_heads', type: INT, i: 1 },
+    { name: 'scale', type: FLOAT, f: match.scale },
   ];
-  const finalOutput = match.output.output?.[0] ?? '';
 
   if (match.rank === 3) {
-    const key = add('Transpose', [match.keyTransposed], 'key', [ints('perm', [0, 2, 1])]);
-    nodes.push({
-      opType: 'MultiHeadAttention', domain: MICROSOFT_DOMAIN, name: `${prefix}/attention`,
-      input: [match.query, key, match.value], output: [finalOutput], attribute: attentionAttributes,
-    });
+    const key = add('Transpose', [match.keyTransposed], 'key', perm([0, 2, 1]));
+    add('MultiHeadAttention', [match.query, key, match.value], 'attention', attention, finalOutput);
     return nodes;
   }
 
   const lastTwo = [constant('last_two_starts', [-2n]), constant('last_two_ends', [INT64_MAX])];
   const toThreeDims = (tensor: string, name: string): string => {
     const tokensAndWidth = add('Slice', [add('Shape', [tensor], `${name}_shape`), ...lastTwo], `${name}_tokens_width`);
-    const shape = add('Concat', [constant(`${name}_rows`, [-1n]), tokensAndWidth], `${name}_3d_shape`, [
-      { name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 },
-    ]);
+    const shape = add('Concat', [constant(`${name}_rows`, [-1n]), tokensAndWidth], `${name}_3d_shape`, concatAxis);
     return add('Reshape', [tensor, shape], `${name}_3d`);
   };
   const query = toThreeDims(match.query, 'query');
-  const key = toThreeDims(add('Transpose', [match.keyTransposed], 'key', [ints('perm', [0, 1, 3, 2])]), 'key');
+  const key = toThreeDims(add('Transpose', [match.keyTransposed], 'key', perm([0, 1, 3, 2])), 'key');
   const value = toThreeDims(match.value, 'value');
-  const attended = add('MultiHeadAttention', [query, key, value], 'attention', attentionAttributes, MICROSOFT_DOMAIN);
+  const attended = add('MultiHeadAttention', [query, key, value], 'attention', attention);
 
-  const batchHeadsTokens = add('Slice', [add('Shape', [match.query], 'query_4d_shape'), constant('first_three_starts', [0n]), constant('first_three_ends', [3n])], 'batch_heads_tokens');
-  const valueWidth = add('Slice', [add('Shape', [match.value], 'value_4d_shape'), constant('last_starts', [-1n]), lastTwo[1]], 'value_width');
-  const outputShape = add('Concat', [batchHeadsTokens, valueWidth], 'output_shape', [
-    { name: 'axis', type: onnx.AttributeProto.AttributeType.INT, i: 0 },
-  ]);
-  nodes.push({ opType: 'Reshape', domain: '', name: `${prefix}/output`, input: [attended, outputShape], output: [finalOutput] });
+  const queryShape = add('Shape', [match.query], 'query_4d_shape');
+  const batchHeadsTokens = add('Slice', [queryShape, constant('first_three_starts', [0n]), constant('first_three_ends', [3n])], 'batch_heads_tokens');
+  const valueShape = add('Shape', [match.value], 'value_4d_shape');
+  const valueWidth = add('Slice', [valueShape, constant('last_starts', [-1n]), lastTwo[1]], 'value_width');
+  const outputShape = add('Concat', [batchHeadsTokens, valueWidth], 'output_shape', concatAxis);
+  add('Reshape', [attended, outputShape], 'output', [], finalOutput);
   return nodes;
 }
 
@@ -173,7 +171,10 @@ class GraphIndex {
     for (const node of graph.node ?? []) {
       for (const output of node.output ?? []) this.producers.set(output, node);
       for (const input of node.input ?? []) {
-        if (input) this.consumers.set(input, [...(this.consumers.get(input) ?? []), node]);
+        if (!input) continue;
+        const readers = this.consumers.get(input);
+        if (readers) readers.push(node);
+        else this.consumers.set(input, [node]);
       }
     }
     for (const tensor of graph.initializer ?? []) this.initializers.set(tensor.name ?? '', tensor);
@@ -237,12 +238,13 @@ class GraphIndex {
         return this.shapeLength(b);
       case 'Mul':
       case 'Div':
-        return this.scalarConstant(b) !== undefined || this.scalarConstant(a) !== undefined
-          ? this.rank(this.scalarConstant(a) !== undefined ? b : a, depth + 1)
-          : (this.rank(a, depth + 1) ?? this.rank(b, depth + 1));
+      case 'Add':
       case 'Cast':
-      case 'Softmax':
-        return this.rank(a, depth + 1);
+      case 'Softmax': {
+        // Elementwise: as many dimensions as the widest operand (a scalar operand has fewer).
+        const ranks = [this.rank(a, depth + 1), b ? this.rank(b, depth + 1) : undefined].filter((rank) => rank !== undefined);
+        return ranks.length > 0 ? Math.max(...ranks) : undefined;
+      }
       default:
         return undefined;
     }
