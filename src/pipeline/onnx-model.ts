@@ -127,7 +127,8 @@ export async function createSession(
  * Chosen by measurement on the SD 1.5-size U-Net at 512x512 (src/bench/session-sweep.ts, numbers in BENCHMARKS.md):
  * 'all' runs it 2-4× faster than 'extended' or 'basic' (its NCHWc conv layout) at the price of a slower load;
  * ORT's default thread count (one per physical core) beats 1 thread by 2×; the memory pattern saves no time but
- * holds 2.4 GB more at peak, so it is off; the arena stays, as dropping it made every step slower.
+ * holds more at peak (2.4 GB with attention unfused, 0.17 GB fused), so it is off; the arena stays, as dropping it
+ * made every step slower (and, fused, held more at peak).
  */
 export function sessionOptions(executionProvider: ExecutionProvider): ort.InferenceSession.SessionOptions {
   return {
