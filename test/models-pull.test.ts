@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { join, posix, relative, resolve, win32 } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -12,6 +12,7 @@ import type { HubSettings } from '../src/models/hub-client.ts';
 import { listInstalledModels } from '../src/models/installed.ts';
 import { PULL_MANIFEST_FILE } from '../src/pipeline/model-config.ts';
 import { pullModel, type PullEvent } from '../src/models/pull.ts';
+import { placeInside, selectModelFiles } from '../src/models/select-files.ts';
 import { sha256, startMockHub, type MockHub } from './mock-hub/server.ts';
 import { tinyRepoFiles, wantedPaths } from './mock-hub/tiny-repo.ts';
 
@@ -20,6 +21,9 @@ const projectRoot = resolve(fileURLToPath(import.meta.url), '..', '..');
 const TOKEN = 'hf_mocktoken';
 const REPO = 'acme/tiny-sd-onnx';
 const PRIVATE_REPO = 'acme/private-sd-onnx';
+const HOSTILE_REPO = 'acme/hostile-sd-onnx';
+/** Listing names a hostile repository adds to a working model: paths that leave the folder on Windows, a terminal escape. */
+const HOSTILE_NAMES = ['unet/a\\..\\..\\..\\..\\x.bat', 'unet/..\\..\\escape.onnx_data', 'text_encoder/\u001b]0;owned\u0007\u001b[2Jtitle.json', 'vae_decoder/C:evil.pb'];
 
 let hub: MockHub;
 let files: Map<string, Buffer>;
@@ -60,6 +64,8 @@ beforeAll(async () => {
       'acme/pytorch-only': { files: new Map([['model_index.json', Buffer.from('{}')], ['unet/diffusion_pytorch_model.safetensors', Buffer.alloc(64)]]) },
       'TensorStack/SD-Turbo-onnx': { files },
       'acme/sd-in-a-folder': { files: new Map([...files].map(([path, content]) => [`onnx/${path}`, content])), revisions: ['refs/pr/1'] },
+      [HOSTILE_REPO]: { files: new Map([...files, ...HOSTILE_NAMES.map((name): [string, Buffer] => [name, Buffer.from('@echo owned\r\n')])]) },
+      'acme/escape-codes': { files: new Map([['\u001b[2J\u001b[31mred/readme.txt', Buffer.from('x')]]) },
     },
     { pageSize: 7, renamed: { 'old-acme/tiny-sd-onnx': REPO } },
   );
@@ -226,3 +232,45 @@ describe('model:pull against a mock hub', () => {
     await expect(autoPull({ preset: 'sd-9', modelsDir })).rejects.toThrow(/AUTO_PULL=sd-9 is not a preset; use one of sd-turbo, sd-1\.5/);
   });
 });
+
+describe('model:pull against a hostile hub', () => {
+  it('leaves out names that are not plain file names, says so with their control characters escaped, and writes only inside the model', async () => {
+    const { stdout, stderr } = await cli('src/cli/model-pull.ts', [HOSTILE_REPO, '--name', 'tiny'], { HF_ENDPOINT: hub.url });
+    expect(stdout).toContain(`Installed tiny from ${HOSTILE_REPO}`);
+    expect(await filesUnder(join(modelsDir, 'tiny'))).toEqual([PULL_MANIFEST_FILE, ...wantedPaths(files)].sort());
+    expect(await filesUnder(modelsDir)).toEqual((await filesUnder(join(modelsDir, 'tiny'))).map((path) => `tiny/${path}`));
+    expect(hub.log.some((entry) => /x\.bat|escape|title|evil/.test(decodeURIComponent(entry.url)) && !entry.url.includes('/tree/'))).toBe(false);
+
+    expect(stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f]/);
+    expect(stderr).toContain('left out "text_encoder/\\x1b]0;owned\\x07\\x1b[2Jtitle.json": not a plain file name');
+    expect(stderr).toContain('left out "unet/a\\..\\..\\..\\..\\x.bat": not a plain file name');
+  });
+
+  it('escapes control characters in the hub names an error message quotes', async () => {
+    const failure = await cli('src/cli/model-pull.ts', ['acme/escape-codes'], { HF_ENDPOINT: hub.url }).catch((error) => error);
+    expect(failure.code).toBe(1);
+    expect(failure.stderr).toContain('top level has: \\x1b[2J\\x1b[31mred.');
+    expect(failure.stderr).not.toContain('\u001b');
+  });
+
+  it('selects only plain names of model file types', () => {
+    const listed = (path: string) => ({ path, size: 1, oid: '0'.repeat(40) });
+    const required = ['model_index.json', 'scheduler/scheduler_config.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt', 'text_encoder/model.onnx', 'unet/model.onnx', 'vae_decoder/model.onnx'];
+    const extra = ['unet/weights.pb', 'unet/onnx__MatMul_1234', 'unet/conv_in.weight', 'text_encoder/model.onnx.data', 'vae_decoder/config.json'];
+    const refused = ['unet/run.bat', 'unet/x.exe', 'unet/install.sh', 'unet/model_fp16.onnx_data', 'unet/nul.json', 'unet/model.onnx.', 'tokenizer/model.onnx', 'unet/ spaced.json'];
+    const selection = selectModelFiles([...required, ...extra, ...refused, ...HOSTILE_NAMES].map(listed), '', 'test');
+    expect(selection.files.map((file) => file.target).sort()).toEqual([...required, ...extra].sort());
+    expect(selection.unsafe.sort()).toEqual([...HOSTILE_NAMES, 'unet/nul.json', 'unet/model.onnx.', 'unet/ spaced.json'].sort());
+  });
+
+  it.each([
+    ['Windows', win32, 'C:\\models\\.tiny.partial'],
+    ['POSIX', posix, '/srv/models/.tiny.partial'],
+  ])('keeps every written path inside the staging folder under %s path rules', (_, paths, staging) => {
+    expect(placeInside(staging, 'unet/weights.pb', paths)).toBe(paths.join(staging, 'unet', 'weights.pb'));
+    for (const hostile of [...HOSTILE_NAMES, 'unet/../../x.onnx', '../x.json', 'unet/C:\\x.pb', '/etc/passwd', 'unet\\..\\..\\x.pb', 'unet/aux.json', '']) {
+      expect(() => placeInside(staging, hostile, paths), hostile).toThrow(/not a plain file name inside the model directory/);
+    }
+  });
+});
+

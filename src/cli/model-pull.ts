@@ -5,6 +5,7 @@ import { config as loadDotenv } from 'dotenv';
 import { checkRepoId } from '../models/hub-client.ts';
 import { defaultModelsDir } from '../models/installed.ts';
 import { PRESETS, findPreset } from '../models/presets.ts';
+import { printable } from '../models/printable.ts';
 import { PullProgress } from '../models/pull-progress.ts';
 import { defaultModelName, displayPath, formatBytes, pullModel } from '../models/pull.ts';
 import { UsageError, parseCommandLineArgs } from './command-line.ts';
@@ -97,7 +98,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (error: Error) => {
-    process.stderr.write(`model:pull: ${error.message}${error instanceof UsageError ? ' (see --help)' : ''}\n`);
+    process.stderr.write(`model:pull: ${printable(error.message)}${error instanceof UsageError ? ' (see --help)' : ''}\n`);
     process.exit(error instanceof UsageError ? 2 : 1);
   },
 );

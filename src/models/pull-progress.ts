@@ -1,3 +1,4 @@
+import { printable } from './printable.ts';
 import { formatBytes, type PullEvent } from './pull.ts';
 
 const BAR_WIDTH = 24;
@@ -39,6 +40,7 @@ export class PullProgress {
         this.done = event.files.reduce((sum, file) => sum + file.present, 0);
         this.samples.push({ at: now, bytes: 0 });
         this.line(`Pulling ${event.repo}${event.revision === 'main' ? '' : `@${event.revision}`}: ${event.files.length} files, ${formatBytes(this.total)}`);
+        for (const name of event.unsafe) this.line(`left out "${name}": not a plain file name`);
         break;
       case 'file-start':
         this.setFileBytes(event.path, event.offset);
@@ -84,7 +86,8 @@ export class PullProgress {
     return ((last.bytes - first.bytes) * 1000) / (last.at - first.at);
   }
 
-  private line(text: string): void {
+  private line(line: string): void {
+    const text = printable(line);
     if (this.stream.isTTY) {
       this.stream.write(`\r\x1b[2K${text}\n`);
       this.drawn = false;

@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, statfs, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative } from 'node:path';
+import path, { dirname, isAbsolute, join, relative } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PULL_MANIFEST_FILE } from '../pipeline/model-config.ts';
 import { HubClient, HubError, checkRepoId, hubSettingsFromEnv, type HubSettings } from './hub-client.ts';
 import { checkModelName, defaultModelsDir, filesBelow, type PullManifest } from './installed.ts';
-import { selectModelFiles, type PlannedFile } from './select-files.ts';
+import { placeInside, selectModelFiles, type PlannedFile } from './select-files.ts';
 import { checksumFor, fileMatches, hashFilePrefix, startHash } from './verify.ts';
 
 export interface PullRequest {
@@ -30,7 +30,7 @@ export interface PullOptions {
 }
 
 export type PullEvent =
-  | { type: 'plan'; repo: string; revision: string; files: { path: string; size: number; present: number }[] }
+  | { type: 'plan'; repo: string; revision: string; files: { path: string; size: number; present: number }[]; unsafe: string[] }
   | { type: 'file-start'; path: string; size: number; offset: number }
   | { type: 'bytes'; path: string; bytes: number }
   | { type: 'file-done'; path: string; size: number; reused: boolean }
@@ -78,16 +78,18 @@ export async function pullModel(request: PullRequest, options: PullOptions = {})
   const client = new HubClient(options.hub ?? hubSettingsFromEnv());
   const source = `${repo}${revision === 'main' ? '' : ` (revision ${revision})`}${subfolder ? `, subfolder ${subfolder}` : ''}`;
   const listing = await client.listFiles(repo, revision, subfolder);
-  const planned = selectModelFiles(listing, subfolder, source);
+  const { files: planned, unsafe } = selectModelFiles(listing, subfolder, source);
 
   const staging = join(modelsDir, `.${name}.partial`);
+  const destinations = planned.map((file) => placeInside(staging, file.target, path));
   await prepareStaging(staging, { repo, revision, subfolder }, planned);
   const present = await Promise.all(planned.map((file) => presentBytes(staging, file)));
   await checkFreeSpace(modelsDir, planned, present);
-  options.onEvent?.({ type: 'plan', repo, revision, files: planned.map((file, i) => ({ path: file.target, size: file.size, present: present[i] })) });
+  const files = planned.map((file, i) => ({ path: file.target, size: file.size, present: present[i] }));
+  options.onEvent?.({ type: 'plan', repo, revision, files, unsafe });
 
   const transfer = new Transfer(client, repo, revision, options);
-  for (const file of planned) await transfer.fetch(file, join(staging, file.target));
+  for (const [index, file] of planned.entries()) await transfer.fetch(file, destinations[index]);
 
   const manifest: PullManifest = {
     repo,
@@ -118,8 +120,8 @@ async function prepareStaging(staging: string, source: object, planned: PlannedF
   await writeFile(join(staging, SOURCE_FILE), sourceText);
 
   const keep = new Set([SOURCE_FILE, ...planned.flatMap((file) => [file.target, file.target + INCOMPLETE])]);
-  for (const path of await filesBelow(staging)) {
-    if (!keep.has(path)) await rm(join(staging, path), { force: true });
+  for (const file of await filesBelow(staging)) {
+    if (!keep.has(file)) await rm(join(staging, file), { force: true });
   }
 }
 
