@@ -1,8 +1,8 @@
 import { ConfigError, loadConfig, type RedisBackendConfig } from './config.ts';
-import { startBot, type RunningBot } from './discord/bot.ts';
+import { LOGGING_IN, startBot, type RunningBot } from './discord/bot.ts';
 import { describeError } from './discord/rest-errors.ts';
 import { BullJobQueue } from './queue/bullmq-queue.ts';
-import { loadConfigOrExit, startLogger } from './startup.ts';
+import { loadConfigOrExit, startHealthReport, startLogger } from './startup.ts';
 
 // `npm run bot`: the Discord front end alone. It loads no model; jobs go through Redis to `npm run worker` processes.
 
@@ -21,11 +21,14 @@ const logger = startLogger(config.logLevel);
 const queue = new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
 
 let bot: RunningBot | undefined;
+const health = startHealthReport(config.healthFile, logger, () => bot?.health() ?? LOGGING_IN);
+
 let stopping = false;
 async function stop(signal: NodeJS.Signals): Promise<void> {
   if (stopping) return;
   stopping = true;
   logger.info({ signal }, 'signal received: running and waiting jobs stay queued for the workers and the next bot');
+  await health?.stop();
   await bot?.shutdown();
   logger.info('bye');
   process.exit(0);

@@ -62,6 +62,7 @@ const environmentSchema = z.object({
   TOKEN_EXPIRY_MARGIN_MS: integer(0, 60_000),
   SHUTDOWN_TIMEOUT_MS: integer(0, 30_000),
   LOG_LEVEL: z.preprocess(emptyAsUndefined, z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')),
+  HEALTH_FILE: optional(z.string()),
 });
 
 export type Environment = z.infer<typeof environmentSchema>;
@@ -95,6 +96,8 @@ export interface BotConfig {
     shutdownTimeoutMs: number;
   };
   logLevel: Environment['LOG_LEVEL'];
+  /** Where the process reports its health for a container health check (`npm run healthcheck`); none when undefined. */
+  healthFile: string | undefined;
 }
 
 export interface RedisBackendConfig {
@@ -113,6 +116,7 @@ export interface WorkerConfig {
   stalledJobTimeoutMs: number;
   shutdownTimeoutMs: number;
   logLevel: Environment['LOG_LEVEL'];
+  healthFile: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -160,6 +164,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     },
     logLevel: e.LOG_LEVEL,
+    healthFile: e.HEALTH_FILE,
   };
 }
 
@@ -174,6 +179,7 @@ const workerSchema = environmentSchema.pick({
   STALLED_JOB_TIMEOUT_MS: true,
   SHUTDOWN_TIMEOUT_MS: true,
   LOG_LEVEL: true,
+  HEALTH_FILE: true,
 });
 
 /** The worker's share of the environment; REDIS_URL is required. */
@@ -185,6 +191,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
     stalledJobTimeoutMs: e.STALLED_JOB_TIMEOUT_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
+    healthFile: e.HEALTH_FILE,
   };
 }
 

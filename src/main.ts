@@ -1,12 +1,13 @@
 import { loadConfig } from './config.ts';
-import { startBot, type RunningBot } from './discord/bot.ts';
+import { LOGGING_IN, startBot, type RunningBot } from './discord/bot.ts';
 import { describeError } from './discord/rest-errors.ts';
+import { allHealthy } from './health/health-file.ts';
 import { BullJobQueue } from './queue/bullmq-queue.ts';
 import { LocalJobQueue } from './queue/local-queue.ts';
 import type { JobQueue } from './queue/types.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
-import { loadConfigOrExit, loadModelCatalogOrExit, startLogger } from './startup.ts';
+import { loadConfigOrExit, loadModelCatalogOrExit, startHealthReport, startLogger } from './startup.ts';
 
 // The all-in-one bot: Discord front end, job queue and the pipeline's worker thread in one process.
 
@@ -31,11 +32,14 @@ const worker =
     : undefined;
 
 let bot: RunningBot | undefined;
+const health = startHealthReport(config.healthFile, logger, () => allHealthy([bot?.health() ?? LOGGING_IN, ...(worker ? [worker.health()] : [])]));
+
 let stopping = false;
 async function stop(signal: NodeJS.Signals): Promise<void> {
   if (stopping) return;
   stopping = true;
   logger.info({ signal }, 'signal received');
+  await health?.stop();
   await bot?.shutdown();
   await worker?.close(config.timing.shutdownTimeoutMs);
   await pipeline.dispose();

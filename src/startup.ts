@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { ConfigError, type BotConfig } from './config.ts';
 import { createLogger } from './discord/logger.ts';
 import { describeError } from './discord/rest-errors.ts';
+import { reportHealth, type HealthReporter, type HealthStatus } from './health/health-file.ts';
 import { ModelCatalog } from './models/catalog.ts';
 import { resolveModelDir, TINY_MODEL_NOTICE } from './models/default-model.ts';
 import { autoPull, FIRST_RUN_HELP } from './models/first-run.ts';
@@ -41,4 +42,9 @@ export async function loadModelCatalogOrExit(model: BotConfig['model'], logger: 
     logger.fatal({ error: describeError(error) }, 'no usable model');
     process.exit(1);
   }
+}
+
+/** With HEALTH_FILE set, keeps that file saying what `probe` says, for the container's health check. */
+export function startHealthReport(path: string | undefined, logger: Logger, probe: () => HealthStatus): HealthReporter | undefined {
+  return path === undefined ? undefined : reportHealth({ path, probe, logger });
 }

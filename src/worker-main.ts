@@ -2,7 +2,7 @@ import { loadWorkerConfig } from './config.ts';
 import { describeError } from './discord/rest-errors.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
-import { loadConfigOrExit, loadModelCatalogOrExit, startLogger } from './startup.ts';
+import { loadConfigOrExit, loadModelCatalogOrExit, startHealthReport, startLogger } from './startup.ts';
 
 // `npm run worker`: one per GPU, on any machine that reaches Redis. Loads the model once and runs jobs one at a time.
 
@@ -13,10 +13,13 @@ const catalog = await loadModelCatalogOrExit(config.model, logger);
 const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider });
 const worker = new RemoteWorker({ redisUrl: config.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: config.stalledJobTimeoutMs, logger });
 
+const health = startHealthReport(config.healthFile, logger, () => worker.health());
+
 let stopping = false;
 async function stop(signal: NodeJS.Signals | undefined, code: number): Promise<void> {
   if (stopping) return;
   stopping = true;
+  await health?.stop();
   if (signal) logger.info({ signal }, 'signal received: finishing the running job, or handing it back to the queue');
   await worker.close(config.shutdownTimeoutMs);
   await pipeline.dispose();

@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Client, Events, GatewayIntentBits, MessageFlags, type Interaction } from 'discord.js';
+import { Client, Events, GatewayIntentBits, MessageFlags, Status, type Interaction } from 'discord.js';
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
+import type { HealthStatus } from '../health/health-file.ts';
 import type { DeliveryRecord, JobHandle, JobQueue } from '../queue/types.ts';
 import { DeliveryRegistry, type BotContext } from './bot-context.ts';
 import { handleButton } from './buttons.ts';
@@ -16,7 +17,12 @@ export interface RunningBot {
   readonly client: Client;
   /** Refuses new jobs, cancels the waiting ones (telling their users), finishes or aborts the running one, logs out. */
   shutdown(): Promise<void>;
+  /** Healthy while the gateway connection is up (every shard ready). */
+  health(): HealthStatus;
 }
+
+/** What a bot process reports before startBot has returned. */
+export const LOGGING_IN: HealthStatus = { healthy: false, detail: 'logging in to Discord' };
 
 /** Logs in at once; commands are accepted while the model loads (their jobs wait in the queue). */
 export async function startBot(options: { config: BotConfig; queue: JobQueue; logger: Logger; commandsDir?: string }): Promise<RunningBot> {
@@ -58,7 +64,20 @@ export async function startBot(options: { config: BotConfig; queue: JobQueue; lo
       await client.destroy();
       logger.info('logged out of Discord');
     },
+    health: () => gatewayHealth(client),
   };
+}
+
+function gatewayHealth(client: Client): HealthStatus {
+  const shards = [...client.ws.shards.values()];
+  const down = shards.filter((shard) => shard.status !== Status.Ready);
+  if (shards.length === 0 || down.length > 0) {
+    const states = down.map((shard) => `shard ${shard.id} ${Status[shard.status]}`).join(', ');
+    return { healthy: false, detail: `Discord gateway not connected${states ? ` (${states})` : ''}` };
+  }
+  // The ping is -1 until the first heartbeat has been acknowledged.
+  const ping = client.ws.ping >= 0 ? ` (ping ${Math.round(client.ws.ping)} ms)` : '';
+  return { healthy: true, detail: `Discord gateway connected${ping}` };
 }
 
 /** Takes over a job another bot process queued (and left): progress and result go to its interaction (or its channel) as before. */

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
+import type { HealthStatus } from '../health/health-file.ts';
 import type { ModelCatalog } from '../models/catalog.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
 import { markStarted, release } from '../queue/bullmq-fairness.ts';
@@ -70,6 +71,8 @@ export class RemoteWorker {
   private heartbeat: NodeJS.Timeout | undefined;
   private closing = false;
   private reachable = true;
+  /** When a heartbeat last reached Redis (ms since the epoch); 0 before the first one. */
+  private lastHeartbeatAt = 0;
 
   constructor(private readonly options: RemoteWorkerOptions) {
     this.log = options.logger.child({ workerId: this.id });
@@ -149,7 +152,22 @@ export class RemoteWorker {
       .set(KEYS.worker(this.id), JSON.stringify(beat), 'EX', HEARTBEAT_TTL_S)
       .sadd(KEYS.workers, this.id)
       .exec()
+      .then(() => (this.lastHeartbeatAt = Date.now()))
       .catch((error: unknown) => this.log.debug({ error: String(error) }, 'heartbeat failed'));
+  }
+
+  /**
+   * Healthy while its heartbeat reaches Redis, i.e. while the bot counts this worker in (a heartbeat lives
+   * HEARTBEAT_TTL_S). Loading the model is healthy: the worker is doing what it should.
+   */
+  health(): HealthStatus {
+    const work = this.closing ? 'stopping' : this.model ? `model ${this.model.name} loaded` : 'loading the model';
+    if (this.lastHeartbeatAt === 0) return { healthy: false, detail: `no heartbeat has reached Redis yet; ${work}` };
+    const age = Date.now() - this.lastHeartbeatAt;
+    if (this.closing || age > HEARTBEAT_TTL_S * 1000) {
+      return { healthy: false, detail: `last heartbeat reached Redis ${Math.round(age / 1000)} s ago; ${work}` };
+    }
+    return { healthy: true, detail: `heartbeat reached Redis ${Math.round(age / 1000)} s ago; ${work}` };
   }
 
   private abortIfRunning(jobId: string, reason: CancelReason): void {
