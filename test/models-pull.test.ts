@@ -231,6 +231,20 @@ describe('model:pull against a mock hub', () => {
     expect(await autoPull({ preset: '', modelsDir })).toBeUndefined();
     await expect(autoPull({ preset: 'sd-9', modelsDir })).rejects.toThrow(/AUTO_PULL=sd-9 is not a preset; use one of sd-turbo, sd-1\.5/);
   });
+
+  it('model:pull --auto pulls the AUTO_PULL preset unless it is installed, and nothing without AUTO_PULL', async () => {
+    const first = await cli('src/cli/model-pull.ts', ['--auto'], { HF_ENDPOINT: hub.url, AUTO_PULL: 'sd-turbo' });
+    expect(first.stdout).toMatch(/sd-turbo is installed\.\n$/);
+    expect((await listInstalledModels(modelsDir)).map((model) => model.name)).toEqual(['sd-turbo']);
+    hub.log.length = 0;
+    const again = await cli('src/cli/model-pull.ts', ['--auto'], { HF_ENDPOINT: hub.url, AUTO_PULL: 'sd-turbo' });
+    expect(again.stdout).toMatch(/sd-turbo is installed\.\n$/);
+    expect(hub.log).toEqual([]);
+    const unset = await cli('src/cli/model-pull.ts', ['--auto'], { HF_ENDPOINT: hub.url, AUTO_PULL: '' });
+    expect(unset.stdout).toBe('AUTO_PULL is not set: nothing to pull.\n');
+    const both = await cli('src/cli/model-pull.ts', ['--auto', 'sd-1.5'], { AUTO_PULL: 'sd-turbo' }).catch((error: { code: number; stderr: string }) => error);
+    expect(both).toMatchObject({ code: 2, stderr: expect.stringContaining('name no model with it') });
+  });
 });
 
 describe('model:pull against a hostile hub', () => {

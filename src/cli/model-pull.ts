@@ -1,7 +1,9 @@
 // npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
 // npm run model:pull -- --list
+// npm run model:pull -- --auto
 import { mkdir } from 'node:fs/promises';
 import { config as loadDotenv } from 'dotenv';
+import { autoPull } from '../models/first-run.ts';
 import { checkRepoId } from '../models/hub-client.ts';
 import { defaultModelsDir } from '../models/installed.ts';
 import { PRESETS, findPreset } from '../models/presets.ts';
@@ -12,7 +14,10 @@ import { UsageError, parseCommandLineArgs } from './command-line.ts';
 
 const USAGE = `Usage: npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
        npm run model:pull -- --list
+       npm run model:pull -- --auto
 Downloads a diffusers ONNX Stable Diffusion model from the Hugging Face hub into models/<name>.
+--auto pulls the AUTO_PULL preset unless it is installed (what npm start does first), and nothing without AUTO_PULL:
+a container set-up runs it once before starting the workers that share the models.
 HF_TOKEN: access token for gated or private repositories. HF_ENDPOINT: another hub (a mirror). MODELS_DIR: where models go.`;
 
 function presetTable(): string {
@@ -37,9 +42,14 @@ function parseCommandLine(argv: string[]) {
     name: { type: 'string' },
     force: { type: 'boolean' },
     list: { type: 'boolean' },
+    auto: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help || values.list) return { show: values.help ? USAGE : presetTable() } as const;
+  if (values.auto) {
+    if (positionals.length > 0) throw new UsageError('--auto pulls the AUTO_PULL preset; name no model with it');
+    return { auto: true } as const;
+  }
   if (positionals.length !== 1) {
     throw new UsageError(positionals.length === 0 ? 'name a preset or a repository (npm run model:pull -- --list shows the presets)' : `expected one preset or repository, got ${positionals.length}`);
   }
@@ -68,6 +78,11 @@ async function main(): Promise<number> {
   const args = parseCommandLine(process.argv.slice(2));
   if ('show' in args) {
     process.stdout.write(`${args.show}\n`);
+    return 0;
+  }
+  if ('auto' in args) {
+    const dir = await autoPull();
+    process.stdout.write(dir ? `${displayPath(dir)} is installed.\n` : 'AUTO_PULL is not set: nothing to pull.\n');
     return 0;
   }
   const modelsDir = defaultModelsDir();
