@@ -48,7 +48,7 @@ describe.runIf(fixturesPresent)('ClipTokenizer on the real CLIP vocabulary', () 
 
   it('defaults to SD 1.x settings: 77 ids, padded with <|endoftext|>', () => {
     expect(tokenizer.maxLength).toBe(77);
-    expect(tokenizer.padTokenId).toBe(EOS);
+    expect(tokenizer.ids.pad).toBe(EOS);
     expect(tokenizer.encode('')).toEqual([BOS, ...new Array(76).fill(EOS)]);
   });
 
@@ -80,7 +80,7 @@ describe.runIf(fixturesPresent)('ClipTokenizer on the real CLIP vocabulary', () 
       true,
     );
     const sd2 = await ClipTokenizer.fromDirectory(dir);
-    expect(sd2.padTokenId).toBe(0);
+    expect(sd2.ids.pad).toBe(0);
     // diffusers issue #4153 prints these ids for "! !! !!!" with the SD 2.x/XL tokenizer.
     expect(sd2.encode('! !! !!!')).toEqual([BOS, 0, 0, 0, 0, 0, 0, EOS, ...new Array(69).fill(0)]);
   });
@@ -98,7 +98,7 @@ describe('ClipTokenizer settings and errors (tiny vocabulary)', () => {
     });
     const tokenizer = await ClipTokenizer.fromDirectory(dir);
     expect(tokenizer.maxLength).toBe(6);
-    expect(tokenizer.padTokenId).toBe(0);
+    expect(tokenizer.ids.pad).toBe(0);
     expect(tokenizer.encode('AB')).toEqual([7, 6, 8, 0, 0, 0]);
     expect(tokenizer.encode('ab ab ab ab ab')).toEqual([7, 6, 6, 6, 6, 8]);
   });
@@ -106,7 +106,7 @@ describe('ClipTokenizer settings and errors (tiny vocabulary)', () => {
   it('without config files pads with <|endoftext|> and keeps "!" an ordinary word', async () => {
     const tokenizer = await ClipTokenizer.fromDirectory(await tokenizerDir({ 'vocab.json': vocab, 'merges.txt': merges }));
     expect(tokenizer.maxLength).toBe(77);
-    expect(tokenizer.padTokenId).toBe(8);
+    expect(tokenizer.ids.pad).toBe(8);
     expect(tokenizer.encode('ab!')).toEqual([7, 6, 5, 8, ...new Array(73).fill(8)]);
   });
 

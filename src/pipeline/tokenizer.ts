@@ -15,17 +15,13 @@ import { Tokenizer } from '@huggingface/tokenizers';
  * forms, CJK ideographs, invisible format characters); ordinary prompts give the same ids either way.
  */
 export class ClipTokenizer {
-  readonly maxLength: number;
-  readonly padTokenId: number;
-  private readonly eosTokenId: number;
-  private readonly tokenizer: Tokenizer;
-
-  private constructor(tokenizer: Tokenizer, maxLength: number, padTokenId: number, eosTokenId: number) {
-    this.tokenizer = tokenizer;
-    this.maxLength = maxLength;
-    this.padTokenId = padTokenId;
-    this.eosTokenId = eosTokenId;
-  }
+  private constructor(
+    private readonly tokenizer: Tokenizer,
+    readonly maxLength: number,
+    readonly ids: SpecialTokenIds,
+    /** The id of `,</w>`, where a long prompt's chunks may be cut (undefined in a vocabulary without it). */
+    readonly commaTokenId: number | undefined,
+  ) {}
 
   /** `dir` is a model's `tokenizer/` folder; reads only local files. */
   static async fromDirectory(dir: string): Promise<ClipTokenizer> {
@@ -65,20 +61,31 @@ export class ClipTokenizer {
     };
 
     const tokenizer = new Tokenizer(clipDefinition(vocab, merges, special, ids), {});
-    return new ClipTokenizer(tokenizer, readMaxLength(tokenizerConfig, dir), ids.pad, ids.eos);
+    return new ClipTokenizer(tokenizer, readMaxLength(tokenizerConfig, dir), ids, vocab[',</w>']);
   }
 
   /** Exactly `maxLength` ids: BOS, the prompt's tokens, EOS, then padding; too long a prompt is cut, keeping EOS last. */
   encode(text: string): number[] {
-    if (typeof text !== 'string') throw new TypeError(`ClipTokenizer.encode expects a string, got ${typeof text}`);
-    const ids = this.tokenizer.encode(applyBasicTokenizerCleanup(text)).ids;
-    if (ids.length > this.maxLength) {
-      ids.length = this.maxLength;
-      ids[this.maxLength - 1] = this.eosTokenId;
-    }
-    while (ids.length < this.maxLength) ids.push(this.padTokenId);
+    const ids = this.tokenize(text);
+    if (ids.length > this.maxLength - 2) ids.length = this.maxLength - 2;
+    ids.unshift(this.ids.bos);
+    ids.push(this.ids.eos);
+    while (ids.length < this.maxLength) ids.push(this.ids.pad);
     return ids;
   }
+
+  /** The text's token ids alone: no BOS/EOS, no padding, never cut (what `tokenizer(text, add_special_tokens=False)` gives). */
+  tokenize(text: string): number[] {
+    if (typeof text !== 'string') throw new TypeError(`ClipTokenizer expects a string, got ${typeof text}`);
+    return this.tokenizer.encode(applyBasicTokenizerCleanup(text), { add_special_tokens: false }).ids;
+  }
+}
+
+export interface SpecialTokenIds {
+  bos: number;
+  eos: number;
+  pad: number;
+  unk: number;
 }
 
 /** transformers' CLIPTokenizer reads only this many merges (vocab size 49152 minus 256 bytes and 2 specials). */
@@ -93,13 +100,13 @@ const CLIP_WORD_PATTERN =
 /**
  * The tokenizer.json that transformers' CLIPTokenizerFast would hold for these files: NFC, whitespace runs
  * to one space, lower-case; split with CLIP's regex; byte-level symbols; BPE whose last symbol of a word
- * carries `</w>`; BOS/EOS around the result. Encode-only, so no decoder.
+ * carries `</w>`. BOS, EOS and padding are added by `encode`; encode-only, so no decoder.
  */
 function clipDefinition(
   vocab: Record<string, number>,
   merges: [string, string][],
   special: { bos: string; eos: string; pad: string; unk: string },
-  ids: { bos: number; eos: number; pad: number; unk: number },
+  ids: SpecialTokenIds,
 ): object {
   // Every special token is matched whole before BPE, as the slow tokenizer does. For SD 2.x that includes
   // its pad token "!", so a "!" in a prompt becomes id 0 exactly as in diffusers (diffusers issue #4153).
@@ -123,7 +130,7 @@ function clipDefinition(
       ],
     },
     model: { type: 'BPE', vocab, merges, unk_token: special.unk, end_of_word_suffix: '</w>' },
-    post_processor: { type: 'RobertaProcessing', cls: [special.bos, ids.bos], sep: [special.eos, ids.eos] },
+    post_processor: null,
     decoder: null,
   };
 }
