@@ -4,6 +4,7 @@
 // drifts (other work on it) slows every arm alike.
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
+import { fuseAttention } from '../pipeline/attention-fusion.ts';
 import { createSession } from '../pipeline/onnx-model.ts';
 import { peakRssBytes } from './machine.ts';
 
@@ -76,7 +77,8 @@ export async function runTrial(trial: SessionTrial): Promise<TrialResult> {
   const loaded = [];
   for (const arm of trial.arms) {
     const loadStarted = performance.now();
-    const { session } = await createSession(join(trial.modelDir, trial.part, 'model.onnx'), arm.options, arm.fuseAttention);
+    const fuse = arm.fuseAttention ? (model: Parameters<typeof fuseAttention>[0]) => fuseAttention(model) > 0 : undefined;
+    const { session } = await createSession(join(trial.modelDir, trial.part, 'model.onnx'), arm.options, fuse);
     loaded.push({ session, inputs: feeds(trial, arm.batch, session), loadMs: performance.now() - loadStarted, runMs: [] as number[] });
   }
   const rssAfterLoadBytes = process.memoryUsage.rss();

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import onnxProto from 'onnx-proto';
+import type { onnx as OnnxTypes } from 'onnx-proto';
 import ort from 'onnxruntime-node';
 import { fuseAttention } from './attention-fusion.ts';
 import { float16ToFloat32, float32ToFloat16 } from './float16.ts';
@@ -42,15 +43,23 @@ export class OnnxModel {
     readonly fusedAttentions: number,
   ) {}
 
-  static async load(path: string, label: string, options: ModelLoadOptions): Promise<OnnxModel> {
+  /** `edit` changes the graph before the session is made (see createSession). */
+  static async load(path: string, label: string, options: ModelLoadOptions, edit?: GraphEdit): Promise<OnnxModel> {
     if (!existsSync(path)) throw new Error(`${label}: missing ${path}`);
     try {
+      let fusedAttentions = 0;
       const fuse = options.fuseAttention && options.executionProvider === 'cpu';
-      const { session, fusedAttentions } = await createSession(path, sessionOptions(options.executionProvider), fuse);
-      return new OnnxModel(label, session, options.clock, fusedAttentions);
+      const fusion: GraphEdit | undefined = fuse ? (model) => (fusedAttentions = fuseAttention(model)) > 0 : undefined;
+      const edits = [fusion, edit].filter((candidate) => candidate !== undefined);
+      const { session, edited } = await createSession(path, sessionOptions(options.executionProvider), edits.length > 0 ? (model) => edits.map((apply) => apply(model)).some(Boolean) : undefined);
+      return new OnnxModel(label, session, options.clock, edited ? fusedAttentions : 0);
     } catch (error) {
       throw new Error(`${label}: onnxruntime could not load ${path}: ${(error as Error).message}`);
     }
+  }
+
+  hasInput(name: string): boolean {
+    return this.session.inputNames.includes(name);
   }
 
   input(name: string): TensorInputMetadata {
@@ -94,33 +103,36 @@ export class OnnxModel {
   }
 }
 
+/** Changes a decoded graph in place; returns whether it changed anything. */
+export type GraphEdit = (model: OnnxTypes.IModelProto) => boolean;
+
 /**
- * A session for one graph file; with `fuse`, its attention is fused first (for the CPU: see attention-fusion.ts).
- * Should onnxruntime refuse the fused graph, the file is loaded as it is: slower and larger, but it runs.
+ * A session for one graph file; with `edit`, the graph is decoded and edited first (attention fused for the CPU,
+ * see attention-fusion.ts; inputs added, see token-embedding-override.ts). Should onnxruntime refuse the edited
+ * graph, the file is loaded as it is (`edited` false): slower and larger, or without the added inputs, but it runs.
  */
 export async function createSession(
   path: string,
   options: ort.InferenceSession.SessionOptions,
-  fuse: boolean,
-): Promise<{ session: ort.InferenceSession; fusedAttentions: number }> {
-  if (fuse) {
+  edit?: GraphEdit,
+): Promise<{ session: ort.InferenceSession; edited: boolean }> {
+  if (edit) {
     const model = onnx.ModelProto.decode(await readFile(path));
-    const fusedAttentions = fuseAttention(model);
-    const extra = (options.extra ?? {}) as { session?: Record<string, unknown> };
-    if (fusedAttentions > 0) {
+    if (edit(model)) {
+      const extra = (options.extra ?? {}) as { session?: Record<string, unknown> };
       try {
         const session = await ort.InferenceSession.create(onnx.ModelProto.encode(model).finish(), {
           ...options,
           // Loaded from bytes, the graph's external weights are found relative to this folder.
           extra: { ...extra, session: { ...extra.session, model_external_initializers_file_folder_path: dirname(path) } },
         });
-        return { session, fusedAttentions };
+        return { session, edited: true };
       } catch {
         // fall through to the graph as exported
       }
     }
   }
-  return { session: await ort.InferenceSession.create(path, options), fusedAttentions: 0 };
+  return { session: await ort.InferenceSession.create(path, options), edited: false };
 }
 
 /**

@@ -3,6 +3,8 @@ import { parseSeed, randomSeed, TorchGenerator } from '../random/torch-generator
 import { createScheduler } from '../schedulers/index.ts';
 import { describeModel, readModelConfig, type ModelConfig } from './model-config.ts';
 import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
+import { EmbeddingLibrary } from '../models/embeddings.ts';
+import { MAX_PROMPT_CHUNKS, PromptEncoder, type TokenizedPrompt } from './prompt-encoder.ts';
 import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
 import { ClipTokenizer } from './tokenizer.ts';
 import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from './types.ts';
@@ -15,6 +17,8 @@ export interface PipelineOptions {
   fuseAttention?: boolean;
   /** Told the duration of every onnxruntime session.run, by model label ('text_encoder', 'unet', 'vae_decoder'). */
   onOnnxRun?: (label: string, ms: number) => void;
+  /** A folder of textual-inversion embeddings (.safetensors), read again whenever its contents change. */
+  embeddingsDir?: string;
 }
 
 export interface GenerateOptions extends GenerateRequest {
@@ -41,7 +45,8 @@ const MAX_SIDE = 2048;
 export class StableDiffusionPipeline {
   private constructor(
     private readonly config: ModelConfig,
-    private readonly tokenizer: ClipTokenizer,
+    private readonly prompts: PromptEncoder,
+    private readonly embeddings: EmbeddingLibrary | undefined,
     private readonly textEncoder: TextEncoder,
     private readonly unet: UNet,
     private readonly vae: VaeDecoder,
@@ -59,7 +64,10 @@ export class StableDiffusionPipeline {
     const unet = await UNet.load(config.dir, loadOptions);
     const vae = await VaeDecoder.load(config.dir, loadOptions);
     const info = describeModel(config, unet.fixedLatentSize, unet.precision);
-    return new StableDiffusionPipeline(config, tokenizer, textEncoder, unet, vae, clock, info);
+    const maxChunks = unet.fixedContextLength === undefined ? MAX_PROMPT_CHUNKS : Math.max(1, Math.floor(unet.fixedContextLength / tokenizer.maxLength));
+    const prompts = new PromptEncoder(tokenizer, textEncoder, maxChunks);
+    const embeddings = options.embeddingsDir === undefined ? undefined : new EmbeddingLibrary(options.embeddingsDir);
+    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoder, unet, vae, clock, info);
   }
 
   async generate(options: GenerateOptions): Promise<GenerateOutput> {
@@ -69,13 +77,17 @@ export class StableDiffusionPipeline {
     const settings = this.checkInputs(options, entry.name);
     const doGuidance = settings.guidanceScale > 1;
 
+    if (this.embeddings) this.prompts.useEmbeddings(await this.embeddings.current());
     const tokenizeStarted = performance.now();
-    const promptIds = this.tokenizer.encode(settings.prompt);
-    const negativeIds = doGuidance ? this.tokenizer.encode(settings.negativePrompt) : undefined;
+    const syntax = options.promptSyntax ?? 'a1111';
+    const prompt = this.prompts.tokenize(settings.prompt, syntax, 'prompt');
+    const negative = doGuidance ? this.prompts.tokenize(settings.negativePrompt, syntax, 'negative prompt') : undefined;
     const tokenizeMs = performance.now() - tokenizeStarted;
+    const embeddingsUsed = PromptEncoder.embeddingsUsed(prompt, ...(negative ? [negative] : []));
+    if (embeddingsUsed.length > 0) settings.embeddings = embeddingsUsed;
 
     const encodeStarted = performance.now();
-    const context = this.unet.contextTensor(await this.encodePrompt(promptIds, negativeIds));
+    const context = this.unet.contextTensor(await this.encodePrompt(prompt, negative));
     const textEncoderMs = performance.now() - encodeStarted;
 
     scheduler.setTimesteps(settings.steps);
@@ -167,16 +179,14 @@ export class StableDiffusionPipeline {
     }
   }
 
-  /** [uncond, cond] stacked as one batch-2 context when guidance is on, else the prompt's alone. */
-  private async encodePrompt(promptIds: number[], negativeIds: number[] | undefined): Promise<TextEmbedding> {
-    const prompt = await this.textEncoder.encode(promptIds);
+  /** [uncond, cond] stacked as one batch-2 context when guidance is on (padded to the same length), else the prompt's alone. */
+  private async encodePrompt(prompt: TokenizedPrompt, negative: TokenizedPrompt | undefined): Promise<TextEmbedding> {
+    const context = negative ? await this.prompts.encodePair(prompt, negative) : await this.prompts.encode(prompt);
     const expectedWidth = this.unet.contextWidth;
-    if (expectedWidth !== undefined && prompt.width !== expectedWidth) {
-      throw new Error(`text_encoder gives ${prompt.width}-wide embeddings but the unet expects ${expectedWidth}: the model's parts do not belong together`);
+    if (expectedWidth !== undefined && context.width !== expectedWidth) {
+      throw new Error(`text_encoder gives ${context.width}-wide embeddings but the unet expects ${expectedWidth}: the model's parts do not belong together`);
     }
-    if (!negativeIds) return prompt;
-    const negative = await this.textEncoder.encode(negativeIds);
-    return { ...prompt, data: concat(negative.data, prompt.data) };
+    return context;
   }
 
   private prepareLatents(generator: TorchGenerator, size: LatentSize, initNoiseSigma: number): Float32Array {

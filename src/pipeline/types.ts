@@ -1,7 +1,16 @@
+/**
+ * How a prompt's text is read: `a1111` (the default) is AUTOMATIC1111's syntax — `(word:1.3)`, `[word]`, BREAK,
+ * prompts beyond 75 tokens in chunks, textual-inversion embeddings by name; `plain` is diffusers' reading — the
+ * text as it is, cut after 75 tokens.
+ */
+export type PromptSyntax = 'a1111' | 'plain';
+export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['a1111', 'plain'];
+
 /** What a caller asks of the pipeline. Everything but the prompt has a model-dependent default. */
 export interface GenerateRequest {
   prompt: string;
   negativePrompt?: string;
+  promptSyntax?: PromptSyntax;
   steps?: number;
   guidanceScale?: number;
   /** 0..2^64-1 as a decimal string or bigint (torch accepts 64-bit seeds); random when absent. */
@@ -24,6 +33,8 @@ export interface GenerationSettings {
   /** The AUTOMATIC1111-style display name of the scheduler, e.g. "Euler a". */
   scheduler: string;
   model: string;
+  /** The textual-inversion embeddings the prompt and negative prompt used, by name (absent: none). */
+  embeddings?: string[];
 }
 
 export interface StageTimings {

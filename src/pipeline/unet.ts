@@ -32,6 +32,8 @@ export class UNet {
     readonly fixedLatentSize: LatentSize | undefined,
     /** The context width the U-Net's cross-attention expects, when the export states it. */
     readonly contextWidth: number | undefined,
+    /** Set when the graph was exported for one context length (77 tokens) only; long prompts need a dynamic one. */
+    readonly fixedContextLength: number | undefined,
   ) {}
 
   get precision(): 'fp32' | 'fp16' {
@@ -52,7 +54,7 @@ export class UNet {
       typeof latentHeight === 'number' && typeof latentWidth === 'number' && latentHeight > 0 && latentWidth > 0
         ? { height: latentHeight, width: latentWidth }
         : undefined;
-    const width = context.shape[2];
+    const [, contextLength, width] = context.shape;
     return new UNet(
       model,
       floatTensorType(sample),
@@ -62,6 +64,7 @@ export class UNet {
       model.outputName('out_sample'),
       fixedLatentSize,
       typeof width === 'number' && width > 0 ? width : undefined,
+      typeof contextLength === 'number' && contextLength > 0 ? contextLength : undefined,
     );
   }
 

@@ -3,6 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { formatParameters } from '../image/parameters.ts';
 import { encodePng } from '../image/png.ts';
+import { defaultEmbeddingsDir } from '../models/embeddings.ts';
 import { StableDiffusionPipeline } from '../pipeline/pipeline.ts';
 import type { FromWorker, PipelineThreadOptions, ToWorker } from './protocol.ts';
 
@@ -14,7 +15,10 @@ function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer);
 }
 
-const loading = StableDiffusionPipeline.fromPretrained(options.modelDir, { executionProvider: options.executionProvider });
+const loading = StableDiffusionPipeline.fromPretrained(options.modelDir, {
+  executionProvider: options.executionProvider,
+  embeddingsDir: options.embeddingsDir ?? defaultEmbeddingsDir(),
+});
 loading.then(
   (pipeline) => send({ type: 'ready', info: pipeline.info }),
   (error: Error) => send({ type: 'load-error', message: error.message }),

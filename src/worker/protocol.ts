@@ -4,6 +4,8 @@ import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, Step
 export interface PipelineThreadOptions {
   modelDir: string;
   executionProvider?: ExecutionProvider;
+  /** Textual-inversion embeddings; EMBEDDINGS_DIR or `<repo>/embeddings` when absent. */
+  embeddingsDir?: string;
 }
 
 export interface GenerateResult {
