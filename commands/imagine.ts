@@ -1,5 +1,6 @@
 import { MessageFlags, SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import { parseSize } from '../src/config.ts';
+import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
 import { listInstalledModels } from '../src/models/installed.ts';
 import { offeredSizes, sizeLabel } from '../src/queue/generation-policy.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type ImagineOptions } from '../src/queue/types.ts';
@@ -21,7 +22,7 @@ export const data = new SlashCommandBuilder()
   .setName('imagine')
   .setDescription('Draw an image from a text prompt with Stable Diffusion')
   .addStringOption((option) =>
-    option.setName('prompt').setDescription('What to draw').setRequired(true).setMaxLength(MAX_PROMPT_LENGTH),
+    option.setName('prompt').setDescription('What to draw: (word:1.3) weighs a word; end with --ar 16:9, --no text, --seed 42').setRequired(true).setMaxLength(MAX_PROMPT_LENGTH),
   )
   .addStringOption((option) =>
     option.setName('negative_prompt').setDescription('What to keep out of the image').setMaxLength(MAX_PROMPT_LENGTH),
@@ -52,7 +53,7 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
   try {
     options = readOptions(interaction);
   } catch (error) {
-    // What a client sent that the Discord client would never have (a wrong type, a malformed size).
+    // A malformed inline parameter, or what a client sent that the Discord client would never have (a wrong type, a malformed size).
     const content = `⚠️ ${error instanceof Error ? error.message : String(error)}`;
     await interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
     return;
@@ -60,18 +61,22 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
   await startJob(interaction, options, context);
 }
 
+/** The command's options; Midjourney-style parameters at the end of the prompt fill in those the command leaves out. */
 function readOptions(interaction: ChatInputCommandInteraction): ImagineOptions {
   const sizeText = interaction.options.getString('size');
   const size = sizeText === null ? undefined : parseSize(sizeText);
   if (sizeText !== null && !size) throw new Error(`size "${sizeText}" is not WIDTHxHEIGHT, e.g. 512x768.`);
   const seed = interaction.options.getInteger('seed');
+  const { prompt, parameters: inline } = extractInlineParameters(interaction.options.getString('prompt') ?? '');
+  const negativePrompt = [interaction.options.getString('negative_prompt'), inline.no].filter(Boolean).join(', ');
   return {
-    prompt: interaction.options.getString('prompt') ?? '',
-    negativePrompt: interaction.options.getString('negative_prompt') ?? undefined,
-    seed: seed === null ? undefined : String(seed),
-    steps: interaction.options.getInteger('steps') ?? undefined,
-    guidance: interaction.options.getNumber('guidance') ?? undefined,
+    prompt,
+    negativePrompt: negativePrompt || undefined,
+    seed: seed === null ? inline.seed : String(seed),
+    steps: interaction.options.getInteger('steps') ?? inline.steps,
+    guidance: interaction.options.getNumber('guidance') ?? inline.guidance,
     size,
+    ...(size === undefined && inline.aspectRatio ? { aspectRatio: inline.aspectRatio } : {}),
     scheduler: interaction.options.getString('scheduler') ?? undefined,
     model: interaction.options.getString('model') ?? undefined,
     count: interaction.options.getInteger('count') ?? 1,

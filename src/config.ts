@@ -1,6 +1,9 @@
+import { statSync } from 'node:fs';
 import { z } from 'zod';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from './pipeline/onnx-model.ts';
+import { defaultEmbeddingsDir } from './models/embeddings.ts';
 import { PRESETS } from './models/presets.ts';
+import { PROMPT_SYNTAXES } from './pipeline/types.ts';
 import type { GenerationPolicy, ImageSize } from './queue/types.ts';
 
 export function parseSize(text: string): ImageSize | undefined {
@@ -8,6 +11,10 @@ export function parseSize(text: string): ImageSize | undefined {
   if (!match) return undefined;
   const size = { width: Number(match[1]), height: Number(match[2]) };
   return size.width > 0 && size.height > 0 ? size : undefined;
+}
+
+function isDirectory(path: string): boolean {
+  return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
 }
 
 const snowflake = z.string({ error: 'is required' }).regex(/^\d{17,20}$/, 'must be a Discord ID (17 to 20 digits)');
@@ -51,6 +58,8 @@ const environmentSchema = z.object({
         }),
       ),
   ),
+  PROMPT_SYNTAX: z.preprocess(emptyAsUndefined, z.enum(PROMPT_SYNTAXES, { error: `must be one of ${PROMPT_SYNTAXES.join(', ')}` }).default('a1111')),
+  EMBEDDINGS_DIR: optional(z.string().refine(isDirectory, 'must be an existing folder (of textual-inversion .safetensors files)')),
   MAX_QUEUE: integer(1, 20),
   MAX_JOBS_PER_USER: integer(1, 2),
   QUEUE_BACKEND: z.preprocess(emptyAsUndefined, z.enum(['local', 'bullmq']).default('local')),
@@ -86,6 +95,8 @@ export interface BotConfig {
     autoPull: string | undefined;
   };
   generation: GenerationPolicy;
+  /** The textual-inversion embeddings /embeddings lists (the pipeline thread reads the same EMBEDDINGS_DIR). */
+  embeddingsDir: string;
   queue: { maxQueue: number; maxJobsPerUser: number };
   /** Where jobs run: this process's pipeline thread, or workers reached through Redis. */
   backend: { kind: 'local' } | RedisBackendConfig;
@@ -154,7 +165,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       defaultScheduler: e.DEFAULT_SCHEDULER,
       defaultSize: e.DEFAULT_SIZE,
       sizes: e.SIZES,
+      promptSyntax: e.PROMPT_SYNTAX,
     },
+    embeddingsDir: defaultEmbeddingsDir(env),
     queue: { maxQueue: e.MAX_QUEUE, maxJobsPerUser: e.MAX_JOBS_PER_USER },
     backend,
     timing: {
@@ -176,6 +189,7 @@ const workerSchema = environmentSchema.pick({
   AUTO_PULL: true,
   HF_TOKEN: true,
   HF_ENDPOINT: true,
+  EMBEDDINGS_DIR: true,
   STALLED_JOB_TIMEOUT_MS: true,
   SHUTDOWN_TIMEOUT_MS: true,
   LOG_LEVEL: true,

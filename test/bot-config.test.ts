@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { parse } from 'dotenv';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, ENVIRONMENT_VARIABLES, loadConfig, parseSize } from '../src/config.ts';
@@ -24,6 +26,8 @@ describe('loadConfig', () => {
       '640x384',
       '384x640',
     ]);
+    expect(config.generation.promptSyntax).toBe('a1111');
+    expect(config.embeddingsDir).toBe(fileURLToPath(new URL('../embeddings', import.meta.url)));
   });
 
   it('reads every variable, treating empty ones as unset', () => {
@@ -47,7 +51,10 @@ describe('loadConfig', () => {
       TOKEN_EXPIRY_MARGIN_MS: '1000',
       SHUTDOWN_TIMEOUT_MS: '100',
       LOG_LEVEL: 'debug',
+      PROMPT_SYNTAX: 'plain',
+      EMBEDDINGS_DIR: tmpdir(),
     });
+    expect(config.embeddingsDir).toBe(tmpdir());
     expect(config.discord.apiUrl).toBe('http://127.0.0.1:8080/api');
     expect(config.discord.guildId).toBe('987654321098765432');
     expect(config.model).toEqual({ dir: '/models/sd15', executionProvider: 'cuda' });
@@ -62,6 +69,7 @@ describe('loadConfig', () => {
         { width: 64, height: 64 },
         { width: 96, height: 64 },
       ],
+      promptSyntax: 'plain',
     });
     expect(config.queue).toEqual({ maxQueue: 5, maxJobsPerUser: 1 });
     expect(config.timing.interactionTokenTtlMs).toBe(5000);
@@ -71,16 +79,26 @@ describe('loadConfig', () => {
   it('names each variable that is wrong', () => {
     let error: unknown;
     try {
-      loadConfig({ DISCORD_APPLICATION_ID: 'abc', EXECUTION_PROVIDER: 'tpu', MAX_QUEUE: 'many', SIZES: '512x512,big', DISCORD_API_URL: 'localhost' });
+      loadConfig({
+        DISCORD_APPLICATION_ID: 'abc',
+        EXECUTION_PROVIDER: 'tpu',
+        MAX_QUEUE: 'many',
+        SIZES: '512x512,big',
+        DISCORD_API_URL: 'localhost',
+        PROMPT_SYNTAX: 'midjourney',
+        EMBEDDINGS_DIR: '/no/such/folder',
+      });
     } catch (caught) {
       error = caught;
     }
     expect(error).toBeInstanceOf(ConfigError);
     const message = (error as Error).message;
-    for (const name of ['DISCORD_TOKEN', 'DISCORD_APPLICATION_ID', 'EXECUTION_PROVIDER', 'MAX_QUEUE', 'SIZES', 'DISCORD_API_URL']) {
+    for (const name of ['DISCORD_TOKEN', 'DISCORD_APPLICATION_ID', 'EXECUTION_PROVIDER', 'MAX_QUEUE', 'SIZES', 'DISCORD_API_URL', 'PROMPT_SYNTAX', 'EMBEDDINGS_DIR']) {
       expect(message).toMatch(new RegExp(`^  ${name}: `, 'm'));
     }
     expect(message).toContain('"big" is not WIDTHxHEIGHT');
+    expect(message).toContain('PROMPT_SYNTAX: must be one of a1111, plain');
+    expect(message).toContain('EMBEDDINGS_DIR: must be an existing folder');
   });
 
   it('refuses defaults above their limits', () => {

@@ -41,6 +41,7 @@ const policy: GenerationPolicy = {
     { width: 512, height: 768 },
     { width: 500, height: 500 },
   ],
+  promptSyntax: 'a1111',
 };
 
 function deferred<T>() {

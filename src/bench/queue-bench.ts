@@ -80,6 +80,7 @@ export async function runQueueBench(options: QueueBenchOptions, onProgress: (lin
       defaultScheduler: undefined,
       defaultSize: size,
       sizes: [size],
+      promptSyntax: 'a1111',
     };
     const probes = 1000;
     const queue = new LocalJobQueue({ generator: pipeline, policy, maxQueue: options.jobs + probes, maxJobsPerUser: options.jobs });

@@ -13,6 +13,7 @@ const FIELD = {
   scheduler: 'Scheduler',
   size: 'Size',
   model: 'Model',
+  embeddings: 'Embeddings',
   time: 'Time',
 } as const;
 
@@ -33,6 +34,7 @@ export function resultEmbed(result: JobResult): EmbedBuilder {
       { name: FIELD.scheduler, value: first.scheduler, inline: true },
       { name: FIELD.size, value: `${first.width}x${first.height}`, inline: true },
       { name: FIELD.model, value: first.model || UNKNOWN_MODEL, inline: true },
+      ...(first.embeddings ? [{ name: FIELD.embeddings, value: first.embeddings.join(', '), inline: true }] : []),
       { name: FIELD.time, value: `${(result.elapsedMs / 1000).toFixed(1)} s`, inline: true },
     );
   return embed;

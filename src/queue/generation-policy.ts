@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import type { ModelCatalog } from '../models/catalog.ts';
+import { PromptSyntaxError, parsePromptAttention } from '../prompt/attention-parser.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { SCHEDULERS, SUPPORTED_CLASS_NAMES } from '../schedulers/index.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type GenerationPolicy, type ImageSize, type ImagineOptions } from './types.ts';
@@ -108,16 +109,19 @@ export function resolveRequests(options: ImagineOptions, policy: GenerationPolic
   if (options.guidance !== undefined && options.guidance > policy.maxGuidance) {
     throw new OptionError(`guidance must be between 0 and ${policy.maxGuidance}.`);
   }
-  const size = options.size ?? policy.defaultSize ?? { width: model.nativeWidth, height: model.nativeHeight };
   const sizes = offeredSizes(policy, model);
+  const size = options.size ?? (options.aspectRatio && nearestSize(sizes, options.aspectRatio)) ?? policy.defaultSize ?? { width: model.nativeWidth, height: model.nativeHeight };
   if (!sizes.some((offered) => offered.width === size.width && offered.height === size.height)) {
     throw new OptionError(`${sizeLabel(size)} is not a size ${model.name} offers; choose one of ${sizes.map(sizeLabel).join(', ')}.`);
   }
+  const promptSyntax = options.promptSyntax ?? policy.promptSyntax;
+  if (promptSyntax === 'a1111') checkWeights(options);
   const firstSeed = BigInt(options.seed ?? randomSeed());
   const scheduler = options.scheduler ?? policy.defaultScheduler;
   return Array.from({ length: options.count }, (_, index) => ({
     prompt: options.prompt,
     negativePrompt: options.negativePrompt ?? '',
+    promptSyntax,
     steps: options.steps ?? steps.default,
     guidanceScale: options.guidance ?? defaultGuidance(policy, model),
     seed: ((firstSeed + BigInt(index)) % SEED_LIMIT).toString(),
@@ -125,4 +129,22 @@ export function resolveRequests(options: ImagineOptions, policy: GenerationPolic
     height: size.height,
     ...(scheduler === undefined ? {} : { scheduler }),
   }));
+}
+
+/** The size whose shape is nearest to `ratio` (the nearest log aspect ratio; the first such size on a tie). */
+export function nearestSize(sizes: readonly ImageSize[], ratio: ImageSize): ImageSize | undefined {
+  const distance = (size: ImageSize) => Math.abs(Math.log(size.width / size.height) - Math.log(ratio.width / ratio.height));
+  return sizes.reduce<ImageSize | undefined>((best, size) => (best === undefined || distance(size) < distance(best) ? size : best), undefined);
+}
+
+/** A weight AUTOMATIC1111 could not read fails the job there; here it is refused before the job is queued. */
+function checkWeights(options: ImagineOptions): void {
+  for (const [what, text] of [['prompt', options.prompt], ['negative prompt', options.negativePrompt ?? '']] as const) {
+    try {
+      parsePromptAttention(text);
+    } catch (error) {
+      if (error instanceof PromptSyntaxError) throw new OptionError(`The ${what} has a malformed weight: ${error.message}.`);
+      throw error;
+    }
+  }
 }

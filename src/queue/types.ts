@@ -1,4 +1,4 @@
-import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from '../pipeline/types.ts';
+import type { GenerateRequest, GenerationSettings, ModelInfo, PromptSyntax, StageTimings, StepProgress } from '../pipeline/types.ts';
 
 /** Width and height of an image, e.g. 512x768. */
 export interface ImageSize {
@@ -15,7 +15,11 @@ export interface ImagineOptions {
   steps?: number;
   guidance?: number;
   size?: ImageSize;
+  /** Without a size: the offered size nearest to this width:height ratio (`--ar 16:9` in the prompt). */
+  aspectRatio?: ImageSize;
   scheduler?: string;
+  /** How the prompt is read; the policy's when absent. */
+  promptSyntax?: PromptSyntax;
   /** The name of an installed model (never a path); the operator's default model when absent. */
   model?: string;
   /** Images in the job, 1 to MAX_IMAGES_PER_JOB. */
@@ -35,6 +39,8 @@ export interface GenerationPolicy {
   defaultSize: ImageSize | undefined;
   /** Sizes offered besides the model's native size (those the model cannot draw are left out). */
   sizes: ImageSize[];
+  /** How prompts are read unless a job says otherwise (AUTOMATIC1111's syntax, or diffusers' plain text). */
+  promptSyntax: PromptSyntax;
 }
 
 /** One finished image: PNG bytes with its parameters chunk and the settings that made it (plain data, so any backend can carry it). */
