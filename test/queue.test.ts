@@ -292,8 +292,14 @@ describe('LocalJobQueue count and defaults', () => {
   it('applies the operator’s defaults, and the turbo model’s own', () => {
     const withDefaults = { ...policy, defaultSteps: 30, defaultGuidance: 5, defaultScheduler: 'Euler a' };
     expect(resolveRequests(job('p', { seed: '7' }), withDefaults, model)).toEqual([
-      { prompt: 'p', negativePrompt: '', steps: 30, guidanceScale: 5, seed: '7', width: 512, height: 512, scheduler: 'Euler a' },
+      { prompt: 'p', negativePrompt: '', promptSyntax: 'a1111', steps: 30, guidanceScale: 5, seed: '7', width: 512, height: 512, scheduler: 'Euler a' },
     ]);
+    expect(resolveRequests(job('p', { promptSyntax: 'plain' }), withDefaults, model)[0].promptSyntax).toBe('plain');
+    expect(resolveRequests(job('p'), { ...withDefaults, promptSyntax: 'plain' }, model)[0].promptSyntax).toBe('plain');
+    // --ar in the prompt: the offered size of the nearest shape, unless a size is given.
+    expect(resolveRequests(job('p', { aspectRatio: { width: 2, height: 3 } }), withDefaults, model)[0]).toMatchObject({ width: 512, height: 768 });
+    const sized = job('p', { aspectRatio: { width: 2, height: 3 }, size: { width: 512, height: 512 } });
+    expect(resolveRequests(sized, withDefaults, model)[0]).toMatchObject({ width: 512, height: 512 });
     const turbo = { ...model, name: 'sd-turbo', isTurbo: true, defaultSteps: 1, defaultGuidance: 0, maxSteps: 4 };
     expect(resolveRequests(job('p', { seed: '7' }), withDefaults, turbo)[0]).toMatchObject({ steps: 1, guidanceScale: 0 });
     expect(() => resolveRequests(job('p', { steps: 5 }), withDefaults, turbo)).toThrow('steps must be between 1 and 4 for sd-turbo');
