@@ -113,6 +113,19 @@ describe('StableDiffusionPipeline with AUTOMATIC1111 prompts', () => {
     }
   });
 
+  it('pads with "!" after the end token for an SD 2.x-style tokenizer, as diffusers does', async () => {
+    const dir = join(root, 'pad-bang');
+    await writeTinyModel(dir, { padToken: '!' });
+    const sd2 = await StableDiffusionPipeline.fromPretrained(dir);
+    try {
+      const a1111 = await sd2.generate({ prompt: 'a dog wearing hat', ...SMALL });
+      const plain = await sd2.generate({ prompt: 'a dog wearing hat', promptSyntax: 'plain', ...SMALL });
+      expect(a1111.image.pixels).toEqual(plain.image.pixels);
+    } finally {
+      await sd2.release();
+    }
+  });
+
   it('weights words: (dog:1.5) changes the image, (dog:1) does not, plain syntax reads the brackets as text', async () => {
     const base = await pipeline.generate({ prompt: 'a dog wearing hat', ...SMALL });
     const unit = await pipeline.generate({ prompt: 'a (dog:1) wearing hat', ...SMALL });
