@@ -158,6 +158,16 @@ describe('StableDiffusionPipeline with AUTOMATIC1111 prompts', () => {
     await expect(pipeline.generate({ prompt: 'dog', negativePrompt: '(blurry:1.2.3)', ...SMALL })).rejects.toThrow(/negative prompt has a malformed weight: "1\.2\.3"/);
   });
 
+  it('takes conditioning made elsewhere, as diffusers takes prompt_embeds', async () => {
+    const prompt = await textEncoder.encode(tokenizer.encode('a dog wearing hat'));
+    const negative = await textEncoder.encode(tokenizer.encode(''));
+    const given = await pipeline.generate({ prompt: 'a dog wearing hat', ...SMALL, promptEmbeds: { prompt: prompt.data, negative: negative.data, width: prompt.width } });
+    const encoded = await pipeline.generate({ prompt: 'a dog wearing hat', ...SMALL });
+    expect(given.image.pixels).toEqual(encoded.image.pixels);
+    const swapped = await pipeline.generate({ prompt: 'a dog wearing hat', ...SMALL, promptEmbeds: { prompt: negative.data, negative: prompt.data, width: prompt.width } });
+    expect(meanAbsDifference(swapped.image.pixels, encoded.image.pixels)).toBeGreaterThan(0.5);
+  });
+
   it('uses an embedding by name: its vectors stand in for the words they were made from', async () => {
     const embedded = await pipeline.generate({ prompt: 'a mything wearing hat', ...SMALL });
     const words = await pipeline.generate({ prompt: 'a red dog wearing hat', ...SMALL });

@@ -7,7 +7,7 @@ import { EmbeddingLibrary } from '../models/embeddings.ts';
 import { MAX_PROMPT_CHUNKS, PromptEncoder, type TokenizedPrompt } from './prompt-encoder.ts';
 import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
 import { ClipTokenizer } from './tokenizer.ts';
-import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from './types.ts';
+import type { GenerateRequest, GenerationSettings, ModelInfo, PromptSyntax, StageTimings, StepProgress } from './types.ts';
 import { UNet, type LatentSize } from './unet.ts';
 import { VaeDecoder, type RgbImage } from './vae.ts';
 
@@ -24,6 +24,12 @@ export interface PipelineOptions {
 export interface GenerateOptions extends GenerateRequest {
   signal?: AbortSignal;
   onStep?: (progress: StepProgress, latents: Float32Array) => void;
+  /**
+   * Conditioning made elsewhere, as diffusers' `prompt_embeds` / `negative_prompt_embeds`: `[77·k, width]` each,
+   * the same length (the negative is used only with guidance). The prompts are then not encoded; they stay the
+   * settings' record of what was asked.
+   */
+  promptEmbeds?: { prompt: Float32Array; negative: Float32Array; width: number };
 }
 
 export interface GenerateOutput {
@@ -77,17 +83,13 @@ export class StableDiffusionPipeline {
     const settings = this.checkInputs(options, entry.name);
     const doGuidance = settings.guidanceScale > 1;
 
-    if (this.embeddings) this.prompts.useEmbeddings(await this.embeddings.current());
     const tokenizeStarted = performance.now();
-    const syntax = options.promptSyntax ?? 'a1111';
-    const prompt = this.prompts.tokenize(settings.prompt, syntax, 'prompt');
-    const negative = doGuidance ? this.prompts.tokenize(settings.negativePrompt, syntax, 'negative prompt') : undefined;
+    const prompts = options.promptEmbeds ? undefined : await this.tokenizePrompts(settings, doGuidance, options.promptSyntax ?? 'a1111');
     const tokenizeMs = performance.now() - tokenizeStarted;
-    const embeddingsUsed = PromptEncoder.embeddingsUsed(prompt, ...(negative ? [negative] : []));
-    if (embeddingsUsed.length > 0) settings.embeddings = embeddingsUsed;
 
     const encodeStarted = performance.now();
-    const context = this.unet.contextTensor(await this.encodePrompt(prompt, negative));
+    const embedding = prompts ? await this.encodePrompt(prompts.prompt, prompts.negative) : givenEmbedding(options.promptEmbeds!, doGuidance);
+    const context = this.unet.contextTensor(embedding);
     const textEncoderMs = performance.now() - encodeStarted;
 
     scheduler.setTimesteps(settings.steps);
@@ -179,6 +181,16 @@ export class StableDiffusionPipeline {
     }
   }
 
+  /** The prompts cut into chunks (the negative only with guidance); records in `settings` the embeddings they use. */
+  private async tokenizePrompts(settings: GenerationSettings, doGuidance: boolean, syntax: PromptSyntax): Promise<{ prompt: TokenizedPrompt; negative?: TokenizedPrompt }> {
+    if (this.embeddings) this.prompts.useEmbeddings(await this.embeddings.current());
+    const prompt = this.prompts.tokenize(settings.prompt, syntax, 'prompt');
+    const negative = doGuidance ? this.prompts.tokenize(settings.negativePrompt, syntax, 'negative prompt') : undefined;
+    const embeddingsUsed = PromptEncoder.embeddingsUsed(prompt, ...(negative ? [negative] : []));
+    if (embeddingsUsed.length > 0) settings.embeddings = embeddingsUsed;
+    return { prompt, negative };
+  }
+
   /** [uncond, cond] stacked as one batch-2 context when guidance is on (padded to the same length), else the prompt's alone. */
   private async encodePrompt(prompt: TokenizedPrompt, negative: TokenizedPrompt | undefined): Promise<TextEmbedding> {
     const context = negative ? await this.prompts.encodePair(prompt, negative) : await this.prompts.encode(prompt);
@@ -196,6 +208,13 @@ export class StableDiffusionPipeline {
     }
     return latents;
   }
+}
+
+function givenEmbedding({ prompt, negative, width }: NonNullable<GenerateOptions['promptEmbeds']>, doGuidance: boolean): TextEmbedding {
+  if (prompt.length % width !== 0 || (doGuidance && negative.length !== prompt.length)) {
+    throw new Error(`promptEmbeds: the prompt and negative conditioning must be [tokens, ${width}] of the same length`);
+  }
+  return { data: doGuidance ? concat(negative, prompt) : prompt, sequenceLength: prompt.length / width, width };
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
