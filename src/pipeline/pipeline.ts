@@ -1,9 +1,9 @@
 import { join } from 'node:path';
+import { EmbeddingLibrary } from '../models/embeddings.ts';
 import { parseSeed, randomSeed, TorchGenerator } from '../random/torch-generator.ts';
 import { createScheduler } from '../schedulers/index.ts';
 import { describeModel, readModelConfig, type ModelConfig } from './model-config.ts';
 import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
-import { EmbeddingLibrary } from '../models/embeddings.ts';
 import { MAX_PROMPT_CHUNKS, PromptEncoder, type TokenizedPrompt } from './prompt-encoder.ts';
 import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
 import { ClipTokenizer } from './tokenizer.ts';

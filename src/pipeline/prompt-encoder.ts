@@ -81,7 +81,7 @@ export class PromptEncoder {
       width = output.width;
       encoded.push(applyEmphasis(output.data, chunk.multipliers));
     }
-    const data = encoded.length === 1 ? encoded[0] : join(encoded);
+    const data = encoded.length === 1 ? encoded[0] : concatAll(encoded);
     return { data, sequenceLength: data.length / width, width };
   }
 
@@ -96,7 +96,7 @@ export class PromptEncoder {
       const empty = await this.encode(this.tokenize('', 'a1111', 'empty prompt'));
       padded = padToSameLength(promptEmbedding.data, negativeEmbedding.data, empty.data);
     }
-    const data = join([padded.negative, padded.prompt]);
+    const data = concatAll([padded.negative, padded.prompt]);
     return { data, sequenceLength: padded.prompt.length / promptEmbedding.width, width: promptEmbedding.width };
   }
 
@@ -135,7 +135,7 @@ function embeddingMatcher(
   };
 }
 
-function join(parts: readonly Float32Array[]): Float32Array {
+function concatAll(parts: readonly Float32Array[]): Float32Array {
   const out = new Float32Array(parts.reduce((total, part) => total + part.length, 0));
   let offset = 0;
   for (const part of parts) {
