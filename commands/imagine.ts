@@ -2,7 +2,7 @@ import { MessageFlags, SlashCommandBuilder, type AutocompleteInteraction, type C
 import { parseSize } from '../src/config.ts';
 import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
 import { listInstalledModels } from '../src/models/installed.ts';
-import { offeredSizes, sizeLabel } from '../src/queue/generation-policy.ts';
+import { offeredSizes, quoteInput, sizeLabel } from '../src/queue/generation-policy.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type ImagineOptions } from '../src/queue/types.ts';
 import { SCHEDULERS } from '../src/schedulers/index.ts';
 import type { BotContext } from '../src/discord/bot-context.ts';
@@ -13,6 +13,10 @@ import { startJob } from '../src/discord/start-job.ts';
 const MAX_STEPS_OPTION = 150;
 const MAX_GUIDANCE_OPTION = 30;
 const MAX_AUTOCOMPLETE_CHOICES = 25;
+/** Enough for "12345 x 12345"; a size is numbers, not prose. */
+const MAX_SIZE_LENGTH = 16;
+/** Installed model names are at most 64 characters (see checkModelName). */
+const MAX_MODEL_NAME_LENGTH = 64;
 
 // Read when the module loads, so `npm run deploy-commands` registers the model option once a second model is
 // installed (it has to be run again after that, and the bot restarted).
@@ -34,7 +38,7 @@ export const data = new SlashCommandBuilder()
   .addNumberOption((option) =>
     option.setName('guidance').setDescription('How closely to follow the prompt (CFG scale)').setMinValue(0).setMaxValue(MAX_GUIDANCE_OPTION),
   )
-  .addStringOption((option) => option.setName('size').setDescription('Width x height').setAutocomplete(true))
+  .addStringOption((option) => option.setName('size').setDescription('Width x height').setAutocomplete(true).setMaxLength(MAX_SIZE_LENGTH))
   .addStringOption((option) =>
     option
       .setName('scheduler')
@@ -45,7 +49,9 @@ export const data = new SlashCommandBuilder()
     option.setName('count').setDescription(`Images in one message (1-${MAX_IMAGES_PER_JOB})`).setMinValue(1).setMaxValue(MAX_IMAGES_PER_JOB),
   );
 if (installedModels.length > 1) {
-  data.addStringOption((option) => option.setName('model').setDescription('Installed model (the default when empty)').setAutocomplete(true));
+  data.addStringOption((option) =>
+    option.setName('model').setDescription('Installed model (the default when empty)').setAutocomplete(true).setMaxLength(MAX_MODEL_NAME_LENGTH),
+  );
 }
 
 export async function execute(interaction: ChatInputCommandInteraction, context: BotContext): Promise<void> {
@@ -65,7 +71,7 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
 function readOptions(interaction: ChatInputCommandInteraction): ImagineOptions {
   const sizeText = interaction.options.getString('size');
   const size = sizeText === null ? undefined : parseSize(sizeText);
-  if (sizeText !== null && !size) throw new Error(`size "${sizeText}" is not WIDTHxHEIGHT, e.g. 512x768.`);
+  if (sizeText !== null && !size) throw new Error(`size ${quoteInput(sizeText)} is not WIDTHxHEIGHT, e.g. 512x768.`);
   const seed = interaction.options.getInteger('seed');
   const { prompt, parameters: inline } = extractInlineParameters(interaction.options.getString('prompt') ?? '');
   const negativePrompt = [interaction.options.getString('negative_prompt'), inline.no].filter(Boolean).join(', ');

@@ -99,6 +99,33 @@ describe('result embed', () => {
     });
   });
 
+  it('escapes the prompts it shows and reads them back exactly; blank or too long negative prompts get no field', () => {
+    const job = (negativePrompt: string, prompt = settings.prompt): JobResult => ({
+      elapsedMs: 1000,
+      images: [{ png: new Uint8Array(), parameters: '', timings, settings: { ...settings, prompt, negativePrompt } }],
+    });
+    const tricky = ['[nitro](https://x.example) \\[a\\] \\\\ *b* <@1> `c` ~~d~~ ||e|| > f', '# heading\n - list\n+ plus \\(weight\\)', '\\', 'plain'];
+    for (const prompt of tricky) {
+      const embed = JSON.parse(JSON.stringify(resultEmbed(job(prompt, prompt)).toJSON()));
+      expect(optionsFromEmbed(embed)).toMatchObject({ prompt, negativePrompt: prompt });
+    }
+    expect(resultEmbed(job(' \t ')).toJSON().fields?.map((field) => field.name)).not.toContain('Negative prompt');
+    const long = resultEmbed(job('*'.repeat(600))).toJSON();
+    expect([...(long.fields?.find((field) => field.name === 'Negative prompt')?.value ?? '')].length).toBeLessThanOrEqual(1024);
+    expect(optionsFromEmbed(JSON.parse(JSON.stringify(long)))).toBeUndefined();
+  });
+
+  it('reads embeds written before prompts were escaped', () => {
+    const fields = [
+      { name: 'Seed', value: '5' },
+      { name: 'Steps', value: '20' },
+      { name: 'Guidance', value: '7' },
+      { name: 'Scheduler', value: 'Euler' },
+      { name: 'Size', value: '512x512' },
+    ];
+    expect(optionsFromEmbed({ description: 'a \\(castle\\), (fog:1.2)', fields })?.prompt).toBe('a \\(castle\\), (fog:1.2)');
+  });
+
   it('refuses embeds that are not job records', () => {
     expect(optionsFromEmbed({ description: 'hello' })).toBeUndefined();
     expect(optionsFromEmbed({ description: 'x', fields: [{ name: 'Seed', value: 'abc' }] })).toBeUndefined();
@@ -128,6 +155,8 @@ describe('status text', () => {
   it('quotes the prompt without letting it format the message', () => {
     expect(promptPreview({ prompt: '**bold**\n> quote', count: 1 })).toBe('> \\*\\*bold\\*\\* \\> quote');
     expect(promptPreview({ prompt: 'x'.repeat(500), count: 1 })).toHaveLength(2 + 120);
+    expect([...promptPreview({ prompt: '🦊'.repeat(500), count: 1 })]).toHaveLength(2 + 120);
+    expect(promptPreview({ prompt: '[free nitro](https://x.example)', count: 1 })).toBe('> \\[free nitro\\](https://x.example)');
   });
 });
 

@@ -187,6 +187,36 @@ describe('fake Discord with a real discord.js client', () => {
     expect(() => fake.sendCommand({ name: 'imagine', options: { prompt: 'x', steps: 2.5 } })).toThrow(/expects an integer/);
     expect(() => fake.sendCommand({ name: 'imagine', options: { prompt: 'x', steps: 51 } })).toThrow(/above max_value 50/);
     expect(() => fake.sendCommand({ name: 'imagine', options: { prompt: 'x', seed: 1 } })).toThrow(/no option "seed"/);
+    expect(() => fake.sendCommand({ name: 'imagine', options: { prompt: 'x'.repeat(501) } })).toThrow(/longer than max_length 500/);
+  });
+
+  it('counts lengths in code points, and sends what a modified client sends when asked to skip the checks', async () => {
+    const { fake, client } = await startBot();
+    const received = handleNext(client, async (interaction) => {
+      if (!interaction.isChatInputCommand()) throw new Error('expected a command');
+      await interaction.reply({ content: '🦊'.repeat(2000) });
+      return interaction.options.getString('prompt');
+    });
+    fake.sendCommand({ name: 'imagine', options: { prompt: '🦊'.repeat(500) } });
+    expect(await received).toBe('🦊'.repeat(500));
+
+    const unchecked = handleNext(client, async (interaction) => {
+      if (!interaction.isChatInputCommand()) throw new Error('expected a command');
+      return [interaction.options.getString('prompt'), interaction.options.getInteger('steps'), interaction.options.get('seed')?.value];
+    });
+    fake.sendCommand({ name: 'imagine', options: { prompt: 'x'.repeat(3000), steps: 999, seed: 7 }, unchecked: true });
+    expect(await unchecked).toEqual(['x'.repeat(3000), 999, 7]);
+    expect(fake.channelMessages()[0].content).toBe('🦊'.repeat(2000));
+  });
+
+  it('refuses an embed field whose value is blank, as Discord does', async () => {
+    const { fake, client } = await startBot();
+    const channel = await client.channels.fetch(fake.channelId);
+    if (!channel?.isSendable()) throw new Error('expected a sendable channel');
+    const refused = await channel.send({ embeds: [{ description: 'd', fields: [{ name: 'Negative prompt', value: ' \t ' }] }] }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(DiscordAPIError);
+    expect((refused as DiscordAPIError).rawError).toMatchObject({ code: 50035, errors: { embeds: { 0: { fields: { 0: { value: { _errors: [{ code: 'BASE_TYPE_REQUIRED' }] } } } } } } });
+    expect(fake.channelMessages()).toEqual([]);
   });
 
   it('sends ephemeral replies and followups and keeps them out of the channel API', async () => {

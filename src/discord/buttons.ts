@@ -5,7 +5,7 @@ import type { ImagineOptions } from '../queue/types.ts';
 import type { BotContext } from './bot-context.ts';
 import { decodeButton } from './custom-id.ts';
 import { liveTarget } from './reply-target.ts';
-import { describeError } from './rest-errors.ts';
+import { describeError, isUnknownMessage } from './rest-errors.ts';
 import { optionsFromEmbed, optionsFromSettings } from './result-embed.ts';
 import { startJob } from './start-job.ts';
 
@@ -36,8 +36,13 @@ async function remove(interaction: ButtonInteraction, requesterId: string): Prom
   const allowed =
     interaction.user.id === requesterId || interaction.memberPermissions?.has(PermissionFlagsBits.ManageMessages) === true;
   if (!allowed) return ephemeral(interaction, `Only <@${requesterId}> or members with **Manage Messages** can delete this.`);
-  await interaction.deferUpdate();
-  await interaction.deleteReply();
+  try {
+    await interaction.deferUpdate();
+    await interaction.deleteReply();
+  } catch (error) {
+    // A second press (a double click, or two people at once): the message is gone, as asked.
+    if (!isUnknownMessage(error)) throw error;
+  }
 }
 
 async function cancel(interaction: ButtonInteraction, jobId: string, context: BotContext): Promise<void> {

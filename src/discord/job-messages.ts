@@ -1,6 +1,7 @@
 import { ActionRowBuilder, ButtonBuilder, ButtonStyle, type EmbedBuilder } from 'discord.js';
 import type { ImagineOptions, JobStatus, RejectionReason } from '../queue/types.ts';
 import { encodeButton } from './custom-id.ts';
+import { escapeMarkdown } from './markdown.ts';
 
 /** The fields of a reply/edit this bot sends; files are added by the sender. */
 export interface MessageContent {
@@ -26,9 +27,9 @@ export function resultRow(requesterId: string): ActionRowBuilder<ButtonBuilder> 
 }
 
 export function promptPreview(options: ImagineOptions): string {
-  const oneLine = options.prompt.replace(/\s+/g, ' ').trim();
-  const preview = oneLine.length > PROMPT_PREVIEW_LENGTH ? `${oneLine.slice(0, PROMPT_PREVIEW_LENGTH - 1)}…` : oneLine;
-  return `> ${preview.replace(/[`*_~|>]/g, '\\$&')}`;
+  const oneLine = [...options.prompt.replace(/\s+/g, ' ').trim()];
+  const preview = oneLine.length > PROMPT_PREVIEW_LENGTH ? `${oneLine.slice(0, PROMPT_PREVIEW_LENGTH - 1).join('')}…` : oneLine.join('');
+  return `> ${escapeMarkdown(preview)}`;
 }
 
 export function statusText(status: JobStatus): string {

@@ -30,6 +30,13 @@ export function classifyFailure(error: unknown): FailureKind {
   return 'unavailable';
 }
 
+const UNKNOWN_MESSAGE = 10008;
+
+/** Discord's answer about a message that no longer exists (deleted meanwhile). */
+export function isUnknownMessage(error: unknown): boolean {
+  return error instanceof DiscordAPIError && Number(error.code) === UNKNOWN_MESSAGE;
+}
+
 /** A log-safe summary: REST errors carry the interaction token in their URL, so that stays out. */
 export function describeError(error: unknown): Record<string, unknown> {
   if (error instanceof DiscordAPIError) {

@@ -1,7 +1,9 @@
 import { EmbedBuilder, type APIEmbed } from 'discord.js';
 import { parseSize } from '../config.ts';
 import type { GenerationSettings } from '../pipeline/types.ts';
+import { characterCount, isBlank } from '../queue/generation-policy.ts';
 import type { ImagineOptions, JobResult } from '../queue/types.ts';
+import { escapeMarkdown, unescapeMarkdown } from './markdown.ts';
 
 // The embed is the job's durable record: buttons rebuild the job from it after a restart, so every
 // setting the generation used is written here in a form settingsFromEmbed reads back.
@@ -19,15 +21,29 @@ const FIELD = {
 
 const EMBED_COLOR = 0x5865f2;
 const UNKNOWN_MODEL = 'unknown';
+/** Discord's limit on an embed field's value. */
+const FIELD_VALUE_LIMIT = 1024;
+/**
+ * Stands in for a negative prompt too long for a field once escaped; the PNG parameters keep it. Its asterisks are
+ * Markdown, which an escaped user text cannot contain, so no negative prompt reads back as this.
+ */
+const NEGATIVE_PROMPT_IN_PNG = '*(too long to show here; the image’s parameters hold it)*';
+
+/** The negative prompt as its field shows it; none for a blank one (Discord refuses blank field values). */
+function negativePromptField(negativePrompt: string): { name: string; value: string }[] {
+  if (isBlank(negativePrompt)) return [];
+  const escaped = escapeMarkdown(negativePrompt);
+  return [{ name: FIELD.negativePrompt, value: characterCount(escaped) <= FIELD_VALUE_LIMIT ? escaped : NEGATIVE_PROMPT_IN_PNG }];
+}
 
 export function resultEmbed(result: JobResult): EmbedBuilder {
   const first = result.images[0].settings;
   const seeds = result.images.map((image) => image.settings.seed).join(', ');
   const embed = new EmbedBuilder()
     .setColor(EMBED_COLOR)
-    .setDescription(first.prompt)
+    .setDescription(escapeMarkdown(first.prompt))
     .addFields(
-      ...(first.negativePrompt ? [{ name: FIELD.negativePrompt, value: first.negativePrompt }] : []),
+      ...negativePromptField(first.negativePrompt),
       { name: FIELD.seed, value: seeds, inline: true },
       { name: FIELD.steps, value: String(first.steps), inline: true },
       { name: FIELD.guidance, value: String(first.guidanceScale), inline: true },
@@ -40,7 +56,10 @@ export function resultEmbed(result: JobResult): EmbedBuilder {
   return embed;
 }
 
-/** The options that re-create the job on this embed (seed included), or undefined when it is not one of ours. */
+/**
+ * The options that re-create the job on this embed (seed included), or undefined when it is not one of ours or
+ * does not hold them all (then the PNG parameters do).
+ */
 export function optionsFromEmbed(embed: APIEmbed): ImagineOptions | undefined {
   const field = (name: string) => embed.fields?.find((candidate) => candidate.name === name)?.value;
   const seeds = field(FIELD.seed)?.split(',').map((seed) => seed.trim());
@@ -49,11 +68,12 @@ export function optionsFromEmbed(embed: APIEmbed): ImagineOptions | undefined {
   const size = parseSize(field(FIELD.size) ?? '');
   const scheduler = field(FIELD.scheduler);
   const model = field(FIELD.model);
+  const negativePrompt = field(FIELD.negativePrompt);
   if (!embed.description || !seeds || !seeds.every((seed) => /^\d+$/.test(seed))) return undefined;
-  if (!Number.isInteger(steps) || !Number.isFinite(guidance) || !size || !scheduler) return undefined;
+  if (!Number.isInteger(steps) || !Number.isFinite(guidance) || !size || !scheduler || negativePrompt === NEGATIVE_PROMPT_IN_PNG) return undefined;
   return {
-    prompt: embed.description,
-    negativePrompt: field(FIELD.negativePrompt) ?? '',
+    prompt: unescapeMarkdown(embed.description),
+    negativePrompt: unescapeMarkdown(negativePrompt ?? ''),
     seed: seeds[0],
     steps,
     guidance,

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { ModelInfo } from '../pipeline/types.ts';
-import { OptionError } from '../queue/generation-policy.ts';
+import { OptionError, quoteInput } from '../queue/generation-policy.ts';
 import { defaultModelsDir, describeInstalledModel, listInstalledModels } from './installed.ts';
 
 export interface CatalogEntry {
@@ -40,6 +40,6 @@ export class ModelCatalog {
   resolve(name: string | undefined): CatalogEntry {
     const entry = this.entries.get(name ?? this.defaultName);
     if (entry) return entry;
-    throw new OptionError(`No model is called "${name}"; choose one of ${this.names().join(', ')}.`);
+    throw new OptionError(`No model is called ${quoteInput(name ?? this.defaultName)}; choose one of ${this.names().join(', ')}.`);
   }
 }

@@ -12,6 +12,30 @@ export class OptionError extends Error {
   override name = 'OptionError';
 }
 
+/** The most characters of a user's value an OptionError repeats: a huge value must not make the answer too long. */
+const QUOTED_INPUT_LENGTH = 40;
+
+/** A value the user gave, quoted for a message back to them and cut short when long. */
+export function quoteInput(text: string): string {
+  const characters = [...text];
+  return `"${characters.length > QUOTED_INPUT_LENGTH ? `${characters.slice(0, QUOTED_INPUT_LENGTH - 1).join('')}…` : text}"`;
+}
+
+/** Length as Discord (and a reader) counts it: in code points, so an emoji is one character, not two UTF-16 units. */
+export function characterCount(text: string): number {
+  let count = 0;
+  for (const _ of text) count++;
+  return count;
+}
+
+/** Whitespace, control and format characters (zero-width spaces and joiners, bidi marks), lone combining marks and blank letters. */
+const INVISIBLE = /[\s\p{Cc}\p{Cf}\p{Z}\p{M}\u115f\u1160\u3164\uffa0\u2800]/gu;
+
+/** Whether the text shows nothing at all. */
+export function isBlank(text: string): boolean {
+  return text.replace(INVISIBLE, '') === '';
+}
+
 /** A fresh random seed, in the 32-bit range most UIs show. */
 export function randomSeed(): string {
   return String(randomInt(0, 2 ** 32));
@@ -64,18 +88,19 @@ export function defaultGuidance(policy: GenerationPolicy, model: ModelInfo): num
 export function modelForJob(requested: string | undefined, catalog: ModelCatalog | undefined, loaded: ModelInfo | undefined): ModelInfo | undefined {
   if (catalog) return catalog.resolve(requested).info;
   if (loaded && requested !== undefined && requested !== loaded.name) {
-    throw new OptionError(`No model is called "${requested}"; this bot runs ${loaded.name} only.`);
+    throw new OptionError(`No model is called ${quoteInput(requested)}; this bot runs ${loaded.name} only.`);
   }
   return loaded;
 }
 
 /** Checks what needs no model: prompt lengths, count, seed. Throws OptionError. */
 export function checkOptions(options: ImagineOptions): void {
-  if (options.prompt.trim() === '') throw new OptionError('The prompt is empty.');
-  if (options.prompt.length > MAX_PROMPT_LENGTH) {
-    throw new OptionError(`The prompt is ${options.prompt.length} characters long; the limit is ${MAX_PROMPT_LENGTH}.`);
+  if (isBlank(options.prompt)) throw new OptionError('The prompt is empty: it has no visible characters.');
+  const promptLength = characterCount(options.prompt);
+  if (promptLength > MAX_PROMPT_LENGTH) {
+    throw new OptionError(`The prompt is ${promptLength} characters long; the limit is ${MAX_PROMPT_LENGTH}.`);
   }
-  if ((options.negativePrompt?.length ?? 0) > MAX_PROMPT_LENGTH) {
+  if (characterCount(options.negativePrompt ?? '') > MAX_PROMPT_LENGTH) {
     throw new OptionError(`The negative prompt is longer than ${MAX_PROMPT_LENGTH} characters.`);
   }
   if (!Number.isInteger(options.count) || options.count < 1 || options.count > MAX_IMAGES_PER_JOB) {
@@ -92,7 +117,7 @@ export function checkOptions(options: ImagineOptions): void {
   }
   const scheduler = options.scheduler;
   if (scheduler !== undefined && !SCHEDULERS.some((entry) => entry.name === scheduler) && !SUPPORTED_CLASS_NAMES.includes(scheduler)) {
-    throw new OptionError(`Unknown scheduler "${scheduler}"; choose one of ${SCHEDULERS.map((entry) => entry.name).join(', ')}.`);
+    throw new OptionError(`Unknown scheduler ${quoteInput(scheduler)}; choose one of ${SCHEDULERS.map((entry) => entry.name).join(', ')}.`);
   }
 }
 

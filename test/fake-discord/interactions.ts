@@ -15,7 +15,7 @@ import {
 } from 'discord.js';
 import type { CommandRegistry } from './commands.ts';
 import { makeInteractionToken, type SnowflakeGenerator } from './ids.ts';
-import { walkComponents } from './message-payload.ts';
+import { characterCount, walkComponents } from './message-payload.ts';
 import type { MessageStore, StoredMessage } from './messages.ts';
 import { DEFAULT_APP_PERMISSIONS, DEFAULT_MEMBER_PERMISSIONS, type FakeChannel, type FakeUser, type World } from './world.ts';
 
@@ -88,6 +88,11 @@ export interface SendCommandOptions extends InvocationOptions {
   readonly channelId?: string;
   /** Run the command in the user's DM with the bot instead of the guild. */
   readonly dm?: boolean;
+  /**
+   * Send the option values as given, without the Discord client's checks (type, choices, length, known names), as a
+   * modified client, or a command deployed before its definition changed, can.
+   */
+  readonly unchecked?: boolean;
 }
 
 export interface SendAutocompleteOptions extends SendCommandOptions {
@@ -147,8 +152,8 @@ function checkOptionValue(command: string, option: ValueOption, value: OptionVal
     case ApplicationCommandOptionType.String:
       if (typeof value !== 'string') fail('expects a string');
       else {
-        if (option.min_length !== undefined && value.length < option.min_length) fail(`shorter than min_length ${option.min_length}`);
-        if (option.max_length !== undefined && value.length > option.max_length) fail(`longer than max_length ${option.max_length}`);
+        if (option.min_length !== undefined && characterCount(value) < option.min_length) fail(`shorter than min_length ${option.min_length}`);
+        if (option.max_length !== undefined && characterCount(value) > option.max_length) fail(`longer than max_length ${option.max_length}`);
       }
       break;
     case ApplicationCommandOptionType.Integer:
@@ -209,13 +214,13 @@ export class InteractionLog {
 
   sendCommand(options: SendCommandOptions): InteractionHandle {
     const { command, channel } = this.#resolveCommand(options);
-    const data = this.#commandData(command, options.options ?? {}, undefined);
+    const data = this.#commandData(command, options.options ?? {}, undefined, options.unchecked === true);
     return this.#dispatch(InteractionType.ApplicationCommand, 'command', command.name, options, channel, data, undefined, undefined);
   }
 
   sendAutocomplete(options: SendAutocompleteOptions): InteractionHandle {
     const { command, channel } = this.#resolveCommand(options);
-    const data = this.#commandData(command, options.options ?? {}, options.focused);
+    const data = this.#commandData(command, options.options ?? {}, options.focused, false);
     return this.#dispatch(InteractionType.ApplicationCommandAutocomplete, 'autocomplete', command.name, options, channel, data, undefined, undefined);
   }
 
@@ -303,14 +308,27 @@ export class InteractionLog {
   }
 
   /** The `data` of a chat-input command interaction, with the option marked `focused` for autocomplete. */
-  #commandData(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>, focused: string | undefined) {
+  #commandData(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>, focused: string | undefined, unchecked: boolean) {
     return {
       id: command.id,
       name: command.name,
       type: ApplicationCommandType.ChatInput,
       ...(command.guild_id ? { guild_id: command.guild_id } : {}),
-      options: this.#commandOptions(command, given, focused),
+      options: unchecked ? this.#uncheckedOptions(command, given) : this.#commandOptions(command, given, focused),
     };
+  }
+
+  /** The values as given; the type is the deployed option's, else the value's own. */
+  #uncheckedOptions(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>) {
+    const typeOf = (value: OptionValue) =>
+      typeof value === 'string'
+        ? ApplicationCommandOptionType.String
+        : typeof value === 'boolean'
+          ? ApplicationCommandOptionType.Boolean
+          : Number.isInteger(value)
+            ? ApplicationCommandOptionType.Integer
+            : ApplicationCommandOptionType.Number;
+    return Object.entries(given).map(([name, value]) => ({ name, type: command.options?.find((option) => option.name === name)?.type ?? typeOf(value), value }));
   }
 
   #commandOptions(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>, focused: string | undefined) {

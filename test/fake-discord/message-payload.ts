@@ -76,6 +76,12 @@ export function readMessagePayload(body: unknown, errors: FormErrors, path: Path
   };
 }
 
+/** Discord counts text lengths in code points: an emoji is one character. */
+export function characterCount(text: string): number {
+  return [...text].length;
+}
+
+/** A required field must have more than whitespace (Discord refuses a blank embed field value). */
 function checkLength(errors: FormErrors, path: Path, value: unknown, max: number, required = false): number {
   if (value === undefined || value === null) {
     if (required) errors.add(path, 'BASE_TYPE_REQUIRED', 'This field is required');
@@ -85,9 +91,10 @@ function checkLength(errors: FormErrors, path: Path, value: unknown, max: number
     errors.add(path, 'BASE_TYPE_STRING', 'Must be a string.');
     return 0;
   }
-  if (value.length > max) errors.add(path, 'BASE_TYPE_MAX_LENGTH', `Must be ${max} or fewer in length.`);
-  if (required && value.length === 0) errors.add(path, 'BASE_TYPE_REQUIRED', 'This field is required');
-  return value.length;
+  const length = characterCount(value);
+  if (length > max) errors.add(path, 'BASE_TYPE_MAX_LENGTH', `Must be ${max} or fewer in length.`);
+  if (required && value.trim() === '') errors.add(path, 'BASE_TYPE_REQUIRED', 'This field is required');
+  return length;
 }
 
 function validateEmbeds(embeds: readonly APIEmbed[], path: Path, errors: FormErrors): void {
