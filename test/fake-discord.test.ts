@@ -12,8 +12,10 @@ import {
   LabelBuilder,
   MessageFlags,
   ModalBuilder,
+  PermissionFlagsBits,
   REST,
   RESTEvents,
+  Routes,
   SlashCommandBuilder,
   TextInputBuilder,
   TextInputStyle,
@@ -22,7 +24,7 @@ import {
 } from 'discord.js';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeDiscord, type FakeDiscordOptions } from './fake-discord/index.ts';
+import { DEFAULT_APP_PERMISSIONS, FakeDiscord, type FakeDiscordOptions } from './fake-discord/index.ts';
 
 const imagine = new SlashCommandBuilder()
   .setName('imagine')
@@ -278,6 +280,15 @@ describe('fake Discord with a real discord.js client', () => {
     expect(fake.message(message.id)?.components).toEqual([]);
     expect(fake.message(message.id)?.revisions).toHaveLength(2);
     expect(() => fake.clickButton({ messageId: message.id, customId: 'reroll:42' })).toThrow(/has no component "reroll:42"/);
+
+    // A client still showing the first revision can press the button that is gone since.
+    const stale = handleNext(client, async (interaction) => {
+      if (!interaction.isButton()) throw new Error('expected a button');
+      await interaction.deferUpdate();
+      return { shown: interaction.message.content, now: (await interaction.fetchReply()).content };
+    });
+    fake.clickButton({ messageId: message.id, customId: 'reroll:42', user: bob, revision: 0 });
+    expect(await stale).toEqual({ shown: 'done', now: 'rerolling' });
   });
 
   it('answers autocomplete and records the choices', async () => {
@@ -391,6 +402,76 @@ describe('fake Discord with a real discord.js client', () => {
       [sent.id, ['hi', 'hello'], fake.botUser.id],
     ]);
     expect(fake.message(kept.id)?.deletedAt).toBeInstanceOf(Date);
+  });
+
+  it('keeps one message per nonce when the bot enforces it, as Discord does', async () => {
+    const { fake, client } = await startBot();
+    const channel = await client.channels.fetch(fake.channelId);
+    if (!channel?.isSendable()) throw new Error('expected a sendable channel');
+    const first = await channel.send({ content: 'once', nonce: 'job-1/0', enforceNonce: true });
+    const again = await channel.send({ content: 'once more', nonce: 'job-1/0', enforceNonce: true });
+    const unenforced = await channel.send({ content: 'twice', nonce: 'job-1/0' });
+    expect(again.id).toBe(first.id);
+    expect(again.content).toBe('once');
+    expect(unenforced.id).not.toBe(first.id);
+    expect(fake.channelMessages().map((message) => message.content)).toEqual(['once', 'twice']);
+    const tooLong = await channel.send({ content: 'x', nonce: 'n'.repeat(26), enforceNonce: true }).catch((error: unknown) => error);
+    expect((tooLong as DiscordAPIError).code).toBe(50035);
+  });
+
+  it('answers late when asked to, after the request took effect', async () => {
+    const { fake, client } = await startBot();
+    const channel = await client.channels.fetch(fake.channelId);
+    if (!channel?.isSendable()) throw new Error('expected a sendable channel');
+    const slow = fake.delayNext({ method: 'POST', route: '/channels/:channel/messages', delayMs: 300 });
+    const sending = channel.send('slow');
+    await fake.waitFor(() => fake.channelMessages().length === 1, 1_000, 'the message, before its answer');
+    expect(fake.requests.filter((request) => request.route === '/channels/:channel/messages')).toEqual([]);
+    await sending;
+    expect(slow.hits).toBe(1);
+    expect(fake.requests.at(-1)?.durationMs).toBeGreaterThanOrEqual(300);
+
+    // A client that gives up sooner tries again, and each try takes effect.
+    const impatient = new REST({ api: fake.apiUrl, timeout: 100, retries: 1 }).setToken(fake.botToken);
+    fake.delayNext({ method: 'POST', route: '/channels/:channel/messages', delayMs: 400, times: 2 });
+    const gaveUp = await impatient.post(Routes.channelMessages(fake.channelId), { body: { content: 'lost answers' } }).catch((error: unknown) => error);
+    expect((gaveUp as Error).name).toBe('AbortError');
+    expect(fake.channelMessages().filter((message) => message.content === 'lost answers')).toHaveLength(2);
+  });
+
+  it('lists a channel’s messages after one, newest first', async () => {
+    const { fake, client } = await startBot();
+    const channel = await client.channels.fetch(fake.channelId);
+    if (!channel?.isSendable() || !channel.isTextBased()) throw new Error('expected a sendable channel');
+    const sent = [];
+    for (const content of ['a', 'b', 'c']) sent.push(await channel.send(content));
+    const after = await channel.messages.fetch({ after: sent[0].id, limit: 10 });
+    expect([...after.values()].map((message) => message.content)).toEqual(['c', 'b']);
+  });
+
+  it('enforces the bot’s permissions in a channel and sends them with interactions there', async () => {
+    const { fake, client } = await startBot();
+    const channel = await client.channels.fetch(fake.channelId);
+    if (!channel?.isSendable()) throw new Error('expected a sendable channel');
+    const png = await tinyPng();
+    const failure = (promise: Promise<unknown>) => promise.then(() => undefined, (error: DiscordAPIError) => [error.status, error.code]);
+
+    fake.setAppPermissions(DEFAULT_APP_PERMISSIONS & ~PermissionFlagsBits.AttachFiles);
+    expect(await failure(channel.send({ content: 'file', files: [{ attachment: png, name: 'x.png' }] }))).toEqual([403, 50013]);
+    await channel.send('text is fine');
+    fake.setAppPermissions(DEFAULT_APP_PERMISSIONS & ~PermissionFlagsBits.SendMessages);
+    expect(await failure(channel.send('no'))).toEqual([403, 50013]);
+    fake.setAppPermissions(DEFAULT_APP_PERMISSIONS & ~PermissionFlagsBits.ViewChannel);
+    expect(await failure(channel.send('no'))).toEqual([403, 50001]);
+    expect(fake.channelMessages().map((message) => message.content)).toEqual(['text is fine']);
+
+    const seen = handleNext(client, async (interaction) => {
+      if (!interaction.isChatInputCommand()) throw new Error('expected a command');
+      await interaction.reply({ content: 'ok', flags: MessageFlags.Ephemeral });
+      return interaction.appPermissions.has(PermissionFlagsBits.ViewChannel);
+    });
+    fake.sendCommand({ name: 'imagine', options: { prompt: 'x' } });
+    expect(await seen).toBe(false);
   });
 
   it('takes files in the callback itself and refuses files over attachment_size_limit with 413', async () => {

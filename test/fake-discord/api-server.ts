@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DiscordErrors, DiscordHttpError } from './errors.ts';
 import type { FaultInjector } from './faults.ts';
 import type { MessageStore } from './messages.ts';
@@ -59,6 +60,7 @@ export class ApiServer {
   readonly requests: RequestRecord[] = [];
   readonly internalErrors: Error[] = [];
   readonly #deps: ApiServerDeps;
+  readonly #closing = new AbortController();
 
   constructor(deps: ApiServerDeps) {
     this.#deps = deps;
@@ -99,6 +101,8 @@ export class ApiServer {
     } catch (error) {
       answer = this.#errorAnswer(error, method, path);
     }
+    const delayMs = this.#deps.faults.takeDelay(method, path, route);
+    if (delayMs > 0) await sleep(delayMs, undefined, { signal: this.#closing.signal }).catch(() => undefined);
     this.#send(response, answer);
     const errorJson = answer.status >= 400 && typeof answer.json === 'object' && answer.json !== null ? (answer.json as { code?: unknown }) : undefined;
     this.requests.push({
@@ -114,6 +118,11 @@ export class ApiServer {
       json: body.json,
       files: body.files.map((f) => ({ field: f.field, filename: f.filename, contentType: f.contentType, size: f.data.length })),
     });
+  }
+
+  /** Gives up the answers still being delayed. */
+  close(): void {
+    this.#closing.abort();
   }
 
   #route(request: IncomingMessage, match: ReturnType<Router['match']>, url: URL, body: ParsedBody): Answer {

@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { APIApplicationCommand } from 'discord.js';
 import { ApiServer, type RequestRecord } from './api-server.ts';
 import { CommandRegistry } from './commands.ts';
-import { FaultInjector, type FaultRule, type FaultSpec } from './faults.ts';
+import { FaultInjector, type DelaySpec, type FaultRule, type FaultSpec } from './faults.ts';
 import { GatewayServer, type GatewayStats } from './gateway.ts';
 import { makeBotToken, SnowflakeGenerator } from './ids.ts';
 import {
@@ -234,9 +234,26 @@ export class FakeDiscord {
     return this.#api.internalErrors;
   }
 
-  /** Makes the next `times` matching requests fail with 500, 429 (rate limit headers) or 403. */
+  /** Makes the next `times` matching requests fail with 500, 429 (rate limit headers), 403 or 400 (an embed refused). */
   failNext(spec: FaultSpec): FaultRule {
     return this.#faults.add(spec);
+  }
+
+  /**
+   * Answers the next matching requests late: each takes effect at once, its answer comes `delayMs` later (a client
+   * that times out sooner cannot tell whether it worked, as with a slow Discord).
+   */
+  delayNext(spec: DelaySpec): { readonly hits: number; readonly remaining: number } {
+    return this.#faults.addDelay(spec);
+  }
+
+  /**
+   * The bot's permissions in a channel (default: the fake guild's text channel), as a moderator's change to its role or
+   * the channel's overwrites sets them: interactions there carry them as `app_permissions`, and the channel's message
+   * routes enforce View Channel, Send Messages, Attach Files and Read Message History as Discord does.
+   */
+  setAppPermissions(permissions: bigint, channelId: string = this.channelId): void {
+    this.#world.setAppPermissions(channelId, permissions);
   }
 
   // ---- gateway ----
@@ -273,6 +290,7 @@ export class FakeDiscord {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#api.close();
     await this.#gateway.close();
     const serverClosed = new Promise<void>((resolve, reject) => this.#server.close((error) => (error ? reject(error) : resolve())));
     const socketsClosed = [...this.#sockets].map((socket) => new Promise((resolve) => socket.once('close', resolve)));

@@ -1,6 +1,6 @@
 export { FakeDiscord, type FakeDiscordOptions } from './fake-discord.ts';
 export type { RequestRecord } from './api-server.ts';
-export type { FaultRule, FaultSpec } from './faults.ts';
+export type { DelaySpec, FaultRule, FaultSpec } from './faults.ts';
 export type { GatewayClose, GatewayStats, IdentifyRecord } from './gateway.ts';
 export type {
   ClickButtonOptions,

@@ -17,7 +17,7 @@ import type { CommandRegistry } from './commands.ts';
 import { makeInteractionToken, type SnowflakeGenerator } from './ids.ts';
 import { characterCount, walkComponents } from './message-payload.ts';
 import type { MessageStore, StoredMessage } from './messages.ts';
-import { DEFAULT_APP_PERMISSIONS, DEFAULT_MEMBER_PERMISSIONS, type FakeChannel, type FakeUser, type World } from './world.ts';
+import { DEFAULT_MEMBER_PERMISSIONS, type FakeChannel, type FakeUser, type World } from './world.ts';
 
 /** What `sendCommand` & co. return: enough to find the interaction, its original response and followups. */
 export interface InteractionHandle {
@@ -73,7 +73,7 @@ export interface InvocationOptions {
   /** Member permissions in the channel (a PermissionFlagsBits combination or its decimal string). */
   readonly memberPermissions?: bigint | string;
   readonly roles?: readonly string[];
-  /** The bot's permissions in the channel, sent as `app_permissions`. */
+  /** The bot's permissions in the channel, sent as `app_permissions` (default: what the channel grants the bot). */
   readonly appPermissions?: bigint | string;
   /** Sent as `attachment_size_limit`; uploads bigger than this get 413 like Discord. Default 10 MiB. */
   readonly attachmentSizeLimit?: number;
@@ -103,6 +103,11 @@ export interface SendAutocompleteOptions extends SendCommandOptions {
 export interface ClickButtonOptions extends InvocationOptions {
   readonly messageId: string;
   readonly customId: string;
+  /**
+   * Click on the message as it looked in this earlier revision (index into `revisions`), as a client that has not
+   * yet received the later edits does: the button must be on that revision, and the interaction carries it.
+   */
+  readonly revision?: number;
 }
 
 export interface SubmitModalOptions extends InvocationOptions {
@@ -225,8 +230,11 @@ export class InteractionLog {
   }
 
   clickButton(options: ClickButtonOptions): InteractionHandle {
-    const message = this.#deps.messages.get(options.messageId);
-    if (!message || message.deletedAt) throw new Error(`fake.clickButton: message ${options.messageId} does not exist (or was deleted)`);
+    const stored = this.#deps.messages.get(options.messageId);
+    if (!stored || stored.deletedAt) throw new Error(`fake.clickButton: message ${options.messageId} does not exist (or was deleted)`);
+    const shown = options.revision === undefined ? undefined : stored.revisions[options.revision];
+    if (options.revision !== undefined && !shown) throw new Error(`fake.clickButton: message ${stored.id} has no revision ${options.revision}`);
+    const message: StoredMessage = shown ? { ...stored, ...shown } : stored;
     const component = [...walkComponents(message.components)].find((c) => c.custom_id === options.customId);
     if (!component) {
       const known = [...walkComponents(message.components)].flatMap((c) => (typeof c.custom_id === 'string' ? [c.custom_id] : []));
@@ -391,7 +399,7 @@ export class InteractionLog {
       version: 1,
       channel: world.apiChannel(channel),
       channel_id: channel.id,
-      app_permissions: permissionString(invocation.appPermissions ?? DEFAULT_APP_PERMISSIONS, 'appPermissions'),
+      app_permissions: permissionString(invocation.appPermissions ?? world.appPermissionsIn(channel.id), 'appPermissions'),
       locale,
       entitlements: [],
       // "0" as the guild-install owner marks the bot's own DM.

@@ -47,6 +47,8 @@ export interface StoredMessage extends MessageRevision {
   /** Creation first, then one entry per edit; the last entry equals the current state. */
   readonly revisions: readonly MessageRevision[];
   readonly interactionMetadata: APIMessageInteractionMetadata | undefined;
+  /** The nonce the bot created it with, if any. */
+  readonly nonce: string | undefined;
 }
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
@@ -62,6 +64,7 @@ export interface NewMessage {
   /** A deferred response's "is thinking…" placeholder, which may be empty. */
   readonly placeholder?: boolean;
   readonly interactionMetadata?: APIMessageInteractionMetadata;
+  readonly nonce?: string;
 }
 
 // Flags a bot may set when creating a message; Ephemeral only counts on interaction responses.
@@ -137,6 +140,7 @@ export class MessageStore {
       deletedAt: null,
       revisions: [revision],
       interactionMetadata: spec.interactionMetadata,
+      nonce: spec.nonce,
     };
     this.#messages.set(message.id, message);
     return message;
@@ -253,6 +257,7 @@ export class MessageStore {
       flags: message.flags,
       ...(message.origin.kind === 'channel' ? {} : { webhook_id: this.#world.applicationId, application_id: this.#world.applicationId }),
       ...(message.interactionMetadata ? { interaction_metadata: message.interactionMetadata } : {}),
+      ...(message.nonce === undefined ? {} : { nonce: message.nonce }),
     };
   }
 }

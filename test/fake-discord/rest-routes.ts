@@ -1,4 +1,4 @@
-import { MessageFlags, MessageType } from 'discord.js';
+import { MessageFlags, MessageType, PermissionFlagsBits } from 'discord.js';
 import type { CommandRegistry } from './commands.ts';
 import { DiscordErrors, FormErrors } from './errors.ts';
 import { readMessagePayload, validateMessagePayload, type MessagePayload } from './message-payload.ts';
@@ -7,7 +7,7 @@ import type { ParsedBody } from './request-body.ts';
 import type { InteractionResponder } from './responses.ts';
 import type { RouteDefinition } from './router.ts';
 import { DEFAULT_ATTACHMENT_SIZE_LIMIT } from './interactions.ts';
-import type { World } from './world.ts';
+import type { FakeChannel, World } from './world.ts';
 
 export interface RestDeps {
   readonly world: World;
@@ -19,6 +19,22 @@ export interface RestDeps {
 
 const ok = (json: unknown) => ({ status: 200, json });
 const noContent = { status: 204 } as const;
+/** How long Discord remembers a message's nonce for enforce_nonce ("the past few minutes"). */
+const NONCE_MEMORY_MS = 5 * 60_000;
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The nonce of a message create body (up to 25 characters, or an integer) and whether the bot asked to enforce it. */
+function readNonce(json: unknown): { nonce: string | undefined; enforce: boolean } {
+  const body = isRecord(json) ? json : {};
+  const { nonce } = body;
+  if (nonce !== undefined && nonce !== null && !(typeof nonce === 'string' ? [...nonce].length <= 25 : Number.isSafeInteger(nonce))) {
+    throw DiscordErrors.invalidFormBody({ nonce: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH', message: 'Must be 25 or fewer in length.' }] } });
+  }
+  return { nonce: nonce === undefined || nonce === null ? undefined : String(nonce), enforce: body.enforce_nonce === true };
+}
 
 function channelPayload(body: ParsedBody): MessagePayload {
   const errors = new FormErrors();
@@ -46,9 +62,16 @@ export function restRoutes(deps: RestDeps): RouteDefinition[] {
     if (!found) throw DiscordErrors.unknownChannel();
     return found;
   };
+  // Guild channels check the bot's permissions there; a DM with the bot has no such limits.
+  const requirePermissions = (target: FakeChannel, ...needed: bigint[]): void => {
+    if (target.guildId === null) return;
+    const granted = world.appPermissionsIn(target.id);
+    if ((granted & PermissionFlagsBits.ViewChannel) === 0n) throw DiscordErrors.missingAccess();
+    if (needed.some((permission) => (granted & permission) === 0n)) throw DiscordErrors.missingPermissions();
+  };
   // Ephemeral messages only exist for the interaction webhook, not in the channel.
   const channelMessage = (channelId: string | undefined, messageId: string | undefined): StoredMessage => {
-    channel(channelId);
+    requirePermissions(channel(channelId));
     const message = messageId === undefined ? undefined : messages.get(messageId);
     if (!message || message.deletedAt || message.channelId !== channelId || (message.flags & MessageFlags.Ephemeral) !== 0) {
       throw DiscordErrors.unknownMessage();
@@ -183,8 +206,17 @@ export function restRoutes(deps: RestDeps): RouteDefinition[] {
       auth: 'bot',
       handle: ({ params, body }) => {
         const target = channel(params.channel);
+        requirePermissions(target, PermissionFlagsBits.SendMessages, ...(body.files.length > 0 ? [PermissionFlagsBits.AttachFiles] : []));
+        const { nonce, enforce } = readNonce(body.json);
+        // enforce_nonce: the same author's message with this nonce from the last few minutes is returned, not created again.
+        const earlier = enforce
+          ? messages
+              .all()
+              .find((m) => m.nonce === nonce && m.channelId === target.id && m.author.id === world.botUser.id && !m.deletedAt && Date.now() - m.createdAt.getTime() < NONCE_MEMORY_MS)
+          : undefined;
+        if (earlier) return ok(messages.toApi(earlier));
         const created = messages.create(
-          { channelId: target.id, guildId: target.guildId, author: world.botUser, type: MessageType.Default, origin: { kind: 'channel' } },
+          { channelId: target.id, guildId: target.guildId, author: world.botUser, type: MessageType.Default, origin: { kind: 'channel' }, nonce },
           channelPayload(body),
           body.files,
           DEFAULT_ATTACHMENT_SIZE_LIMIT,
@@ -194,9 +226,30 @@ export function restRoutes(deps: RestDeps): RouteDefinition[] {
     },
     {
       method: 'GET',
+      template: '/channels/:channel/messages',
+      auth: 'bot',
+      // Newest first, as Discord lists them; `after` a message id, at most `limit` (1-100, default 50).
+      handle: ({ params, query }) => {
+        const target = channel(params.channel);
+        requirePermissions(target, PermissionFlagsBits.ReadMessageHistory);
+        const after = BigInt(query.get('after') ?? '0');
+        const limit = Math.min(100, Math.max(1, Number(query.get('limit') ?? 50)));
+        const listed = messages
+          .all()
+          .filter((m) => m.channelId === target.id && !m.deletedAt && (m.flags & MessageFlags.Ephemeral) === 0 && BigInt(m.id) > after)
+          .slice(0, limit)
+          .reverse();
+        return ok(listed.map((m) => messages.toApi(m)));
+      },
+    },
+    {
+      method: 'GET',
       template: '/channels/:channel/messages/:message',
       auth: 'bot',
-      handle: ({ params }) => ok(messages.toApi(channelMessage(params.channel, params.message))),
+      handle: ({ params }) => {
+        requirePermissions(channel(params.channel), PermissionFlagsBits.ReadMessageHistory);
+        return ok(messages.toApi(channelMessage(params.channel, params.message)));
+      },
     },
     {
       method: 'PATCH',

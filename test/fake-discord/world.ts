@@ -83,6 +83,7 @@ export class World {
   readonly #channels = new Map<string, FakeChannel>();
   readonly #dmChannelByUser = new Map<string, FakeChannel>();
   readonly #joinedAt = new Map<string, string>();
+  readonly #appPermissions = new Map<string, bigint>();
 
   constructor(ids: SnowflakeGenerator, options: WorldOptions) {
     this.#ids = ids;
@@ -116,6 +117,15 @@ export class World {
 
   channel(id: string): FakeChannel | undefined {
     return this.#channels.get(id);
+  }
+
+  /** The bot's permissions in a channel: DEFAULT_APP_PERMISSIONS unless changed with setAppPermissions. */
+  appPermissionsIn(channelId: string): bigint {
+    return this.#appPermissions.get(channelId) ?? DEFAULT_APP_PERMISSIONS;
+  }
+
+  setAppPermissions(channelId: string, permissions: bigint): void {
+    this.#appPermissions.set(channelId, permissions);
   }
 
   dmChannelWith(user: FakeUser): FakeChannel {
