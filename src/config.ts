@@ -33,6 +33,7 @@ const environmentSchema = z.object({
   DISCORD_APPLICATION_ID: snowflake,
   DISCORD_GUILD_ID: optional(snowflake),
   DISCORD_API_URL: optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://127.0.0.1:8080/api' })),
+  DISCORD_REST_TIMEOUT_MS: integer(100, 15_000),
   SD_MODEL_DIR: optional(z.string()),
   EXECUTION_PROVIDER: z.preprocess(emptyAsUndefined, z.enum(EXECUTION_PROVIDERS).default('cpu')),
   MODELS_DIR: optional(z.string()),
@@ -86,6 +87,8 @@ export interface BotConfig {
     guildId: string | undefined;
     /** REST base such as http://127.0.0.1:8080/api; discord.js's default when undefined. */
     apiUrl: string | undefined;
+    /** How long one REST request may take before it counts as failed (discord.js then tries again, see rest-options.ts). */
+    restTimeoutMs: number;
   };
   model: {
     /** Undefined: the generated tiny model, which draws noise. */
@@ -155,6 +158,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       applicationId: e.DISCORD_APPLICATION_ID,
       guildId: e.DISCORD_GUILD_ID,
       apiUrl: e.DISCORD_API_URL?.replace(/\/+$/, ''),
+      restTimeoutMs: e.DISCORD_REST_TIMEOUT_MS,
     },
     model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL },
     generation: {

@@ -10,7 +10,7 @@ const minimal = { DISCORD_TOKEN: 'token-value', DISCORD_APPLICATION_ID: '1234567
 describe('loadConfig', () => {
   it('applies the documented defaults', () => {
     const config = loadConfig(minimal);
-    expect(config.discord).toEqual({ token: 'token-value', applicationId: '123456789012345678', guildId: undefined, apiUrl: undefined });
+    expect(config.discord).toEqual({ token: 'token-value', applicationId: '123456789012345678', guildId: undefined, apiUrl: undefined, restTimeoutMs: 15_000 });
     expect(config.model).toEqual({ dir: undefined, executionProvider: 'cpu' });
     expect(config.queue).toEqual({ maxQueue: 20, maxJobsPerUser: 2 });
     expect(config.timing).toEqual({
@@ -53,9 +53,11 @@ describe('loadConfig', () => {
       LOG_LEVEL: 'debug',
       PROMPT_SYNTAX: 'plain',
       EMBEDDINGS_DIR: tmpdir(),
+      DISCORD_REST_TIMEOUT_MS: '4000',
     });
     expect(config.embeddingsDir).toBe(tmpdir());
     expect(config.discord.apiUrl).toBe('http://127.0.0.1:8080/api');
+    expect(config.discord.restTimeoutMs).toBe(4000);
     expect(config.discord.guildId).toBe('987654321098765432');
     expect(config.model).toEqual({ dir: '/models/sd15', executionProvider: 'cuda' });
     expect(config.generation).toEqual({

@@ -10,6 +10,7 @@ import { loadCommands, type CommandModule } from './commands.ts';
 import { JobDelivery } from './job-delivery.ts';
 import { storedTarget } from './reply-target.ts';
 import { describeError } from './rest-errors.ts';
+import { restOptions } from './rest-options.ts';
 
 const DELIVERY_DRAIN_MS = 15_000;
 
@@ -30,7 +31,7 @@ export async function startBot(options: { config: BotConfig; queue: JobQueue; lo
   const commands = await loadCommands(options.commandsDir);
   const client = new Client({
     intents: [GatewayIntentBits.Guilds],
-    ...(config.discord.apiUrl ? { rest: { api: config.discord.apiUrl } } : {}),
+    rest: restOptions(config.discord),
   });
   let shuttingDown = false;
   const context: BotContext = {

@@ -4,6 +4,7 @@ import { readPngParameters } from '../image/png.ts';
 import type { ImagineOptions } from '../queue/types.ts';
 import type { BotContext } from './bot-context.ts';
 import { decodeButton } from './custom-id.ts';
+import { offersCancel } from './job-messages.ts';
 import { liveTarget } from './reply-target.ts';
 import { describeError, isUnknownMessage } from './rest-errors.ts';
 import { optionsFromEmbed, optionsFromSettings } from './result-embed.ts';
@@ -48,16 +49,30 @@ async function remove(interaction: ButtonInteraction, requesterId: string): Prom
 async function cancel(interaction: ButtonInteraction, jobId: string, context: BotContext): Promise<void> {
   const job = context.queue.find(jobId);
   const delivery = context.deliveries.get(jobId);
+  const requesterId = job?.userId ?? interaction.message.interactionMetadata?.user.id;
+  if (interaction.user.id !== requesterId) return ephemeral(interaction, requesterId ? `Only <@${requesterId}> can cancel this job.` : 'Only the requester can cancel this job.');
   if (!job) {
     if (delivery) return ephemeral(interaction, 'This job has already finished.');
-    // Nothing in this process knows the job (a restart, or its result went elsewhere): stop offering Cancel.
-    await interaction.update({ content: `${interaction.message.content}\n⚠️ This job is no longer in the queue.`, components: [] });
-    return;
+    return retireCancel(interaction, jobId);
   }
-  if (interaction.user.id !== job.userId) return ephemeral(interaction, `Only <@${job.userId}> can cancel this job.`);
   await interaction.deferUpdate();
   delivery?.retarget(liveTarget(interaction));
   job.cancel('user');
+}
+
+/**
+ * Nothing in this process knows the job (its result went elsewhere, or another bot process had it): stops offering
+ * Cancel. The press may be older than the message's outcome, so the message is read afresh and left alone when it
+ * no longer offers this Cancel.
+ */
+async function retireCancel(interaction: ButtonInteraction, jobId: string): Promise<void> {
+  await interaction.deferUpdate();
+  const current = await interaction.fetchReply();
+  if (!offersCancel(current, jobId)) {
+    await interaction.followUp({ content: 'This job has already finished.', flags: MessageFlags.Ephemeral });
+    return;
+  }
+  await interaction.editReply({ content: `${current.content}\n⚠️ This job is no longer in the queue.`, components: [] });
 }
 
 /** The job behind a result message: from its embed, else from the parameters chunk of its PNG attachments. */

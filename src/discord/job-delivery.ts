@@ -1,10 +1,10 @@
-import { AttachmentBuilder, type BaseMessageOptions, type Client } from 'discord.js';
+import { createHash } from 'node:crypto';
+import { AttachmentBuilder, MessageFlags, type BaseMessageOptions, type Client } from 'discord.js';
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
 import { JobCancelledError, JobDetachedError, type JobHandle, type JobResult, type JobStatus } from '../queue/types.ts';
 import { formatBytes, planAttachments, type OutgoingFile } from './attachments.ts';
-import { encodeButton } from './custom-id.ts';
-import { finalText, handedToChannelMessage, resultRow, statusMessage, type MessageContent } from './job-messages.ts';
+import { finalText, handedToChannelMessage, offersCancel, resultRow, statusMessage, type MessageContent } from './job-messages.ts';
 import { classifyFailure, describeError, failureText } from './rest-errors.ts';
 import type { ReplyTarget } from './reply-target.ts';
 import { resultEmbed } from './result-embed.ts';
@@ -85,7 +85,7 @@ export class JobDelivery {
       else await this.deliverFailure(outcome.error);
     } catch (error) {
       this.logger.error({ error: describeError(error) }, 'preparing the job’s message failed');
-      await this.send({ ...finalText(this.job.options, '❌ Something went wrong while posting the image. Please try again.'), files: [] }, true);
+      await this.send({ ...finalText(this.job.options, '❌ Something went wrong while posting the image. Please try again.'), files: [] }, 0);
     } finally {
       unsubscribe();
       clearTimeout(this.expiryTimer);
@@ -95,15 +95,28 @@ export class JobDelivery {
     );
   }
 
-  /** Whether the reply already shows an outcome (it lost its Cancel button); false when it cannot be read. */
+  /** Whether the reply already shows an outcome (it is past "thinking…" and lost its Cancel button); false when it cannot be read. */
   private async replyIsFinal(): Promise<boolean> {
     if (!this.webhookUsable()) return false;
     try {
       const reply = await this.interaction.fetchReply();
-      const cancelId = encodeButton({ kind: 'cancel', jobId: this.job.id });
-      return !JSON.stringify(reply.components.map((row) => row.toJSON())).includes(`"${cancelId}"`);
+      return !reply.flags.has(MessageFlags.Loading) && !offersCancel(reply, this.job.id);
     } catch (error) {
       this.logger.warn({ error: describeError(error) }, 'could not read the reply to see whether it was posted');
+      return false;
+    }
+  }
+
+  /** Whether this follow-up of the reply is in the channel already; false when that cannot be read. */
+  private async followUpPosted(message: OutgoingMessage): Promise<boolean> {
+    try {
+      const reply = await this.interaction.fetchReply();
+      const channel = await this.context.client.channels.fetch(this.interaction.channelId ?? '');
+      if (!channel?.isTextBased()) return false;
+      const later = await channel.messages.fetch({ after: reply.id, limit: FOLLOW_UP_SEARCH_LIMIT });
+      return later.some((posted) => posted.interactionMetadata?.originalResponseMessageId === reply.id && posted.content === message.content);
+    } catch (error) {
+      this.logger.warn({ error: describeError(error) }, 'could not look whether the follow-up was posted');
       return false;
     }
   }
@@ -169,12 +182,15 @@ export class JobDelivery {
       (file) => `⚠️ ${file.name} is ${formatBytes(file.bytes)}, over this channel’s upload limit (${formatBytes(this.attachmentLimit)}), so it is not attached.`,
     );
     const batches = plan.batches.length > 0 ? plan.batches : [[]];
+    let sent = 0;
     for (const [index, files] of batches.entries()) {
       const part = batches.length > 1 ? `Images ${index + 1}/${batches.length}` : '';
       const content = [part, ...(index === 0 ? notes : [])].filter(Boolean).join('\n');
-      await this.send({ content, embeds: [embed], components: [resultRow(this.job.userId)], files }, index === 0);
+      if (await this.send({ content, embeds: [embed], components: [resultRow(this.job.userId)], files }, index)) sent++;
     }
-    this.logger.info({ images: result.images.length, elapsedMs: Math.round(result.elapsedMs) }, 'job delivered');
+    const summary = { images: result.images.length, elapsedMs: Math.round(result.elapsedMs), messages: `${sent}/${batches.length}` };
+    if (sent === batches.length) this.logger.info(summary, 'job delivered');
+    else this.logger.error(summary, 'job not delivered: its messages could not be posted');
   }
 
   private async deliverFailure(error: unknown): Promise<void> {
@@ -189,53 +205,52 @@ export class JobDelivery {
       text = `❌ Generation failed: ${error instanceof Error ? error.message : String(error)}`;
       this.logger.warn({ error: describeError(error) }, 'job failed');
     }
-    await this.send({ ...finalText(this.job.options, text), files: [] }, true);
+    await this.send({ ...finalText(this.job.options, text), files: [] }, 0);
   }
 
   /**
-   * Sends one final message: through the webhook while it is usable (editing the reply for the first),
-   * else to the channel. When Discord refuses the files it falls back to the message without them and
-   * then to bare text; when the webhook fails it tries the channel.
+   * Sends part `part` of the job's last word (0: the reply itself, edited; later parts: follow-ups) through the
+   * webhook while it is usable, else (or when the webhook fails) to the channel. When Discord refuses the message
+   * it falls back to simpler forms: without the embed but with the images, then without the images but with the
+   * embed (Reroll reads the settings from either), then plain text. Returns whether anything was posted.
+   *
+   * Repeating a post must not duplicate it: channel posts carry a nonce Discord enforces (a repeat returns the
+   * message already made), and a failed edit of the reply is checked before anything else is tried.
    */
-  private async send(message: OutgoingMessage, first: boolean): Promise<void> {
+  private async send(message: OutgoingMessage, part: number): Promise<boolean> {
     const variants: OutgoingMessage[] = [message];
     let lastError: unknown;
     for (let variant = 0; variant < variants.length; variant++) {
       for (const route of this.routes()) {
         try {
-          await this.sendVia(route, variants[variant], first);
-          return;
+          await this.sendVia(route, variants[variant], part);
+          return true;
         } catch (error) {
           lastError = error;
           const kind = classifyFailure(error);
           this.logger.warn({ route, variant, error: describeError(error) }, 'sending the job message failed');
+          if (kind === 'unavailable' && route === 'webhook' && (part === 0 ? await this.replyIsFinal() : await this.followUpPosted(variants[variant]))) {
+            this.logger.info({ part }, 'the message went through although its answer was lost');
+            return true;
+          }
           if (kind === 'token' && route === 'webhook') this.webhookUsableUntil = 0;
           if (kind === 'token' || kind === 'unavailable') continue;
           break;
         }
       }
-      if (variant === variants.length - 1) variants.push(...this.simplerVariants(variants[variant], lastError));
+      if (variant === 0) variants.push(...fallbacks(message, lastError));
     }
     this.logger.error({ error: describeError(lastError) }, 'could not tell the user about their job in any way');
-  }
-
-  /** After a failure: the embed and buttons without files, then plain text. */
-  private simplerVariants(message: OutgoingMessage, error: unknown): OutgoingMessage[] {
-    const explanation = [message.content, `⚠️ ${failureText(error)}`].filter(Boolean).join('\n');
-    if (message.files.length > 0) return [{ ...message, content: explanation, files: [] }];
-    if (message.embeds.length > 0 || message.components.length > 0) {
-      return [{ content: explanation, embeds: [], components: [], files: [] }];
-    }
-    return [];
+    return false;
   }
 
   private routes(): Route[] {
     return this.webhookUsable() ? ['webhook', 'channel'] : ['channel'];
   }
 
-  private async sendVia(route: Route, message: OutgoingMessage, first: boolean): Promise<void> {
-    if (route === 'channel') return this.sendToChannel(message, first);
-    if (first || !this.repliedOnce) {
+  private async sendVia(route: Route, message: OutgoingMessage, part: number): Promise<void> {
+    if (route === 'channel') return this.sendToChannel(message, part);
+    if (part === 0 || !this.repliedOnce) {
       await this.editThroughWebhook(message, this.interaction);
       this.repliedOnce = true;
     } else {
@@ -248,15 +263,47 @@ export class JobDelivery {
   }
 
   /** The requester is mentioned (and pinged) on the first message only. */
-  private async sendToChannel(message: OutgoingMessage, first: boolean): Promise<void> {
+  private async sendToChannel(message: OutgoingMessage, part: number): Promise<void> {
     const channel = await this.context.client.channels.fetch(this.interaction.channelId ?? '');
     if (!channel?.isSendable()) throw new Error(`channel ${this.interaction.channelId} cannot take messages`);
     await channel.send({
       ...toDiscord(message),
       content: [`<@${this.job.userId}>`, message.content].filter(Boolean).join(' '),
-      allowedMentions: { parse: [], users: first ? [this.job.userId] : [] },
+      allowedMentions: { parse: [], users: part === 0 ? [this.job.userId] : [] },
+      nonce: messageNonce(this.job.id, part),
+      enforceNonce: true,
     });
   }
+}
+
+/** How many later messages of the channel are searched for a follow-up whose answer was lost (Discord's most per request). */
+const FOLLOW_UP_SEARCH_LIMIT = 100;
+
+/** Discord's limit on a nonce. */
+const NONCE_LENGTH = 25;
+
+/** The same for every try of one part of one job (in this process or after a restart), so Discord keeps one message. */
+function messageNonce(jobId: string, part: number): string {
+  return createHash('sha256').update(`${jobId}/${part}`).digest('base64url').slice(0, NONCE_LENGTH);
+}
+
+/**
+ * Simpler forms of a message Discord refused. When the upload is at fault (too large, no Attach Files) the embed
+ * stays and the images go; otherwise the images stay and the embed goes first (their PNG parameters keep the
+ * settings for Reroll). Plain text, without buttons, comes last.
+ */
+function fallbacks(message: OutgoingMessage, error: unknown): OutgoingMessage[] {
+  const kind = classifyFailure(error);
+  const why = failureText(error);
+  const withNote = (note: string) => [message.content, `⚠️ ${note}`].filter(Boolean).join('\n');
+  const hasFiles = message.files.length > 0;
+  const hasEmbed = message.embeds.length > 0;
+  const uploadAtFault = kind === 'permissions' || kind === 'too_large';
+  const variants: OutgoingMessage[] = [];
+  if (hasFiles && hasEmbed && !uploadAtFault) variants.push({ ...message, embeds: [], content: withNote(`${why} Here is the image without its settings card.`) });
+  if (hasFiles) variants.push({ ...message, files: [], content: withNote(`${why} Press 🎲 Reroll to try again.`) });
+  if (hasFiles || hasEmbed || message.components.length > 0) variants.push({ content: withNote(`${why} Please run /imagine again.`), embeds: [], components: [], files: [] });
+  return variants;
 }
 
 function toDiscord(message: OutgoingMessage): BaseMessageOptions {

@@ -1,4 +1,4 @@
-import { ActionRowBuilder, ButtonBuilder, ButtonStyle, type EmbedBuilder } from 'discord.js';
+import { ActionRowBuilder, ButtonBuilder, ButtonStyle, type EmbedBuilder, type Message } from 'discord.js';
 import type { ImagineOptions, JobStatus, RejectionReason } from '../queue/types.ts';
 import { encodeButton } from './custom-id.ts';
 import { escapeMarkdown } from './markdown.ts';
@@ -17,6 +17,12 @@ export function cancelRow(jobId: string): ActionRowBuilder<ButtonBuilder> {
   return new ActionRowBuilder<ButtonBuilder>().addComponents(
     new ButtonBuilder().setCustomId(encodeButton({ kind: 'cancel', jobId })).setLabel('Cancel').setStyle(ButtonStyle.Secondary),
   );
+}
+
+/** Whether a message still offers this job's Cancel button. */
+export function offersCancel(message: Message, jobId: string): boolean {
+  const cancelId = encodeButton({ kind: 'cancel', jobId });
+  return JSON.stringify(message.components.map((row) => row.toJSON())).includes(`"${cancelId}"`);
 }
 
 export function resultRow(requesterId: string): ActionRowBuilder<ButtonBuilder> {

@@ -48,7 +48,7 @@ export function describeError(error: unknown): Record<string, unknown> {
   return { message: String(error) };
 }
 
-/** Words for the user about a failed upload. */
+/** Words for the user about why a message could not be posted. */
 export function failureText(error: unknown): string {
   switch (classifyFailure(error)) {
     case 'permissions':
@@ -59,7 +59,7 @@ export function failureText(error: unknown): string {
       return 'The interaction expired before the image was ready.';
     default: {
       const status = error instanceof DiscordAPIError || error instanceof HTTPError ? ` (HTTP ${error.status})` : '';
-      return `Discord did not accept the image${status}. Press 🎲 Reroll to try again.`;
+      return `Discord did not accept the message${status}.`;
     }
   }
 }

@@ -7,7 +7,10 @@ import { JobDelivery } from './job-delivery.ts';
 import { deliveryRecord, liveTarget } from './reply-target.ts';
 import { describeError } from './rest-errors.ts';
 
+/** What posting a result needs; Send Messages because a job that outlives its interaction token goes to the channel. */
 const REQUIRED_CHANNEL_PERMISSIONS = [
+  ['View Channel', PermissionFlagsBits.ViewChannel],
+  ['Send Messages', PermissionFlagsBits.SendMessages],
   ['Attach Files', PermissionFlagsBits.AttachFiles],
   ['Embed Links', PermissionFlagsBits.EmbedLinks],
 ] as const;
@@ -42,6 +45,8 @@ export async function startJob(
     await interaction.deferReply();
   } catch (error) {
     job.cancel('user');
+    // Nothing was shown to anyone, so there is nothing to post: a restarted bot must not take this job up.
+    await job.acknowledge?.().catch(() => undefined);
     context.logger.warn({ jobId: job.id, error: describeError(error) }, 'could not acknowledge the interaction; job dropped');
     return;
   }
@@ -53,7 +58,9 @@ function precheck(interaction: ChatInputCommandInteraction | ButtonInteraction, 
   if (context.isShuttingDown()) return refusalText('closed', 0);
   const missing = REQUIRED_CHANNEL_PERMISSIONS.filter(([, flag]) => interaction.appPermissions && !interaction.appPermissions.has(flag));
   if (missing.length > 0) {
-    return `🔒 I cannot post images in this channel: I am missing ${missing.map(([name]) => `**${name}**`).join(' and ')}. Ask a moderator to grant it.`;
+    const names = missing.map(([name]) => `**${name}**`);
+    const listed = names.length === 1 ? names[0] : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`;
+    return `🔒 I cannot post images in this channel: I am missing ${listed}. Ask a moderator to grant ${names.length === 1 ? 'it' : 'them'}.`;
   }
   try {
     checkOptions(options);
