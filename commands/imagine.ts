@@ -1,4 +1,4 @@
-import { MessageFlags, SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
+import { SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import { parseSize } from '../src/config.ts';
 import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
 import { listInstalledModels } from '../src/models/installed.ts';
@@ -7,6 +7,7 @@ import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type ImagineOptions } from '../s
 import { SCHEDULERS } from '../src/schedulers/index.ts';
 import type { BotContext } from '../src/discord/bot-context.ts';
 import type { ModelInfo } from '../src/pipeline/types.ts';
+import { answerPrivately } from '../src/discord/job-messages.ts';
 import { startJob } from '../src/discord/start-job.ts';
 
 /** Discord's own bounds; the operator's and the model's limits are checked when the command runs. */
@@ -60,8 +61,7 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
     options = readOptions(interaction);
   } catch (error) {
     // A malformed inline parameter, or what a client sent that the Discord client would never have (a wrong type, a malformed size).
-    const content = `⚠️ ${error instanceof Error ? error.message : String(error)}`;
-    await interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+    await answerPrivately(interaction, `⚠️ ${error instanceof Error ? error.message : String(error)}`);
     return;
   }
   await startJob(interaction, options, context);

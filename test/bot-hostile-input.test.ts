@@ -36,9 +36,11 @@ async function uncheckedRefusal(h: Harness, options: Record<string, OptionValue>
 
 describe('hostile and unusual input', () => {
   it('counts characters as Discord does: 600 emoji are 600 characters, and the image is made', async () => {
-    harness = await startHarness(pipeline);
+    // Plain prompts are cut at CLIP's 77 tokens as diffusers does; AUTOMATIC1111's syntax would refuse 2400 tokens.
+    harness = await startHarness(pipeline, { PROMPT_SYNTAX: 'plain' });
     const prompt = '🦊'.repeat(600);
     const reply = await harness.finalReply(harness.imagine('alice', { prompt, seed: 8 }));
+    expect(reply.content.split('\n').slice(1)).toEqual([]);
     expect(reply.attachments).toHaveLength(1);
     expect(parseParameters(readPngParameters(reply.attachments[0].data) ?? '').prompt).toBe(prompt);
     expect(reply.embeds[0].description).toBe(prompt);
@@ -64,6 +66,9 @@ describe('hostile and unusual input', () => {
       expect(refusal, option).toMatch(expected);
       expect([...refusal].length, option).toBeLessThan(400);
     }
+    const inlineRefusal = await uncheckedRefusal(harness, { prompt: `a fox --seed ${long}` });
+    expect(inlineRefusal).toMatch(/^⚠️ --seed must be a whole number/);
+    expect([...inlineRefusal].length).toBeLessThanOrEqual(2000);
     const deployed = harness.fake.guildCommands().find((command) => command.name === 'imagine')!;
     expect(deployed.options?.find((option) => option.name === 'size')).toMatchObject({ max_length: 16 });
   });

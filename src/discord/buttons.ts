@@ -4,7 +4,7 @@ import { readPngParameters } from '../image/png.ts';
 import type { ImagineOptions } from '../queue/types.ts';
 import type { BotContext } from './bot-context.ts';
 import { decodeButton } from './custom-id.ts';
-import { offersCancel } from './job-messages.ts';
+import { answerPrivately, offersCancel } from './job-messages.ts';
 import { liveTarget } from './reply-target.ts';
 import { describeError, isUnknownMessage } from './rest-errors.ts';
 import { optionsFromEmbed, optionsFromSettings } from './result-embed.ts';
@@ -97,6 +97,6 @@ async function optionsFromMessage(message: Message, context: BotContext): Promis
   }
 }
 
-async function ephemeral(interaction: ButtonInteraction, content: string): Promise<void> {
-  await interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+function ephemeral(interaction: ButtonInteraction, content: string): Promise<void> {
+  return answerPrivately(interaction, content);
 }

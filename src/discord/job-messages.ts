@@ -1,4 +1,4 @@
-import { ActionRowBuilder, ButtonBuilder, ButtonStyle, type EmbedBuilder, type Message } from 'discord.js';
+import { ActionRowBuilder, ButtonBuilder, ButtonStyle, MessageFlags, type EmbedBuilder, type Message, type RepliableInteraction } from 'discord.js';
 import type { ImagineOptions, JobStatus, RejectionReason } from '../queue/types.ts';
 import { encodeButton } from './custom-id.ts';
 import { escapeMarkdown } from './markdown.ts';
@@ -11,6 +11,8 @@ export interface MessageContent {
 }
 
 const PROMPT_PREVIEW_LENGTH = 120;
+/** Discord refuses message content longer than this (in code points). */
+const MESSAGE_LENGTH_LIMIT = 2000;
 const PROGRESS_BAR_CELLS = 12;
 
 export function cancelRow(jobId: string): ActionRowBuilder<ButtonBuilder> {
@@ -64,6 +66,16 @@ export function handedToChannelMessage(jobId: string, options: ImagineOptions, s
 
 export function finalText(options: ImagineOptions, text: string): MessageContent {
   return { content: `${promptPreview(options)}\n${text}`, embeds: [], components: [] };
+}
+
+/**
+ * Answers an interaction with a message only its user sees, mentioning nobody. Cut to Discord's limit, so that a
+ * message quoting what the user typed can never be refused for its length.
+ */
+export async function answerPrivately(interaction: RepliableInteraction, content: string): Promise<void> {
+  const characters = [...content];
+  const fitted = characters.length > MESSAGE_LENGTH_LIMIT ? `${characters.slice(0, MESSAGE_LENGTH_LIMIT - 1).join('')}…` : content;
+  await interaction.reply({ content: fitted, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
 }
 
 export function refusalText(reason: RejectionReason, limit: number): string {

@@ -1,8 +1,8 @@
-import { MessageFlags, PermissionFlagsBits, type ButtonInteraction, type ChatInputCommandInteraction } from 'discord.js';
+import { PermissionFlagsBits, type ButtonInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import { OptionError, checkOptions } from '../queue/generation-policy.ts';
 import { QueueRejection, type ImagineOptions, type JobHandle } from '../queue/types.ts';
 import type { BotContext } from './bot-context.ts';
-import { refusalText } from './job-messages.ts';
+import { answerPrivately, refusalText } from './job-messages.ts';
 import { JobDelivery } from './job-delivery.ts';
 import { deliveryRecord, liveTarget } from './reply-target.ts';
 import { describeError } from './rest-errors.ts';
@@ -71,6 +71,6 @@ function precheck(interaction: ChatInputCommandInteraction | ButtonInteraction, 
   return undefined;
 }
 
-async function refuse(interaction: ChatInputCommandInteraction | ButtonInteraction, content: string): Promise<void> {
-  await interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+function refuse(interaction: ChatInputCommandInteraction | ButtonInteraction, content: string): Promise<void> {
+  return answerPrivately(interaction, content);
 }
