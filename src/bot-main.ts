@@ -37,7 +37,8 @@ process.on('SIGINT', (signal) => void stop(signal));
 process.on('SIGTERM', (signal) => void stop(signal));
 
 try {
-  bot = await startBot({ config, queue, logger });
+  // Jobs are not cancelled: they stay queued (in Redis, or the local queue's journal) for the restarted bot.
+  bot = await startBot({ config, queue, logger, onGatewayLost: () => process.exit(1) });
 } catch (error) {
   logger.fatal({ error: describeError(error) }, 'could not log in to Discord');
   await queue.close(0);

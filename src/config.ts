@@ -1,4 +1,6 @@
 import { statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from './pipeline/onnx-model.ts';
 import { defaultEmbeddingsDir } from './models/embeddings.ts';
@@ -64,6 +66,7 @@ const environmentSchema = z.object({
   MAX_QUEUE: integer(1, 20),
   MAX_JOBS_PER_USER: integer(1, 2),
   QUEUE_BACKEND: z.preprocess(emptyAsUndefined, z.enum(['local', 'bullmq']).default('local')),
+  DATA_DIR: optional(z.string()),
   REDIS_URL: optional(z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379' })),
   STALLED_JOB_TIMEOUT_MS: integer(1000, 15_000),
   RESULT_TTL_MS: integer(60_000, 24 * 60 * 60_000),
@@ -102,7 +105,7 @@ export interface BotConfig {
   embeddingsDir: string;
   queue: { maxQueue: number; maxJobsPerUser: number };
   /** Where jobs run: this process's pipeline thread, or workers reached through Redis. */
-  backend: { kind: 'local' } | RedisBackendConfig;
+  backend: LocalBackendConfig | RedisBackendConfig;
   timing: {
     progressEditIntervalMs: number;
     interactionTokenTtlMs: number;
@@ -112,6 +115,12 @@ export interface BotConfig {
   logLevel: Environment['LOG_LEVEL'];
   /** Where the process reports its health for a container health check (`npm run healthcheck`); none when undefined. */
   healthFile: string | undefined;
+}
+
+export interface LocalBackendConfig {
+  kind: 'local';
+  /** Where the queue keeps its journal of accepted jobs, so a restarted bot takes them up again. */
+  dataDir: string;
 }
 
 export interface RedisBackendConfig {
@@ -150,7 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
   }
   const backend: BotConfig['backend'] =
     e.QUEUE_BACKEND === 'local'
-      ? { kind: 'local' }
+      ? { kind: 'local', dataDir: e.DATA_DIR ? resolve(e.DATA_DIR) : resolve(dirname(fileURLToPath(import.meta.url)), '..', 'data') }
       : { kind: 'bullmq', redisUrl: requireRedisUrl(e.REDIS_URL, 'when QUEUE_BACKEND=bullmq'), stalledJobTimeoutMs: e.STALLED_JOB_TIMEOUT_MS, resultTtlMs: e.RESULT_TTL_MS };
   return {
     discord: {

@@ -7,11 +7,12 @@ import { LocalJobQueue } from './queue/local-queue.ts';
 import type { JobQueue } from './queue/types.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
-import { loadConfigOrExit, loadModelCatalogOrExit, startHealthReport, startLogger } from './startup.ts';
+import { loadConfigOrExit, loadModelCatalogOrExit, openJournalOrExit, startHealthReport, startLogger } from './startup.ts';
 
 // The all-in-one bot: Discord front end, job queue and the pipeline's worker thread in one process.
 
 const config = loadConfigOrExit(loadConfig);
+const journal = config.backend.kind === 'local' ? openJournalOrExit(config.backend.dataDir) : undefined;
 const logger = startLogger(config.logLevel);
 const catalog = await loadModelCatalogOrExit(config.model, logger);
 const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider });
@@ -23,7 +24,7 @@ pipeline.ready.then(
 const backend = config.backend;
 const queue: JobQueue =
   backend.kind === 'local'
-    ? new LocalJobQueue({ generator: pipeline, catalog, policy: config.generation, ...config.queue })
+    ? new LocalJobQueue({ generator: pipeline, catalog, policy: config.generation, ...config.queue, journal })
     : new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
 // With QUEUE_BACKEND=bullmq this process is also one worker; `npm run worker` adds more on other machines.
 const worker =
@@ -50,7 +51,8 @@ process.on('SIGINT', (signal) => void stop(signal));
 process.on('SIGTERM', (signal) => void stop(signal));
 
 try {
-  bot = await startBot({ config, queue, logger });
+  // Jobs are not cancelled: they stay queued (in Redis, or the local queue's journal) for the restarted bot.
+  bot = await startBot({ config, queue, logger, onGatewayLost: () => process.exit(1) });
 } catch (error) {
   logger.fatal({ error: describeError(error) }, 'could not log in to Discord');
   await worker?.close(0);

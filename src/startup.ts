@@ -7,6 +7,7 @@ import { reportHealth, type HealthReporter, type HealthStatus } from './health/h
 import { ModelCatalog } from './models/catalog.ts';
 import { resolveModelDir, TINY_MODEL_NOTICE } from './models/default-model.ts';
 import { autoPull, FIRST_RUN_HELP } from './models/first-run.ts';
+import { JobJournal } from './queue/job-journal.ts';
 
 // What every process role (npm start, npm run bot, npm run worker) does before its own work.
 
@@ -18,6 +19,16 @@ export function loadConfigOrExit<T>(load: () => T): T {
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     console.error(error.message);
+    process.exit(1);
+  }
+}
+
+/** The local queue's journal in DATA_DIR; exits 1 naming DATA_DIR when it cannot be kept there. */
+export function openJournalOrExit(dataDir: string): JobJournal {
+  try {
+    return new JobJournal(dataDir);
+  } catch (error) {
+    console.error(`Invalid configuration (check .env):\n  DATA_DIR: cannot keep the job journal in ${dataDir}: ${(error as Error).message}`);
     process.exit(1);
   }
 }

@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
+import { deployCommands } from '../src/discord/deploy.ts';
 import { BLOCKER_OPTIONS } from './bot-harness.ts';
 import { FakeDiscord, type InteractionHandle } from './fake-discord/index.ts';
 
@@ -55,6 +57,7 @@ function environmentFor(discord: FakeDiscord): Record<string, string> {
     DISCORD_GUILD_ID: discord.guildId,
     DISCORD_API_URL: discord.apiUrl,
     MODELS_DIR: join(cwd, 'models'),
+    DATA_DIR: mkdtempSync(join(cwd, 'data-')),
     SIZES: '64x64,512x512',
     DEFAULT_SIZE: '64x64',
     DEFAULT_STEPS: '2',
@@ -108,4 +111,50 @@ describe('npm start and npm run deploy-commands as processes', () => {
     expect(bot.stderr).toContain('DISCORD_APPLICATION_ID: must be a Discord ID');
     expect(bot.stderr).toContain('MAX_QUEUE: must be a number');
   });
+
+  it('after a crash (SIGKILL) takes up the running and the waiting job and delivers them; a gateway close 4004 ends it with exit 1', async () => {
+    fake = await FakeDiscord.start();
+    const discord = fake;
+    const environment = { ...environmentFor(discord), LOG_LEVEL: 'debug' };
+    await deployCommands(loadConfig(environment));
+    const imagine = (username: string, options: Record<string, string | number>): InteractionHandle =>
+      discord.sendCommand({ name: 'imagine', options, user: discord.user(username) });
+    const reply = (handle: InteractionHandle) => discord.originalResponse(handle);
+
+    const first = run('src/main.ts', environment);
+    await discord.waitFor(() => first.lines.some((line) => line.msg === 'logged in to Discord'), 30_000, 'first bot up');
+    const blocker = imagine('alice', BLOCKER_OPTIONS);
+    await discord.waitFor(() => /Generating/.test(reply(blocker)?.content ?? ''), 30_000, 'blocker running');
+    const waiting = imagine('bob', { prompt: 'bob waits out a crash', seed: 11 });
+    await discord.waitFor(() => /next in the queue/.test(reply(waiting)?.content ?? ''), 10_000, 'bob queued');
+    first.kill('SIGKILL');
+    expect(await first.exit).toBe(null);
+
+    const second = run('src/main.ts', environment);
+    await discord.waitFor(() => second.lines.filter((line) => line.msg === 'taking over a job another bot process queued').length === 2, 30_000, 'jobs taken up');
+    const cancelId = JSON.stringify(reply(blocker)?.components).match(/imagine:cancel:[\w-]+/)?.[0];
+    expect(cancelId).toBeDefined();
+    discord.clickButton({ messageId: reply(blocker)!.id, customId: cancelId!, user: discord.user('alice') });
+    const delivered = await discord.waitFor(() => reply(waiting)?.attachments.length && reply(waiting), 30_000, 'bob’s image');
+    expect(delivered.attachments.map((attachment) => attachment.filename)).toEqual(['imagine-11-1.png']);
+    expect(delivered.components.map((row) => JSON.stringify(row))).not.toContain('imagine:cancel');
+    await discord.waitFor(() => /🛑 Cancelled\.$/.test(reply(blocker)?.content ?? ''), 10_000, 'blocker cancelled');
+    expect(discord.channelMessages().filter((message) => message.origin.kind === 'channel')).toEqual([]);
+
+    discord.dropGatewayConnections(4004);
+    expect(await second.exit).toBe(1);
+    const fatal = second.lines.find((line) => line.level === 60);
+    expect(String(fatal?.msg)).toContain('Set DISCORD_TOKEN to the bot’s current token');
+    expect(second.stdout + second.stderr).not.toContain(discord.botToken);
+  });
+
+  it('refuses to start when DATA_DIR cannot hold the job journal, naming it', async () => {
+    fake = await FakeDiscord.start();
+    const notAFolder = join(cwd, 'journal-is-a-file');
+    writeFileSync(notAFolder, 'x');
+    const bot = run('src/main.ts', { ...environmentFor(fake), DATA_DIR: notAFolder });
+    expect(await bot.exit).toBe(1);
+    expect(bot.stderr).toContain(`DATA_DIR: cannot keep the job journal in ${notAFolder}`);
+  });
 });
+

@@ -1,6 +1,10 @@
+import { appendFileSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { GenerateRequest, ModelInfo, StepProgress } from '../src/pipeline/types.ts';
 import { checkOptions, offeredSizes, resolveRequests, OptionError } from '../src/queue/generation-policy.ts';
+import { JobJournal } from '../src/queue/job-journal.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
 import {
   JobCancelledError,
@@ -104,13 +108,14 @@ function manualGenerator() {
   return { generator, ready, calls, call };
 }
 
-function newQueue(limits: { maxQueue?: number; maxJobsPerUser?: number } = {}) {
+function newQueue(limits: { maxQueue?: number; maxJobsPerUser?: number } = {}, journal?: JobJournal) {
   const manual = manualGenerator();
   const queue = new LocalJobQueue({
     generator: manual.generator,
     policy,
     maxQueue: limits.maxQueue ?? 20,
     maxJobsPerUser: limits.maxJobsPerUser ?? 5,
+    journal,
   });
   return { queue, ...manual };
 }
@@ -359,3 +364,59 @@ describe('LocalJobQueue close', () => {
     await expect(a1.result).rejects.toEqual(new JobCancelledError('shutdown'));
   });
 });
+
+describe('LocalJobQueue journal', () => {
+  const delivery = (token: string) => ({ applicationId: '1', token, tokenIssuedAt: 1, channelId: '2', attachmentSizeLimit: 1024 });
+
+  it('gives a queue started after a crash the running and waiting jobs, in order, with their delivery records', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'imagine-journal-'));
+    const before = newQueue({}, new JobJournal(dataDir));
+    before.ready.resolve(model);
+    const running = await before.queue.enqueue('alice', job('running', { seed: '7' }), { delivery: delivery('a') });
+    const waiting = await before.queue.enqueue('bob', job('waiting'), { delivery: delivery('b') });
+    const done = await before.queue.enqueue('carol', job('done'), { delivery: delivery('c') });
+    (await before.call(0)).finish();
+    await running.result;
+    await running.acknowledge?.();
+    await before.call(1);
+    // The bot process dies here, with bob's job running: nothing is closed, nothing more acknowledged.
+    expect(positions(waiting, done)).toEqual(['running', 1]);
+
+    const after = newQueue({}, new JobJournal(dataDir));
+    const recovered: { job: JobHandle; delivery: unknown }[] = [];
+    after.queue.recover((handle, record) => recovered.push({ job: handle, delivery: record }));
+    expect(recovered.map(({ job: handle }) => [handle.id, handle.userId, handle.options.prompt, handle.possiblyPosted])).toEqual([
+      [waiting.id, 'bob', 'waiting', true],
+      [done.id, 'carol', 'done', true],
+    ]);
+    expect(recovered.map((entry) => entry.delivery)).toEqual([delivery('b'), delivery('c')]);
+    expect(after.queue.find(waiting.id)).toBe(recovered[0].job);
+
+    after.ready.resolve(model);
+    (await after.call(0)).finish();
+    expect((await recovered[0].job.result).images).toHaveLength(1);
+    await recovered[0].job.acknowledge?.();
+    expect(new JobJournal(dataDir).pending().map((entry) => entry.id)).toEqual([done.id]);
+  });
+
+  it('survives a line cut short by a crash, keeps its file private, and stays small', () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'imagine-journal-'));
+    const journal = new JobJournal(dataDir);
+    for (let index = 0; index < 200; index++) {
+      journal.accepted({ id: `job${index}`, userId: 'u', options: job(`prompt ${index}`), delivery: null });
+      if (index !== 150) journal.finished(`job${index}`);
+    }
+    const file = join(dataDir, 'local-queue.jsonl');
+    expect(readFileSync(file, 'utf8').split('\n').length).toBeLessThan(200);
+    appendFileSync(file, '{"accepted":{"id":"torn","userId":"u","opti');
+    expect(new JobJournal(dataDir).pending().map((entry) => [entry.id, entry.options.prompt])).toEqual([['job150', 'prompt 150']]);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('refuses a folder it cannot write', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'imagine-journal-')), 'a-file');
+    appendFileSync(file, 'x');
+    expect(() => new JobJournal(join(file, 'data'))).toThrow(/ENOTDIR|EEXIST/);
+  });
+});
+

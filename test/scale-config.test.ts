@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, loadWorkerConfig } from '../src/config.ts';
@@ -21,7 +21,8 @@ function runScript(script: string, environment: Record<string, string>) {
 
 describe('the queue backend settings', () => {
   it('defaults to the local backend (npm start, no Redis)', () => {
-    expect(loadConfig(discord).backend).toEqual({ kind: 'local' });
+    expect(loadConfig(discord).backend).toEqual({ kind: 'local', dataDir: join(root, 'data') });
+    expect(loadConfig({ ...discord, DATA_DIR: 'var/imagine' }).backend).toEqual({ kind: 'local', dataDir: resolve('var/imagine') });
   });
 
   it('reads the BullMQ settings, with the documented defaults', () => {

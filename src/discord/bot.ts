@@ -25,8 +25,30 @@ export interface RunningBot {
 /** What a bot process reports before startBot has returned. */
 export const LOGGING_IN: HealthStatus = { healthy: false, detail: 'logging in to Discord' };
 
+/**
+ * Gateway close codes after which Discord will not take the bot back until its operator changes something, with what
+ * to change. discord.js stops reconnecting after them; a process left running would answer nothing.
+ */
+const FATAL_CLOSE_CODES: Readonly<Record<number, string>> = {
+  4004: 'Discord rejected the bot token (4004 Authentication failed): it was reset or is wrong. Set DISCORD_TOKEN to the bot’s current token.',
+  4010: 'Discord refused the shard settings (4010 Invalid shard).',
+  4011: 'Discord requires sharding for this bot (4011 Sharding required): it is in too many servers for one connection.',
+  4012: 'Discord refused the gateway version (4012 Invalid API version): update discord.js.',
+  4013: 'Discord refused the gateway intents (4013 Invalid intents).',
+  4014: 'Discord refused a privileged intent (4014 Disallowed intents): enable it under Bot → Privileged Gateway Intents in the Developer Portal.',
+};
+
+export interface StartBotOptions {
+  config: BotConfig;
+  queue: JobQueue;
+  logger: Logger;
+  commandsDir?: string;
+  /** Called (after a fatal log line) when the gateway closed for good; a process should exit non-zero then. */
+  onGatewayLost?: (code: number) => void;
+}
+
 /** Logs in at once; commands are accepted while the model loads (their jobs wait in the queue). */
-export async function startBot(options: { config: BotConfig; queue: JobQueue; logger: Logger; commandsDir?: string }): Promise<RunningBot> {
+export async function startBot(options: StartBotOptions): Promise<RunningBot> {
   const { config, queue, logger } = options;
   const commands = await loadCommands(options.commandsDir);
   const client = new Client({
@@ -49,7 +71,12 @@ export async function startBot(options: { config: BotConfig; queue: JobQueue; lo
     queue.recover?.((job, delivery) => resumeDelivery(job, delivery, ready, context));
   });
   client.on(Events.Error, (error) => logger.error({ error: describeError(error) }, 'discord.js client error'));
-  client.on(Events.ShardDisconnect, (event) => logger.warn({ code: event.code }, 'gateway disconnected'));
+  client.on(Events.ShardDisconnect, (event) => {
+    const fatal = FATAL_CLOSE_CODES[event.code];
+    if (!fatal) return logger.warn({ code: event.code }, 'gateway disconnected');
+    logger.fatal({ code: event.code }, `the Discord gateway closed for good: ${fatal}`);
+    options.onGatewayLost?.(event.code);
+  });
   client.on(Events.ShardReconnecting, () => logger.info('gateway reconnecting'));
   await client.login(config.discord.token);
 
@@ -81,11 +108,13 @@ function gatewayHealth(client: Client): HealthStatus {
   return { healthy: true, detail: `Discord gateway connected${ping}` };
 }
 
-/** Takes over a job another bot process queued (and left): progress and result go to its interaction (or its channel) as before. */
+/** Takes up a job an earlier bot process accepted (and left, or crashed with): progress and result go to its interaction (or its channel) as before. */
 function resumeDelivery(job: JobHandle, delivery: DeliveryRecord, client: Client<true>, context: BotContext): void {
   const target = storedTarget(client, delivery);
   if (!target) {
-    context.logger.warn({ jobId: job.id }, 'a recovered job has no usable delivery record; it cannot be posted');
+    context.logger.warn({ jobId: job.id }, 'a recovered job has no usable delivery record; it cannot be posted, so it is dropped');
+    job.cancel('shutdown');
+    void job.acknowledge?.().catch(() => undefined);
     return;
   }
   context.logger.info({ jobId: job.id, userId: job.userId, state: job.status().state }, 'taking over a job another bot process queued');

@@ -60,6 +60,7 @@ export class JobDelivery {
     // Before any edit: a progress edit would hide the outcome the stopped bot may have posted.
     if (this.job.possiblyPosted && (await this.replyIsFinal())) {
       this.logger.info('the job’s outcome was already posted by the bot process that stopped');
+      this.job.cancel('shutdown');
       await this.job.result.catch(() => undefined);
       await this.job.acknowledge?.().catch(() => undefined);
       return;

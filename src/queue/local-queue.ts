@@ -4,12 +4,15 @@ import PQueue from 'p-queue';
 import type { ModelCatalog } from '../models/catalog.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { FairOrder } from './fair-order.ts';
+import type { JobJournal } from './job-journal.ts';
 import { modelForJob, OptionError, resolveRequests } from './generation-policy.ts';
 import {
   JobCancelledError,
   JobFailedError,
   QueueRejection,
   type CancelReason,
+  type DeliveryRecord,
+  type EnqueueExtras,
   type GeneratedImage,
   type GenerationPolicy,
   type ImageGenerator,
@@ -29,6 +32,8 @@ export interface LocalQueueOptions {
   /** Jobs waiting or running, all users together. */
   maxQueue: number;
   maxJobsPerUser: number;
+  /** Keeps a record of the accepted jobs, so that a bot started again after a crash takes them up (see recover). */
+  journal?: JobJournal;
 }
 
 /** After an abort, how long close() waits for the generator to give up before it stops waiting. */
@@ -55,7 +60,7 @@ export class LocalJobQueue implements JobQueue {
       });
   }
 
-  async enqueue(userId: string, options: ImagineOptions): Promise<JobHandle> {
+  async enqueue(userId: string, options: ImagineOptions, extras: EnqueueExtras = {}): Promise<JobHandle> {
     if (this.closed) throw new QueueRejection('closed', 0);
     if (this.order.size >= this.options.maxQueue) throw new QueueRejection('queue_full', this.options.maxQueue);
     if (this.order.countFor(userId) >= this.options.maxJobsPerUser) {
@@ -64,7 +69,24 @@ export class LocalJobQueue implements JobQueue {
     const model = this.modelFor(options);
     if (model) resolveRequests(options, this.options.policy, model);
 
-    const job: LocalJob = new LocalJob(randomBytes(6).toString('base64url'), userId, options, (reason) => this.cancel(job, reason));
+    const id = randomBytes(6).toString('base64url');
+    this.options.journal?.accepted({ id, userId, options, delivery: extras.delivery ?? null });
+    return this.admit(id, userId, options, false);
+  }
+
+  /** The jobs the journal holds from before a crash, in their order, each with where its messages go. */
+  recover(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): void {
+    for (const entry of this.options.journal?.pending() ?? []) {
+      if (this.closed || this.jobs.has(entry.id)) continue;
+      onJob(this.admit(entry.id, entry.userId, entry.options, true), entry.delivery ?? {});
+    }
+  }
+
+  private admit(id: string, userId: string, options: ImagineOptions, possiblyPosted: boolean): LocalJob {
+    const job: LocalJob = new LocalJob(id, userId, options, possiblyPosted, {
+      cancel: (reason) => this.cancel(job, reason),
+      acknowledge: () => this.options.journal?.finished(job.id),
+    });
     this.jobs.set(job.id, job);
     const tag = this.order.add(job);
     this.slots
@@ -178,7 +200,9 @@ class LocalJob implements JobHandle {
     readonly id: string,
     readonly userId: string,
     readonly options: ImagineOptions,
-    private readonly cancelJob: (reason: CancelReason) => boolean,
+    /** Taken up again from the journal: a bot that crashed may have posted its outcome already. */
+    readonly possiblyPosted: boolean,
+    private readonly queue: { cancel(reason: CancelReason): boolean; acknowledge(): void },
   ) {
     this.result = new Promise<JobResult>((resolve, reject) => {
       this.resolve = (result) => {
@@ -214,7 +238,11 @@ class LocalJob implements JobHandle {
   }
 
   cancel(reason: CancelReason): boolean {
-    return this.cancelJob(reason);
+    return this.queue.cancel(reason);
+  }
+
+  async acknowledge(): Promise<void> {
+    this.queue.acknowledge();
   }
 
   setStatus(status: JobStatus): void {
