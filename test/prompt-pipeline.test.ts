@@ -168,6 +168,25 @@ describe('StableDiffusionPipeline with AUTOMATIC1111 prompts', () => {
     expect(meanAbsDifference(swapped.image.pixels, encoded.image.pixels)).toBeGreaterThan(0.5);
   });
 
+  it('keeps to one chunk when the U-Net was exported for a 77-token context only', async () => {
+    const dir = join(root, 'fixed-context');
+    await writeTinyModel(dir);
+    const unetPath = join(dir, 'unet', 'model.onnx');
+    const unet = onnx.ModelProto.decode(readFileSync(unetPath));
+    const context = unet.graph!.input!.find((input) => input.name === 'encoder_hidden_states')!;
+    context.type!.tensorType!.shape!.dim![1] = { dimValue: 77 };
+    writeFileSync(unetPath, onnx.ModelProto.encode(unet).finish());
+    const fixed = await StableDiffusionPipeline.fromPretrained(dir);
+    try {
+      await expect(fixed.generate({ prompt: 'red '.repeat(76), ...SMALL })).rejects.toThrow('The prompt is 76 tokens long (2 chunks); at most 75 fit (this model takes one chunk). Shorten it.');
+      const short = await fixed.generate({ prompt: 'red '.repeat(75), ...SMALL });
+      const same = await pipeline.generate({ prompt: 'red '.repeat(75), ...SMALL });
+      expect(short.image.pixels).toEqual(same.image.pixels);
+    } finally {
+      await fixed.release();
+    }
+  });
+
   it('uses an embedding by name: its vectors stand in for the words they were made from', async () => {
     const embedded = await pipeline.generate({ prompt: 'a mything wearing hat', ...SMALL });
     const words = await pipeline.generate({ prompt: 'a red dog wearing hat', ...SMALL });
