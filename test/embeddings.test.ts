@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddingLibrary, scanEmbeddings } from '../src/models/embeddings.ts';
 import { parseSafetensors } from '../src/models/safetensors.ts';
@@ -99,5 +102,21 @@ describe('EmbeddingLibrary', () => {
     const later = new Date(Date.now() + 5000);
     await utimes(dir, later, later);
     expect((await library.current()).map((embedding) => embedding.name)).toEqual(['a', 'b']);
+  });
+});
+
+describe('embeddings:list', () => {
+  it('prints one row per embedding and the files it skipped', async () => {
+    const dir = await folder({ 'EasyNegative.safetensors': single('emb_params', 8, 768), 'old.pt': 'pickle' });
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/embeddings-list.ts'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: { ...process.env, EMBEDDINGS_DIR: dir },
+    });
+    expect(stdout.split('\n')).toEqual([
+      'name          family  vectors  file',
+      'EasyNegative  SD 1.x  8        EasyNegative.safetensors',
+      'skipped old.pt: not a .safetensors file (pickled .pt/.bin files can run code when loaded; convert them to .safetensors)',
+      '',
+    ]);
   });
 });

@@ -3,6 +3,7 @@ import { config as loadDotenv } from 'dotenv';
 import { resolveModelDir } from '../models/default-model.ts';
 import { defaultModelsDir, scanModels } from '../models/installed.ts';
 import { displayPath, formatBytes } from '../models/pull.ts';
+import { formatTable } from './table.ts';
 
 async function main(): Promise<number> {
   loadDotenv({ quiet: true });
@@ -28,9 +29,7 @@ async function main(): Promise<number> {
       `${model.nativeWidth}x${model.nativeHeight}${model.info.fixedSize ? ' (fixed)' : ''}`,
       model.source ? `${model.source.repo}${model.source.commit ? `@${model.source.commit.slice(0, 10)}` : ''}` : '',
     ]);
-    const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
-    const format = (row: string[]) => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd();
-    process.stdout.write([format(header), ...rows.map(format)].join('\n') + '\n');
+    process.stdout.write(formatTable(header, rows));
   }
   for (const model of skipped) process.stdout.write(`skipped ${displayPath(model.dir)}: ${model.reason}\n`);
 
