@@ -50,6 +50,16 @@ describe('/imagine with prompts as people write them', () => {
     expect(parseParameters(readPngParameters(reply.attachments[0].data) ?? '')).toMatchObject({ prompt: 'a (red:1.2) fox', negativePrompt: 'ugly, blurry', width: 128, height: 64 });
   });
 
+  it('rerolls a prompt with weights, escapes and BREAK exactly as typed', async () => {
+    harness = await start();
+    const prompt = String.raw`\(a\) [[fox]] BREAK (snow:0.8), *bold* _x_`;
+    const original = await harness.finalReply(harness.imagine('alice', { prompt, seed: 2 }));
+    const reroll = harness.fake.clickButton({ messageId: original.id, customId: 'imagine:reroll', user: harness.fake.user('bob') });
+    const rerolled = await harness.finalReply(reroll);
+    expect(parseParameters(readPngParameters(rerolled.attachments[0].data) ?? '').prompt).toBe(prompt);
+    expect(rerolled.embeds[0].description).toBe(original.embeds[0].description);
+  });
+
   it('refuses a malformed parameter or weight at once, saying what is wrong', async () => {
     harness = await start();
     expect(await harness.refusal(harness.imagine('alice', { prompt: 'a fox --ar 16-9' }))).toBe('⚠️ --ar must look like 16:9, whole numbers from 1 to 100 (got "16-9").');

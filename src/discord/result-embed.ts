@@ -36,6 +36,13 @@ function negativePromptField(negativePrompt: string): { name: string; value: str
   return [{ name: FIELD.negativePrompt, value: characterCount(escaped) <= FIELD_VALUE_LIMIT ? escaped : NEGATIVE_PROMPT_IN_PNG }];
 }
 
+/** The textual-inversion embeddings an image used, when it used any. */
+function embeddingsField(names: string[] | undefined): { name: string; value: string; inline: true }[] {
+  if (!names?.length) return [];
+  const listed = escapeMarkdown(names.join(', '));
+  return [{ name: FIELD.embeddings, value: characterCount(listed) <= FIELD_VALUE_LIMIT ? listed : `${names.length} embeddings`, inline: true }];
+}
+
 export function resultEmbed(result: JobResult): EmbedBuilder {
   const first = result.images[0].settings;
   const seeds = result.images.map((image) => image.settings.seed).join(', ');
@@ -50,7 +57,7 @@ export function resultEmbed(result: JobResult): EmbedBuilder {
       { name: FIELD.scheduler, value: first.scheduler, inline: true },
       { name: FIELD.size, value: `${first.width}x${first.height}`, inline: true },
       { name: FIELD.model, value: first.model || UNKNOWN_MODEL, inline: true },
-      ...(first.embeddings ? [{ name: FIELD.embeddings, value: first.embeddings.join(', '), inline: true }] : []),
+      ...embeddingsField(first.embeddings),
       { name: FIELD.time, value: `${(result.elapsedMs / 1000).toFixed(1)} s`, inline: true },
     );
   return embed;
