@@ -3,9 +3,9 @@ import onnxProto from 'onnx-proto';
 import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { fuseAttention } from '../src/pipeline/attention-fusion.ts';
-import { encodeModel, GraphBuilder, intAttr, type ModelProto, type Precision } from '../src/tiny-model/graph.ts';
-import { attention } from '../src/tiny-model/layers.ts';
-import { mulberry32 } from '../src/tiny-model/random.ts';
+import { attention } from '../src/graphs/layers.ts';
+import { encodeModel, GraphBuilder, intAttr, type ModelProto, type Precision } from '../src/graphs/onnx-graph.ts';
+import { mulberry32, RandomWeights } from '../src/graphs/weights.ts';
 
 const { onnx } = onnxProto;
 const torchExports = new URL('./fixtures/torch-attention/', import.meta.url);
@@ -76,13 +76,14 @@ describe('attention fusion on the graphs torch exports for diffusers', () => {
 
 /** Self-attention of x [1, tokens, 16] over two heads, as the tiny and benchmark models build it. */
 function builtAttention(precision: Precision, options: { causalMask?: boolean } = {}): ModelProto {
-  const g = new GraphBuilder(precision, mulberry32(3));
+  const g = new GraphBuilder({ precision, attention: 'unfused', weights: new RandomWeights(3) });
   let additiveMask: string | undefined;
   if (options.causalMask) {
     const mask = Array.from({ length: 64 }, (_, i) => (i % 8 > Math.floor(i / 8) ? -1e4 : 0));
     additiveMask = g.floatConstant('mask', [8, 8], mask);
   }
-  const out = attention(g, 'x', 'x', 'attn', { channels: 16, contextChannels: 16, heads: 2, projectionBias: true, additiveMask });
+  const projections = { query: 'q_proj', key: 'k_proj', value: 'v_proj', out: 'out_proj' };
+  const out = attention(g, 'x', 'x', 'attn', { channels: 16, contextChannels: 16, heads: 2, projections, projectionBias: true, additiveMask });
   g.op('Identity', [out], [], 'out');
   const type = g.floatType;
   return g.toModel('attention', [{ name: 'x', type, shape: [1, 8, 16] }], [{ name: 'out', type, shape: [1, 8, 16] }]);
@@ -91,7 +92,7 @@ function builtAttention(precision: Precision, options: { causalMask?: boolean } 
 describe('attention fusion on built graphs', () => {
   it('fuses the 4-D attention with its scale after the scores, as the tiny and benchmark models have it', async () => {
     const model = builtAttention('fp32');
-    const original = encodeModel(model).model;
+    const original = encodeModel(model);
     const fused = fuse(original);
     expect(fused.count).toBe(1);
     const feeds = { x: randomTensor([1, 8, 16], 5) };
@@ -99,17 +100,17 @@ describe('attention fusion on built graphs', () => {
   });
 
   it('leaves masked attention alone (CLIP is causal)', () => {
-    const fused = fuse(encodeModel(builtAttention('fp32', { causalMask: true })).model);
+    const fused = fuse(encodeModel(builtAttention('fp32', { causalMask: true })));
     expect(fused.count).toBe(0);
     expect(opTypes(fused.model)).toContain('Softmax');
   });
 
   it('leaves fp16 graphs alone: onnxruntime has no CPU MultiHeadAttention for them', () => {
-    expect(fuse(encodeModel(builtAttention('fp16')).model).count).toBe(0);
+    expect(fuse(encodeModel(builtAttention('fp16'))).count).toBe(0);
   });
 
   function bareAttention(probabilitiesAreOutput: boolean): ModelProto {
-    const g = new GraphBuilder('fp32', mulberry32(4));
+    const g = new GraphBuilder({ precision: 'fp32', attention: 'unfused' });
     const scores = g.op('Div', [g.op('MatMul', ['q', 'k_t']), g.scalar('divisor', 4)]);
     const probabilities = g.op('Softmax', [scores], [intAttr('axis', -1)], 'probabilities');
     g.op('MatMul', [probabilities, 'v'], [], 'out');
@@ -122,7 +123,7 @@ describe('attention fusion on built graphs', () => {
   }
 
   it('fuses 3-D attention over graph inputs, with a divided scale', async () => {
-    const original = encodeModel(bareAttention(false)).model;
+    const original = encodeModel(bareAttention(false));
     const fused = fuse(original);
     expect(fused.count).toBe(1);
     const feeds = { q: randomTensor([6, 10, 4], 1), k_t: randomTensor([6, 4, 12], 2), v: randomTensor([6, 12, 4], 3) };
@@ -130,6 +131,6 @@ describe('attention fusion on built graphs', () => {
   });
 
   it('keeps the scores when the graph also returns them', () => {
-    expect(fuse(encodeModel(bareAttention(true)).model).count).toBe(0);
+    expect(fuse(encodeModel(bareAttention(true))).count).toBe(0);
   });
 });

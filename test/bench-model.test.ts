@@ -5,33 +5,29 @@ import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
-import { type BenchModelDims, SD15_DIMS, writeBenchModel } from '../src/tiny-model/bench-model.ts';
-import { buildBenchTextEncoder } from '../src/tiny-model/bench-text-encoder.ts';
-import { buildBenchUnet } from '../src/tiny-model/bench-unet.ts';
-import { buildBenchVaeDecoder } from '../src/tiny-model/bench-vae-decoder.ts';
-import { StreamingGraphBuilder } from '../src/tiny-model/bench-weights.ts';
+import { buildVaeDecoder } from '../src/graphs/autoencoder.ts';
+import { buildClipTextModel } from '../src/graphs/clip-text-model.ts';
+import { resolveAutoencoderKLConfig, resolveClipTextConfig, resolveUnetConfig } from '../src/graphs/configs.ts';
+import { buildUNet } from '../src/graphs/unet-2d-condition.ts';
+import { countParameters } from '../src/graphs/write-graph.ts';
+import { type BenchModelConfigs, SD15_CONFIGS, writeBenchModel } from '../src/tiny-model/bench-model.ts';
 
 const { onnx } = onnxProto;
 
 /** SD 1.5's architecture at a few channels, so the same graph code runs in a moment. */
-const SMALL: BenchModelDims = {
-  unet: { blockOutChannels: [32, 32, 64, 64], layersPerBlock: 2, heads: 8, crossAttentionDim: 64, groups: 32 },
-  textEncoder: { vocabSize: 1000, hiddenSize: 64, heads: 4, layers: 2, intermediateSize: 128, maxPositions: 77 },
-  vae: { blockOutChannels: [32, 32, 64, 64], layersPerBlock: 2, groups: 32 },
+const SMALL: BenchModelConfigs = {
+  unet: { ...SD15_CONFIGS.unet, block_out_channels: [32, 32, 64, 64], cross_attention_dim: 64 },
+  textEncoder: { ...SD15_CONFIGS.textEncoder, vocab_size: 1000, hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2, intermediate_size: 128 },
+  vae: { ...SD15_CONFIGS.vae, block_out_channels: [32, 32, 64, 64] },
 };
-
-function countParameters(build: (g: StreamingGraphBuilder) => unknown): number {
-  const g = new StreamingGraphBuilder('fp32', () => 0.5, undefined);
-  build(g);
-  return g.parameterCount;
-}
 
 describe('benchmark-size model', () => {
   // The published sizes of runwayml/stable-diffusion-v1-5's parts, as torch counts them (sum of numel()).
   it('has exactly Stable Diffusion 1.5 parameter counts', () => {
-    expect(countParameters((g) => buildBenchUnet(g, SD15_DIMS.unet))).toBe(859_520_964);
-    expect(countParameters((g) => buildBenchTextEncoder(g, SD15_DIMS.textEncoder))).toBe(123_060_480);
-    expect(countParameters((g) => buildBenchVaeDecoder(g, SD15_DIMS.vae))).toBe(49_490_199);
+    const timestep = { timestepType: 'float32', timestepShape: 'batch' } as const;
+    expect(countParameters((g) => buildUNet(g, resolveUnetConfig(SD15_CONFIGS.unet), timestep))).toBe(859_520_964);
+    expect(countParameters((g) => buildClipTextModel(g, resolveClipTextConfig(SD15_CONFIGS.textEncoder), { inputIdsType: 'int32' }))).toBe(123_060_480);
+    expect(countParameters((g) => buildVaeDecoder(g, resolveAutoencoderKLConfig(SD15_CONFIGS.vae)))).toBe(49_490_199);
   });
 
   let root: string;
@@ -39,14 +35,14 @@ describe('benchmark-size model', () => {
   beforeAll(async () => {
     root = await mkdtemp(join(tmpdir(), 'bench-model-test-'));
     dir = join(root, 'small');
-    await writeBenchModel(dir, { dims: SMALL });
+    await writeBenchModel(dir, { configs: SMALL });
   });
   afterAll(async () => {
     await rm(root, { recursive: true, force: true });
   });
 
   it('keeps the weights in external data files, large tensors 64 KiB-aligned', async () => {
-    for (const part of ['text_encoder', 'unet', 'vae_decoder']) {
+    for (const part of ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder']) {
       const model = onnx.ModelProto.decode(await readFile(join(dir, part, 'model.onnx')));
       const external = model.graph!.initializer!.filter((tensor) => tensor.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL);
       expect(external.length).toBeGreaterThan(0);
@@ -78,10 +74,11 @@ describe('benchmark-size model', () => {
   });
 
   it('refuses to overwrite an existing folder and leaves no partial one behind on failure', async () => {
-    await expect(writeBenchModel(dir, { dims: SMALL })).rejects.toThrow(/already exists/);
+    await expect(writeBenchModel(dir, { configs: SMALL })).rejects.toThrow(/already exists/);
     const failing = join(root, 'failing');
-    await expect(writeBenchModel(failing, { dims: SMALL, tokenizerDir: join(root, 'no-such-tokenizer') })).rejects.toThrow(/no vocab.json/);
+    await expect(writeBenchModel(failing, { configs: SMALL, tokenizerDir: join(root, 'no-such-tokenizer') })).rejects.toThrow(/no vocab.json/);
     expect(existsSync(failing)).toBe(false);
     expect(existsSync(`${failing}.partial-${process.pid}`)).toBe(false);
   });
 });
+

@@ -200,7 +200,7 @@ describe('tiny tokenizer', () => {
 describe('tiny model directory', () => {
   it('has the diffusers ONNX layout and model_index.json', async () => {
     const dir = await model();
-    expect((await readdir(dir)).sort()).toEqual(['model_index.json', 'scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae_decoder']);
+    expect((await readdir(dir)).sort()).toEqual(['model_index.json', 'scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae_decoder', 'vae_encoder']);
     expect((await readdir(join(dir, 'tokenizer'))).sort()).toEqual(['merges.txt', 'special_tokens_map.json', 'tokenizer_config.json', 'vocab.json']);
     expect(await readJson(dir, 'model_index.json')).toMatchObject({
       _class_name: 'OnnxStableDiffusionPipeline',
@@ -211,6 +211,7 @@ describe('tiny model directory', () => {
       tokenizer: ['transformers', 'CLIPTokenizer'],
       unet: ['diffusers', 'OnnxRuntimeModel'],
       vae_decoder: ['diffusers', 'OnnxRuntimeModel'],
+      vae_encoder: ['diffusers', 'OnnxRuntimeModel'],
     });
   });
 
@@ -426,7 +427,7 @@ describe('tiny U-Net with external data', () => {
       const graphSize = (await stat(join(dir, 'unet', 'model.onnx'))).size;
       const dataSize = (await stat(join(dir, 'unet', location))).size;
       const inlineSize = (await stat(join(await model(), 'unet', 'model.onnx'))).size;
-      expect(graphSize).toBeLessThan(64 * 1024);
+      expect(graphSize).toBeLessThan(dataSize / 10);
       expect(dataSize).toBeGreaterThan(inlineSize * 0.9);
       const external = await runUnet(await session(dir, 'unet'), float32Timestep([999, 999]));
       const inline = await runUnet(await session(await model(), 'unet'), float32Timestep([999, 999]));
@@ -464,11 +465,11 @@ describe('tiny fp16 model', () => {
       const counterpart = half.get(name);
       const values = new Float32Array(bytes(tensor.rawData));
       if (counterpart?.dataType === FLOAT16) {
-        expect(new Uint16Array(bytes(counterpart.rawData))).toEqual(float32ToFloat16(values));
+        expect(Buffer.from(bytes(counterpart.rawData)).equals(Buffer.from(float32ToFloat16(values).buffer))).toBe(true);
         rounded++;
       } else {
-        // Float32 constants that feed the float32 timestep embedding or Resize scales.
-        expect(new Float32Array(bytes(counterpart?.rawData))).toEqual(values);
+        // Float32 constants that feed the float32 timestep embedding, the group norms or Resize scales.
+        expect(Buffer.from(bytes(counterpart?.rawData)).equals(Buffer.from(values.buffer))).toBe(true);
       }
     }
     expect(rounded).toBeGreaterThan(40);

@@ -3,13 +3,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DIFFUSERS_VERSION, SD15_SCHEDULER, jsonFile, onnxPipelineIndex } from './diffusers-layout.ts';
-import { encodeModel, type Precision } from './graph.ts';
-import { componentSeed, mulberry32 } from './random.ts';
-import { TEXT_ENCODER, buildTextEncoder } from './text-encoder.ts';
+import { writeTextEncoder, writeUNet, writeVae } from '../graphs/components.ts';
+import { resolveAutoencoderKLConfig, resolveClipTextConfig, resolveUnetConfig } from '../graphs/configs.ts';
+import type { Precision } from '../graphs/onnx-graph.ts';
+import { SD1_SCHEDULER, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
+import type { TimestepShape, TimestepType } from '../graphs/unet-2d-condition.ts';
+import { RandomWeights, componentSeed } from '../graphs/weights.ts';
 import { END_OF_TEXT, type PadToken, buildTokenizer } from './tokenizer.ts';
-import { type TimestepShape, type TimestepType, UNET, buildUnet } from './unet.ts';
-import { VAE_DECODER, buildVaeDecoder } from './vae-decoder.ts';
 
 export type ExternalDataName = 'weights.pb' | 'model.onnx_data' | 'model.onnx.data';
 
@@ -32,6 +32,56 @@ export interface TinyModelOptions {
 
 const DEFAULT_SEED = 20240601;
 
+/**
+ * The tiny model's architecture: Stable Diffusion's, a few channels wide and two levels deep, with its attention
+ * (self and over the text) in the mid block only, so the many tests that load it stay quick.
+ */
+export const TINY_UNET = {
+  sample_size: 32,
+  in_channels: 4,
+  out_channels: 4,
+  down_block_types: ['DownBlock2D', 'DownBlock2D'],
+  up_block_types: ['UpBlock2D', 'UpBlock2D'],
+  block_out_channels: [16, 32],
+  layers_per_block: 1,
+  attention_head_dim: 2,
+  cross_attention_dim: 32,
+  norm_num_groups: 8,
+};
+
+export const TINY_VAE = {
+  _class_name: 'AutoencoderKL',
+  block_out_channels: [4, 8, 16, 16],
+  down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
+  up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D'],
+  layers_per_block: 1,
+  latent_channels: 4,
+  norm_num_groups: 4,
+  sample_size: 256,
+  scaling_factor: 0.18215,
+  // The attention over every latent pixel would dominate a tiny decoder's time at 512x512.
+  mid_block_add_attention: false,
+};
+
+/** Random decoder weights would leave many pixels outside [-1, 1]; a quieter last conv keeps the image mostly inside. */
+const VAE_GAINS = { 'decoder.conv_out.weight': 0.13, 'decoder.conv_out.bias': 0.13 };
+
+function tinyTextEncoder(vocabSize: number) {
+  return {
+    architectures: ['CLIPTextModel'],
+    vocab_size: vocabSize,
+    hidden_size: 32,
+    intermediate_size: 64,
+    projection_dim: 32,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    max_position_embeddings: 77,
+    hidden_act: 'quick_gelu',
+    // The tiny vocabulary ends with the end-of-text token, so CLIP's legacy rule (the largest id) finds it.
+    eos_token_id: 2,
+  };
+}
+
 function oneOf<T extends string | boolean>(name: string, value: T | undefined, allowed: readonly T[], fallback: T): T {
   if (value === undefined) return fallback;
   if (!allowed.includes(value)) {
@@ -49,7 +99,7 @@ function resolveOptions(options: TinyModelOptions) {
   if (typeof scheduler !== 'object' || scheduler === null || Array.isArray(scheduler)) {
     throw new Error('tiny model option scheduler must be an object of scheduler_config.json fields');
   }
-  const schedulerConfig = { ...SD15_SCHEDULER, ...scheduler };
+  const schedulerConfig = { ...SD1_SCHEDULER, ...scheduler };
   if (typeof schedulerConfig._class_name !== 'string' || schedulerConfig._class_name === '') {
     throw new Error('tiny model option scheduler._class_name must be a scheduler class name');
   }
@@ -70,80 +120,39 @@ function resolveOptions(options: TinyModelOptions) {
   };
 }
 
-/** Writes a complete diffusers-layout ONNX Stable Diffusion directory with tiny random weights. */
+/**
+ * Writes a complete diffusers-layout ONNX Stable Diffusion directory: the graph builder's Stable Diffusion
+ * architecture at a few channels, with random weights and a tiny tokenizer.
+ */
 export async function writeTinyModel(dir: string, options: TinyModelOptions = {}): Promise<void> {
   const settings = resolveOptions(options);
-  const randomFor = (component: string) => mulberry32(componentSeed(settings.seed, component));
   const tokenizer = buildTokenizer(settings.padToken);
+  const component = (name: string, gains?: Record<string, number>) => ({
+    precision: settings.precision,
+    // Unfused, as hub exports are: the tests exercise the pipeline's load-time fusion on this model.
+    attention: 'unfused' as const,
+    weights: new RandomWeights(componentSeed(settings.seed, name), gains),
+  });
 
-  const textEncoder = encodeModel(
-    buildTextEncoder({
-      precision: settings.precision,
-      random: randomFor('text_encoder'),
-      vocabSize: tokenizer.vocab.size,
-      inputIdsType: settings.inputIdsType,
-    }),
-  );
-  const unet = encodeModel(
-    buildUnet({
-      precision: settings.precision,
-      random: randomFor('unet'),
-      timestepType: settings.timestepType,
-      timestepShape: settings.timestepShape,
-    }),
-    settings.unetExternalData || undefined,
-  );
-  const vaeDecoder = encodeModel(buildVaeDecoder({ precision: settings.precision, random: randomFor('vae_decoder') }));
+  await writeTextEncoder(join(dir, 'text_encoder'), resolveClipTextConfig(tinyTextEncoder(tokenizer.vocab.size)), {
+    ...component('text_encoder'),
+    inputIdsType: settings.inputIdsType,
+  });
+  await writeUNet(join(dir, 'unet'), resolveUnetConfig(TINY_UNET), {
+    ...component('unet'),
+    externalDataFile: settings.unetExternalData || undefined,
+    timestepType: settings.timestepType,
+    timestepShape: settings.timestepShape,
+  });
+  await writeVae(dir, resolveAutoencoderKLConfig(TINY_VAE), component('vae', VAE_GAINS));
 
   const schedulerClass = settings.schedulerConfig._class_name;
-  const files: Record<string, string | Uint8Array> = {
+  const files: Record<string, string> = {
     // The pipeline recognises the tiny model by this key (TINY_MODEL_MARKER in src/pipeline/model-config.ts).
-    'model_index.json': jsonFile(onnxPipelineIndex(schedulerClass, { _imagine_bot_tiny: true })),
+    'model_index.json': jsonFile(onnxPipelineIndex(schedulerClass, ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'], { _imagine_bot_tiny: true })),
     'scheduler/scheduler_config.json': jsonFile(settings.schedulerConfig),
-    'text_encoder/model.onnx': textEncoder.model,
-    'text_encoder/config.json': jsonFile({
-      _name_or_path: 'imagine-bot/tiny-clip',
-      architectures: ['CLIPTextModel'],
-      hidden_act: 'quick_gelu',
-      hidden_size: TEXT_ENCODER.hiddenSize,
-      intermediate_size: TEXT_ENCODER.intermediateSize,
-      max_position_embeddings: TEXT_ENCODER.maxPositions,
-      model_type: 'clip_text_model',
-      num_attention_heads: TEXT_ENCODER.heads,
-      num_hidden_layers: TEXT_ENCODER.layers,
-      torch_dtype: settings.precision === 'fp16' ? 'float16' : 'float32',
-      vocab_size: tokenizer.vocab.size,
-    }),
-    'unet/model.onnx': unet.model,
-    'unet/config.json': jsonFile({
-      _class_name: 'UNet2DConditionModel',
-      _diffusers_version: DIFFUSERS_VERSION,
-      attention_head_dim: UNET.blockOutChannels.map((channels) => channels / UNET.attentionHeads),
-      block_out_channels: UNET.blockOutChannels,
-      cross_attention_dim: UNET.crossAttentionDim,
-      flip_sin_to_cos: true,
-      freq_shift: 0,
-      in_channels: UNET.inChannels,
-      layers_per_block: 1,
-      norm_num_groups: UNET.groups,
-      out_channels: UNET.outChannels,
-      sample_size: UNET.sampleSize,
-    }),
-    'vae_decoder/model.onnx': vaeDecoder.model,
-    'vae_decoder/config.json': jsonFile({
-      _class_name: 'AutoencoderKL',
-      _diffusers_version: DIFFUSERS_VERSION,
-      block_out_channels: VAE_DECODER.blockOutChannels,
-      latent_channels: VAE_DECODER.latentChannels,
-      norm_num_groups: VAE_DECODER.groups,
-      out_channels: VAE_DECODER.outChannels,
-      sample_size: UNET.sampleSize * 8,
-      scaling_factor: VAE_DECODER.scalingFactor,
-    }),
   };
-  if (settings.unetExternalData && unet.externalData) files[`unet/${settings.unetExternalData}`] = unet.externalData;
   for (const [name, contents] of Object.entries(tokenizer.files)) files[`tokenizer/${name}`] = contents;
-
   for (const [relativePath, contents] of Object.entries(files)) {
     const path = join(dir, relativePath);
     await mkdir(dirname(path), { recursive: true });
@@ -154,11 +163,13 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
 const moduleDir = dirname(fileURLToPath(import.meta.url));
 const STAMP_FILE = 'tiny-model-stamp.txt';
 
-/** Changes whenever this generator's source changes, so a cached model never outlives the code that made it. */
+/** Changes whenever this generator's or the graph builder's source changes, so a cached model never outlives the code that made it. */
 async function generatorFingerprint(): Promise<string> {
   const hash = createHash('sha256');
-  for (const name of (await readdir(moduleDir)).filter((file) => file.endsWith('.ts')).sort()) {
-    hash.update(name).update(await readFile(join(moduleDir, name)));
+  for (const dir of [moduleDir, resolve(moduleDir, '..', 'graphs')]) {
+    for (const name of (await readdir(dir)).filter((file) => file.endsWith('.ts')).sort()) {
+      hash.update(name).update(await readFile(join(dir, name)));
+    }
   }
   return hash.digest('hex');
 }

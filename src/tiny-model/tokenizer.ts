@@ -1,6 +1,7 @@
+import { clipTokenizerConfigFiles } from '../graphs/stable-diffusion.ts';
+
 export const START_OF_TEXT = '<|startoftext|>';
 export const END_OF_TEXT = '<|endoftext|>';
-export const MAX_LENGTH = 77;
 
 export type PadToken = typeof END_OF_TEXT | '!';
 
@@ -96,36 +97,13 @@ export function buildTokenizer(padToken: PadToken): TinyTokenizer {
   add(START_OF_TEXT);
   add(END_OF_TEXT);
 
-  const specialToken = (content: string) => ({ content, lstrip: false, normalized: true, rstrip: false, single_word: false });
-  const addedToken = (content: string) => ({ __type: 'AddedToken', ...specialToken(content) });
-  const tokenizerConfig = {
-    add_prefix_space: false,
-    bos_token: addedToken(START_OF_TEXT),
-    do_lower_case: true,
-    eos_token: addedToken(END_OF_TEXT),
-    errors: 'replace',
-    model_max_length: MAX_LENGTH,
-    name_or_path: 'imagine-bot/tiny-clip',
-    pad_token: padToken,
-    special_tokens_map_file: './special_tokens_map.json',
-    tokenizer_class: 'CLIPTokenizer',
-    unk_token: addedToken(END_OF_TEXT),
-  };
-  const specialTokensMap = {
-    bos_token: specialToken(START_OF_TEXT),
-    eos_token: specialToken(END_OF_TEXT),
-    pad_token: padToken,
-    unk_token: specialToken(END_OF_TEXT),
-  };
-
   return {
     vocab,
     merges,
     files: {
       'vocab.json': JSON.stringify(Object.fromEntries(vocab)),
       'merges.txt': ['#version: 0.2', ...merges.map(([left, right]) => `${left} ${right}`)].join('\n') + '\n',
-      'tokenizer_config.json': JSON.stringify(tokenizerConfig, null, 2) + '\n',
-      'special_tokens_map.json': JSON.stringify(specialTokensMap, null, 2) + '\n',
+      ...clipTokenizerConfigFiles(padToken, 'imagine-bot/tiny-clip'),
     },
   };
 }
