@@ -10,6 +10,9 @@ import { buildClipTextModel } from '../src/graphs/clip-text-model.ts';
 import { resolveAutoencoderKLConfig, resolveClipTextConfig, resolveUnetConfig } from '../src/graphs/configs.ts';
 import { buildUNet } from '../src/graphs/unet-2d-condition.ts';
 import { countParameters } from '../src/graphs/write-graph.ts';
+import { importModel } from '../src/import/import-model.ts';
+import { SafetensorsFile } from '../src/import/safetensors.ts';
+import { writeBenchCheckpoint } from '../src/tiny-model/bench-checkpoint.ts';
 import { type BenchModelConfigs, SD15_CONFIGS, writeBenchModel } from '../src/tiny-model/bench-model.ts';
 
 const { onnx } = onnxProto;
@@ -82,3 +85,38 @@ describe('benchmark-size model', () => {
   });
 });
 
+describe('benchmark single-file checkpoint', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'bench-checkpoint-test-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('holds the benchmark model’s weights under the original key names: imported, it computes what that model does', async () => {
+    const onnxDir = join(root, 'onnx');
+    await writeBenchModel(onnxDir, { configs: SMALL, seed: 3 });
+    const checkpoint = join(root, 'small.safetensors');
+    const written = await writeBenchCheckpoint(checkpoint, { configs: SMALL, seed: 3, dtype: 'F32' });
+    const header = SafetensorsFile.open(checkpoint);
+    const keys = [...header.tensors.keys()];
+    header.close();
+    expect(keys).toHaveLength(written.tensors);
+    expect(keys).toContain('model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight');
+    expect(keys).toContain('first_stage_model.decoder.up.3.block.0.conv1.weight');
+    expect(keys).toContain('cond_stage_model.transformer.text_model.final_layer_norm.weight');
+
+    const imported = await importModel({ source: checkpoint, configDir: onnxDir, name: 'imported', modelsDir: root });
+    const request = { prompt: 'a dog', steps: 2, width: 128, height: 128, seed: 1, scheduler: 'Euler' };
+    const images = [];
+    for (const dir of [onnxDir, imported.dir]) {
+      const pipeline = await StableDiffusionPipeline.fromPretrained(dir);
+      images.push((await pipeline.generate(request)).image.pixels);
+      await pipeline.release();
+    }
+    let worst = 0;
+    for (let i = 0; i < images[0].length; i++) worst = Math.max(worst, Math.abs(images[0][i] - images[1][i]));
+    expect(worst).toBeLessThanOrEqual(1);
+  });
+});

@@ -49,6 +49,8 @@ export interface ImageBenchResult {
   loadMs: number;
   rssAfterLoadBytes: number;
   fusedAttentions: { unet: number; vae: number };
+  /** The graphs were written with attention already fused (nothing was rewritten at load). */
+  builtFused: boolean;
   runs: ImageRun[];
   peakRssBytes: number;
   /** Peak RSS over the model's file size; the target is at most 1.3. */
@@ -73,6 +75,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
   const loadMs = performance.now() - loadStarted;
   const rssAfterLoadBytes = process.memoryUsage.rss();
   const fusedAttentions = pipeline.fusedAttentions;
+  const builtFused = pipeline.builtFused;
   onProgress(`loaded in ${(loadMs / 1000).toFixed(1)} s`);
 
   const runs: ImageRun[] = [];
@@ -122,6 +125,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     loadMs,
     rssAfterLoadBytes,
     fusedAttentions,
+    builtFused,
     runs,
     peakRssBytes: peak,
     peakRssRatio: peak / fileBytes,

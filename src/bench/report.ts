@@ -28,7 +28,7 @@ export function formatReport(result: ImageBenchResult): string {
   ];
   const memory = `${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB`;
   const { unet, vae } = result.fusedAttentions;
-  const attention = unet + vae > 0 ? `attention fused (U-Net ${unet}, VAE ${vae})` : 'attention unfused';
+  const attention = result.builtFused ? 'attention fused when built' : unet + vae > 0 ? `attention fused at load (U-Net ${unet}, VAE ${vae})` : 'attention unfused';
   return [
     `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
       `guidance ${options.guidance}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}`,

@@ -1,7 +1,9 @@
 // npm run model:list — the models installed under models/ (MODELS_DIR), and which one is the default.
 import { config as loadDotenv } from 'dotenv';
 import { resolveModelDir } from '../models/default-model.ts';
-import { defaultModelsDir, scanModels } from '../models/installed.ts';
+import { basename } from 'node:path';
+import { defaultModelsDir, type InstalledModel, scanModels } from '../models/installed.ts';
+import { vaeName } from '../pipeline/model-config.ts';
 import { displayPath, formatBytes } from '../models/pull.ts';
 import { formatTable } from './table.ts';
 
@@ -13,7 +15,7 @@ async function main(): Promise<number> {
   }
   const modelsDir = defaultModelsDir();
   const shownDir = displayPath(modelsDir);
-  const { models, skipped } = await scanModels(modelsDir);
+  const { models, vaes, skipped } = await scanModels(modelsDir);
   const chosen = await resolveModelDir(undefined, modelsDir).catch((error: Error) => ({ dir: '', notice: undefined, error }));
   if (models.length === 0) {
     process.stdout.write(`No models in ${shownDir}/. Pull one with: npm run model:pull -- sd-turbo   (presets: npm run model:pull -- --list)\n`);
@@ -27,9 +29,13 @@ async function main(): Promise<number> {
       formatBytes(model.bytes),
       model.defaultScheduler,
       `${model.nativeWidth}x${model.nativeHeight}${model.info.fixedSize ? ' (fixed)' : ''}`,
-      model.source ? `${model.source.repo}${model.source.commit ? `@${model.source.commit.slice(0, 10)}` : ''}` : '',
+      sourceOf(model),
     ]);
     process.stdout.write(formatTable(header, rows));
+  }
+  if (vaes.length > 0) {
+    process.stdout.write(`\nVAEs (npm run imagine -- … --vae NAME):\n`);
+    process.stdout.write(formatTable(['name', 'type', 'precision', 'size', 'source'], vaes.map((vae) => [vae.name, vae.type, vae.precision, formatBytes(vae.bytes), vae.imported ? basename(vae.imported.source) : ''])));
   }
   for (const model of skipped) process.stdout.write(`skipped ${displayPath(model.dir)}: ${model.reason}\n`);
 
@@ -41,6 +47,15 @@ async function main(): Promise<number> {
   else line = `${chosen.dir} (SD_MODEL_DIR)`;
   process.stdout.write(`\nDefault: ${line}\n`);
   return 0;
+}
+
+/** Where a model came from: the pulled repository, or the imported source with its LoRAs and VAE. */
+function sourceOf(model: InstalledModel): string {
+  if (model.source) return `${model.source.repo}${model.source.commit ? `@${model.source.commit.slice(0, 10)}` : ''}`;
+  if (!model.imported) return '';
+  const loras = model.imported.loras.map((lora) => ` + LoRA ${lora.name} ${lora.weight}`).join('');
+  const vae = model.imported.vae ? ` + VAE ${vaeName(model.imported.vae.source)}` : '';
+  return `${basename(model.imported.source)}${loras}${vae}`;
 }
 
 main().then(

@@ -16,6 +16,8 @@ const FIELD = {
   size: 'Size',
   model: 'Model',
   embeddings: 'Embeddings',
+  loras: 'LoRA',
+  vae: 'VAE',
   time: 'Time',
 } as const;
 
@@ -38,9 +40,14 @@ function negativePromptField(negativePrompt: string): { name: string; value: str
 
 /** The textual-inversion embeddings an image used, when it used any. */
 function embeddingsField(names: string[] | undefined): { name: string; value: string; inline: true }[] {
+  return namesField(FIELD.embeddings, names, 'embeddings');
+}
+
+/** A field listing names (from file names: escaped, and counted instead when too long), none for no names. */
+function namesField(field: string, names: string[] | undefined, counted: string): { name: string; value: string; inline: true }[] {
   if (!names?.length) return [];
   const listed = escapeMarkdown(names.join(', '));
-  return [{ name: FIELD.embeddings, value: characterCount(listed) <= FIELD_VALUE_LIMIT ? listed : `${names.length} embeddings`, inline: true }];
+  return [{ name: field, value: characterCount(listed) <= FIELD_VALUE_LIMIT ? listed : `${names.length} ${counted}`, inline: true }];
 }
 
 export function resultEmbed(result: JobResult): EmbedBuilder {
@@ -58,6 +65,8 @@ export function resultEmbed(result: JobResult): EmbedBuilder {
       { name: FIELD.size, value: `${first.width}x${first.height}`, inline: true },
       { name: FIELD.model, value: first.model || UNKNOWN_MODEL, inline: true },
       ...embeddingsField(first.embeddings),
+      ...namesField(FIELD.loras, first.loras?.map(({ name, weight }) => `${name} ${weight}`), 'LoRAs'),
+      ...namesField(FIELD.vae, first.vae ? [first.vae] : undefined, 'VAE'),
       { name: FIELD.time, value: `${(result.elapsedMs / 1000).toFixed(1)} s`, inline: true },
     );
   return embed;

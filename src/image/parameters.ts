@@ -17,6 +17,8 @@ export function formatParameters(settings: GenerationSettings): string {
     ['Size', `${settings.width}x${settings.height}`],
     ['Model', settings.model],
   ];
+  if (settings.loras?.length) fields.push(['Lora', settings.loras.map(({ name, weight }) => `${name}:${weight}`).join(', ')]);
+  if (settings.vae) fields.push(['VAE', settings.vae]);
   const lines = [settings.prompt];
   if (settings.negativePrompt) lines.push(NEGATIVE_PREFIX + settings.negativePrompt);
   lines.push(fields.map(([key, value]) => `${key}: ${quoteIfNeeded(String(value))}`).join(', '));
@@ -42,7 +44,18 @@ export function parseParameters(text: string): GenerationSettings {
     height: Number(size[2]),
     scheduler: required(fields, 'Sampler'),
     model: fields.get('Model') ?? '',
+    ...loraField(fields.get('Lora')),
+    ...(fields.get('VAE') ? { vae: fields.get('VAE') } : {}),
   };
+}
+
+function loraField(value: string | undefined): Pick<GenerationSettings, 'loras'> {
+  if (!value) return {};
+  const loras = value.split(',').map((entry) => {
+    const separator = entry.lastIndexOf(':');
+    return { name: entry.slice(0, separator).trim(), weight: Number(entry.slice(separator + 1)) };
+  });
+  return loras.every((lora) => lora.name && Number.isFinite(lora.weight)) ? { loras } : {};
 }
 
 function quoteIfNeeded(value: string): string {

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describeModel, PULL_MANIFEST_FILE, readModelConfig } from '../pipeline/model-config.ts';
+import { describeModel, IMPORT_MANIFEST_FILE, type ImportManifest, PULL_MANIFEST_FILE, readModelConfig } from '../pipeline/model-config.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
 import { ONNX_FLOAT16, readOnnxInputs } from './onnx-inputs.ts';
 
@@ -34,6 +34,19 @@ export interface InstalledModel {
   info: ModelInfo;
   /** Set for models installed by model:pull. */
   source?: Pick<PullManifest, 'repo' | 'revision' | 'subfolder' | 'commit'>;
+  /** Set for models built by model:import: what from, and the LoRAs merged in. */
+  imported?: Pick<ImportManifest, 'source' | 'description' | 'loras' | 'vae'>;
+}
+
+/** A VAE alone (vae_decoder/, vae_encoder/), as model:import writes a VAE folder: what `--vae NAME` uses. */
+export interface InstalledVae {
+  name: string;
+  dir: string;
+  /** AutoencoderKL or AutoencoderTiny. */
+  type: string;
+  precision: 'fp32' | 'fp16';
+  bytes: number;
+  imported?: Pick<ImportManifest, 'source' | 'description'>;
 }
 
 export interface SkippedModel {
@@ -108,6 +121,7 @@ export async function describeInstalledModel(dir: string): Promise<InstalledMode
   const info = describeModel(config, fixedLatentSize, precision);
   const type = info.isTiny ? 'tiny test model' : info.isTurbo ? 'SD-Turbo' : await family(config.dir, typeof contextWidth === 'number' ? contextWidth : undefined);
   const manifest = (await readJsonIfPresent(join(config.dir, PULL_MANIFEST_FILE))) as PullManifest | undefined;
+  const imported = (await readJsonIfPresent(join(config.dir, IMPORT_MANIFEST_FILE))) as ImportManifest | undefined;
   return {
     name: config.name,
     dir: config.dir,
@@ -119,32 +133,70 @@ export async function describeInstalledModel(dir: string): Promise<InstalledMode
     nativeHeight: info.nativeHeight,
     info,
     ...(manifest?.repo ? { source: { repo: manifest.repo, revision: manifest.revision, subfolder: manifest.subfolder, commit: manifest.commit } } : {}),
+    ...(imported?.source ? { imported: { source: imported.source, description: imported.description, loras: imported.loras ?? [], vae: imported.vae } } : {}),
   };
 }
 
-/** Every directory under `modelsDir` (dot-directories aside), as a usable model or with the reason it is not. */
-export async function scanModels(modelsDir: string = defaultModelsDir()): Promise<{ models: InstalledModel[]; skipped: SkippedModel[] }> {
+/** A folder with a VAE decoder and no U-Net is a VAE (model:import writes one from a VAE folder). */
+export function isVaeFolder(dir: string): boolean {
+  return existsSync(join(dir, 'vae_decoder', 'model.onnx')) && !existsSync(join(dir, 'unet'));
+}
+
+export async function describeInstalledVae(dir: string): Promise<InstalledVae> {
+  const config = await readJsonIfPresent(join(dir, 'vae_decoder', 'config.json'));
+  const inputs = await readOnnxInputs(join(dir, 'vae_decoder', 'model.onnx'));
+  const latent = inputs.find((input) => input.name === 'latent_sample');
+  if (!latent) throw new Error(`vae_decoder/model.onnx has no "latent_sample" input (inputs: ${inputs.map((input) => input.name).join(', ')})`);
+  const imported = (await readJsonIfPresent(join(dir, IMPORT_MANIFEST_FILE))) as ImportManifest | undefined;
+  return {
+    name: basename(dir),
+    dir,
+    type: typeof config?._class_name === 'string' ? config._class_name : 'AutoencoderKL',
+    precision: latent.elemType === ONNX_FLOAT16 ? 'fp16' : 'fp32',
+    bytes: await directoryBytes(dir),
+    ...(imported?.source ? { imported: { source: imported.source, description: imported.description } } : {}),
+  };
+}
+
+/** Every directory under `modelsDir` (dot-directories aside), as a usable model, a VAE, or with the reason it is neither. */
+export async function scanModels(modelsDir: string = defaultModelsDir()): Promise<{ models: InstalledModel[]; vaes: InstalledVae[]; skipped: SkippedModel[] }> {
   const entries = await readdir(modelsDir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return [];
     throw error;
   });
   const models: InstalledModel[] = [];
+  const vaes: InstalledVae[] = [];
   const skipped: SkippedModel[] = [];
   for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
     if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
     const dir = join(modelsDir, entry.name);
     try {
-      models.push(await describeInstalledModel(dir));
+      if (isVaeFolder(dir)) vaes.push(await describeInstalledVae(dir));
+      else models.push(await describeInstalledModel(dir));
     } catch (error) {
       skipped.push({ name: entry.name, dir, reason: (error as Error).message.replace(`${resolve(dir)} `, '') });
     }
   }
-  return { models, skipped };
+  return { models, vaes, skipped };
 }
 
 /** The usable models under `modelsDir` (default `<repo>/models`), sorted by name. */
 export async function listInstalledModels(modelsDir: string = defaultModelsDir()): Promise<InstalledModel[]> {
   return (await scanModels(modelsDir)).models;
+}
+
+/** The VAE for `--vae`: a folder (vae_decoder/ inside), or the name of a VAE installed under `modelsDir`. */
+export async function resolveVae(requested: string, modelsDir: string = defaultModelsDir()): Promise<InstalledVae> {
+  const asPath = resolve(requested);
+  if (existsSync(join(asPath, 'vae_decoder', 'model.onnx'))) return describeInstalledVae(asPath);
+  if (MODEL_NAME.test(requested)) {
+    const { vaes } = await scanModels(modelsDir);
+    const vae = vaes.find((candidate) => candidate.name === requested);
+    if (vae) return vae;
+    const names = vaes.map((candidate) => candidate.name).join(', ');
+    throw new Error(`No VAE is called "${requested}" in ${modelsDir}. ${names ? `Installed VAEs: ${names}.` : 'Import one with: npm run model:import -- <VAE folder or file>.'}`);
+  }
+  throw new Error(`${requested} is not a VAE folder (no vae_decoder/model.onnx)`);
 }
 
 /** The installed model called `name`; anything that is not the name of one (a path, say) is refused. */

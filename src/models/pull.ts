@@ -142,7 +142,8 @@ async function checkFreeSpace(modelsDir: string, planned: PlannedFile[], present
   }
 }
 
-async function placeModel(staging: string, target: string): Promise<void> {
+/** Renames a complete staging folder to `target`, replacing (only then) a folder already there. */
+export async function placeModel(staging: string, target: string): Promise<void> {
   if (!existsSync(target)) {
     await rename(staging, target);
     return;

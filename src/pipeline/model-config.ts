@@ -14,6 +14,10 @@ export interface ModelConfig {
   isTiny: boolean;
   /** Where the model came from, as far as its files tell: the folder name, the pulled repo id, the exporter's source. */
   origins: string[];
+  /** model:import's record, for an imported model. */
+  imported: ImportManifest | undefined;
+  /** The graphs were written with attention already fused for the CPU (nothing to rewrite at load). */
+  builtFused: boolean;
 }
 
 /** What the pipeline cannot start without (vae_encoder is optional: only img2img would use it). */
@@ -30,6 +34,27 @@ export const REQUIRED_MODEL_FILES: readonly string[] = [
 /** What `npm run model:pull` writes beside a pulled model (repo id, revision, commit). */
 export const PULL_MANIFEST_FILE = '.pull-manifest.json';
 
+/** What `npm run model:import` writes beside an imported model (its source, precision, VAE and LoRAs). */
+export const IMPORT_MANIFEST_FILE = '.import-manifest.json';
+
+export interface ImportManifest {
+  /** The SOURCE given to the import (a path or a hub repository). */
+  source: string;
+  /** Where a downloaded source came from. */
+  origin?: { repo: string; revision: string; commit?: string };
+  description: string;
+  kind: 'pipeline' | 'vae';
+  precision: 'fp32' | 'fp16';
+  attention: 'fused' | 'unfused';
+  prediction?: string;
+  vae?: { source: string; description: string };
+  loras: { name: string; weight: number }[];
+  importedAt: string;
+}
+
+/** Marks, in model_index.json, graphs the project's builder wrote with attention already fused. */
+export const FUSED_ATTENTION_MARKER = '_imagine_bot_fused_attention';
+
 /** Marks the generated tiny model in its model_index.json (see src/tiny-model). */
 export const TINY_MODEL_MARKER = '_imagine_bot_tiny';
 
@@ -43,13 +68,17 @@ export function readModelConfig(dir: string): ModelConfig {
   const modelIndex = readJson(join(modelDir, 'model_index.json'));
   const pullManifestPath = join(modelDir, PULL_MANIFEST_FILE);
   const pulledFrom = existsSync(pullManifestPath) ? readJson(pullManifestPath).repo : undefined;
+  const importManifestPath = join(modelDir, IMPORT_MANIFEST_FILE);
+  const imported = existsSync(importManifestPath) ? (readJson(importManifestPath) as ImportManifest) : undefined;
   return {
     dir: modelDir,
     name: basename(modelDir).replace(/^\./, ''),
     schedulerConfig: readJson(join(modelDir, 'scheduler', 'scheduler_config.json')),
     unetConfig: existsSync(join(modelDir, 'unet', 'config.json')) ? readJson(join(modelDir, 'unet', 'config.json')) : undefined,
     isTiny: modelIndex[TINY_MODEL_MARKER] === true,
-    origins: [basename(modelDir), pulledFrom, modelIndex._name_or_path].filter((origin): origin is string => typeof origin === 'string'),
+    origins: [basename(modelDir), pulledFrom, imported?.origin?.repo, imported?.source, modelIndex._name_or_path].filter((origin): origin is string => typeof origin === 'string'),
+    imported,
+    builtFused: modelIndex[FUSED_ATTENTION_MARKER] === true,
   };
 }
 
@@ -95,5 +124,12 @@ export function describeModel(config: ModelConfig, fixedLatentSize: LatentSize |
     precision,
     isTurbo,
     isTiny: config.isTiny,
+    ...(config.imported?.loras.length ? { loras: config.imported.loras } : {}),
+    ...(config.imported?.vae ? { vae: vaeName(config.imported.vae.source) } : {}),
   };
+}
+
+/** How a VAE is named in the parameters and the embed: its folder or file name. */
+export function vaeName(source: string): string {
+  return basename(source.replace(/[\\/]+$/, '')).replace(/\.safetensors$/i, '');
 }

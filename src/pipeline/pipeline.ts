@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { EmbeddingLibrary } from '../models/embeddings.ts';
 import { parseSeed, randomSeed, TorchGenerator } from '../random/torch-generator.ts';
 import { createScheduler } from '../schedulers/index.ts';
-import { describeModel, readModelConfig, type ModelConfig } from './model-config.ts';
+import { describeModel, readModelConfig, vaeName, type ModelConfig } from './model-config.ts';
 import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
 import { MAX_PROMPT_CHUNKS, PromptEncoder, type TokenizedPrompt } from './prompt-encoder.ts';
 import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
@@ -19,6 +19,8 @@ export interface PipelineOptions {
   onOnnxRun?: (label: string, ms: number) => void;
   /** A folder of textual-inversion embeddings (.safetensors), read again whenever its contents change. */
   embeddingsDir?: string;
+  /** Decode with the VAE in this folder (e.g. an imported TAESD) instead of the model's own. */
+  vaeDir?: string;
 }
 
 export interface GenerateOptions extends GenerateRequest {
@@ -65,11 +67,13 @@ export class StableDiffusionPipeline {
     const config = readModelConfig(dir);
     const clock: OnnxClock = { runMs: 0, onRun: options.onOnnxRun };
     const tokenizer = await ClipTokenizer.fromDirectory(join(config.dir, 'tokenizer'));
-    const loadOptions: ModelLoadOptions = { executionProvider, clock, fuseAttention: options.fuseAttention ?? true };
+    // Graphs the builder wrote fused have nothing to rewrite: skip reading them twice.
+    const loadOptions: ModelLoadOptions = { executionProvider, clock, fuseAttention: (options.fuseAttention ?? true) && !config.builtFused };
     const textEncoder = await TextEncoder.load(config.dir, loadOptions);
     const unet = await UNet.load(config.dir, loadOptions);
-    const vae = await VaeDecoder.load(config.dir, loadOptions);
-    const info = describeModel(config, unet.fixedLatentSize, unet.precision);
+    const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, loadOptions);
+    const described = describeModel(config, unet.fixedLatentSize, unet.precision);
+    const info = options.vaeDir ? { ...described, vae: vaeName(options.vaeDir) } : described;
     const maxChunks = unet.fixedContextLength === undefined ? MAX_PROMPT_CHUNKS : Math.max(1, Math.floor(unet.fixedContextLength / tokenizer.maxLength));
     const prompts = new PromptEncoder(tokenizer, textEncoder, maxChunks);
     const embeddings = options.embeddingsDir === undefined ? undefined : new EmbeddingLibrary(options.embeddingsDir);
@@ -127,9 +131,14 @@ export class StableDiffusionPipeline {
     return { image, settings, timings };
   }
 
-  /** Attention blocks fused per model (none off the CPU, or with fuseAttention: false). */
+  /** Attention blocks fused at load per model (none off the CPU, with fuseAttention: false, or when built fused). */
   get fusedAttentions(): { unet: number; vae: number } {
     return { unet: this.unet.fusedAttentions, vae: this.vae.fusedAttentions };
+  }
+
+  /** The model's graphs were written with attention already fused (see src/graphs). */
+  get builtFused(): boolean {
+    return this.config.builtFused;
   }
 
   async release(): Promise<void> {
@@ -162,6 +171,8 @@ export class StableDiffusionPipeline {
       height,
       scheduler: schedulerName,
       model: info.name,
+      ...(info.loras ? { loras: info.loras } : {}),
+      ...(info.vae ? { vae: info.vae } : {}),
     };
   }
 

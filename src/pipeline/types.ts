@@ -35,6 +35,15 @@ export interface GenerationSettings {
   model: string;
   /** The textual-inversion embeddings the prompt and negative prompt used, by name (absent: none). */
   embeddings?: string[];
+  /** LoRAs merged into the model when it was imported. */
+  loras?: LoraInfo[];
+  /** A VAE other than the model's own (given at import or at load). */
+  vae?: string;
+}
+
+export interface LoraInfo {
+  name: string;
+  weight: number;
 }
 
 export interface StageTimings {
@@ -73,4 +82,8 @@ export interface ModelInfo {
   isTurbo: boolean;
   /** True for the project's generated tiny model, which draws noise, not pictures. */
   isTiny: boolean;
+  /** LoRAs merged into the model when it was imported. */
+  loras?: LoraInfo[];
+  /** A VAE other than the model's own (given at import or at load). */
+  vae?: string;
 }

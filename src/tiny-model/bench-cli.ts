@@ -3,9 +3,14 @@ import { rm } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { writeBenchCheckpoint } from './bench-checkpoint.ts';
 import { writeBenchModel } from './bench-model.ts';
 
-const usage = 'usage: npm run model:bench-build -- [--out DIR] [--fp16] [--tokenizer DIR] [--seed N] [--force]';
+const usage = `usage: npm run model:bench-build -- [--out DIR] [--fp16] [--fused-attention] [--tokenizer DIR] [--seed N] [--force]
+       npm run model:bench-build -- --checkpoint FILE.safetensors [--fp32] [--seed N] [--force]
+Writes a model with Stable Diffusion 1.5's architecture and random weights: the diffusers ONNX folder the pipeline
+loads (attention unfused as hub exports are, or fused as model:import writes it), or with --checkpoint a single-file
+checkpoint with the original key names (float16, or float32 with --fp32) to measure model:import on.`;
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** CLIP's real vocabulary, from the reference fixtures beside the project when they are there. */
@@ -16,6 +21,9 @@ async function main(): Promise<void> {
     options: {
       out: { type: 'string', default: join(repoRoot, 'models', 'sd15-bench') },
       fp16: { type: 'boolean', default: false },
+      'fused-attention': { type: 'boolean', default: false },
+      checkpoint: { type: 'string' },
+      fp32: { type: 'boolean', default: false },
       tokenizer: { type: 'string' },
       seed: { type: 'string' },
       force: { type: 'boolean', default: false },
@@ -24,6 +32,21 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(usage);
+    return;
+  }
+  const seed = values.seed === undefined ? undefined : Number(values.seed);
+  if (values.checkpoint !== undefined) {
+    const path = resolve(values.checkpoint);
+    if (existsSync(path) && !values.force) {
+      console.log(`The benchmark checkpoint is already at ${path} (--force writes it again)`);
+      return;
+    }
+    const started = performance.now();
+    const dtype = values.fp32 ? 'F32' : 'F16';
+    console.log(`Writing an SD 1.5-size single-file checkpoint with random weights (${dtype}) to ${path}`);
+    const summary = await writeBenchCheckpoint(path, { dtype, seed });
+    console.log(`Done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${summary.tensors} tensors, ${(summary.bytes / 1e9).toFixed(2)} GB`);
+    console.log(`Import it with: npm run model:import -- ${relative(process.cwd(), path)} --name sd15-import-bench`);
     return;
   }
   const dir = resolve(values.out);
@@ -35,12 +58,14 @@ async function main(): Promise<void> {
   if (values.force) await rm(dir, { recursive: true, force: true });
 
   const started = performance.now();
-  console.log(`Writing an SD 1.5-size model with random weights (${values.fp16 ? 'fp16' : 'fp32'}) to ${dir}`);
+  const attention = values['fused-attention'] ? 'fused' : 'unfused';
+  console.log(`Writing an SD 1.5-size model with random weights (${values.fp16 ? 'fp16' : 'fp32'}, attention ${attention}) to ${dir}`);
   console.log(tokenizerDir ? `Tokenizer: CLIP's vocabulary from ${tokenizerDir}` : "Tokenizer: the tiny model's (CLIP's vocabulary was not found)");
   const summary = await writeBenchModel(dir, {
     precision: values.fp16 ? 'fp16' : 'fp32',
+    attention,
     tokenizerDir,
-    seed: values.seed === undefined ? undefined : Number(values.seed),
+    seed,
     onPart: (part) => console.log(`  ${part}…`),
   });
   const parameters = Object.entries(summary.parameters).map(([part, count]) => `${part} ${(count / 1e6).toFixed(1)}M`);

@@ -3,10 +3,11 @@ import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeTextEncoder, writeUNet, writeVae } from '../graphs/components.ts';
 import { type ConfigJson, resolveAutoencoderKLConfig, resolveClipTextConfig, resolveUnetConfig } from '../graphs/configs.ts';
-import type { Precision } from '../graphs/onnx-graph.ts';
+import type { AttentionKind, Precision } from '../graphs/onnx-graph.ts';
 import { SD1_SCHEDULER, SD1_TEXT_ENCODER, SD1_UNET, SD_VAE, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
 import { RandomWeights, componentSeed } from '../graphs/weights.ts';
 import { EXTERNAL_DATA_FILE, type WrittenGraph } from '../graphs/write-graph.ts';
+import { FUSED_ATTENTION_MARKER } from '../pipeline/model-config.ts';
 import { END_OF_TEXT, buildTokenizer } from './tokenizer.ts';
 
 /** The config.json of each part, in diffusers' / transformers' form. */
@@ -21,6 +22,8 @@ export const SD15_CONFIGS: BenchModelConfigs = { textEncoder: SD1_TEXT_ENCODER, 
 
 export interface BenchModelOptions {
   precision?: Precision;
+  /** How attention is written (default unfused, as hub exports are; the pipeline fuses it at load on the CPU). */
+  attention?: AttentionKind;
   /** Defaults to SD 1.5's; smaller ones make the same architecture quick to test. */
   configs?: BenchModelConfigs;
   /** A folder with CLIP's vocab.json and merges.txt (e.g. a real model's tokenizer/); else the tiny tokenizer. */
@@ -57,7 +60,7 @@ export async function writeBenchModel(dir: string, options: BenchModelOptions = 
   try {
     const common = (part: Part) => ({
       precision,
-      attention: 'unfused' as const,
+      attention: options.attention ?? 'unfused',
       weights: new RandomWeights(componentSeed(seed, part)),
       externalDataFile: EXTERNAL_DATA_FILE,
     });
@@ -74,7 +77,7 @@ export async function writeBenchModel(dir: string, options: BenchModelOptions = 
       parameters[part] = written.parameters;
       bytes += written.bytes;
     }
-    await writeConfigs(staging, configs, options.tokenizerDir);
+    await writeConfigs(staging, configs, options.tokenizerDir, options.attention === 'fused');
     await rename(staging, dir);
     return { parameters, bytes };
   } catch (error) {
@@ -83,14 +86,16 @@ export async function writeBenchModel(dir: string, options: BenchModelOptions = 
   }
 }
 
-async function writeConfigs(dir: string, configs: BenchModelConfigs, tokenizerDir: string | undefined): Promise<void> {
+async function writeConfigs(dir: string, configs: BenchModelConfigs, tokenizerDir: string | undefined, builtFused: boolean): Promise<void> {
   const tokenizer = buildTokenizer(END_OF_TEXT);
   const vocabSize = Number(configs.textEncoder.vocab_size);
   if (!tokenizerDir && tokenizer.vocab.size > vocabSize) {
     throw new Error(`the text encoder's vocabulary (${vocabSize}) is smaller than the tiny tokenizer's (${tokenizer.vocab.size})`);
   }
   const files: Record<string, string> = {
-    'model_index.json': jsonFile(onnxPipelineIndex(SD1_SCHEDULER._class_name, ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'])),
+    'model_index.json': jsonFile(
+      onnxPipelineIndex(SD1_SCHEDULER._class_name, ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'], builtFused ? { [FUSED_ATTENTION_MARKER]: true } : {}),
+    ),
     'scheduler/scheduler_config.json': jsonFile(SD1_SCHEDULER),
     'tokenizer/tokenizer_config.json': tokenizer.files['tokenizer_config.json'],
     'tokenizer/special_tokens_map.json': tokenizer.files['special_tokens_map.json'],

@@ -18,6 +18,7 @@ function send(message: FromWorker, transfer: ArrayBuffer[] = []): void {
 const loading = StableDiffusionPipeline.fromPretrained(options.modelDir, {
   executionProvider: options.executionProvider,
   embeddingsDir: options.embeddingsDir ?? defaultEmbeddingsDir(),
+  vaeDir: options.vaeDir,
 });
 loading.then(
   (pipeline) => send({ type: 'ready', info: pipeline.info }),

@@ -3,6 +3,8 @@ import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, Step
 
 export interface PipelineThreadOptions {
   modelDir: string;
+  /** A VAE folder to decode with instead of the model's own. */
+  vaeDir?: string;
   executionProvider?: ExecutionProvider;
   /** Textual-inversion embeddings; EMBEDDINGS_DIR or `<repo>/embeddings` when absent. */
   embeddingsDir?: string;

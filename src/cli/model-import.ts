@@ -1,0 +1,98 @@
+// npm run model:import -- SOURCE [--name NAME] [--config DIR] [--prediction epsilon|v] [--precision fp32|fp16]
+//                         [--vae SOURCE] [--lora FILE[:WEIGHT]]... [--force]
+import { mkdir } from 'node:fs/promises';
+import { config as loadDotenv } from 'dotenv';
+import { ImportProgress } from './import-progress.ts';
+import { type ImportRequest, importModel } from '../import/import-model.ts';
+import type { LoraRequest } from '../import/lora.ts';
+import { defaultModelsDir } from '../models/installed.ts';
+import { displayPath, formatBytes } from '../models/pull.ts';
+import { UsageError, parseCommandLineArgs } from './command-line.ts';
+
+const USAGE = `Usage: npm run model:import -- SOURCE [--name NAME] [--config DIR] [--prediction epsilon|v] [--precision fp32|fp16]
+                              [--vae SOURCE] [--lora FILE[:WEIGHT]]... [--force]
+Builds the pipeline's ONNX graphs from a PyTorch Stable Diffusion model (SD 1.x / 2.x) into models/NAME.
+SOURCE: a diffusers folder (model_index.json, text_encoder/, unet/, vae/ with .safetensors weights), a single-file
+checkpoint .safetensors (AUTOMATIC1111 / ComfyUI format), or a VAE folder (AutoencoderKL or AutoencoderTiny, e.g.
+TAESD), which becomes a VAE for --vae.
+  --name NAME          folder under models/ (default: the source's name)
+  --config DIR         a diffusers folder whose configs describe a single-file checkpoint (non-standard sizes; also
+                       gives its tokenizer and scheduler)
+  --prediction P       epsilon or v (for 768-v models when the file cannot tell)
+  --precision P        fp32 (default, for the CPU) or fp16 (for GPUs)
+  --vae SOURCE         use this VAE (folder or .safetensors) instead of the model's own
+  --lora FILE[:WEIGHT] merge a LoRA (kohya / AUTOMATIC1111 or diffusers / PEFT format) at WEIGHT (default 1); repeatable
+  --force              replace an installed model of the same name
+MODELS_DIR: where models go (default models/).`;
+
+function parseLora(text: string): LoraRequest {
+  const colon = text.lastIndexOf(':');
+  const weighted = colon >= 0 && /^-?\d+(\.\d+)?$/.test(text.slice(colon + 1));
+  const path = weighted ? text.slice(0, colon) : text;
+  if (path === '') throw new UsageError(`--lora must be FILE or FILE:WEIGHT (got "${text}")`);
+  return { path, weight: weighted ? Number(text.slice(colon + 1)) : 1 };
+}
+
+function parseCommandLine(argv: string[]): ImportRequest | undefined {
+  const { values, positionals } = parseCommandLineArgs(argv, {
+    name: { type: 'string' },
+    config: { type: 'string' },
+    prediction: { type: 'string' },
+    precision: { type: 'string' },
+    vae: { type: 'string' },
+    lora: { type: 'string', multiple: true },
+    force: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) return undefined;
+  if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name the model to import (a folder or a .safetensors file)' : `expected one SOURCE, got ${positionals.length}`);
+  const prediction = values.prediction;
+  if (prediction !== undefined && !['epsilon', 'v', 'v_prediction'].includes(prediction)) throw new UsageError(`--prediction must be epsilon or v (got "${prediction}")`);
+  const precision = values.precision;
+  if (precision !== undefined && precision !== 'fp32' && precision !== 'fp16') throw new UsageError(`--precision must be fp32 or fp16 (got "${precision}")`);
+  return {
+    source: positionals[0],
+    name: values.name,
+    configDir: values.config,
+    prediction: prediction === undefined ? undefined : prediction === 'epsilon' ? 'epsilon' : 'v_prediction',
+    precision,
+    vae: values.vae,
+    loras: (values.lora ?? []).map(parseLora),
+    force: values.force ?? false,
+  };
+}
+
+async function main(): Promise<number> {
+  loadDotenv({ quiet: true });
+  const request = parseCommandLine(process.argv.slice(2));
+  if (!request) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const modelsDir = defaultModelsDir();
+  await mkdir(modelsDir, { recursive: true });
+  const progress = new ImportProgress(process.stderr);
+  try {
+    const result = await importModel({ ...request, modelsDir }, { onEvent: progress.onEvent });
+    progress.finish();
+    const shown = displayPath(result.dir);
+    const loras = result.loras.length > 0 ? `, with LoRA ${result.loras.map((lora) => `${lora.name} at ${lora.weight}`).join(', ')}` : '';
+    process.stdout.write(`Imported ${result.name} (${result.description}${loras}) into ${shown}: ${formatBytes(result.bytes)}.\n`);
+    process.stdout.write(
+      result.kind === 'vae'
+        ? `Decode with it: npm run imagine -- "a lighthouse at dusk" --vae ${result.name}\n`
+        : `Try it: npm run imagine -- "a lighthouse at dusk" --model ${shown}\n`,
+    );
+    return 0;
+  } finally {
+    progress.finish();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: Error) => {
+    process.stderr.write(`model:import: ${error.message}${error instanceof UsageError ? ' (see --help)' : ''}\n`);
+    process.exit(error instanceof UsageError ? 2 : 1);
+  },
+);

@@ -1,0 +1,231 @@
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatParameters } from '../src/image/parameters.ts';
+import { type ImportRequest, importModel } from '../src/import/import-model.ts';
+import { SafetensorsWriter } from '../src/import/safetensors.ts';
+import { scanModels } from '../src/models/installed.ts';
+import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
+import type { GenerateRequest } from '../src/pipeline/types.ts';
+import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
+
+const runFile = promisify(execFile);
+const projectRoot = resolve(fileURLToPath(import.meta.url), '..', '..');
+/** The fixtures' tolerance on 8-bit images: diffusers' PyTorch image against ours. */
+const MAX_LEVELS = 2;
+const MEAN_LEVELS = 0.5;
+
+let root: string;
+let modelsDir: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'model-import-'));
+  modelsDir = join(root, 'models');
+  mkdirSync(modelsDir);
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+const models = (...parts: string[]) => fixturePath('models', ...parts);
+const e2e2Models = (...parts: string[]) => fixturePath('e2e2', 'models', ...parts);
+
+function importInto(request: Omit<ImportRequest, 'modelsDir'>) {
+  return importModel({ ...request, modelsDir });
+}
+
+async function draw(dir: string, request: GenerateRequest, options: PipelineOptions = {}) {
+  const pipeline = await StableDiffusionPipeline.fromPretrained(dir, options);
+  try {
+    return await pipeline.generate(request);
+  } finally {
+    await pipeline.release();
+  }
+}
+
+/** Max and mean absolute difference in 8-bit levels between our RGB pixels and a reference .u8 file. */
+function levels(pixels: Uint8Array, referenceFile: string): { max: number; mean: number } {
+  const reference = readFileSync(fixturePath(referenceFile));
+  expect(pixels.length).toBe(reference.length);
+  let max = 0;
+  let sum = 0;
+  for (let i = 0; i < reference.length; i++) {
+    const difference = Math.abs(pixels[i] - reference[i]);
+    max = Math.max(max, difference);
+    sum += difference;
+  }
+  return { max, mean: sum / reference.length };
+}
+
+function expectMatch(pixels: Uint8Array, referenceFile: string): void {
+  const { max, mean } = levels(pixels, referenceFile);
+  expect(max).toBeLessThanOrEqual(MAX_LEVELS);
+  expect(mean).toBeLessThanOrEqual(MEAN_LEVELS);
+}
+
+/** A fixture pipeline case as a request: the prompt, seed, steps, guidance and size diffusers used. */
+function requestOf(entry: { prompt: string; negative_prompt: string | null; seed: number; steps: number; guidance: number; width: number; height: number }): GenerateRequest {
+  return {
+    prompt: entry.prompt,
+    ...(entry.negative_prompt ? { negativePrompt: entry.negative_prompt } : {}),
+    seed: entry.seed,
+    steps: entry.steps,
+    guidanceScale: entry.guidance,
+    width: entry.width,
+    height: entry.height,
+  };
+}
+
+describe.runIf(fixturesPresent)('imported models draw diffusers’ images', () => {
+  const index = () => readFixtureJson('models', 'index.json');
+
+  it.each(['tiny-sd15', 'tiny-sd2v'])('a diffusers folder (%s), with the model’s own scheduler', async (name) => {
+    const result = await importInto({ source: models(name) });
+    expect(result).toMatchObject({ name, kind: 'pipeline', dir: join(modelsDir, name) });
+    for (const entry of index().models[name].pipeline) {
+      const { image, settings } = await draw(result.dir, requestOf(entry));
+      expect(settings.scheduler).toBe(name === 'tiny-sd15' ? 'PNDM' : 'DDIM');
+      expectMatch(image.pixels, entry.image_u8);
+    }
+  });
+
+  it('the single-file checkpoint (LDM names, float16) with --config', async () => {
+    const { single_file: singleFile } = index();
+    const result = await importInto({ source: models('tiny-sd15.safetensors'), configDir: models('tiny-sd15'), name: 'single' });
+    expect(result.description).toBe('single-file checkpoint tiny-sd15.safetensors (SD 1.x)');
+    const [entry] = singleFile.pipeline;
+    expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, entry.image_u8);
+  });
+
+  it('a kohya LoRA merged at 0.8, named in the model list and the image’s parameters', async () => {
+    const { lora } = index();
+    const result = await importInto({ source: models('tiny-sd15'), name: 'with-lora', loras: [{ path: models('tiny-sd15-lora.safetensors'), weight: 0.8 }] });
+    expect(result.loras).toEqual([{ name: 'tiny-sd15-lora', weight: 0.8, matched: 56, unmatched: [] }]);
+    const [entry] = lora.pipeline;
+    const { image, settings } = await draw(result.dir, requestOf(entry));
+    expectMatch(image.pixels, entry.image_u8);
+    expect(settings.loras).toEqual([{ name: 'tiny-sd15-lora', weight: 0.8 }]);
+    expect(formatParameters(settings)).toContain('Lora: "tiny-sd15-lora:0.8"');
+    const listed = (await scanModels(modelsDir)).models.find((model) => model.name === 'with-lora');
+    expect(listed?.imported?.loras).toEqual([{ name: 'tiny-sd15-lora', weight: 0.8 }]);
+  });
+
+  it('an AutoencoderTiny (TAESD): imported as a VAE, decoding at load, or merged into a model at import', async () => {
+    const manifest = readFixtureJson('e2e2', 'taesd', 'manifest.json');
+    const vae = await importInto({ source: e2e2Models('tiny-taesd-pub'), name: 'taesd' });
+    expect(vae.kind).toBe('vae');
+    expect(readdirSync(vae.dir).sort()).toEqual(['.import-manifest.json', 'vae_decoder', 'vae_encoder']);
+    const scanned = await scanModels(modelsDir);
+    expect(scanned.vaes.map(({ name, type }) => ({ name, type }))).toEqual([{ name: 'taesd', type: 'AutoencoderTiny' }]);
+    expect(scanned.models.map((model) => model.name)).not.toContain('taesd');
+
+    const model = await importInto({ source: e2e2Models('tiny-sd-pub-torch'), name: 'sd-pub' });
+    const merged = await importInto({ source: e2e2Models('tiny-sd-pub-torch'), name: 'sd-pub-taesd', vae: e2e2Models('tiny-taesd-pub') });
+    for (const entry of manifest.cases) {
+      const request = { ...requestOf(entry), scheduler: entry.scheduler.sampler };
+      const atLoad = await draw(model.dir, request, { vaeDir: vae.dir });
+      expect(atLoad.settings.vae).toBe('taesd');
+      expectMatch(atLoad.image.pixels, join('e2e2', 'taesd', entry.files.image_u8 ?? `images/${entry.id}.u8`));
+      expectMatch((await draw(merged.dir, request)).image.pixels, join('e2e2', 'taesd', `images/${entry.id}.u8`));
+    }
+  });
+
+  it('fp16 graphs (for GPUs) draw the fp32 image within float16 rounding', async () => {
+    const [entry] = index().models['tiny-sd15'].pipeline;
+    const result = await importInto({ source: models('tiny-sd15'), name: 'half', precision: 'fp16' });
+    const { image } = await draw(result.dir, requestOf(entry));
+    const { mean } = levels(image.pixels, entry.image_u8);
+    expect(mean).toBeLessThan(2);
+  });
+});
+
+/** A .safetensors file of float32 tensors named as given. */
+function writeTensors(path: string, tensors: Record<string, number[]>): void {
+  const entries = Object.entries(tensors);
+  const writer = new SafetensorsWriter(path, entries.map(([name, shape]) => ({ name, dtype: 'F32', shape })));
+  for (const [name, shape] of entries) writer.write(name, new Float32Array(shape.reduce((a, b) => a * b, 1)));
+  writer.close();
+}
+
+describe.runIf(fixturesPresent)('model:import refuses bad input in one line and leaves nothing behind', () => {
+  let badDir: string;
+  let emptyModels: string;
+  beforeAll(() => {
+    badDir = join(root, 'bad');
+    emptyModels = join(root, 'empty-models');
+    mkdirSync(badDir);
+    mkdirSync(emptyModels);
+    writeFileSync(join(badDir, 'notes.safetensors'), 'this is a text file, not tensors\n');
+    writeFileSync(join(badDir, 'truncated.safetensors'), readFileSync(models('tiny-sd15.safetensors')).subarray(0, 500_000));
+    writeFileSync(join(badDir, 'model.ckpt'), Buffer.from([0x80, 0x02, 0x7d, 0x71]));
+    writeFileSync(join(badDir, 'zipped.safetensors'), Buffer.from('PK\x03\x04 a torch.save archive'));
+    writeTensors(join(badDir, 'unknown.safetensors'), { 'backbone.layer1.weight': [4, 4] });
+    mkdirSync(join(badDir, 'no-vae'));
+    copyFileSync(models('tiny-sd15', 'model_index.json'), join(badDir, 'no-vae', 'model_index.json'));
+    for (const component of ['text_encoder', 'unet', 'tokenizer', 'scheduler']) symlinkSync(models('tiny-sd15', component), join(badDir, 'no-vae', component));
+  });
+
+  it.each<[string, () => Omit<ImportRequest, 'modelsDir'>, RegExp]>([
+    ['a file that is not safetensors', () => ({ source: join(badDir, 'notes.safetensors') }), /notes\.safetensors is not a \.safetensors file/],
+    ['a truncated file', () => ({ source: join(badDir, 'truncated.safetensors') }), /truncated\.safetensors is truncated: .* ends at byte \d+ but the file has 500000 bytes/],
+    ['a pickle by its name', () => ({ source: join(badDir, 'model.ckpt') }), /model\.ckpt is a PyTorch pickle file: loading one can run any code .* \.safetensors/],
+    ['a pickle by its bytes', () => ({ source: join(badDir, 'zipped.safetensors') }), /zipped\.safetensors is a PyTorch pickle file/],
+    ['an unknown architecture', () => ({ source: join(badDir, 'unknown.safetensors') }), /unknown\.safetensors: unknown architecture/],
+    ['a folder missing a component', () => ({ source: join(badDir, 'no-vae') }), /no-vae is missing components: vae/],
+    ['a non-standard single file without --config', () => ({ source: models('tiny-sd15.safetensors') }), /text_encoder: .* is \[\d+, 32\] in the weights but the config makes it \[\d+, 768\].*pass --config DIR/],
+    ['a LoRA for another architecture', () => ({ source: models('tiny-sd2v'), loras: [{ path: models('tiny-sd15-lora.safetensors'), weight: 1 }] }), /LoRA tiny-sd15-lora does not fit this model: .*another architecture/],
+    ['a LoRA that is not one', () => ({ source: models('tiny-sd15'), loras: [{ path: models('tiny-sd15', 'vae', 'diffusion_pytorch_model.safetensors'), weight: 1 }] }), /no LoRA weights found/],
+  ])('%s', async (_case, request, message) => {
+    const failure = await importModel({ ...request(), modelsDir: emptyModels }).then(
+      () => undefined,
+      (error: Error) => error,
+    );
+    expect(failure?.message).toMatch(message);
+    expect(failure?.message).not.toContain('\n');
+    expect(readdirSync(emptyModels)).toEqual([]);
+  });
+
+  it('a name that exists, unless --force', async () => {
+    await importModel({ source: e2e2Models('tiny-taesd-pub'), name: 'taken', modelsDir: emptyModels });
+    const before = readFileSync(join(emptyModels, 'taken', '.import-manifest.json'), 'utf8');
+    await expect(importModel({ source: e2e2Models('tiny-taesd-pub'), name: 'taken', modelsDir: emptyModels })).rejects.toThrow(/taken already exists\. Pass --force to replace it/);
+    expect(readFileSync(join(emptyModels, 'taken', '.import-manifest.json'), 'utf8')).toBe(before);
+    await importModel({ source: e2e2Models('tiny-taesd-pub'), name: 'taken', modelsDir: emptyModels, force: true });
+    expect(readdirSync(emptyModels)).toEqual(['taken']);
+  });
+});
+
+describe.runIf(fixturesPresent)('npm run model:import', () => {
+  function cli(args: string[]) {
+    return runFile(process.execPath, ['--import', 'tsx', 'src/cli/model-import.ts', ...args], {
+      cwd: projectRoot,
+      env: { ...process.env, MODELS_DIR: join(root, 'cli-models') },
+    }).then(
+      ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+      (error: { code: number; stdout: string; stderr: string }) => error,
+    );
+  }
+
+  it('imports, prints where the model went and how to use it', async () => {
+    const { code, stdout, stderr } = await cli([e2e2Models('tiny-taesd-pub'), '--name', 'tiny-decoder']);
+    expect(code).toBe(0);
+    expect(stderr).toContain('Importing AutoencoderTiny folder tiny-taesd-pub');
+    expect(stdout).toContain('Imported tiny-decoder (AutoencoderTiny folder tiny-taesd-pub)');
+    expect(stdout).toContain('--vae tiny-decoder');
+  });
+
+  it.each([
+    [[models('tiny-sd15'), '--precision', 'fp8'], 2, /--precision must be fp32 or fp16/],
+    [[models('tiny-sd15'), '--lora', ':0.5'], 2, /--lora must be FILE or FILE:WEIGHT/],
+    [['no-such-model.safetensors'], 1, /no-such-model\.safetensors does not exist/],
+  ])('%j: one line on stderr, exit %i', async (args, status, message) => {
+    const { code, stderr } = await cli(args);
+    expect(code).toBe(status);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(message);
+  });
+});
