@@ -11,7 +11,7 @@ import { resolveAutoencoderKLConfig, resolveClipTextConfig, resolveUnetConfig } 
 import { buildUNet } from '../src/graphs/unet-2d-condition.ts';
 import { countParameters } from '../src/graphs/write-graph.ts';
 import { importModel } from '../src/import/import-model.ts';
-import { SafetensorsFile } from '../src/import/safetensors.ts';
+import { SafetensorsFile } from '../src/models/safetensors.ts';
 import { writeBenchCheckpoint } from '../src/tiny-model/bench-checkpoint.ts';
 import { type BenchModelConfigs, SD15_CONFIGS, writeBenchModel } from '../src/tiny-model/bench-model.ts';
 

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddingLibrary, scanEmbeddings } from '../src/models/embeddings.ts';
-import { parseSafetensors } from '../src/models/safetensors.ts';
+import { readFloatTensors } from '../src/models/safetensors.ts';
 import { safetensorsBytes } from './safetensors-file.ts';
 
 const dirs: string[] = [];
@@ -27,19 +27,22 @@ const ramp = (count: number) => Array.from({ length: count }, (_, i) => i / 8);
 const single = (key: string, count: number, width: number, dtype: 'F32' | 'F16' = 'F32') =>
   safetensorsBytes({ [key]: { dtype, shape: [count, width], values: ramp(count * width) } });
 
-describe('parseSafetensors', () => {
-  it('reads F32 and F16 tensors back', () => {
-    const tensors = parseSafetensors(
-      safetensorsBytes({ a: { dtype: 'F32', shape: [2, 2], values: [1, 2, 3, 4.5] }, b: { dtype: 'F16', shape: [3], values: [0.5, -2, 1024] } }),
-    );
+describe('readFloatTensors', () => {
+  it('reads F32 and F16 tensors back', async () => {
+    const dir = await folder({
+      'pair.safetensors': safetensorsBytes({ a: { dtype: 'F32', shape: [2, 2], values: [1, 2, 3, 4.5] }, b: { dtype: 'F16', shape: [3], values: [0.5, -2, 1024] } }),
+    });
+    const tensors = readFloatTensors(join(dir, 'pair.safetensors'));
     expect(tensors.get('a')).toEqual({ dtype: 'F32', shape: [2, 2], data: Float32Array.from([1, 2, 3, 4.5]) });
     expect(tensors.get('b')).toEqual({ dtype: 'F16', shape: [3], data: Float32Array.from([0.5, -2, 1024]) });
   });
 
-  it('refuses truncated and non-safetensors bytes with the reason', () => {
+  it('refuses truncated and non-safetensors files with the reason', async () => {
     const bytes = single('emb_params', 2, 4);
-    expect(() => parseSafetensors(bytes.subarray(0, bytes.length - 1))).toThrow(/truncated/);
-    expect(() => parseSafetensors(new TextEncoder().encode('PK\x03\x04 a zip file'))).toThrow(/not a safetensors file/);
+    const dir = await folder({ 'short.safetensors': bytes.subarray(0, bytes.length - 1), 'text.safetensors': 'not tensors at all', 'zip.safetensors': 'PK\x03\x04 a zip file' });
+    expect(() => readFloatTensors(join(dir, 'short.safetensors'))).toThrow(/short\.safetensors is truncated/);
+    expect(() => readFloatTensors(join(dir, 'text.safetensors'))).toThrow(/text\.safetensors is not a \.safetensors file/);
+    expect(() => readFloatTensors(join(dir, 'zip.safetensors'))).toThrow(/zip\.safetensors is a PyTorch pickle file/);
   });
 });
 
@@ -80,7 +83,7 @@ describe('scanEmbeddings', () => {
     const { embeddings, skipped } = await scanEmbeddings(dir);
     expect(embeddings.map((embedding) => embedding.file)).toEqual(['easynegative.safetensors']);
     expect(Object.fromEntries(skipped.map(({ file, reason }) => [file, reason]))).toEqual({
-      'broken.safetensors': expect.stringMatching(/not a safetensors file/),
+      'broken.safetensors': expect.stringMatching(/not a \.safetensors file/),
       'huge.safetensors': 'has 76 vectors; an embedding has 1 to 75',
       'pickle.pt': expect.stringMatching(/convert them to \.safetensors/),
       'sub/EasyNegative.safetensors': 'its name "EasyNegative" is taken by easynegative.safetensors',

@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatParameters } from '../src/image/parameters.ts';
 import { type ImportRequest, importModel } from '../src/import/import-model.ts';
-import { SafetensorsWriter } from '../src/import/safetensors.ts';
+import { SafetensorsWriter } from '../src/models/safetensors.ts';
 import { scanModels } from '../src/models/installed.ts';
 import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';

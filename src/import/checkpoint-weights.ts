@@ -1,6 +1,6 @@
 import { type WeightSource, transpose2d } from '../graphs/weights.ts';
 import type { TensorRef } from './ldm-keys.ts';
-import type { SafetensorsSet, TensorInfo } from './safetensors.ts';
+import type { SafetensorsSet, TensorInfo } from '../models/safetensors.ts';
 
 /** Where each parameter of a component is in the checkpoint: candidates in order of preference. */
 export type KeyMap = (name: string) => TensorRef[];

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { isPickleName, pickleRefusal, SafetensorsFile, SafetensorsSet } from './safetensors.ts';
+import { isPickleName, pickleRefusal, SafetensorsFile, SafetensorsSet } from '../models/safetensors.ts';
 
 /** transformers saves model.safetensors, diffusers diffusion_pytorch_model.safetensors; either may be sharded or an fp16 variant. */
 const WEIGHT_BASENAMES = ['diffusion_pytorch_model', 'model'];

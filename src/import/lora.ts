@@ -1,7 +1,7 @@
 import { basename } from 'node:path';
 import type { ParameterSpec } from '../graphs/onnx-graph.ts';
 import type { WeightInit, WeightSource } from '../graphs/weights.ts';
-import { SafetensorsFile } from './safetensors.ts';
+import { SafetensorsFile } from '../models/safetensors.ts';
 
 /*
  * LoRAs merged into the weights as they are read: W' = W + weight · (alpha / rank) · up · down, in float32 and

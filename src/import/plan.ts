@@ -15,7 +15,7 @@ import { SD1_SCHEDULER, SD1_TEXT_ENCODER, SD1_UNET, SD2_SCHEDULER, SD2_TEXT_ENCO
 import { CheckpointWeights, type KeyMap } from './checkpoint-weights.ts';
 import { openComponentWeights, readComponentConfig } from './component-folder.ts';
 import { type TensorRef, deprecatedVaeAttentionKey, openAiClipLdmKey, openClipKey, unetLdmKey, vaeLdmKey } from './ldm-keys.ts';
-import { isPickleName, pickleRefusal, SafetensorsFile, SafetensorsSet } from './safetensors.ts';
+import { isPickleName, pickleRefusal, SafetensorsFile, SafetensorsSet } from '../models/safetensors.ts';
 
 /*
  * What an import will build, worked out and checked before anything is written: each component's config and

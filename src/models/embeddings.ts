@@ -1,8 +1,8 @@
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { filesBelow } from './installed.ts';
-import { parseSafetensors } from './safetensors.ts';
+import { readFloatTensors } from './safetensors.ts';
 
 /**
  * A textual-inversion embedding: vectors trained to stand for a word, used in a prompt by its file name as in
@@ -59,7 +59,7 @@ export async function scanEmbeddings(dir: string): Promise<EmbeddingScan> {
       continue;
     }
     try {
-      embeddings.push(readEmbedding(name, file, new Uint8Array(await readFile(join(dir, file)))));
+      embeddings.push(readEmbedding(name, file, join(dir, file)));
       taken.set(name.toLowerCase(), file);
     } catch (error) {
       skipped.push({ file, reason: (error as Error).message });
@@ -95,8 +95,8 @@ export class EmbeddingLibrary {
  * A1111's rules: `clip_l` + `clip_g` is an SDXL embedding; otherwise the file holds exactly one tensor, the
  * vectors ([count, width], or one vector [width]) — whatever its key (`emb_params`, `string_to_param.*`, a token).
  */
-function readEmbedding(name: string, file: string, bytes: Uint8Array): TextualInversion {
-  const tensors = parseSafetensors(bytes);
+function readEmbedding(name: string, file: string, path: string): TextualInversion {
+  const tensors = readFloatTensors(path);
   const vectors = new Map<number, Float32Array>();
   let vectorCount: number;
   let family: string;

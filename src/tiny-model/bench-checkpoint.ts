@@ -5,7 +5,7 @@ import type { ParameterSpec } from '../graphs/onnx-graph.ts';
 import { RandomWeights, componentSeed } from '../graphs/weights.ts';
 import { float32ToFloat16 } from '../pipeline/float16.ts';
 import { unetLdmKey, vaeLdmKey } from '../import/ldm-keys.ts';
-import { SafetensorsWriter, type TensorToWrite } from '../import/safetensors.ts';
+import { SafetensorsWriter, type TensorToWrite } from '../models/safetensors.ts';
 import { type BenchModelConfigs, SD15_CONFIGS } from './bench-model.ts';
 
 export interface BenchCheckpointOptions {
