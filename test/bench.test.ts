@@ -79,7 +79,7 @@ describe('image bench', () => {
     expect(result.fusedAttentions.unet).toBeGreaterThan(0);
 
     const table = formatReport(result);
-    expect(table).toMatch(/attention fused \(U-Net [1-9]/);
+    expect(table).toMatch(/attention fused at load \(U-Net [1-9]/);
     for (const label of ['model load', 'tokenize', 'text encoder', 'U-Net per step', 'scheduler + own code per step', 'VAE decode', 'PNG encode', 'total per image', 'it/s', 'overhead ratio', 'peak RSS']) {
       expect(table).toContain(label);
     }

@@ -6,12 +6,16 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { textEncoderParameters, unetParameters } from '../src/graphs/components.ts';
+import { resolveClipTextConfig, resolveUnetConfig } from '../src/graphs/configs.ts';
 import { formatParameters } from '../src/image/parameters.ts';
+import { readComponentConfig } from '../src/import/component-folder.ts';
 import { type ImportRequest, importModel } from '../src/import/import-model.ts';
 import { SafetensorsWriter } from '../src/models/safetensors.ts';
 import { scanModels } from '../src/models/installed.ts';
 import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
+import { writeRenamedLora, writeSd2SingleFile, writeSharded } from './checkpoint-files.ts';
 import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
 
 const runFile = promisify(execFile);
@@ -132,6 +136,47 @@ describe.runIf(fixturesPresent)('imported models draw diffusers’ images', () =
       expectMatch(atLoad.image.pixels, join('e2e2', 'taesd', entry.files.image_u8 ?? `images/${entry.id}.u8`));
       expectMatch((await draw(merged.dir, request)).image.pixels, join('e2e2', 'taesd', `images/${entry.id}.u8`));
     }
+  });
+
+  it('an SD 2.x single file: OpenCLIP names with the fused in_proj, its extra last layer left out', async () => {
+    const checkpoint = join(root, 'tiny-sd2v.safetensors');
+    writeSd2SingleFile(models('tiny-sd2v'), checkpoint);
+    const result = await importInto({ source: checkpoint, configDir: models('tiny-sd2v'), name: 'sd2-single' });
+    expect(result.description).toBe('single-file checkpoint tiny-sd2v.safetensors (SD 2.x)');
+    for (const entry of index().models['tiny-sd2v'].pipeline) expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, entry.image_u8);
+  });
+
+  it('sharded weights (a .safetensors.index.json and its shards)', async () => {
+    const folder = join(root, 'sharded');
+    mkdirSync(folder);
+    for (const entry of readdirSync(models('tiny-sd15'))) {
+      if (entry !== 'unet') symlinkSync(models('tiny-sd15', entry), join(folder, entry));
+    }
+    mkdirSync(join(folder, 'unet'));
+    copyFileSync(models('tiny-sd15', 'unet', 'config.json'), join(folder, 'unet', 'config.json'));
+    writeSharded(models('tiny-sd15', 'unet'), 'unet', join(folder, 'unet'), 'diffusion_pytorch_model');
+    const result = await importInto({ source: folder });
+    const [entry] = index().models['tiny-sd15'].pipeline;
+    expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, entry.image_u8);
+  });
+
+  it.each(['peft', 'diffusers-old', 'kohya-ldm'] as const)('the LoRA in the %s naming merges the same', async (naming) => {
+    const { lora } = index();
+    const unet = resolveUnetConfig(readComponentConfig(models('tiny-sd15', 'unet'), 'unet'));
+    const text = resolveClipTextConfig(readComponentConfig(models('tiny-sd15', 'text_encoder'), 'text_encoder'));
+    const modules = new Map<string, string>();
+    for (const [prefix, parameters] of [['lora_unet', unetParameters(unet)], ['lora_te', textEncoderParameters(text)]] as const) {
+      for (const name of parameters.keys()) {
+        const module = name.replace(/\.weight$/, '');
+        modules.set(`${prefix}_${module.replace(/\./g, '_')}`, module);
+      }
+    }
+    const path = join(root, `lora-${naming}.safetensors`);
+    writeRenamedLora(models('tiny-sd15-lora.safetensors'), path, naming, { unet, modules });
+    const result = await importInto({ source: models('tiny-sd15'), name: `lora-${naming}`, loras: [{ path, weight: 0.8 }] });
+    expect(result.loras[0]).toMatchObject({ matched: 56, unmatched: [] });
+    const [entry] = lora.pipeline;
+    expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, entry.image_u8);
   });
 
   it('fp16 graphs (for GPUs) draw the fp32 image within float16 rounding', async () => {

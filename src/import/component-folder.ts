@@ -6,17 +6,21 @@ import { isPickleName, pickleRefusal, SafetensorsFile, SafetensorsSet } from '..
 const WEIGHT_BASENAMES = ['diffusion_pytorch_model', 'model'];
 const VARIANTS = ['', '.fp16'];
 
-/** A component folder's config.json. */
-export function readComponentConfig(dir: string, component: string): Record<string, unknown> {
-  const path = join(dir, 'config.json');
-  if (!existsSync(path)) throw new Error(`${component}: ${path} is missing`);
+/** A JSON file holding an object (a config, model_index.json); `what` names it in the error. */
+export function readJsonObject(path: string, what: string): Record<string, unknown> {
+  if (!existsSync(path)) throw new Error(`${what}: ${path} is missing`);
   try {
     const value = JSON.parse(readFileSync(path, 'utf8'));
     if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not a JSON object');
     return value;
   } catch (error) {
-    throw new Error(`${component}: cannot read ${path}: ${(error as Error).message}`);
+    throw new Error(`${what}: cannot read ${path}: ${(error as Error).message}`);
   }
+}
+
+/** A component folder's config.json. */
+export function readComponentConfig(dir: string, component: string): Record<string, unknown> {
+  return readJsonObject(join(dir, 'config.json'), component);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import {
   type ClipTextConfig,
@@ -13,7 +13,7 @@ import { textEncoderParameters, unetParameters, vaeParameters } from '../graphs/
 import type { ParameterSpec } from '../graphs/onnx-graph.ts';
 import { SD1_SCHEDULER, SD1_TEXT_ENCODER, SD1_UNET, SD2_SCHEDULER, SD2_TEXT_ENCODER, SD2_UNET, SD_VAE } from '../graphs/stable-diffusion.ts';
 import { CheckpointWeights, type KeyMap } from './checkpoint-weights.ts';
-import { openComponentWeights, readComponentConfig } from './component-folder.ts';
+import { openComponentWeights, readComponentConfig, readJsonObject } from './component-folder.ts';
 import { type TensorRef, deprecatedVaeAttentionKey, openAiClipLdmKey, openClipKey, unetLdmKey, vaeLdmKey } from './ldm-keys.ts';
 import { isPickleName, pickleRefusal, SafetensorsFile, SafetensorsSet } from '../models/safetensors.ts';
 
@@ -105,22 +105,12 @@ export function planVae(source: string, options: PlanOptions = {}): VaePlan {
   }
 }
 
-function readJson(path: string, what: string): ConfigJson {
-  try {
-    const value = JSON.parse(readFileSync(path, 'utf8'));
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not a JSON object');
-    return value;
-  } catch (error) {
-    throw new Error(`${what}: cannot read ${path}: ${(error as Error).message}`);
-  }
-}
-
 function withPrediction(scheduler: ConfigJson, prediction: Prediction | undefined): ConfigJson {
   return prediction ? { ...scheduler, prediction_type: prediction } : scheduler;
 }
 
 function planDiffusersFolder(dir: string, options: PlanOptions): PipelinePlan {
-  const index = readJson(join(dir, 'model_index.json'), 'model_index.json');
+  const index = readJsonObject(join(dir, 'model_index.json'), 'model_index.json');
   if (index.text_encoder_2 || index.unet === undefined && index.transformer !== undefined) {
     throw new Error(`${basename(dir)} is not an SD 1.x / 2.x pipeline (${String(index._class_name)}); SDXL and other architectures are not supported yet`);
   }
@@ -144,7 +134,7 @@ function planDiffusersFolder(dir: string, options: PlanOptions): PipelinePlan {
       textEncoder: component('text_encoder', resolveClipTextConfig, identity),
       unet: component('unet', resolveUnetConfig, identity),
       vae: component('vae', resolveVaeConfig, (name) => [{ key: name }, ...optionalRef(deprecatedVaeAttentionKey(name))]),
-      scheduler: withPrediction(readJson(join(dir, 'scheduler', 'scheduler_config.json'), 'scheduler'), options.prediction),
+      scheduler: withPrediction(readJsonObject(join(dir, 'scheduler', 'scheduler_config.json'), 'scheduler'), options.prediction),
       tokenizerDir: join(dir, 'tokenizer'),
       padToken: '<|endoftext|>',
       notes: [],
@@ -246,7 +236,7 @@ function planSingleFile(tensors: SafetensorsSet, path: string, options: PlanOpti
     textJson = readComponentConfig(join(dir, 'text_encoder'), 'text_encoder');
     unetJson = readComponentConfig(join(dir, 'unet'), 'unet');
     vaeJson = configVae(dir);
-    scheduler = readJson(join(dir, 'scheduler', 'scheduler_config.json'), 'scheduler');
+    scheduler = readJsonObject(join(dir, 'scheduler', 'scheduler_config.json'), 'scheduler');
     if (!options.prediction) prediction = (scheduler.prediction_type as Prediction | undefined) ?? prediction;
     tokenizerDir = existsSync(join(dir, 'tokenizer', 'vocab.json')) ? join(dir, 'tokenizer') : undefined;
   } else {

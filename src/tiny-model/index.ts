@@ -63,6 +63,8 @@ export const TINY_VAE = {
   mid_block_add_attention: false,
 };
 
+/** Sharper, louder cross-attention, so the prompt visibly changes the tiny model's image (as the reference fixtures do). */
+const UNET_GAINS = { 'attn2.to_k.weight': 4, 'attn2.to_out.0.weight': 10 };
 /** Random decoder weights would leave many pixels outside [-1, 1]; a quieter last conv keeps the image mostly inside. */
 const VAE_GAINS = { 'decoder.conv_out.weight': 0.13, 'decoder.conv_out.bias': 0.13 };
 
@@ -139,7 +141,7 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
     inputIdsType: settings.inputIdsType,
   });
   await writeUNet(join(dir, 'unet'), resolveUnetConfig(TINY_UNET), {
-    ...component('unet'),
+    ...component('unet', UNET_GAINS),
     externalDataFile: settings.unetExternalData || undefined,
     timestepType: settings.timestepType,
     timestepShape: settings.timestepShape,
