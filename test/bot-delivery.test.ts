@@ -1,6 +1,6 @@
 import { MessageFlags, PermissionFlagsBits } from 'discord.js';
 import { describe, expect, it } from 'vitest';
-import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
+import { BLOCKER_OPTIONS, customIds, embedField, limitForOneOfTwo, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 import { DEFAULT_APP_PERMISSIONS, type InteractionHandle, type InvocationOptions, type StoredMessage } from './fake-discord/index.ts';
 
 const pipeline = useSharedTinyPipeline();
@@ -85,8 +85,9 @@ describe('a slow Discord posts each message once', () => {
   it('a follow-up whose answer comes too late is not sent again', async () => {
     harness = await startHarness(pipeline, QUIET);
     const { fake } = harness;
-    // Two images over a 16 KiB upload limit: the second goes out as a follow-up.
-    const { blocker, bob } = await bobWaitingBehindBlocker(harness, { count: 2 }, { attachmentSizeLimit: 16 * 1024 });
+    // Two images over an upload limit that holds one: the second goes out as a follow-up.
+    const limit = await limitForOneOfTwo(harness, 'carol', { prompt: 'bob’s picture', seed: 3 });
+    const { blocker, bob } = await bobWaitingBehindBlocker(harness, { count: 2 }, { attachmentSizeLimit: limit });
     fake.delayNext({ method: 'POST', route: '/webhooks/:application/:token', delayMs: SLOW_ANSWER_MS });
     await harness.cancel(blocker);
 

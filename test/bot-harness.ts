@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import sharp from 'sharp';
 import { InteractionResponseType, MessageFlags } from 'discord.js';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { loadConfig, type BotConfig } from '../src/config.ts';
@@ -173,4 +174,15 @@ export function embedField(message: StoredMessage, name: string): string | undef
 
 export function customIds(message: StoredMessage): string[] {
   return [...JSON.stringify(message.components).matchAll(/"custom_id":"([^"]+)"/g)].map((match) => match[1]);
+}
+
+/**
+ * An upload limit that holds one but not both of the two images `options` (with count 2) draws, in the lossless
+ * WebP the bot falls back to: drawn once without a limit (as `username`) and measured, so the tests that split a
+ * result over messages hold whatever the tiny model's images compress to.
+ */
+export async function limitForOneOfTwo(harness: Harness, username: string, options: Record<string, OptionValue>): Promise<number> {
+  const unlimited = await harness.finalReply(harness.imagine(username, { ...options, count: 2 }));
+  const bytes = await Promise.all(unlimited.attachments.map(async (attachment) => (await sharp(attachment.data).webp({ lossless: true, effort: 6 }).toBuffer()).length));
+  return Math.max(...bytes) + Math.floor(Math.min(...bytes) / 2);
 }

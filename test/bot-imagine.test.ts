@@ -1,9 +1,8 @@
-import sharp from 'sharp';
 import { InteractionResponseType } from 'discord.js';
 import { describe, expect, it } from 'vitest';
 import { parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
-import { customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
+import { customIds, embedField, limitForOneOfTwo, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 
 const pipeline = useSharedTinyPipeline();
 let harness: Harness | undefined;
@@ -69,10 +68,7 @@ describe('/imagine end to end', () => {
   it('splits the images over several messages when they exceed the upload limit', async () => {
     harness = await startHarness(pipeline);
     const { fake } = harness;
-    // A limit that holds one of the two images as lossless WebP but not both (the bot's fallback form).
-    const unlimited = await harness.finalReply(harness.imagine('alice', { prompt: 'split', seed: 5, count: 2 }));
-    const webpBytes = await Promise.all(unlimited.attachments.map(async (attachment) => (await sharp(attachment.data).webp({ lossless: true, effort: 6 }).toBuffer()).length));
-    const limit = Math.max(...webpBytes) + Math.floor(Math.min(...webpBytes) / 2);
+    const limit = await limitForOneOfTwo(harness, 'alice', { prompt: 'split', seed: 5 });
     const handle = harness.imagine('alice', { prompt: 'split', seed: 5, count: 2 }, { attachmentSizeLimit: limit });
     const reply = await harness.finalReply(handle);
     const followups = await fake.waitFor(() => fake.followups(handle).length === 1 && fake.followups(handle), 10_000, 'second part');
