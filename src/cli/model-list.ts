@@ -1,7 +1,7 @@
 // npm run model:list — the models installed under models/ (MODELS_DIR), and which one is the default.
+import { basename } from 'node:path';
 import { config as loadDotenv } from 'dotenv';
 import { resolveModelDir } from '../models/default-model.ts';
-import { basename } from 'node:path';
 import { defaultModelsDir, type InstalledModel, scanModels } from '../models/installed.ts';
 import { vaeName } from '../pipeline/model-config.ts';
 import { displayPath, formatBytes } from '../models/pull.ts';

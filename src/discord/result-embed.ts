@@ -38,11 +38,6 @@ function negativePromptField(negativePrompt: string): { name: string; value: str
   return [{ name: FIELD.negativePrompt, value: characterCount(escaped) <= FIELD_VALUE_LIMIT ? escaped : NEGATIVE_PROMPT_IN_PNG }];
 }
 
-/** The textual-inversion embeddings an image used, when it used any. */
-function embeddingsField(names: string[] | undefined): { name: string; value: string; inline: true }[] {
-  return namesField(FIELD.embeddings, names, 'embeddings');
-}
-
 /** A field listing names (from file names: escaped, and counted instead when too long), none for no names. */
 function namesField(field: string, names: string[] | undefined, counted: string): { name: string; value: string; inline: true }[] {
   if (!names?.length) return [];
@@ -64,7 +59,7 @@ export function resultEmbed(result: JobResult): EmbedBuilder {
       { name: FIELD.scheduler, value: first.scheduler, inline: true },
       { name: FIELD.size, value: `${first.width}x${first.height}`, inline: true },
       { name: FIELD.model, value: first.model || UNKNOWN_MODEL, inline: true },
-      ...embeddingsField(first.embeddings),
+      ...namesField(FIELD.embeddings, first.embeddings, 'embeddings'),
       ...namesField(FIELD.loras, first.loras?.map(({ name, weight }) => `${name} ${weight}`), 'LoRAs'),
       ...namesField(FIELD.vae, first.vae ? [first.vae] : undefined, 'VAE'),
       { name: FIELD.time, value: `${(result.elapsedMs / 1000).toFixed(1)} s`, inline: true },
