@@ -5,8 +5,9 @@ import { createLogger } from './discord/logger.ts';
 import { describeError } from './discord/rest-errors.ts';
 import { reportHealth, type HealthReporter, type HealthStatus } from './health/health-file.ts';
 import { ModelCatalog } from './models/catalog.ts';
-import { resolveModelDir, TINY_MODEL_NOTICE } from './models/default-model.ts';
-import { autoPull, FIRST_RUN_HELP } from './models/first-run.ts';
+import { resolveModelDir } from './models/default-model.ts';
+import { autoPull, noModelHelp } from './models/first-run.ts';
+import { listInstalledModels } from './models/installed.ts';
 import { JobJournal } from './queue/job-journal.ts';
 
 // What every process role (npm start, npm run bot, npm run worker) does before its own work.
@@ -40,19 +41,26 @@ export function startLogger(level: BotConfig['logLevel']): Logger {
 }
 
 /**
- * The default model (SD_MODEL_DIR, else AUTO_PULL's preset, else the only installed one, else the tiny model with
- * the first-run help) and every installed model a job may name; exits 1 when there is no usable model.
+ * The default model (SD_MODEL_DIR, else AUTO_PULL's preset, else the only installed one) and every installed model a
+ * job may name. Exits 1 when there is no usable model, or none is chosen: a bot never serves the tiny test model's
+ * noise unless the operator asks for it (SD_MODEL_DIR=tiny).
  */
 export async function loadModelCatalogOrExit(model: BotConfig['model'], logger: Logger): Promise<ModelCatalog> {
+  let catalog: ModelCatalog;
   try {
     const pulled = model.dir === undefined ? await autoPull({ preset: model.autoPull }) : undefined;
     const resolved = await resolveModelDir(model.dir ?? pulled);
-    if (resolved.notice) logger.warn(resolved.notice === TINY_MODEL_NOTICE ? FIRST_RUN_HELP : resolved.notice);
-    return await ModelCatalog.load(resolved.dir);
+    if (resolved.notice) {
+      logger.fatal(noModelHelp((await listInstalledModels()).map((installed) => installed.name)));
+      process.exit(1);
+    }
+    catalog = await ModelCatalog.load(resolved.dir);
   } catch (error) {
     logger.fatal({ error: describeError(error) }, 'no usable model');
     process.exit(1);
   }
+  if (catalog.resolve(undefined).info.isTiny) logger.warn('Serving the tiny test model (SD_MODEL_DIR=tiny): it draws noise, not pictures.');
+  return catalog;
 }
 
 /** With HEALTH_FILE set, keeps that file saying what `probe` says, for the container's health check. */

@@ -68,10 +68,10 @@ function environmentFor(discord: FakeDiscord): Record<string, string> {
 }
 
 describe('npm start and npm run deploy-commands as processes', () => {
-  it('deploys the commands, serves /imagine with the default tiny model, and on SIGTERM cancels waiting jobs and exits 0', async () => {
+  it('deploys the commands, serves /imagine with the tiny model it was told to use, and on SIGTERM cancels waiting jobs and exits 0', async () => {
     fake = await FakeDiscord.start();
     const discord = fake;
-    const environment = environmentFor(discord);
+    const environment = { ...environmentFor(discord), SD_MODEL_DIR: 'tiny' };
 
     const deploy = run('src/cli/deploy-commands.ts', environment);
     expect(await deploy.exit).toBe(0);
@@ -80,7 +80,7 @@ describe('npm start and npm run deploy-commands as processes', () => {
 
     const bot = run('src/main.ts', environment);
     await discord.waitFor(() => bot.lines.some((line) => line.msg === 'model loaded') && bot.lines.some((line) => line.msg === 'logged in to Discord'), 30_000, 'bot up');
-    expect(bot.lines.find((line) => line.level === 40 && String(line.msg).startsWith('No Stable Diffusion model is installed'))).toBeDefined();
+    expect(bot.lines.find((line) => line.level === 40 && String(line.msg).startsWith('Serving the tiny test model'))).toBeDefined();
 
     const imagine = (username: string, options: Record<string, string | number>): InteractionHandle =>
       discord.sendCommand({ name: 'imagine', options, user: discord.user(username) });
@@ -102,6 +102,17 @@ describe('npm start and npm run deploy-commands as processes', () => {
     expect(bot.lines.at(-1)?.msg).toBe('bye');
     expect(bot.stdout + bot.stderr).not.toContain(discord.botToken);
     await discord.waitFor(() => discord.gateway.openConnections === 0, 2_000, 'gateway closed');
+  });
+
+  it('refuses to go live without a model, saying how to get one and how to opt in to the tiny model', async () => {
+    fake = await FakeDiscord.start();
+    const bot = run('src/main.ts', environmentFor(fake));
+    expect(await bot.exit).toBe(1);
+    const fatal = bot.lines.find((line) => line.level === 60);
+    expect(fatal?.msg).toMatch(/^No Stable Diffusion model is installed, so the bot does not start\. Download one with `npm run model:pull -- sd-turbo`/);
+    expect(fatal?.msg).toContain('set SD_MODEL_DIR=tiny');
+    expect(bot.lines.some((line) => line.msg === 'logged in to Discord')).toBe(false);
+    expect(fake.gateway.openConnections).toBe(0);
   });
 
   it('refuses to start with a configuration error that names the variable', async () => {

@@ -119,6 +119,8 @@ describe('resolveModelDir', () => {
     const single = join(root, 'single');
     mkdirSync(single);
     expect(await resolveModelDir(undefined, single)).toEqual({ dir: expect.stringMatching(/\.tiny$/), notice: TINY_MODEL_NOTICE });
+    // Asked for by name, the tiny model is a choice, not a stand-in: no notice.
+    expect(await resolveModelDir('tiny', single)).toEqual({ dir: expect.stringMatching(/\.tiny$/) });
 
     await writeTinyModel(join(single, 'only'));
     expect(await resolveModelDir(undefined, single)).toEqual({ dir: join(single, 'only') });

@@ -10,6 +10,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type ort from 'onnxruntime-node';
 import { sessionOptions } from '../pipeline/onnx-model.ts';
+import { siblingModule } from '../runtime.ts';
 import { formatBytes, formatDuration, formatTable } from './format.ts';
 import { describeMachine, type MachineInfo } from './machine.ts';
 import { parseCount, parseSize } from './options.ts';
@@ -41,7 +42,7 @@ function variants(): Variant[] {
 
 function runInChild(trial: SessionTrial): Promise<TrialResult> {
   return new Promise((resolvePromise, reject) => {
-    const child = fork(new URL('./session-trial.ts', import.meta.url), [JSON.stringify(trial)], { stdio: 'inherit' });
+    const child = fork(siblingModule(import.meta.url, 'session-trial'), [JSON.stringify(trial)], { stdio: 'inherit' });
     let settled = false;
     child.on('message', (message: { result?: TrialResult; error?: string }) => {
       settled = true;

@@ -1,11 +1,12 @@
 import { readdir } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type {
   AutocompleteInteraction,
   ChatInputCommandInteraction,
   RESTPostAPIChatInputApplicationCommandsJSONBody,
 } from 'discord.js';
+import { PROJECT_ROOT, RUNNING_FROM_SOURCE } from '../runtime.ts';
 import type { BotContext } from './bot-context.ts';
 
 /** What each module in commands/ exports. */
@@ -16,7 +17,7 @@ export interface CommandModule {
   autocomplete?(interaction: AutocompleteInteraction, context: BotContext): Promise<void>;
 }
 
-export const COMMANDS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'commands');
+export const COMMANDS_DIR = join(RUNNING_FROM_SOURCE ? PROJECT_ROOT : join(PROJECT_ROOT, 'dist'), 'commands');
 
 /** Imports every command module in the directory, keyed by command name; throws naming a malformed module. */
 export async function loadCommands(directory: string = COMMANDS_DIR): Promise<Map<string, CommandModule>> {

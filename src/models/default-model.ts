@@ -13,9 +13,13 @@ export const TINY_MODEL_NOTICE =
   'No model installed, so the built-in tiny test model is used: it draws noise, not pictures. ' +
   'For real images run `npm run model:pull -- sd-turbo` (see `npm run model:pull -- --list`), or set SD_MODEL_DIR / pass --model.';
 
+/** What SD_MODEL_DIR (or --model) names to choose the generated tiny test model. */
+export const TINY_MODEL_CHOICE = 'tiny';
+
 /**
- * The model to use: the one asked for (a directory, or the name of an installed model), else SD_MODEL_DIR, else the
- * only model installed under models/, else the generated tiny model with a notice.
+ * The model to use: the one asked for (a directory, the name of an installed model, or `tiny`), else SD_MODEL_DIR,
+ * else the only model installed under models/, else the generated tiny model with a notice: only then is there a
+ * notice, so a caller that must not stand in the tiny model for a real one refuses when it sees one.
  */
 export async function resolveModelDir(requested: string | undefined, modelsDir: string = defaultModelsDir()): Promise<ResolvedModel> {
   const configured = requested ?? (process.env.SD_MODEL_DIR || undefined);
@@ -24,6 +28,7 @@ export async function resolveModelDir(requested: string | undefined, modelsDir: 
     if (existsSync(dir)) return { dir };
     const installed = join(modelsDir, configured);
     if (/^[\w.-]+$/.test(configured) && existsSync(installed)) return { dir: installed };
+    if (configured === TINY_MODEL_CHOICE) return { dir: await ensureTinyModel() };
     throw new Error(`Model directory ${dir} does not exist`);
   }
   const models = await listInstalledModels(modelsDir);

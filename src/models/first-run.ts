@@ -7,13 +7,21 @@ import { PRESETS, findPreset } from './presets.ts';
 import { PullProgress } from './pull-progress.ts';
 import { pullModel, type PullEvent } from './pull.ts';
 
-/** What `npm start` says when no real model is installed. */
-export const FIRST_RUN_HELP =
-  'No Stable Diffusion model is installed, so the bot would only have its built-in tiny test model, which draws noise. ' +
-  'Download a real one with `npm run model:pull -- sd-turbo` (SD-Turbo, about 2.6 GB, one-step images on CPU or GPU); ' +
-  '`npm run model:pull -- --list` shows the other presets, and any diffusers ONNX repository id works too ' +
-  '(set HF_TOKEN for gated or private repositories, HF_ENDPOINT for a mirror). ' +
-  'Then start again, or set AUTO_PULL=sd-turbo so that `npm start` downloads it by itself first.';
+const TINY_OPT_IN = 'To run on the built-in tiny test model anyway (it draws noise, not pictures: for trying the bot out), set SD_MODEL_DIR=tiny.';
+
+/** Why `npm start` (or `npm run worker`) will not go live without a chosen real model, and what to do. */
+export function noModelHelp(installed: readonly string[]): string {
+  if (installed.length > 1) {
+    return `Several models are installed (${installed.join(', ')}) and none is the default: set SD_MODEL_DIR to one of them (e.g. SD_MODEL_DIR=${installed[0]}). ${TINY_OPT_IN}`;
+  }
+  return (
+    'No Stable Diffusion model is installed, so the bot does not start. ' +
+    'Download one with `npm run model:pull -- sd-turbo` (SD-Turbo, about 2.6 GB, one-step images on CPU or GPU); ' +
+    '`npm run model:pull -- --list` shows the other presets, and any diffusers ONNX repository id works too ' +
+    '(set HF_TOKEN for gated or private repositories, HF_ENDPOINT for a mirror). ' +
+    `Then start again, or set AUTO_PULL=sd-turbo so that it downloads the model by itself first. ${TINY_OPT_IN}`
+  );
+}
 
 export interface AutoPullOptions {
   /** Preset name; default process.env.AUTO_PULL. */

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, join, resolve } from 'node:path';
 import { describeModel, IMPORT_MANIFEST_FILE, type ImportManifest, PULL_MANIFEST_FILE, readModelConfig } from '../pipeline/model-config.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
+import { PROJECT_ROOT } from '../runtime.ts';
 import { ONNX_FLOAT16, readOnnxInputs } from './onnx-inputs.ts';
 
 /** Written into a pulled model's directory: where it came from and what was verified. */
@@ -65,7 +65,7 @@ export function checkModelName(name: string): void {
 
 /** `<repo>/models`, or MODELS_DIR when set. */
 export function defaultModelsDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.MODELS_DIR ? resolve(env.MODELS_DIR) : resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models');
+  return env.MODELS_DIR ? resolve(env.MODELS_DIR) : join(PROJECT_ROOT, 'models');
 }
 
 /** Paths of the regular files under `dir`, relative to it with "/" separators. */

@@ -6,6 +6,7 @@ import type { onnx as OnnxTypes } from 'onnx-proto';
 import ort from 'onnxruntime-node';
 import { fuseAttention } from './attention-fusion.ts';
 import { float16ToFloat32, float32ToFloat16 } from './float16.ts';
+import { providerStartFailure } from './provider-check.ts';
 
 // onnx-proto is CommonJS (module.exports = root), so its namespace is reached through the default export.
 const { onnx } = onnxProto;
@@ -54,6 +55,8 @@ export class OnnxModel {
       const { session, edited } = await createSession(path, sessionOptions(options.executionProvider), edits.length > 0 ? (model) => edits.map((apply) => apply(model)).some(Boolean) : undefined);
       return new OnnxModel(label, session, options.clock, edited ? fusedAttentions : 0);
     } catch (error) {
+      const providerProblem = providerStartFailure(options.executionProvider, error);
+      if (providerProblem) throw new Error(providerProblem, { cause: error });
       throw new Error(`${label}: onnxruntime could not load ${path}: ${(error as Error).message}`);
     }
   }

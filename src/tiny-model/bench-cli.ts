@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { writeBenchCheckpoint } from './bench-checkpoint.ts';
+import { PROJECT_ROOT } from '../runtime.ts';
 import { writeBenchModel } from './bench-model.ts';
 
 const usage = `usage: npm run model:bench-build -- [--out DIR] [--fp16] [--fused-attention] [--tokenizer DIR] [--seed N] [--force]
@@ -12,14 +12,13 @@ Writes a model with Stable Diffusion 1.5's architecture and random weights: the 
 loads (attention unfused as hub exports are, or fused as model:import writes it), or with --checkpoint a single-file
 checkpoint with the original key names (float16, or float32 with --fp32) to measure model:import on.`;
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** CLIP's real vocabulary, from the reference fixtures beside the project when they are there. */
-const fixtureTokenizer = resolve(process.env.SHARED_FIXTURES_DIR ?? join(repoRoot, '..', 'shared', 'fixtures'), 'tokenizer');
+const fixtureTokenizer = resolve(process.env.SHARED_FIXTURES_DIR ?? join(PROJECT_ROOT, '..', 'shared', 'fixtures'), 'tokenizer');
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      out: { type: 'string', default: join(repoRoot, 'models', 'sd15-bench') },
+      out: { type: 'string', default: join(PROJECT_ROOT, 'models', 'sd15-bench') },
       fp16: { type: 'boolean', default: false },
       'fused-attention': { type: 'boolean', default: false },
       checkpoint: { type: 'string' },

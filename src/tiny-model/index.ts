@@ -9,6 +9,7 @@ import type { Precision } from '../graphs/onnx-graph.ts';
 import { SD1_SCHEDULER, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
 import type { TimestepShape, TimestepType } from '../graphs/unet-2d-condition.ts';
 import { RandomWeights, componentSeed } from '../graphs/weights.ts';
+import { PROJECT_ROOT } from '../runtime.ts';
 import { END_OF_TEXT, type PadToken, buildTokenizer } from './tokenizer.ts';
 
 export type ExternalDataName = 'weights.pb' | 'model.onnx_data' | 'model.onnx.data';
@@ -169,7 +170,7 @@ const STAMP_FILE = 'tiny-model-stamp.txt';
 async function generatorFingerprint(): Promise<string> {
   const hash = createHash('sha256');
   for (const dir of [moduleDir, resolve(moduleDir, '..', 'graphs')]) {
-    for (const name of (await readdir(dir)).filter((file) => file.endsWith('.ts')).sort()) {
+    for (const name of (await readdir(dir)).filter((file) => /\.[jt]s$/.test(file)).sort()) {
       hash.update(name).update(await readFile(join(dir, name)));
     }
   }
@@ -181,7 +182,7 @@ async function generatorFingerprint(): Promise<string> {
  * already there; returns the directory. Safe to call from parallel test workers: each writes a private copy
  * and renames it into place.
  */
-export async function ensureTinyModel(dir: string = resolve(moduleDir, '..', '..', 'models', '.tiny')): Promise<string> {
+export async function ensureTinyModel(dir: string = join(PROJECT_ROOT, 'models', '.tiny')): Promise<string> {
   const fingerprint = await generatorFingerprint();
   const stampPath = join(dir, STAMP_FILE);
   const isCurrent = async () => existsSync(stampPath) && (await readFile(stampPath, 'utf8')) === fingerprint;

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { GenerateRequest, ModelInfo, StepProgress } from '../pipeline/types.ts';
+import { RUNNING_FROM_SOURCE, siblingModule } from '../runtime.ts';
 import type { FromWorker, GenerateResult, PipelineThreadOptions, ToWorker } from './protocol.ts';
 
 export type { GenerateResult, PipelineThreadOptions } from './protocol.ts';
@@ -15,7 +16,7 @@ interface PendingGeneration {
   onStep?: (progress: StepProgress) => void;
 }
 
-const WORKER_URL = new URL('./entry.mjs', import.meta.url);
+const WORKER_URL = RUNNING_FROM_SOURCE ? new URL('./source-entry.mjs', import.meta.url) : siblingModule(import.meta.url, 'pipeline-worker');
 
 /**
  * The one Stable Diffusion pipeline, running in its own worker thread: load once, generate with progress,
