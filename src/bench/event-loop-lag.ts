@@ -13,6 +13,9 @@ export interface LagSample {
 // thread's tid is the process id.
 const SCHEDSTAT = `/proc/${process.pid}/task/${process.pid}/schedstat`;
 
+/** Milliseconds the main thread has spent running and waiting for a CPU, as the kernel counts them; undefined where it does not tell. */
+export type ThreadTimes = () => [runningMs: number, waitingMs: number] | undefined;
+
 function readSchedstat(): [number, number] | undefined {
   if (!existsSync(SCHEDSTAT)) return undefined;
   const [running, waiting] = readFileSync(SCHEDSTAT, 'utf8').split(' ').map(Number);
@@ -30,16 +33,20 @@ export class EventLoopLagSampler {
   private lastSched: [number, number] | undefined;
   private samples: LagSample[] = [];
 
-  constructor(readonly periodMs = 10) {}
+  constructor(
+    readonly periodMs = 10,
+    private readonly threadTimes: ThreadTimes = readSchedstat,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   start(): void {
     if (this.timer) throw new Error('EventLoopLagSampler is already running');
     this.samples = [];
-    this.last = performance.now();
-    this.lastSched = readSchedstat();
+    this.last = this.now();
+    this.lastSched = this.threadTimes();
     this.timer = setInterval(() => {
-      const now = performance.now();
-      const sched = readSchedstat();
+      const now = this.now();
+      const sched = this.threadTimes();
       const [runningMs, waitingMs] = sched && this.lastSched ? [sched[0] - this.lastSched[0], sched[1] - this.lastSched[1]] : [NaN, NaN];
       this.samples.push({ lagMs: Math.max(0, now - this.last - this.periodMs), runningMs, waitingMs });
       this.last = now;
