@@ -1,8 +1,7 @@
 import { SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
-import { parseSize } from '../src/config.ts';
 import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
 import { listInstalledModels } from '../src/models/installed.ts';
-import { offeredSizes, quoteInput, sizeLabel } from '../src/queue/generation-policy.ts';
+import { offeredSizes, parseSize, quoteInput, sizeLabel } from '../src/queue/generation-policy.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type ImagineOptions } from '../src/queue/types.ts';
 import { SCHEDULERS } from '../src/schedulers/index.ts';
 import type { BotContext } from '../src/discord/bot-context.ts';

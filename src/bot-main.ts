@@ -1,10 +1,19 @@
+import { acceptNoArguments, ENVIRONMENT_NOTE } from './cli/command-line.ts';
 import { ConfigError, loadConfig, type RedisBackendConfig } from './config.ts';
 import { LOGGING_IN, startBot, type RunningBot } from './discord/bot.ts';
 import { describeError } from './discord/rest-errors.ts';
 import { BullJobQueue } from './queue/bullmq-queue.ts';
 import { loadConfigOrExit, startHealthReport, startLogger } from './startup.ts';
 
-// `npm run bot`: the Discord front end alone. It loads no model; jobs go through Redis to `npm run worker` processes.
+acceptNoArguments({
+  command: 'npm run bot',
+  usage: '',
+  description:
+    'The Discord front end alone, for QUEUE_BACKEND=bullmq: it loads no model and hands the jobs through Redis\n' +
+    '(REDIS_URL) to `npm run worker` processes.',
+  flags: {},
+  notes: [ENVIRONMENT_NOTE],
+});
 
 const config = loadConfigOrExit(loadConfig);
 const backend = loadConfigOrExit((): RedisBackendConfig => {

@@ -6,14 +6,8 @@ import { EXECUTION_PROVIDERS, type ExecutionProvider } from './pipeline/onnx-mod
 import { defaultEmbeddingsDir } from './models/embeddings.ts';
 import { PRESETS } from './models/presets.ts';
 import { PROMPT_SYNTAXES } from './pipeline/types.ts';
-import type { GenerationPolicy, ImageSize } from './queue/types.ts';
-
-export function parseSize(text: string): ImageSize | undefined {
-  const match = /^\s*(\d{1,5})\s*[x×]\s*(\d{1,5})\s*$/i.exec(text);
-  if (!match) return undefined;
-  const size = { width: Number(match[1]), height: Number(match[2]) };
-  return size.width > 0 && size.height > 0 ? size : undefined;
-}
+import { parseSize } from './queue/generation-policy.ts';
+import type { GenerationPolicy } from './queue/types.ts';
 
 function isDirectory(path: string): boolean {
   return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;

@@ -1,3 +1,4 @@
+import { acceptNoArguments, ENVIRONMENT_NOTE } from './cli/command-line.ts';
 import { loadConfig } from './config.ts';
 import { LOGGING_IN, startBot, type RunningBot } from './discord/bot.ts';
 import { describeError } from './discord/rest-errors.ts';
@@ -9,7 +10,16 @@ import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
 import { loadConfigOrExit, loadModelCatalogOrExit, openJournalOrExit, startHealthReport, startLogger } from './startup.ts';
 
-// The all-in-one bot: Discord front end, job queue and the pipeline's worker thread in one process.
+acceptNoArguments({
+  command: 'npm start',
+  usage: '',
+  description:
+    "The whole bot in one process: the Discord client, the job queue and the model in the pipeline's worker thread\n" +
+    '(with QUEUE_BACKEND=bullmq, a bot and one worker over Redis). It needs a model: SD_MODEL_DIR, the only one in\n' +
+    'models/, or SD_MODEL_DIR=tiny for the generated test model. SIGTERM or Ctrl+C stops it cleanly.',
+  flags: {},
+  notes: [ENVIRONMENT_NOTE],
+});
 
 const config = loadConfigOrExit(loadConfig);
 const journal = config.backend.kind === 'local' ? openJournalOrExit(config.backend.dataDir) : undefined;

@@ -1,10 +1,19 @@
+import { acceptNoArguments, ENVIRONMENT_NOTE } from './cli/command-line.ts';
 import { loadWorkerConfig } from './config.ts';
 import { describeError } from './discord/rest-errors.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
 import { loadConfigOrExit, loadModelCatalogOrExit, startHealthReport, startLogger } from './startup.ts';
 
-// `npm run worker`: one per GPU, on any machine that reaches Redis. Loads the model once and runs jobs one at a time.
+acceptNoArguments({
+  command: 'npm run worker',
+  usage: '',
+  description:
+    'One GPU\'s worker for QUEUE_BACKEND=bullmq: takes jobs from Redis (REDIS_URL) one at a time and runs them on its\n' +
+    'model (SD_MODEL_DIR, the only one in models/, or tiny for the test model). It holds no Discord token.',
+  flags: {},
+  notes: [ENVIRONMENT_NOTE],
+});
 
 const config = loadConfigOrExit(loadWorkerConfig);
 const logger = startLogger(config.logLevel);

@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'dotenv';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, ENVIRONMENT_VARIABLES, loadConfig, parseSize } from '../src/config.ts';
+import { ConfigError, ENVIRONMENT_VARIABLES, loadConfig } from '../src/config.ts';
+import { parseSize } from '../src/queue/generation-policy.ts';
+import type { ImageSize } from '../src/queue/types.ts';
 
 const minimal = { DISCORD_TOKEN: 'token-value', DISCORD_APPLICATION_ID: '123456789012345678' };
 
@@ -19,7 +21,8 @@ describe('loadConfig', () => {
       tokenExpiryMarginMs: 60_000,
       shutdownTimeoutMs: 30_000,
     });
-    expect(config.generation.sizes.map(({ width, height }) => `${width}x${height}`)).toEqual([
+    expect(config.generation.sizes).not.toBe('any');
+    expect((config.generation.sizes as ImageSize[]).map(({ width, height }) => `${width}x${height}`)).toEqual([
       '512x512',
       '512x768',
       '768x512',

@@ -4,9 +4,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseParameters } from '../src/image/parameters.ts';
+import { readImagineArguments } from '../src/cli/imagine-arguments.ts';
+import { UsageError } from '../src/cli/command-line.ts';
+import { formatParameters, parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
+import { SCHEDULERS } from '../src/schedulers/index.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
 
 const run = promisify(execFile);
@@ -19,6 +23,15 @@ function imagine(args: string[]) {
     cwd: projectRoot,
     env: { ...process.env, SD_MODEL_DIR: '' },
   });
+}
+
+/** The EXIF UserComment of a JPEG as AUTOMATIC1111 reads it with piexif: UTF-16 big-endian after "UNICODE\0". */
+async function jpegUserComment(jpeg: Buffer): Promise<string | undefined> {
+  const exif = (await sharp(jpeg).metadata()).exif;
+  const at = exif?.indexOf('UNICODE\0', 0, 'latin1') ?? -1;
+  if (!exif || at < 0) return undefined;
+  // The comment runs to the end of the EXIF block written for it.
+  return Buffer.from(exif.subarray(at + 8)).swap16().toString('utf16le');
 }
 
 beforeAll(() => writeTinyModel(modelDir));
@@ -34,26 +47,101 @@ describe('imagine CLI', () => {
     expect(settings).toMatchObject({ prompt: 'a dog wearing hat', seed: '42', steps: 20, width: 64, height: 64, scheduler: 'PNDM' });
   });
 
-  it.each([
-    [['--steps', '3'], /prompt is required/],
-    [['a cat', '--steps', 'many'], /--steps must be a whole number/],
-    [['a cat', '--size', 'big'], /--size must look like 512x512/],
-    [['a cat', '--seed', '-4'], /--seed/],
-    [['a cat', '--seed', '1.5'], /--seed must be a whole number/],
-    [['a cat', '--bogus'], /Unknown option '--bogus'/],
-  ])('rejects %j with one line on stderr and a non-zero exit', async (args, message) => {
-    const failure = await imagine([...args, '--model', modelDir]).then(
-      () => undefined,
-      (error: { code: number; stderr: string }) => error,
-    );
-    expect(failure?.code).toBe(2);
-    expect(failure?.stderr.trim().split('\n')).toHaveLength(1);
-    expect(failure?.stderr).toMatch(message);
+  it('writes a JPEG for --out x.jpg, its settings in EXIF as AUTOMATIC1111 stores them', async () => {
+    const out = join(root, 'café.jpg');
+    await imagine(['un café ☕ au lait', '--seed', '7', '--steps', '2', '--size', '96x64', '--guidance', '1', '--model', modelDir, '--out', out]);
+    const jpeg = readFileSync(out);
+    const metadata = await sharp(jpeg).metadata();
+    expect([metadata.format, metadata.width, metadata.height]).toEqual(['jpeg', 96, 64]);
+    const comment = await jpegUserComment(jpeg);
+    expect(parseParameters(comment!)).toMatchObject({ prompt: 'un café ☕ au lait', seed: '7', steps: 2, guidanceScale: 1, width: 96, height: 64 });
+    expect(comment).toBe(formatParameters(parseParameters(comment!)));
   });
 
-  it('explains a size the model cannot take', async () => {
-    const failure = await imagine(['a cat', '--size', '100x64', '--model', modelDir]).catch((error) => error);
-    expect(failure.code).toBe(1);
-    expect(failure.stderr).toMatch(/width 100 is not a multiple of 16/);
+  it('refuses a bad command line with one line and status 2, before the model loads', async () => {
+    const cases: [string[], RegExp][] = [
+      [['a cat', '--steps', '1000'], /^imagine: steps must be between 1 and 150 for tiny\. \(see --help\)\n$/],
+      [['a cat', '--guidance', '-1'], /^imagine: guidance must be a number of at least 0\. \(see --help\)\n$/],
+      [['a cat', '--bogus'], /^imagine: Unknown option '--bogus'[^\n]*\(see --help\)\n$/],
+    ];
+    const failures = await Promise.all(cases.map(([args]) => imagine([...args, '--model', modelDir]).catch((error) => error)));
+    for (const [index, failure] of failures.entries()) {
+      expect(failure.code).toBe(2);
+      expect(failure.stderr).toMatch(cases[index][1]);
+    }
+  });
+
+  it('prints its flags with their defaults and the scheduler names on --help', async () => {
+    const { stdout } = await imagine(['--help']);
+    expect(stdout).toMatch(/^Usage: npm run imagine -- "<prompt>" \[options\]/);
+    for (const flag of ['--negative', '--seed', '--steps', '--guidance', '--size', '--scheduler', '--model', '--out', '--help']) expect(stdout).toContain(flag);
+    for (const scheduler of SCHEDULERS) expect(stdout).toContain(`"${scheduler.name}"`);
+    expect(stdout).toContain("(default: the model's native size)");
+    expect(stdout).toContain('(default: imagine-<seed>.png)');
+  });
+});
+
+describe('every command', () => {
+  it('answers --help with its usage and flags, and refuses what it does not take with status 2', { timeout: 120_000 }, async () => {
+    const commands = [
+      'src/main.ts',
+      'src/bot-main.ts',
+      'src/worker-main.ts',
+      'src/cli/deploy-commands.ts',
+      'src/cli/model-pull.ts',
+      'src/cli/model-list.ts',
+      'src/tiny-model/cli.ts',
+      'src/tiny-model/bench-cli.ts',
+      'src/bench/cli.ts',
+      'src/bench/queue-cli.ts',
+      'src/bench/session-sweep.ts',
+    ];
+    const node = (script: string, arg: string) => run(process.execPath, ['--import', 'tsx', script, arg], { cwd: projectRoot, env: { PATH: process.env.PATH } });
+    const helps = await Promise.all(commands.map((script) => node(script, '--help')));
+    for (const { stdout } of helps) expect(stdout).toMatch(/^Usage: .+\n\n.+[\s\S]*\nOptions:\n[\s\S]*-h, --help +Show this help and exit\.\n/);
+    const refusals = await Promise.all(['src/main.ts', 'src/cli/model-list.ts'].map((script) => node(script, '--no-such-flag').catch((error) => error)));
+    for (const refusal of refusals) {
+      expect(refusal.code).toBe(2);
+      expect(refusal.stderr).toMatch(/^[^\n]*Unknown option '--no-such-flag'[^\n]*\(see --help\)\n$/);
+    }
+  });
+});
+
+describe('the imagine command line, read before any model loads', () => {
+  const read = (...args: string[]) => readImagineArguments([...args, '--model', modelDir]);
+
+  it('settles a complete request: the model fills in what is not given, a random seed included', async () => {
+    const args = await read('a fox', '--guidance', '-0');
+    expect(args).toMatchObject({ request: { prompt: 'a fox', negativePrompt: '', steps: 20, guidanceScale: -0, width: 256, height: 256 }, format: 'png' });
+    if (!('request' in args)) throw new Error('expected a request');
+    expect(args.request.seed).toMatch(/^\d+$/);
+  });
+
+  it('takes the size rule from the model: the two-resolution tiny U-Net draws 96x64, not 100x64', async () => {
+    expect(await read('wide', '--size', '96x64')).toMatchObject({ request: { width: 96, height: 64 } });
+    await expect(read('wide', '--size', '100x64')).rejects.toThrow('100x64 is not a size tiny can draw: its U-Net takes multiples of 16 pixels (try 96x64).');
+  });
+
+  it.each([
+    [['--steps', '3'], 'a prompt is required'],
+    [['   '], 'The prompt is empty.'],
+    [['a cat', '--steps', 'many'], '--steps must be a number (got "many")'],
+    [['a cat', '--steps', '2.5'], 'steps must be a whole number of at least 1.'],
+    [['a cat', '--guidance', '-1'], 'guidance must be a number of at least 0.'],
+    [['a cat', '--size', 'big'], '--size must look like 512x512 (got "big")'],
+    [['a cat', '--seed', '-4'], 'seed must be a whole number from 0 to 18446744073709551615.'],
+    [['a cat', '--seed', '1.5'], 'seed must be a whole number from 0 to 18446744073709551615.'],
+    [['a cat', '--scheduler', 'Eulerish'], /^Unknown scheduler "Eulerish"; choose one of Euler, Euler a,/],
+    [['a cat', '--out', 'cat.gif'], '--out must end in .png, .jpg or .jpeg (got "cat.gif")'],
+    [['a cat', '--out', '/nonexistent-folder/cat.png'], '--out: cannot write into /nonexistent-folder'],
+  ])('refuses %j', async (args, message) => {
+    const failure = await read(...(args as string[])).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(UsageError);
+    if (typeof message === 'string') expect((failure as Error).message).toContain(message);
+    else expect((failure as Error).message).toMatch(message);
+  });
+
+  it('refuses a model that does not exist as a bad argument', async () => {
+    await expect(readImagineArguments(['a cat', '--model', join(root, 'missing')])).rejects.toBeInstanceOf(UsageError);
   });
 });

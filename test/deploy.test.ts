@@ -49,7 +49,7 @@ beforeAll(async () => {
   // What a clone has: the tracked files (and new ones not ignored), no node_modules, no dist.
   const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: root, encoding: 'utf8' })
     .split('\0')
-    .filter((file) => file && existsSync(join(root, file)));
+    .filter((file) => file && file !== 'node_modules' && existsSync(join(root, file)));
   for (const file of files) {
     mkdirSync(dirname(join(deployDir, file)), { recursive: true });
     cpSync(join(root, file), join(deployDir, file));

@@ -7,8 +7,8 @@ import { promisify } from 'node:util';
 import ort from 'onnxruntime-node';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TINY_MODEL_NOTICE, resolveModelDir } from '../src/models/default-model.ts';
-import { listInstalledModels, resolveInstalledModel, scanModels } from '../src/models/installed.ts';
-import { readOnnxInputs } from '../src/models/onnx-inputs.ts';
+import { describeInstalledModel, listInstalledModels, resolveInstalledModel, scanModels } from '../src/models/installed.ts';
+import { readOnnxOutline } from '../src/pipeline/onnx-outline.ts';
 import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
 
@@ -43,20 +43,39 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(root, { recursive: true, force: true }));
 
-describe('readOnnxInputs', () => {
+describe('readOnnxOutline', () => {
   it.each(['tiny-fp32', 'tiny-fp16'])('reads the U-Net inputs of %s as onnxruntime declares them', async (name) => {
     const path = join(modelsDir, name, 'unet', 'model.onnx');
     const session = await ort.InferenceSession.create(path);
     const declared = session.inputMetadata.map((meta) => ({ name: meta.name, type: meta.isTensor ? meta.type : '?', shape: meta.isTensor ? meta.shape : [] }));
     await session.release();
-    const read = (await readOnnxInputs(path)).map((input) => ({ name: input.name, type: ELEMENT_TYPES[input.elemType], shape: input.shape }));
+    const outline = await readOnnxOutline(path);
+    const read = outline.inputs.map((input) => ({ name: input.name, type: ELEMENT_TYPES[input.elemType], shape: input.shape }));
     expect(read).toEqual(declared);
+    // As many stride-2 convolutions as the config's resolutions less one.
+    const config = JSON.parse(readFileSync(join(modelsDir, name, 'unet', 'config.json'), 'utf8'));
+    expect(outline.stridedNodes).toBe(config.block_out_channels.length - 1);
+  });
+
+  it('without unet/config.json, takes the size rule from the graph: a two-resolution U-Net draws 96x64', async () => {
+    const dir = join(root, 'no-unet-config');
+    await writeTinyModel(dir);
+    rmSync(join(dir, 'unet', 'config.json'));
+    expect((await describeInstalledModel(dir)).info.sizeMultiple).toBe(16);
+    const pipeline = await StableDiffusionPipeline.fromPretrained(dir);
+    try {
+      expect(pipeline.info.sizeMultiple).toBe(16);
+      const output = await pipeline.generate({ prompt: 'wide', steps: 1, width: 96, height: 64, seed: 1 });
+      expect([output.image.width, output.image.height]).toEqual([96, 64]);
+    } finally {
+      await pipeline.release();
+    }
   });
 
   it('names the file it cannot read', async () => {
     const path = join(root, 'garbage.onnx');
     writeFileSync(path, Buffer.from([0x3a, 0xff, 0xff, 0xff, 0xff, 0x0f]));
-    await expect(readOnnxInputs(path)).rejects.toThrow(`Cannot read the inputs of ${path}`);
+    await expect(readOnnxOutline(path)).rejects.toThrow(`Cannot read the graph of ${path}`);
   });
 });
 

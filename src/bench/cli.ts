@@ -1,74 +1,65 @@
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { helpText, parseCommandLine, runCli, UsageError, usageErrorOf, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../pipeline/onnx-model.ts';
 import { runImageBench } from './image-bench.ts';
-import { parseCount, parseSize } from './options.ts';
+import { parseBenchSize, parseCount } from './options.ts';
 import { formatReport } from './report.ts';
 
-const usage = `usage: npm run bench -- --model DIR [--size 512x512] [--steps 20] [--scheduler NAME] [--guidance 7.5]
-                     [--runs 3] [--ep ${EXECUTION_PROVIDERS.join('|')}] [--unfused-attention] [--prompt TEXT] [--seed N]
-                     [--json FILE]`;
+const SPEC = {
+  command: 'npm run bench --',
+  usage: '--model DIR [options]',
+  description: 'Generates images and prints where the time and memory go: load, each stage, each U-Net step, peak RSS.',
+  flags: {
+    model: { type: 'string', value: 'DIR', help: 'The model to measure (required; npm run model:bench-build writes models/sd15-bench).' },
+    size: { type: 'string', value: 'WxH', help: 'Image size, in multiples of 8.', default: '512x512' },
+    steps: { type: 'string', value: 'N', help: 'Denoising steps.', default: '20' },
+    scheduler: { type: 'string', value: 'NAME', help: 'A scheduler name or diffusers class.', default: "the model's own" },
+    guidance: { type: 'string', value: 'X', help: 'Guidance scale.', default: '7.5' },
+    runs: { type: 'string', value: 'N', help: 'Images to generate.', default: '3' },
+    ep: { type: 'string', value: 'EP', help: `Execution provider: ${EXECUTION_PROVIDERS.join(', ')}.`, default: 'cpu' },
+    'unfused-attention': { type: 'boolean', help: "Run attention as exported, not fused (to compare)." },
+    prompt: { type: 'string', value: 'TEXT', help: 'The prompt.', default: 'an astronaut riding a horse' },
+    seed: { type: 'string', value: 'N', help: 'Seed of the first image.', default: '42' },
+    json: { type: 'string', value: 'FILE', help: 'Also write the results, with the machine, as JSON.' },
+  },
+} satisfies CommandSpec<Record<string, Flag>>;
 
-class UsageError extends Error {}
+const DEFAULT_PROMPT = 'a photo of an astronaut riding a horse on the moon, highly detailed';
 
-function parseOptions() {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      size: { type: 'string', default: '512x512' },
-      steps: { type: 'string', default: '20' },
-      scheduler: { type: 'string' },
-      guidance: { type: 'string', default: '7.5' },
-      runs: { type: 'string', default: '3' },
-      ep: { type: 'string', default: 'cpu' },
-      'unfused-attention': { type: 'boolean', default: false },
-      prompt: { type: 'string', default: 'a photo of an astronaut riding a horse on the moon, highly detailed' },
-      seed: { type: 'string', default: '42' },
-      json: { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) return undefined;
+function parseOptions(values: ReturnType<typeof parseCommandLine<typeof SPEC.flags>>['values']) {
   if (!values.model) throw new UsageError('--model DIR is required (npm run model:bench-build writes models/sd15-bench)');
-  if (!(EXECUTION_PROVIDERS as readonly string[]).includes(values.ep)) {
-    throw new UsageError(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')} (got ${values.ep})`);
-  }
-  const guidance = Number(values.guidance);
+  const ep = values.ep ?? 'cpu';
+  if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new UsageError(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')} (got ${ep})`);
+  const guidance = Number(values.guidance ?? '7.5');
   if (!Number.isFinite(guidance) || guidance < 0) throw new UsageError(`--guidance must be a number of at least 0 (got ${values.guidance})`);
-  try {
-    return {
-      bench: {
-        modelDir: values.model,
-        ...parseSize(values.size),
-        steps: parseCount('steps', values.steps),
-        scheduler: values.scheduler,
-        guidance,
-        runs: parseCount('runs', values.runs),
-        executionProvider: values.ep as ExecutionProvider,
-        fuseAttention: !values['unfused-attention'],
-        prompt: values.prompt,
-        seed: values.seed,
-      },
-      json: values.json,
-    };
-  } catch (error) {
-    throw new UsageError((error as Error).message);
-  }
+  return usageErrorOf(() => ({
+    bench: {
+      modelDir: values.model!,
+      ...parseBenchSize(values.size ?? '512x512'),
+      steps: parseCount('steps', values.steps ?? '20'),
+      scheduler: values.scheduler,
+      guidance,
+      runs: parseCount('runs', values.runs ?? '3'),
+      executionProvider: ep as ExecutionProvider,
+      fuseAttention: !values['unfused-attention'],
+      prompt: values.prompt ?? DEFAULT_PROMPT,
+      seed: values.seed ?? '42',
+    },
+    json: values.json,
+  }));
 }
 
-async function main(): Promise<void> {
-  const parsed = parseOptions();
-  if (!parsed) {
-    console.log(usage);
-    return;
+async function main(): Promise<number> {
+  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
+  if (help) {
+    process.stdout.write(`${helpText(SPEC)}\n`);
+    return 0;
   }
+  const parsed = parseOptions(values);
   const result = await runImageBench(parsed.bench, (line) => console.error(line));
   console.log(formatReport(result));
   if (parsed.json) writeFileSync(parsed.json, JSON.stringify(result, null, 2) + '\n');
+  return 0;
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
-  if (error instanceof UsageError) console.error(usage);
-  process.exitCode = error instanceof UsageError ? 2 : 1;
-});
+runCli('bench', main);

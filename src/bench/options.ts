@@ -1,12 +1,13 @@
+import { parseSize } from '../queue/generation-policy.ts';
+import type { ImageSize } from '../queue/types.ts';
+
 /** "512x512" → width and height, multiples of 8 as latents need. */
-export function parseSize(text: string): { width: number; height: number } {
-  const match = /^(\d+)x(\d+)$/i.exec(text.trim());
-  const width = Number(match?.[1]);
-  const height = Number(match?.[2]);
-  if (!match || width <= 0 || height <= 0 || width % 8 !== 0 || height % 8 !== 0) {
+export function parseBenchSize(text: string): ImageSize {
+  const size = parseSize(text);
+  if (!size || size.width % 8 !== 0 || size.height % 8 !== 0) {
     throw new Error(`--size must be WIDTHxHEIGHT in multiples of 8, e.g. 512x512 (got ${text})`);
   }
-  return { width, height };
+  return size;
 }
 
 /** A whole number of at least `least`, for --steps, --runs and the like. */

@@ -1,56 +1,46 @@
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { helpText, parseCommandLine, runCli, UsageError, usageErrorOf, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../pipeline/onnx-model.ts';
-import { parseCount, parseSize } from './options.ts';
+import { parseBenchSize, parseCount } from './options.ts';
 import { formatQueueReport, runQueueBench } from './queue-bench.ts';
 
-const usage = `usage: npm run bench:queue -- [--model DIR] [--jobs 8] [--users 3] [--size 256x256] [--steps 4]
-                           [--probe-every 250] [--ep ${EXECUTION_PROVIDERS.join('|')}] [--json FILE]
-Without --model it uses the generated tiny model.`;
+const SPEC = {
+  command: 'npm run bench:queue --',
+  usage: '[options]',
+  description: "Measures the bot's event-loop lag and acknowledgement time while the real queue and pipeline thread generate.",
+  flags: {
+    model: { type: 'string', value: 'DIR', help: 'The model to generate with.', default: 'the generated tiny model' },
+    jobs: { type: 'string', value: 'N', help: 'Jobs to queue.', default: '8' },
+    users: { type: 'string', value: 'N', help: 'Users they come from.', default: '3' },
+    size: { type: 'string', value: 'WxH', help: 'Image size, in multiples of 8.', default: "the model's native size" },
+    steps: { type: 'string', value: 'N', help: 'Denoising steps per image.', default: '4' },
+    'probe-every': { type: 'string', value: 'MS', help: 'How often a simulated command arrives, in milliseconds.', default: '250' },
+    ep: { type: 'string', value: 'EP', help: `Execution provider: ${EXECUTION_PROVIDERS.join(', ')}.`, default: 'cpu' },
+    json: { type: 'string', value: 'FILE', help: 'Also write the results as JSON.' },
+  },
+} satisfies CommandSpec<Record<string, Flag>>;
 
-function parseOptions() {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      jobs: { type: 'string', default: '8' },
-      users: { type: 'string', default: '3' },
-      size: { type: 'string' },
-      steps: { type: 'string', default: '4' },
-      'probe-every': { type: 'string', default: '250' },
-      ep: { type: 'string', default: 'cpu' },
-      json: { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) return undefined;
-  if (!(EXECUTION_PROVIDERS as readonly string[]).includes(values.ep)) {
-    throw new Error(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')} (got ${values.ep})`);
+async function main(): Promise<number> {
+  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
+  if (help) {
+    process.stdout.write(`${helpText(SPEC)}\n`);
+    return 0;
   }
-  return {
+  const ep = values.ep ?? 'cpu';
+  if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new UsageError(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')} (got ${ep})`);
+  const options = usageErrorOf(() => ({
     modelDir: values.model,
-    jobs: parseCount('jobs', values.jobs),
-    users: parseCount('users', values.users),
-    size: values.size === undefined ? undefined : parseSize(values.size),
-    steps: parseCount('steps', values.steps),
-    probeEveryMs: parseCount('probe-every', values['probe-every']),
-    executionProvider: values.ep as ExecutionProvider,
-    json: values.json,
-  };
-}
-
-async function main(): Promise<void> {
-  const options = parseOptions();
-  if (!options) {
-    console.log(usage);
-    return;
-  }
+    jobs: parseCount('jobs', values.jobs ?? '8'),
+    users: parseCount('users', values.users ?? '3'),
+    size: values.size === undefined ? undefined : parseBenchSize(values.size),
+    steps: parseCount('steps', values.steps ?? '4'),
+    probeEveryMs: parseCount('probe-every', values['probe-every'] ?? '250'),
+    executionProvider: ep as ExecutionProvider,
+  }));
   const result = await runQueueBench(options, (line) => console.error(line));
   console.log(formatQueueReport(result));
-  if (options.json) writeFileSync(options.json, JSON.stringify(result, null, 2) + '\n');
+  if (values.json) writeFileSync(values.json, JSON.stringify(result, null, 2) + '\n');
+  return 0;
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
-  console.error(usage);
-  process.exitCode = 1;
-});
+runCli('bench:queue', main);

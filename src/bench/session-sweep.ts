@@ -7,13 +7,13 @@
 import { fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import type ort from 'onnxruntime-node';
+import { helpText, parseCommandLine, runCli, UsageError, usageErrorOf, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { sessionOptions } from '../pipeline/onnx-model.ts';
 import { siblingModule } from '../runtime.ts';
 import { formatBytes, formatDuration, formatTable } from './format.ts';
 import { describeMachine, type MachineInfo } from './machine.ts';
-import { parseCount, parseSize } from './options.ts';
+import { parseBenchSize, parseCount } from './options.ts';
 import type { SessionTrial, TrialResult } from './session-trial.ts';
 import { median, min } from './stats.ts';
 
@@ -66,29 +66,40 @@ interface SweepRow {
   peakRssBytes: number;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      part: { type: 'string', default: 'unet' },
-      size: { type: 'string', default: '512x512' },
-      runs: { type: 'string', default: '2' },
-      json: { type: 'string' },
-      only: { type: 'string' },
-      interleave: { type: 'boolean', default: false },
-    },
-  });
-  if (!values.model) throw new Error('--model DIR is required');
-  if (values.part !== 'unet' && values.part !== 'vae_decoder') throw new Error(`--part must be unet or vae_decoder (got ${values.part})`);
-  const { width, height } = parseSize(values.size);
-  const runs = parseCount('runs', values.runs);
+const SPEC = {
+  command: 'npx tsx src/bench/session-sweep.ts',
+  usage: '--model DIR [options]',
+  description:
+    "Runs the U-Net (or VAE decoder) under each onnxruntime session option set, one option changed at a time from the\n" +
+    "pipeline's defaults, each in a fresh process (or, with --interleave, loaded together and run in turns).",
+  flags: {
+    model: { type: 'string', value: 'DIR', help: 'The model to measure (required).' },
+    part: { type: 'string', value: 'PART', help: 'unet or vae_decoder.', default: 'unet' },
+    size: { type: 'string', value: 'WxH', help: 'Image size, in multiples of 8.', default: '512x512' },
+    runs: { type: 'string', value: 'N', help: 'Runs per option set.', default: '2' },
+    only: { type: 'string', value: 'NAMES', help: 'Comma-separated option sets to run.', default: 'all' },
+    interleave: { type: 'boolean', help: 'Load the chosen option sets together and run them in turns.' },
+    json: { type: 'string', value: 'FILE', help: 'Also write the results as JSON.' },
+  },
+} satisfies CommandSpec<Record<string, Flag>>;
+
+async function main(): Promise<number> {
+  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
+  if (help) {
+    process.stdout.write(`${helpText(SPEC)}\n`);
+    return 0;
+  }
+  if (!values.model) throw new UsageError('--model DIR is required');
+  const part = values.part ?? 'unet';
+  if (part !== 'unet' && part !== 'vae_decoder') throw new UsageError(`--part must be unet or vae_decoder (got ${part})`);
+  const { width, height } = usageErrorOf(() => parseBenchSize(values.size ?? '512x512'));
+  const runs = usageErrorOf(() => parseCount('runs', values.runs ?? '2'));
   const machine: MachineInfo = describeMachine('cpu');
   const names = values.only?.split(',').map((name) => name.trim());
   const chosen = variants().filter((variant) => !names || names.includes(variant.name));
   const unknown = names?.filter((name) => !chosen.some((variant) => variant.name === name)) ?? [];
-  if (unknown.length > 0) throw new Error(`--only: no option set named ${unknown.join(', ')} (known: ${variants().map((v) => v.name).join('; ')})`);
+  if (unknown.length > 0) throw new UsageError(`--only: no option set named ${unknown.join(', ')} (known: ${variants().map((v) => v.name).join('; ')})`);
 
-  const part = values.part;
   const usable = chosen.filter((variant) => part === 'unet' || !variant.batch);
   const trial = (variants: Variant[]): SessionTrial => ({
     modelDir: resolve(values.model!),
@@ -131,10 +142,8 @@ async function main(): Promise<void> {
       ]),
     ),
   );
-  if (values.json) writeFileSync(values.json, JSON.stringify({ part, width, height, runs, interleaved: values.interleave, machine, rows }, null, 2) + '\n');
+  if (values.json) writeFileSync(values.json, JSON.stringify({ part, width, height, runs, interleaved: values.interleave ?? false, machine, rows }, null, 2) + '\n');
+  return 0;
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
-  process.exitCode = 1;
-});
+runCli('session-sweep', main);

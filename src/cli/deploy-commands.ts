@@ -3,7 +3,17 @@ import { ConfigError, loadConfig } from '../config.ts';
 import { deployCommands } from '../discord/deploy.ts';
 import { describeError } from '../discord/rest-errors.ts';
 
-// npm run deploy-commands: registers commands/ in DISCORD_GUILD_ID when set (visible at once) or globally.
+import { acceptNoArguments, ENVIRONMENT_NOTE } from './command-line.ts';
+
+acceptNoArguments({
+  command: 'npm run deploy-commands',
+  usage: '',
+  description:
+    "Registers the slash commands in commands/ with Discord: in DISCORD_GUILD_ID when set (visible at once), else for\n" +
+    'every server (global commands can take up to an hour to appear). Run it again after installing a second model.',
+  flags: {},
+  notes: [ENVIRONMENT_NOTE],
+});
 
 loadDotenv({ quiet: true });
 try {

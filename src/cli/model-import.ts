@@ -1,29 +1,41 @@
-// npm run model:import -- SOURCE [--name NAME] [--config DIR] [--prediction epsilon|v] [--precision fp32|fp16]
-//                         [--vae SOURCE] [--lora FILE[:WEIGHT]]... [--force]
+// npm run model:import -- SOURCE [options]   (--help lists them)
 import { mkdir } from 'node:fs/promises';
 import { config as loadDotenv } from 'dotenv';
-import { ImportProgress } from './import-progress.ts';
 import { type ImportRequest, importModel } from '../import/import-model.ts';
 import type { LoraRequest } from '../import/lora.ts';
 import { defaultModelsDir } from '../models/installed.ts';
 import { displayPath, formatBytes } from '../models/pull.ts';
-import { UsageError, parseCommandLineArgs } from './command-line.ts';
+import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from './command-line.ts';
+import { ImportProgress } from './import-progress.ts';
 
-const USAGE = `Usage: npm run model:import -- SOURCE [--name NAME] [--config DIR] [--prediction epsilon|v] [--precision fp32|fp16]
-                              [--vae SOURCE] [--lora FILE[:WEIGHT]]... [--force]
-Builds the pipeline's ONNX graphs from a PyTorch Stable Diffusion model (SD 1.x / 2.x) into models/NAME.
-SOURCE: a diffusers folder (model_index.json, text_encoder/, unet/, vae/ with .safetensors weights), a single-file
-checkpoint .safetensors (AUTOMATIC1111 / ComfyUI format), or a VAE folder (AutoencoderKL or AutoencoderTiny, e.g.
-TAESD), which becomes a VAE for --vae.
-  --name NAME          folder under models/ (default: the source's name)
-  --config DIR         a diffusers folder whose configs describe a single-file checkpoint (non-standard sizes; also
-                       gives its tokenizer and scheduler)
-  --prediction P       epsilon or v (for 768-v models when the file cannot tell)
-  --precision P        fp32 (default, for the CPU) or fp16 (for GPUs)
-  --vae SOURCE         use this VAE (folder or .safetensors) instead of the model's own
-  --lora FILE[:WEIGHT] merge a LoRA (kohya / AUTOMATIC1111 or diffusers / PEFT format) at WEIGHT (default 1); repeatable
-  --force              replace an installed model of the same name
-MODELS_DIR: where models go (default models/).`;
+const SPEC = {
+  command: 'npm run model:import --',
+  usage: 'SOURCE [options]',
+  description:
+    "Builds the pipeline's ONNX graphs from a PyTorch Stable Diffusion model (SD 1.x / 2.x) into models/NAME.\n" +
+    'SOURCE: a diffusers folder (model_index.json, text_encoder/, unet/, vae/ with .safetensors weights), a single-file\n' +
+    'checkpoint .safetensors (AUTOMATIC1111 / ComfyUI format), or a VAE folder (AutoencoderKL or AutoencoderTiny, e.g.\n' +
+    'TAESD), which becomes a VAE for --vae.',
+  flags: {
+    name: { type: 'string', value: 'NAME', help: 'Folder under models/.', default: "the source's name" },
+    config: {
+      type: 'string',
+      value: 'DIR',
+      help: 'A diffusers folder whose configs describe a single-file checkpoint (non-standard sizes; also gives its tokenizer and scheduler).',
+    },
+    prediction: { type: 'string', value: 'P', help: 'epsilon or v (for 768-v models when the file cannot tell).' },
+    precision: { type: 'string', value: 'P', help: 'fp32 (for the CPU) or fp16 (for GPUs).', default: 'fp32' },
+    vae: { type: 'string', value: 'SOURCE', help: "Use this VAE (folder or .safetensors) instead of the model's own." },
+    lora: {
+      type: 'string',
+      multiple: true,
+      value: 'FILE[:WEIGHT]',
+      help: 'Merge a LoRA (kohya / AUTOMATIC1111 or diffusers / PEFT format) at WEIGHT (default 1).',
+    },
+    force: { type: 'boolean', help: 'Replace an installed model of the same name.' },
+  },
+  notes: ['MODELS_DIR: where models go (default: models/ in the project).'],
+} satisfies CommandSpec<Record<string, Flag>>;
 
 function parseLora(text: string): LoraRequest {
   const colon = text.lastIndexOf(':');
@@ -33,18 +45,9 @@ function parseLora(text: string): LoraRequest {
   return { path, weight: weighted ? Number(text.slice(colon + 1)) : 1 };
 }
 
-function parseCommandLine(argv: string[]): ImportRequest | undefined {
-  const { values, positionals } = parseCommandLineArgs(argv, {
-    name: { type: 'string' },
-    config: { type: 'string' },
-    prediction: { type: 'string' },
-    precision: { type: 'string' },
-    vae: { type: 'string' },
-    lora: { type: 'string', multiple: true },
-    force: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (values.help) return undefined;
+function readCommandLine(argv: string[]): ImportRequest | undefined {
+  const { values, positionals, help } = parseCommandLine(argv, SPEC);
+  if (help) return undefined;
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name the model to import (a folder or a .safetensors file)' : `expected one SOURCE, got ${positionals.length}`);
   const prediction = values.prediction;
   if (prediction !== undefined && !['epsilon', 'v', 'v_prediction'].includes(prediction)) throw new UsageError(`--prediction must be epsilon or v (got "${prediction}")`);
@@ -64,9 +67,9 @@ function parseCommandLine(argv: string[]): ImportRequest | undefined {
 
 async function main(): Promise<number> {
   loadDotenv({ quiet: true });
-  const request = parseCommandLine(process.argv.slice(2));
+  const request = readCommandLine(process.argv.slice(2));
   if (!request) {
-    process.stdout.write(`${USAGE}\n`);
+    process.stdout.write(`${helpText(SPEC)}\n`);
     return 0;
   }
   const modelsDir = defaultModelsDir();
@@ -89,10 +92,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: Error) => {
-    process.stderr.write(`model:import: ${error.message}${error instanceof UsageError ? ' (see --help)' : ''}\n`);
-    process.exit(error instanceof UsageError ? 2 : 1);
-  },
-);
+runCli('model:import', main);

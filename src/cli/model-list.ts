@@ -6,13 +6,26 @@ import { defaultModelsDir, type InstalledModel, scanModels } from '../models/ins
 import { vaeName } from '../pipeline/model-config.ts';
 import { displayPath, formatBytes } from '../models/pull.ts';
 import { formatTable } from './table.ts';
+import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from './command-line.ts';
+
+const SPEC = {
+  command: 'npm run model:list',
+  usage: '',
+  description:
+    'Lists the models installed under models/ (MODELS_DIR) with their type, precision, size, scheduler and native size,\n' +
+    'the folders that are not usable models with the reason, and the default model (marked *).',
+  flags: {},
+  notes: ['The default is SD_MODEL_DIR when set, else the only installed model.'],
+} satisfies CommandSpec<Record<string, Flag>>;
 
 async function main(): Promise<number> {
   loadDotenv({ quiet: true });
-  if (process.argv.length > 2) {
-    process.stderr.write('Usage: npm run model:list   (lists the models under models/, or MODELS_DIR)\n');
-    return 2;
+  const { positionals, help } = parseCommandLine(process.argv.slice(2), SPEC);
+  if (help) {
+    process.stdout.write(`${helpText(SPEC)}\n`);
+    return 0;
   }
+  if (positionals.length > 0) throw new UsageError(`model:list takes no arguments (got "${positionals[0]}")`);
   const modelsDir = defaultModelsDir();
   const shownDir = displayPath(modelsDir);
   const { models, vaes, skipped } = await scanModels(modelsDir);
@@ -58,10 +71,4 @@ function sourceOf(model: InstalledModel): string {
   return `${basename(model.imported.source)}${loras}${vae}`;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: Error) => {
-    process.stderr.write(`model:list: ${error.message}\n`);
-    process.exit(1);
-  },
-);
+runCli('model:list', main);

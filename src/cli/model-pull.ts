@@ -1,24 +1,36 @@
-// npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
-// npm run model:pull -- --list
-// npm run model:pull -- --auto
+// npm run model:pull -- <preset | owner/repo> [options]   (--help lists them)
 import { mkdir } from 'node:fs/promises';
 import { config as loadDotenv } from 'dotenv';
 import { autoPull } from '../models/first-run.ts';
 import { checkRepoId } from '../models/hub-client.ts';
 import { defaultModelsDir } from '../models/installed.ts';
 import { PRESETS, findPreset } from '../models/presets.ts';
-import { printable } from '../models/printable.ts';
 import { PullProgress } from '../models/pull-progress.ts';
 import { defaultModelName, displayPath, formatBytes, pullModel } from '../models/pull.ts';
-import { UsageError, parseCommandLineArgs } from './command-line.ts';
+import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from './command-line.ts';
 
-const USAGE = `Usage: npm run model:pull -- <preset | owner/repo> [--revision REV] [--subfolder DIR] [--name NAME] [--force]
-       npm run model:pull -- --list
-       npm run model:pull -- --auto
-Downloads a diffusers ONNX Stable Diffusion model from the Hugging Face hub into models/<name>.
---auto pulls the AUTO_PULL preset unless it is installed (what npm start does first), and nothing without AUTO_PULL:
-a container set-up runs it once before starting the workers that share the models.
-HF_TOKEN: access token for gated or private repositories. HF_ENDPOINT: another hub (a mirror). MODELS_DIR: where models go.`;
+const SPEC = {
+  command: 'npm run model:pull --',
+  usage: '<preset | owner/repo> [options]   |   --list   |   --auto',
+  description:
+    'Downloads a diffusers ONNX Stable Diffusion model from the Hugging Face hub into models/<name>, every file verified\n' +
+    'against the hub\'s listing; an interrupted pull resumes when run again.',
+  flags: {
+    revision: { type: 'string', value: 'REV', help: 'Branch, tag or commit of the repository.', default: "the preset's, else main" },
+    subfolder: { type: 'string', value: 'DIR', help: 'The folder of the repository the model is in.', default: "the preset's, else the top" },
+    name: { type: 'string', value: 'NAME', help: 'The installed model\'s name (its folder under models/).', default: 'the preset name, else the repository name' },
+    force: { type: 'boolean', help: 'Download again even when the model is installed.' },
+    list: { type: 'boolean', help: 'List the presets with their download sizes.' },
+    auto: {
+      type: 'boolean',
+      help: 'Pull the AUTO_PULL preset unless it is installed (what npm start does first); nothing without AUTO_PULL.',
+    },
+  },
+  notes: [
+    'HF_TOKEN: access token for gated or private repositories. HF_ENDPOINT: another hub (a mirror).',
+    'MODELS_DIR: where models go (default: models/ in the project).',
+  ],
+} satisfies CommandSpec<Record<string, Flag>>;
 
 function presetTable(): string {
   const rows = PRESETS.map((preset) => [
@@ -35,17 +47,9 @@ function presetTable(): string {
   return [format(header), ...rows.map(format), '', ...descriptions].join('\n');
 }
 
-function parseCommandLine(argv: string[]) {
-  const { values, positionals } = parseCommandLineArgs(argv, {
-    revision: { type: 'string' },
-    subfolder: { type: 'string' },
-    name: { type: 'string' },
-    force: { type: 'boolean' },
-    list: { type: 'boolean' },
-    auto: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  });
-  if (values.help || values.list) return { show: values.help ? USAGE : presetTable() } as const;
+function readCommandLine(argv: string[]) {
+  const { values, positionals, help } = parseCommandLine(argv, SPEC);
+  if (help || values.list) return { show: help ? helpText(SPEC) : presetTable() } as const;
   if (values.auto) {
     if (positionals.length > 0) throw new UsageError('--auto pulls the AUTO_PULL preset; name no model with it');
     return { auto: true } as const;
@@ -75,7 +79,7 @@ function parseCommandLine(argv: string[]) {
 
 async function main(): Promise<number> {
   loadDotenv({ quiet: true });
-  const args = parseCommandLine(process.argv.slice(2));
+  const args = readCommandLine(process.argv.slice(2));
   if ('show' in args) {
     process.stdout.write(`${args.show}\n`);
     return 0;
@@ -110,10 +114,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: Error) => {
-    process.stderr.write(`model:pull: ${printable(error.message)}${error instanceof UsageError ? ' (see --help)' : ''}\n`);
-    process.exit(error instanceof UsageError ? 2 : 1);
-  },
-);
+runCli('model:pull', main);

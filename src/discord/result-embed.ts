@@ -1,5 +1,5 @@
 import { EmbedBuilder, type APIEmbed } from 'discord.js';
-import { parseSize } from '../config.ts';
+import { parseSize } from '../queue/generation-policy.ts';
 import type { GenerationSettings } from '../pipeline/types.ts';
 import { characterCount, isBlank } from '../queue/generation-policy.ts';
 import type { ImagineOptions, JobResult } from '../queue/types.ts';

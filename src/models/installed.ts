@@ -4,7 +4,7 @@ import { basename, join, resolve } from 'node:path';
 import { describeModel, IMPORT_MANIFEST_FILE, type ImportManifest, PULL_MANIFEST_FILE, readModelConfig } from '../pipeline/model-config.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
 import { PROJECT_ROOT } from '../runtime.ts';
-import { ONNX_FLOAT16, readOnnxInputs } from './onnx-inputs.ts';
+import { ONNX_FLOAT16, readOnnxOutline } from '../pipeline/onnx-outline.ts';
 
 /** Written into a pulled model's directory: where it came from and what was verified. */
 export interface PullManifest {
@@ -111,14 +111,14 @@ export async function describeInstalledModel(dir: string): Promise<InstalledMode
   const config = readModelConfig(dir);
   const modelIndex = await readJsonIfPresent(join(config.dir, 'model_index.json'));
   if (modelIndex?.text_encoder_2) throw new Error('SDXL models (two text encoders) are not supported');
-  const inputs = await readOnnxInputs(join(config.dir, 'unet', 'model.onnx'));
+  const { inputs, stridedNodes } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
   const sample = inputs.find((input) => input.name === 'sample');
   if (!sample) throw new Error(`unet/model.onnx has no "sample" input (inputs: ${inputs.map((input) => input.name).join(', ')})`);
   const precision = sample.elemType === ONNX_FLOAT16 ? 'fp16' : 'fp32';
   const [, , height, width] = sample.shape;
   const fixedLatentSize = typeof height === 'number' && typeof width === 'number' && height > 0 && width > 0 ? { height, width } : undefined;
   const contextWidth = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape[2];
-  const info = describeModel(config, fixedLatentSize, precision);
+  const info = describeModel(config, { fixedLatentSize, precision, stridedNodes });
   const type = info.isTiny ? 'tiny test model' : info.isTurbo ? 'SD-Turbo' : await family(config.dir, typeof contextWidth === 'number' ? contextWidth : undefined);
   const manifest = (await readJsonIfPresent(join(config.dir, PULL_MANIFEST_FILE))) as PullManifest | undefined;
   const imported = (await readJsonIfPresent(join(config.dir, IMPORT_MANIFEST_FILE))) as ImportManifest | undefined;
@@ -144,7 +144,7 @@ export function isVaeFolder(dir: string): boolean {
 
 export async function describeInstalledVae(dir: string): Promise<InstalledVae> {
   const config = await readJsonIfPresent(join(dir, 'vae_decoder', 'config.json'));
-  const inputs = await readOnnxInputs(join(dir, 'vae_decoder', 'model.onnx'));
+  const { inputs } = await readOnnxOutline(join(dir, 'vae_decoder', 'model.onnx'));
   const latent = inputs.find((input) => input.name === 'latent_sample');
   if (!latent) throw new Error(`vae_decoder/model.onnx has no "latent_sample" input (inputs: ${inputs.map((input) => input.name).join(', ')})`);
   const imported = (await readJsonIfPresent(join(dir, IMPORT_MANIFEST_FILE))) as ImportManifest | undefined;

@@ -92,8 +92,17 @@ function readJson(path: string): Record<string, any> {
   }
 }
 
+/** What the U-Net's graph tells of the model, read from the session or the file (see readOnnxOutline). */
+export interface UnetStructure {
+  /** Set when the graph was exported for one latent size only. */
+  fixedLatentSize: LatentSize | undefined;
+  precision: 'fp32' | 'fp16';
+  /** Its strided convolutions: the times the down path halves the resolution. */
+  stridedNodes: number;
+}
+
 /** What callers may ask of this model: native size, size multiple, defaults for steps, guidance and scheduler. */
-export function describeModel(config: ModelConfig, fixedLatentSize: LatentSize | undefined, precision: 'fp32' | 'fp16'): ModelInfo {
+export function describeModel(config: ModelConfig, { fixedLatentSize, precision, stridedNodes }: UnetStructure): ModelInfo {
   const scheduler = config.schedulerConfig;
   const className = String(scheduler._class_name ?? 'PNDMScheduler');
   const predictionType = (scheduler.prediction_type ?? 'epsilon') as ModelInfo['predictionType'];
@@ -106,8 +115,10 @@ export function describeModel(config: ModelConfig, fixedLatentSize: LatentSize |
     (typeof sampleSize === 'number' ? { height: sampleSize, width: sampleSize } : undefined) ??
     (predictionType === 'v_prediction' ? { height: 96, width: 96 } : { height: 64, width: 64 });
 
+  // unet/config.json names the resolutions (one more than the halvings); without it the graph shows the halvings.
+  // Neither (a graph that downsamples some other way): SD's three.
   const blockChannels = config.unetConfig?.block_out_channels;
-  const downsamplings = Array.isArray(blockChannels) ? blockChannels.length - 1 : 3;
+  const downsamplings = Array.isArray(blockChannels) ? blockChannels.length - 1 : stridedNodes > 0 ? stridedNodes : 3;
 
   return {
     name: config.name,

@@ -5,9 +5,10 @@ import { createScheduler } from '../schedulers/index.ts';
 import { describeModel, readModelConfig, vaeName, type ModelConfig } from './model-config.ts';
 import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
 import { MAX_PROMPT_CHUNKS, PromptEncoder, type TokenizedPrompt } from './prompt-encoder.ts';
+import { readOnnxOutline } from './onnx-outline.ts';
 import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
 import { ClipTokenizer } from './tokenizer.ts';
-import type { GenerateRequest, GenerationSettings, ModelInfo, PromptSyntax, StageTimings, StepProgress } from './types.ts';
+import { REQUEST_LIMITS, type GenerateRequest, type GenerationSettings, type ModelInfo, type PromptSyntax, type StageTimings, type StepProgress } from './types.ts';
 import { UNet, type LatentSize } from './unet.ts';
 import { VaeDecoder, type RgbImage } from './vae.ts';
 
@@ -47,7 +48,6 @@ export class GenerationAbortedError extends Error {
   }
 }
 
-const MAX_SIDE = 2048;
 
 /** Stable Diffusion in the diffusers ONNX layout, mirroring diffusers' StableDiffusionPipeline.__call__. */
 export class StableDiffusionPipeline {
@@ -72,7 +72,8 @@ export class StableDiffusionPipeline {
     const textEncoder = await TextEncoder.load(config.dir, loadOptions);
     const unet = await UNet.load(config.dir, loadOptions);
     const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, loadOptions);
-    const described = describeModel(config, unet.fixedLatentSize, unet.precision);
+    const { stridedNodes } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
+    const described = describeModel(config, { fixedLatentSize: unet.fixedLatentSize, precision: unet.precision, stridedNodes });
     const info = options.vaeDir ? { ...described, vae: vaeName(options.vaeDir) } : described;
     const maxChunks = unet.fixedContextLength === undefined ? MAX_PROMPT_CHUNKS : Math.max(1, Math.floor(unet.fixedContextLength / tokenizer.maxLength));
     const prompts = new PromptEncoder(tokenizer, textEncoder, maxChunks);
@@ -149,12 +150,12 @@ export class StableDiffusionPipeline {
     const info = this.info;
     if (typeof options.prompt !== 'string') throw new Error('prompt must be a string');
     const steps = options.steps ?? info.defaultSteps;
-    if (!Number.isInteger(steps) || steps < 1 || steps > 1000) {
-      throw new Error(`steps must be a whole number from 1 to 1000 (got ${options.steps})`);
+    if (!Number.isInteger(steps) || steps < 1 || steps > REQUEST_LIMITS.maxSteps) {
+      throw new Error(`steps must be a whole number from 1 to ${REQUEST_LIMITS.maxSteps} (got ${options.steps})`);
     }
     const guidanceScale = options.guidanceScale ?? info.defaultGuidance;
-    if (!Number.isFinite(guidanceScale) || guidanceScale < 0 || guidanceScale > 100) {
-      throw new Error(`guidance must be a number from 0 to 100 (got ${options.guidanceScale})`);
+    if (!Number.isFinite(guidanceScale) || guidanceScale < 0 || guidanceScale > REQUEST_LIMITS.maxGuidance) {
+      throw new Error(`guidance must be a number from 0 to ${REQUEST_LIMITS.maxGuidance} (got ${options.guidanceScale})`);
     }
     const width = options.width ?? info.nativeWidth;
     const height = options.height ?? info.nativeHeight;
@@ -178,8 +179,8 @@ export class StableDiffusionPipeline {
 
   private checkSide(label: 'width' | 'height', value: number, native: number): void {
     const { sizeMultiple, fixedSize } = this.info;
-    if (!Number.isInteger(value) || value <= 0 || value > MAX_SIDE) {
-      throw new Error(`${label} must be a whole number of pixels from ${sizeMultiple} to ${MAX_SIDE} (got ${value})`);
+    if (!Number.isInteger(value) || value <= 0 || value > REQUEST_LIMITS.maxSide) {
+      throw new Error(`${label} must be a whole number of pixels from ${sizeMultiple} to ${REQUEST_LIMITS.maxSide} (got ${value})`);
     }
     if (fixedSize && value !== native) {
       throw new Error(`${label} ${value} is not supported: this model was exported for ${this.info.nativeWidth}x${this.info.nativeHeight} only`);

@@ -6,6 +6,9 @@
 export type PromptSyntax = 'a1111' | 'plain';
 export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['a1111', 'plain'];
 
+/** What any request must stay within, whatever the model (an operator's limits are usually tighter). */
+export const REQUEST_LIMITS = { maxSteps: 1000, maxGuidance: 100, maxSide: 2048 } as const;
+
 /** What a caller asks of the pipeline. Everything but the prompt has a model-dependent default. */
 export interface GenerateRequest {
   prompt: string;

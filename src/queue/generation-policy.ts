@@ -2,7 +2,8 @@ import { randomInt } from 'node:crypto';
 import type { ModelCatalog } from '../models/catalog.ts';
 import { PromptSyntaxError, parsePromptAttention } from '../prompt/attention-parser.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
-import { SCHEDULERS, SUPPORTED_CLASS_NAMES } from '../schedulers/index.ts';
+import { REQUEST_LIMITS } from '../pipeline/types.ts';
+import { isSchedulerName, SCHEDULERS } from '../schedulers/index.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type GenerationPolicy, type ImageSize, type ImagineOptions } from './types.ts';
 
 const SEED_LIMIT = 2n ** 64n;
@@ -41,6 +42,14 @@ export function randomSeed(): string {
   return String(randomInt(0, 2 ** 32));
 }
 
+/** "512x768" (or "512 × 768") as a size; undefined when it is not one. */
+export function parseSize(text: string): ImageSize | undefined {
+  const match = /^\s*(\d{1,5})\s*[x×]\s*(\d{1,5})\s*$/i.exec(text);
+  if (!match) return undefined;
+  const size = { width: Number(match[1]), height: Number(match[2]) };
+  return size.width > 0 && size.height > 0 ? size : undefined;
+}
+
 export function sizeLabel(size: ImageSize): string {
   return `${size.width}x${size.height}`;
 }
@@ -50,7 +59,7 @@ export function offeredSizes(policy: GenerationPolicy, model: ModelInfo | undefi
   const candidates = [
     ...(model ? [{ width: model.nativeWidth, height: model.nativeHeight }] : []),
     ...(policy.defaultSize ? [policy.defaultSize] : []),
-    ...policy.sizes,
+    ...(policy.sizes === 'any' ? [] : policy.sizes),
   ];
   const seen = new Set<string>();
   return candidates.filter((size) => {
@@ -62,8 +71,24 @@ export function offeredSizes(policy: GenerationPolicy, model: ModelInfo | undefi
 }
 
 function fitsModel(size: ImageSize, model: ModelInfo): boolean {
-  if (model.fixedSize) return size.width === model.nativeWidth && size.height === model.nativeHeight;
-  return size.width % model.sizeMultiple === 0 && size.height % model.sizeMultiple === 0;
+  return sizeProblem(size, model) === undefined;
+}
+
+/** Why the model cannot draw this size (in words for the user), or undefined when it can. */
+export function sizeProblem(size: ImageSize, model: ModelInfo): string | undefined {
+  const label = sizeLabel(size);
+  if (model.fixedSize) {
+    const native = `${model.nativeWidth}x${model.nativeHeight}`;
+    return label === native ? undefined : `${model.name} was exported for ${native} only.`;
+  }
+  const multiple = model.sizeMultiple;
+  const sides = [size.width, size.height];
+  if (!sides.every((side) => Number.isInteger(side) && side >= multiple && side <= REQUEST_LIMITS.maxSide)) {
+    return `${label} is outside what ${model.name} draws: width and height from ${multiple} to ${REQUEST_LIMITS.maxSide} pixels.`;
+  }
+  if (sides.every((side) => side % multiple === 0)) return undefined;
+  const nearest = sides.map((side) => Math.max(multiple, Math.round(side / multiple) * multiple)).join('x');
+  return `${label} is not a size ${model.name} can draw: its U-Net takes multiples of ${multiple} pixels (try ${nearest}).`;
 }
 
 export interface StepRange {
@@ -116,7 +141,7 @@ export function checkOptions(options: ImagineOptions): void {
     throw new OptionError('guidance must be a number of at least 0.');
   }
   const scheduler = options.scheduler;
-  if (scheduler !== undefined && !SCHEDULERS.some((entry) => entry.name === scheduler) && !SUPPORTED_CLASS_NAMES.includes(scheduler)) {
+  if (scheduler !== undefined && !isSchedulerName(scheduler)) {
     throw new OptionError(`Unknown scheduler ${quoteInput(scheduler)}; choose one of ${SCHEDULERS.map((entry) => entry.name).join(', ')}.`);
   }
 }
@@ -136,7 +161,9 @@ export function resolveRequests(options: ImagineOptions, policy: GenerationPolic
   }
   const sizes = offeredSizes(policy, model);
   const size = options.size ?? (options.aspectRatio && nearestSize(sizes, options.aspectRatio)) ?? policy.defaultSize ?? { width: model.nativeWidth, height: model.nativeHeight };
-  if (!sizes.some((offered) => offered.width === size.width && offered.height === size.height)) {
+  const problem = policy.sizes === 'any' ? sizeProblem(size, model) : undefined;
+  if (problem) throw new OptionError(problem);
+  if (policy.sizes !== 'any' && !sizes.some((offered) => offered.width === size.width && offered.height === size.height)) {
     throw new OptionError(`${sizeLabel(size)} is not a size ${model.name} offers; choose one of ${sizes.map(sizeLabel).join(', ')}.`);
   }
   const promptSyntax = options.promptSyntax ?? policy.promptSyntax;

@@ -37,8 +37,8 @@ export interface GenerationPolicy {
   maxGuidance: number;
   defaultScheduler: string | undefined;
   defaultSize: ImageSize | undefined;
-  /** Sizes offered besides the model's native size (those the model cannot draw are left out). */
-  sizes: ImageSize[];
+  /** Sizes offered besides the model's native size (those the model cannot draw are left out), or any it can draw. */
+  sizes: readonly ImageSize[] | 'any';
   /** How prompts are read unless a job says otherwise (AUTOMATIC1111's syntax, or diffusers' plain text). */
   promptSyntax: PromptSyntax;
 }

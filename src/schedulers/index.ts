@@ -94,6 +94,12 @@ export function schedulerDisplayName(className: string, config: SchedulerConfigJ
   return best?.name ?? className;
 }
 
+/** Whether a name is one of the table's or a diffusers class this project implements, ignoring case. */
+export function isSchedulerName(nameOrClass: string): boolean {
+  const wanted = nameOrClass.trim().toLowerCase();
+  return [...SCHEDULERS.map((entry) => entry.name), ...SUPPORTED_CLASS_NAMES].some((name) => name.toLowerCase() === wanted);
+}
+
 /**
  * Finds a scheduler by table name or diffusers class name, ignoring case. A class name stands for that class
  * built from the model's config alone, and is named for what that config makes of it.

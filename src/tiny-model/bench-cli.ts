@@ -1,44 +1,46 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
-import { writeBenchCheckpoint } from './bench-checkpoint.ts';
+import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { PROJECT_ROOT } from '../runtime.ts';
+import { writeBenchCheckpoint } from './bench-checkpoint.ts';
 import { writeBenchModel } from './bench-model.ts';
 
-const usage = `usage: npm run model:bench-build -- [--out DIR] [--fp16] [--fused-attention] [--tokenizer DIR] [--seed N] [--force]
-       npm run model:bench-build -- --checkpoint FILE.safetensors [--fp32] [--seed N] [--force]
-Writes a model with Stable Diffusion 1.5's architecture and random weights: the diffusers ONNX folder the pipeline
-loads (attention unfused as hub exports are, or fused as model:import writes it), or with --checkpoint a single-file
-checkpoint with the original key names (float16, or float32 with --fp32) to measure model:import on.`;
+const SPEC = {
+  command: 'npm run model:bench-build --',
+  usage: '[options]   |   --checkpoint FILE.safetensors [--fp32] [--seed N] [--force]',
+  description:
+    "Writes a model with Stable Diffusion 1.5's architecture and random weights: the diffusers ONNX folder the pipeline\n" +
+    'loads (attention unfused as hub exports are, or fused as model:import writes it), or with --checkpoint a single-file\n' +
+    'checkpoint with the original key names (float16, or float32 with --fp32) to measure model:import on.',
+  flags: {
+    out: { type: 'string', value: 'DIR', help: 'Where to write the ONNX folder.', default: 'models/sd15-bench' },
+    fp16: { type: 'boolean', help: 'Float16 weights.' },
+    'fused-attention': { type: 'boolean', help: 'Attention fused, as model:import writes it.' },
+    checkpoint: { type: 'string', value: 'FILE', help: 'Write a single-file .safetensors checkpoint instead.' },
+    fp32: { type: 'boolean', help: 'With --checkpoint: float32 weights (default float16).' },
+    tokenizer: { type: 'string', value: 'DIR', help: 'A CLIP tokenizer folder (vocab.json, merges.txt).', default: "CLIP's from ../shared/fixtures when there, else the tiny model's" },
+    seed: { type: 'string', value: 'N', help: 'Seed of the random weights.', default: 'a fixed one' },
+    force: { type: 'boolean', help: 'Write it again when it is already there.' },
+  },
+} satisfies CommandSpec<Record<string, Flag>>;
 
 /** CLIP's real vocabulary, from the reference fixtures beside the project when they are there. */
 const fixtureTokenizer = resolve(process.env.SHARED_FIXTURES_DIR ?? join(PROJECT_ROOT, '..', 'shared', 'fixtures'), 'tokenizer');
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      out: { type: 'string', default: join(PROJECT_ROOT, 'models', 'sd15-bench') },
-      fp16: { type: 'boolean', default: false },
-      'fused-attention': { type: 'boolean', default: false },
-      checkpoint: { type: 'string' },
-      fp32: { type: 'boolean', default: false },
-      tokenizer: { type: 'string' },
-      seed: { type: 'string' },
-      force: { type: 'boolean', default: false },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) {
-    console.log(usage);
-    return;
+async function main(): Promise<number> {
+  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
+  if (help) {
+    process.stdout.write(`${helpText(SPEC)}\n`);
+    return 0;
   }
   const seed = values.seed === undefined ? undefined : Number(values.seed);
+  if (seed !== undefined && !Number.isInteger(seed)) throw new UsageError(`--seed must be a whole number (got "${values.seed}")`);
   if (values.checkpoint !== undefined) {
     const path = resolve(values.checkpoint);
     if (existsSync(path) && !values.force) {
       console.log(`The benchmark checkpoint is already at ${path} (--force writes it again)`);
-      return;
+      return 0;
     }
     const started = performance.now();
     const dtype = values.fp32 ? 'F32' : 'F16';
@@ -46,12 +48,12 @@ async function main(): Promise<void> {
     const summary = await writeBenchCheckpoint(path, { dtype, seed });
     console.log(`Done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${summary.tensors} tensors, ${(summary.bytes / 1e9).toFixed(2)} GB`);
     console.log(`Import it with: npm run model:import -- ${relative(process.cwd(), path)} --name sd15-import-bench`);
-    return;
+    return 0;
   }
-  const dir = resolve(values.out);
+  const dir = resolve(values.out ?? join(PROJECT_ROOT, 'models', 'sd15-bench'));
   if (existsSync(join(dir, 'model_index.json')) && !values.force) {
     console.log(`The benchmark model is already in ${dir} (--force writes it again)`);
-    return;
+    return 0;
   }
   const tokenizerDir = values.tokenizer ?? (existsSync(join(fixtureTokenizer, 'vocab.json')) ? fixtureTokenizer : undefined);
   if (values.force) await rm(dir, { recursive: true, force: true });
@@ -70,10 +72,7 @@ async function main(): Promise<void> {
   const parameters = Object.entries(summary.parameters).map(([part, count]) => `${part} ${(count / 1e6).toFixed(1)}M`);
   console.log(`Done in ${((performance.now() - started) / 1000).toFixed(1)} s: ${parameters.join(', ')} parameters, ${(summary.bytes / 1e9).toFixed(2)} GB`);
   console.log(`Benchmark it with: npm run bench -- --model ${relative(process.cwd(), dir) || '.'}`);
+  return 0;
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
-  console.error(usage);
-  process.exitCode = 1;
-});
+runCli('model:bench-build', main);

@@ -1,34 +1,37 @@
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { type ExternalDataName, writeTinyModel } from './index.ts';
 
-const usage = 'usage: npm run model:tiny -- [--out DIR] [--fp16] [--external-data weights.pb|model.onnx_data|model.onnx.data] [--seed N]';
+const EXTERNAL_DATA_NAMES: readonly ExternalDataName[] = ['weights.pb', 'model.onnx_data', 'model.onnx.data'];
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      out: { type: 'string', default: 'models/tiny' },
-      fp16: { type: 'boolean', default: false },
-      'external-data': { type: 'string' },
-      seed: { type: 'string' },
-      help: { type: 'boolean', default: false },
-    },
-  });
-  if (values.help) {
-    console.log(usage);
-    return;
+const SPEC = {
+  command: 'npm run model:tiny --',
+  usage: '[options]',
+  description: "Writes the project's tiny test model: the diffusers ONNX layout with random weights, which draws noise.",
+  flags: {
+    out: { type: 'string', value: 'DIR', help: 'Where to write it.', default: 'models/tiny' },
+    fp16: { type: 'boolean', help: 'Float16 weights, inputs and outputs, as in fp16 exports.' },
+    'external-data': { type: 'string', value: 'FILE', help: `Keep the U-Net's weights beside its graph, in ${EXTERNAL_DATA_NAMES.join(', ')}.`, default: 'inline' },
+    seed: { type: 'string', value: 'N', help: 'Seed of the random weights.', default: 'a fixed one' },
+  },
+} satisfies CommandSpec<Record<string, Flag>>;
+
+async function main(): Promise<number> {
+  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
+  if (help) {
+    process.stdout.write(`${helpText(SPEC)}\n`);
+    return 0;
   }
-  const dir = resolve(values.out);
-  await writeTinyModel(dir, {
-    precision: values.fp16 ? 'fp16' : 'fp32',
-    unetExternalData: values['external-data'] as ExternalDataName | undefined,
-    seed: values.seed === undefined ? undefined : Number(values.seed),
-  });
-  console.log(`Wrote the tiny test model to ${dir}`);
+  const externalData = values['external-data'];
+  if (externalData !== undefined && !(EXTERNAL_DATA_NAMES as readonly string[]).includes(externalData)) {
+    throw new UsageError(`--external-data must be one of ${EXTERNAL_DATA_NAMES.join(', ')} (got "${externalData}")`);
+  }
+  const seed = values.seed === undefined ? undefined : Number(values.seed);
+  if (seed !== undefined && !Number.isInteger(seed)) throw new UsageError(`--seed must be a whole number (got "${values.seed}")`);
+  const dir = resolve(values.out ?? 'models/tiny');
+  await writeTinyModel(dir, { precision: values.fp16 ? 'fp16' : 'fp32', unetExternalData: externalData as ExternalDataName | undefined, seed });
+  process.stdout.write(`Wrote the tiny test model to ${dir}\n`);
+  return 0;
 }
 
-main().catch((error: unknown) => {
-  console.error(error instanceof Error ? error.message : error);
-  console.error(usage);
-  process.exitCode = 1;
-});
+runCli('model:tiny', main);

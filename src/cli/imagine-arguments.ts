@@ -1,0 +1,154 @@
+import { accessSync, constants, statSync } from 'node:fs';
+import { dirname, extname, resolve } from 'node:path';
+import { resolveModelDir } from '../models/default-model.ts';
+import { describeInstalledModel, resolveVae, type InstalledVae } from '../models/installed.ts';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../pipeline/onnx-model.ts';
+import { REQUEST_LIMITS, type GenerateRequest, type ModelInfo } from '../pipeline/types.ts';
+import { OptionError, parseSize, resolveRequests } from '../queue/generation-policy.ts';
+import type { GenerationPolicy, ImagineOptions } from '../queue/types.ts';
+import { SCHEDULERS } from '../schedulers/index.ts';
+import { helpText, parseCommandLine, UsageError, type CommandSpec, type Flag } from './command-line.ts';
+
+export const IMAGINE_SPEC = {
+  command: 'npm run imagine --',
+  usage: '"<prompt>" [options]',
+  description:
+    'Draws an image with Stable Diffusion and saves it with its settings (as AUTOMATIC1111 does: a PNG text chunk, or a\n' +
+    "JPEG's EXIF comment, that PNG Info tabs read). Everything is checked before the model loads.",
+  flags: {
+    negative: { type: 'string', value: 'TEXT', help: 'What to keep out of the image.', default: 'none' },
+    seed: { type: 'string', value: 'N', help: 'Seed from 0 to 2^64-1: the same seed and settings draw the same image.', default: 'random, printed' },
+    steps: { type: 'string', value: 'N', help: 'Denoising steps.', default: "the model's: 20, SD-Turbo 1, LCM 4" },
+    guidance: { type: 'string', value: 'X', help: 'Guidance scale (CFG), 0 or more; 1 or less skips the negative prompt.', default: "the model's: 7.5, SD-Turbo 0" },
+    size: { type: 'string', value: 'WxH', help: "Width x height, in the multiples the model's U-Net takes (64 for SD 1.x and 2.x).", default: "the model's native size" },
+    scheduler: {
+      type: 'string',
+      value: 'NAME',
+      help: `${SCHEDULERS.map((entry) => `"${entry.name}"`).join(', ')}, or a diffusers class name.`,
+      default: "the model's own",
+    },
+    model: {
+      type: 'string',
+      value: 'DIR|NAME',
+      help: 'A model folder, an installed model name (npm run model:list), or tiny for the generated test model.',
+      default: 'SD_MODEL_DIR, else the only installed model, else tiny',
+    },
+    vae: {
+      type: 'string',
+      value: 'DIR|NAME',
+      help: 'Decode with another VAE: one imported with npm run model:import (e.g. TAESD, much faster).',
+      default: "the model's own",
+    },
+    out: { type: 'string', value: 'FILE', help: 'The file to write: .png, or .jpg/.jpeg for a JPEG.', default: 'imagine-<seed>.png' },
+  },
+  notes: [
+    `EXECUTION_PROVIDER picks where it runs: ${EXECUTION_PROVIDERS.join(', ')} (default: cpu).`,
+    'Exit status: 0 saved, 1 the generation failed, 2 bad arguments, 130 interrupted.',
+  ],
+} satisfies CommandSpec<Record<string, Flag>>;
+
+/** The command line asks for one image; the model's own limits apply, and no operator policy. */
+const COMMAND_LINE_POLICY: GenerationPolicy = {
+  defaultSteps: undefined,
+  maxSteps: REQUEST_LIMITS.maxSteps,
+  defaultGuidance: undefined,
+  maxGuidance: REQUEST_LIMITS.maxGuidance,
+  defaultScheduler: undefined,
+  defaultSize: undefined,
+  sizes: 'any',
+  promptSyntax: 'a1111',
+};
+
+const IMAGE_FORMATS: Record<string, 'png' | 'jpeg'> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg' };
+
+function readOptions(values: ReturnType<typeof parseCommandLine<typeof IMAGINE_SPEC.flags>>['values'], positionals: string[]): ImagineOptions {
+  if (positionals.length !== 1) {
+    throw new UsageError(positionals.length === 0 ? 'a prompt is required' : `expected one prompt, got ${positionals.length} (quote the prompt)`);
+  }
+  const size = values.size === undefined ? undefined : parseSize(values.size);
+  if (values.size !== undefined && !size) throw new UsageError(`--size must look like 512x512 (got "${values.size}")`);
+  return {
+    prompt: positionals[0],
+    negativePrompt: values.negative,
+    seed: values.seed?.trim(),
+    steps: values.steps === undefined ? undefined : parseNumber('--steps', values.steps),
+    guidance: values.guidance === undefined ? undefined : parseNumber('--guidance', values.guidance),
+    size,
+    scheduler: values.scheduler,
+    count: 1,
+  };
+}
+
+function parseNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isFinite(value)) throw new UsageError(`${flag} must be a number (got "${text}")`);
+  return value;
+}
+
+/** The output file's format, from its extension; its folder must exist and be writable. */
+function checkOutput(out: string | undefined): 'png' | 'jpeg' {
+  if (out === undefined) return 'png';
+  const format = IMAGE_FORMATS[extname(out).toLowerCase()];
+  if (!format) throw new UsageError(`--out must end in .png, .jpg or .jpeg (got "${out}")`);
+  const folder = dirname(resolve(out));
+  try {
+    if (!statSync(folder).isDirectory()) throw new Error('not a folder');
+    accessSync(folder, constants.W_OK);
+  } catch {
+    throw new UsageError(`--out: cannot write into ${folder} (it does not exist, or is not a writable folder)`);
+  }
+  return format;
+}
+
+function executionProviderFromEnv(): ExecutionProvider | undefined {
+  const value = process.env.EXECUTION_PROVIDER;
+  if (value === undefined || value === '') return undefined;
+  const match = EXECUTION_PROVIDERS.find((name) => name === value);
+  if (!match) throw new UsageError(`EXECUTION_PROVIDER must be one of ${EXECUTION_PROVIDERS.join(', ')} (got "${value}")`);
+  return match;
+}
+
+/** Everything a mistake could be found in, found before the model loads: the complete request and its model. */
+async function settle(options: ImagineOptions, modelChoice: string | undefined): Promise<{ request: GenerateRequest; modelDir: string }> {
+  const model = await resolveModelDir(modelChoice).catch((error: Error) => {
+    throw new UsageError(error.message);
+  });
+  if (model.notice) process.stderr.write(`${model.notice}\n`);
+  const info: ModelInfo = await describeInstalledModel(model.dir).then(
+    (installed) => installed.info,
+    (error: Error) => {
+      throw new UsageError(error.message);
+    },
+  );
+  try {
+    const [request] = resolveRequests(options, COMMAND_LINE_POLICY, info);
+    return { request, modelDir: model.dir };
+  } catch (error) {
+    if (error instanceof OptionError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+/** What `npm run imagine` was asked for, checked in full before any model loads; or the help text to print. */
+export type ImagineArguments =
+  | { help: string }
+  | {
+      request: GenerateRequest;
+      modelDir: string;
+      vae: InstalledVae | undefined;
+      executionProvider: ExecutionProvider | undefined;
+      out: string | undefined;
+      format: 'png' | 'jpeg';
+    };
+
+/** Reads the command line (and EXECUTION_PROVIDER); throws UsageError naming the first mistake. */
+export async function readImagineArguments(argv: string[]): Promise<ImagineArguments> {
+  const { values, positionals, help } = parseCommandLine(argv, IMAGINE_SPEC);
+  if (help) return { help: helpText(IMAGINE_SPEC) };
+  const options = readOptions(values, positionals);
+  const format = checkOutput(values.out);
+  const executionProvider = executionProviderFromEnv();
+  const { request, modelDir } = await settle(options, values.model);
+  const vae = values.vae === undefined ? undefined : await resolveVae(values.vae).catch((error: Error) => Promise.reject(new UsageError(error.message)));
+  return { request, modelDir, vae, executionProvider, out: values.out, format };
+}
