@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { basename, extname, join, resolve } from 'node:path';
+import { PROJECT_ROOT } from '../runtime.ts';
 import { filesBelow } from './installed.ts';
 import { readFloatTensors } from './safetensors.ts';
 
@@ -35,7 +35,7 @@ const SDXL_PARTS = ['clip_l', 'clip_g'] as const;
 
 /** `<repo>/embeddings`, or EMBEDDINGS_DIR when set. */
 export function defaultEmbeddingsDir(env: NodeJS.ProcessEnv = process.env): string {
-  return env.EMBEDDINGS_DIR ? resolve(env.EMBEDDINGS_DIR) : resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'embeddings');
+  return env.EMBEDDINGS_DIR ? resolve(env.EMBEDDINGS_DIR) : join(PROJECT_ROOT, 'embeddings');
 }
 
 /**
