@@ -1,13 +1,12 @@
 import { SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
-import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
-import { listInstalledModels } from '../src/models/installed.ts';
-import { offeredSizes, parseSize, quoteInput, sizeLabel } from '../src/queue/generation-policy.ts';
-import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type ImagineOptions } from '../src/queue/types.ts';
-import { SCHEDULERS } from '../src/schedulers/index.ts';
 import type { BotContext } from '../src/discord/bot-context.ts';
-import type { ModelInfo } from '../src/pipeline/types.ts';
 import { answerPrivately } from '../src/discord/job-messages.ts';
 import { startJob } from '../src/discord/start-job.ts';
+import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, offeredSizes, parseSize, quoteInput, sizeLabel, type ImagineOptions } from '../src/jobs/options.ts';
+import type { OfferedModels } from '../src/models/catalog.ts';
+import type { ModelInfo } from '../src/pipeline/types.ts';
+import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
+import { SCHEDULERS } from '../src/schedulers/index.ts';
 
 /** Discord's own bounds; the operator's and the model's limits are checked when the command runs. */
 const MAX_STEPS_OPTION = 150;
@@ -17,10 +16,6 @@ const MAX_AUTOCOMPLETE_CHOICES = 25;
 const MAX_SIZE_LENGTH = 16;
 /** Installed model names are at most 64 characters (see checkModelName). */
 const MAX_MODEL_NAME_LENGTH = 64;
-
-// Read when the module loads, so `npm run deploy-commands` registers the model option once a second model is
-// installed (it has to be run again after that, and the bot restarted).
-const installedModels = await listInstalledModels().catch(() => []);
 
 export const data = new SlashCommandBuilder()
   .setName('imagine')
@@ -47,12 +42,11 @@ export const data = new SlashCommandBuilder()
   )
   .addIntegerOption((option) =>
     option.setName('count').setDescription(`Images in one message (1-${MAX_IMAGES_PER_JOB})`).setMinValue(1).setMaxValue(MAX_IMAGES_PER_JOB),
-  );
-if (installedModels.length > 1) {
-  data.addStringOption((option) =>
+  )
+  // Its choices are whatever the running bot's queue offers (the local catalog, or the workers' heartbeats).
+  .addStringOption((option) =>
     option.setName('model').setDescription('Installed model (the default when empty)').setAutocomplete(true).setMaxLength(MAX_MODEL_NAME_LENGTH),
   );
-}
 
 export async function execute(interaction: ChatInputCommandInteraction, context: BotContext): Promise<void> {
   let options: ImagineOptions;
@@ -91,21 +85,24 @@ function readOptions(interaction: ChatInputCommandInteraction): ImagineOptions {
 export async function autocomplete(interaction: AutocompleteInteraction, context: BotContext): Promise<void> {
   const focused = interaction.options.getFocused(true);
   const typed = focused.value.replace(/\s+/g, '').toLowerCase();
-  const status = context.queue.modelStatus();
-  const defaultModel = status.state === 'ready' ? status.model : undefined;
-  const choices = focused.name === 'model' ? modelChoices(defaultModel?.name) : sizeChoices(interaction, context, defaultModel);
+  const offered = context.queue.offeredModels();
+  const choices = focused.name === 'model' ? modelChoices(offered) : sizeChoices(interaction, context, offered);
   await interaction.respond(choices.filter((choice) => choice.value.toLowerCase().includes(typed)).slice(0, MAX_AUTOCOMPLETE_CHOICES));
 }
 
-/** The installed models, the default one marked. */
-function modelChoices(defaultName: string | undefined): { name: string; value: string }[] {
-  return installedModels.map(({ name, type }) => ({ name: `${name} — ${type}${name === defaultName ? ' (default)' : ''}`, value: name }));
+/** The models the queue offers, the default one marked. */
+function modelChoices(offered: OfferedModels | undefined): { name: string; value: string }[] {
+  return (offered?.models ?? []).map((model) => {
+    const kind = model.isTiny ? ', tiny test model' : model.isTurbo ? ', SD-Turbo' : '';
+    const isDefault = model.name === offered?.defaultName ? ' (default)' : '';
+    return { name: `${model.name} — ${model.nativeWidth}x${model.nativeHeight}${kind}${isDefault}`, value: model.name };
+  });
 }
 
 /** The sizes the chosen model (else the default one) accepts, native first. */
-function sizeChoices(interaction: AutocompleteInteraction, context: BotContext, defaultModel: ModelInfo | undefined): { name: string; value: string }[] {
-  const chosen = interaction.options.getString('model');
-  const model = installedModels.find((installed) => installed.name === chosen)?.info ?? defaultModel;
+function sizeChoices(interaction: AutocompleteInteraction, context: BotContext, offered: OfferedModels | undefined): { name: string; value: string }[] {
+  const name = interaction.options.getString('model') || offered?.defaultName;
+  const model: ModelInfo | undefined = offered?.models.find((candidate) => candidate.name === name);
   return offeredSizes(context.config.generation, model).map((size) => {
     const label = sizeLabel(size);
     const native = model && size.width === model.nativeWidth && size.height === model.nativeHeight;

@@ -1,11 +1,12 @@
 import { acceptNoArguments, ENVIRONMENT_NOTE } from './cli/command-line.ts';
 import { ConfigError, loadConfig, type RedisBackendConfig } from './config.ts';
 import { LOGGING_IN, startBot, type RunningBot } from './discord/bot.ts';
-import { describeError } from './discord/rest-errors.ts';
+import { describeError } from './log.ts';
 import { BullJobQueue } from './queue/bullmq-queue.ts';
 import { loadConfigOrExit, startHealthReport, startLogger } from './startup.ts';
 
 acceptNoArguments({
+  name: 'bot',
   command: 'npm run bot',
   usage: '',
   description:

@@ -2,12 +2,11 @@ import { statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { EXECUTION_PROVIDERS, type ExecutionProvider } from './pipeline/onnx-model.ts';
+import { parseSize, type GenerationPolicy } from './jobs/options.ts';
 import { defaultEmbeddingsDir } from './models/embeddings.ts';
 import { PRESETS } from './models/presets.ts';
+import { EXECUTION_PROVIDERS, type ExecutionProvider } from './pipeline/onnx-model.ts';
 import { PROMPT_SYNTAXES } from './pipeline/types.ts';
-import { parseSize } from './queue/generation-policy.ts';
-import type { GenerationPolicy } from './queue/types.ts';
 
 function isDirectory(path: string): boolean {
   return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;

@@ -1,16 +1,17 @@
 import { acceptNoArguments, ENVIRONMENT_NOTE } from './cli/command-line.ts';
 import { loadConfig } from './config.ts';
 import { LOGGING_IN, startBot, type RunningBot } from './discord/bot.ts';
-import { describeError } from './discord/rest-errors.ts';
 import { allHealthy } from './health/health-file.ts';
+import { describeError } from './log.ts';
 import { BullJobQueue } from './queue/bullmq-queue.ts';
 import { LocalJobQueue } from './queue/local-queue.ts';
 import type { JobQueue } from './queue/types.ts';
+import { loadConfigOrExit, loadModelCatalogOrExit, openJournalOrExit, startHealthReport, startLogger } from './startup.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
-import { loadConfigOrExit, loadModelCatalogOrExit, openJournalOrExit, startHealthReport, startLogger } from './startup.ts';
 
 acceptNoArguments({
+  name: 'start',
   command: 'npm start',
   usage: '',
   description:
@@ -34,7 +35,7 @@ pipeline.ready.then(
 const backend = config.backend;
 const queue: JobQueue =
   backend.kind === 'local'
-    ? new LocalJobQueue({ generator: pipeline, catalog, policy: config.generation, ...config.queue, journal })
+    ? new LocalJobQueue({ generator: pipeline, catalog, policy: config.generation, ...config.queue, journal, logger })
     : new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
 // With QUEUE_BACKEND=bullmq this process is also one worker; `npm run worker` adds more on other machines.
 const worker =

@@ -1,9 +1,8 @@
 import { config as loadDotenv } from 'dotenv';
 import type { Logger } from 'pino';
 import { ConfigError, type BotConfig } from './config.ts';
-import { createLogger } from './discord/logger.ts';
-import { describeError } from './discord/rest-errors.ts';
 import { reportHealth, type HealthReporter, type HealthStatus } from './health/health-file.ts';
+import { createLogger, describeError } from './log.ts';
 import { ModelCatalog } from './models/catalog.ts';
 import { resolveModelDir } from './models/default-model.ts';
 import { autoPull, noModelHelp } from './models/first-run.ts';

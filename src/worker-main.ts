@@ -1,11 +1,12 @@
 import { acceptNoArguments, ENVIRONMENT_NOTE } from './cli/command-line.ts';
 import { loadWorkerConfig } from './config.ts';
-import { describeError } from './discord/rest-errors.ts';
+import { describeError } from './log.ts';
+import { loadConfigOrExit, loadModelCatalogOrExit, startHealthReport, startLogger } from './startup.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
-import { loadConfigOrExit, loadModelCatalogOrExit, startHealthReport, startLogger } from './startup.ts';
 
 acceptNoArguments({
+  name: 'worker',
   command: 'npm run worker',
   usage: '',
   description:

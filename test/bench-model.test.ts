@@ -66,7 +66,7 @@ describe('benchmark-size model', () => {
     const pipeline = await StableDiffusionPipeline.fromPretrained(dir, { onOnnxRun: (label, ms) => label === 'unet' && unetCalls.push(ms) });
     try {
       expect(pipeline.info.isTiny).toBe(false);
-      const { image, timings } = await pipeline.generate({ prompt: 'a dog', steps: 2, width: 128, height: 128, seed: 1, scheduler: 'Euler' });
+      const { image, timings } = await pipeline.generate({ prompt: 'a dog', steps: 2, guidanceScale: 7.5, width: 128, height: 128, seed: 1, scheduler: 'Euler' });
       expect([image.width, image.height, image.pixels.length]).toEqual([128, 128, 128 * 128 * 3]);
       expect(new Set(image.pixels).size).toBeGreaterThan(16);
       expect(unetCalls).toHaveLength(2);
@@ -108,7 +108,7 @@ describe('benchmark single-file checkpoint', () => {
     expect(keys).toContain('cond_stage_model.transformer.text_model.final_layer_norm.weight');
 
     const imported = await importModel({ source: checkpoint, configDir: onnxDir, name: 'imported', modelsDir: root });
-    const request = { prompt: 'a dog', steps: 2, width: 128, height: 128, seed: 1, scheduler: 'Euler' };
+    const request = { prompt: 'a dog', steps: 2, guidanceScale: 7.5, width: 128, height: 128, seed: 1, scheduler: 'Euler' };
     const images = [];
     for (const dir of [onnxDir, imported.dir]) {
       const pipeline = await StableDiffusionPipeline.fromPretrained(dir);

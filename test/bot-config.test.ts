@@ -4,8 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'dotenv';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, ENVIRONMENT_VARIABLES, loadConfig } from '../src/config.ts';
-import { parseSize } from '../src/queue/generation-policy.ts';
-import type { ImageSize } from '../src/queue/types.ts';
+import { parseSize, type ImageSize } from '../src/jobs/options.ts';
 
 const minimal = { DISCORD_TOKEN: 'token-value', DISCORD_APPLICATION_ID: '123456789012345678' };
 

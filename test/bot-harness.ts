@@ -5,9 +5,9 @@ import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { loadConfig, type BotConfig } from '../src/config.ts';
 import { startBot, type RunningBot } from '../src/discord/bot.ts';
 import { deployCommands } from '../src/discord/deploy.ts';
-import { createLogger } from '../src/discord/logger.ts';
+import type { ImageGenerator } from '../src/jobs/runner.ts';
+import { createLogger } from '../src/log.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
-import type { ImageGenerator } from '../src/queue/types.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { PipelineThread } from '../src/worker/pipeline-thread.ts';
 import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
@@ -105,7 +105,7 @@ export async function startHarness(
   const logger = createLogger(config.logLevel, sink);
   await deployCommands(config);
   const start = async () => {
-    const queue = new LocalJobQueue({ generator, policy: config.generation, ...config.queue });
+    const queue = new LocalJobQueue({ generator, policy: config.generation, ...config.queue, logger });
     const bot = await startBot({ config, queue, logger });
     await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
     return { queue, bot };

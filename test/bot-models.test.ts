@@ -7,9 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { startBot, type RunningBot } from '../src/discord/bot.ts';
 import { deployCommands } from '../src/discord/deploy.ts';
-import { createLogger } from '../src/discord/logger.ts';
 import { parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
+import { createLogger } from '../src/log.ts';
 import { ModelCatalog } from '../src/models/catalog.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
@@ -17,10 +17,10 @@ import { ModelSwitcher } from '../src/worker/model-switcher.ts';
 import { TEST_ENVIRONMENT, customIds, embedField } from './bot-harness.ts';
 import { FakeDiscord, type InteractionHandle, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
 
-// Two installed models in a MODELS_DIR of their own: "alpha" (the default, PNDM) and "beta" (Euler a, other weights).
+// Two installed models in a models folder of their own: "alpha" (the default, PNDM) and "beta" (Euler a, other weights).
+// The bot offers what its queue's catalog holds; nothing reads the folder but the catalog.
 
 let modelsDir: string;
-let previousModelsDir: string | undefined;
 let fake: FakeDiscord;
 let bot: RunningBot;
 let switcher: ModelSwitcher;
@@ -29,9 +29,6 @@ beforeAll(async () => {
   modelsDir = await mkdtemp(join(tmpdir(), 'imagine-bot-models-'));
   await writeTinyModel(join(modelsDir, 'alpha'));
   await writeTinyModel(join(modelsDir, 'beta'), { seed: 7, scheduler: { _class_name: 'EulerAncestralDiscreteScheduler' } });
-  // Read by commands/imagine.ts when deployCommands first imports it.
-  previousModelsDir = process.env.MODELS_DIR;
-  process.env.MODELS_DIR = modelsDir;
 
   fake = await FakeDiscord.start();
   const config = loadConfig({
@@ -46,7 +43,7 @@ beforeAll(async () => {
   await deployCommands(config);
   const catalog = await ModelCatalog.load(join(modelsDir, 'alpha'), modelsDir);
   switcher = new ModelSwitcher({ catalog });
-  const queue = new LocalJobQueue({ generator: switcher, catalog, policy: config.generation, ...config.queue });
+  const queue = new LocalJobQueue({ generator: switcher, catalog, policy: config.generation, ...config.queue, logger });
   bot = await startBot({ config, queue, logger });
   await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
   await switcher.ready;
@@ -56,8 +53,6 @@ afterAll(async () => {
   expect(fake?.internalErrors).toEqual([]);
   await fake?.close();
   await switcher?.dispose();
-  if (previousModelsDir === undefined) delete process.env.MODELS_DIR;
-  else process.env.MODELS_DIR = previousModelsDir;
   await rm(modelsDir, { recursive: true, force: true });
 });
 
@@ -97,13 +92,13 @@ describe('/imagine with several installed models', () => {
     const all = fake.sendAutocomplete({ name: 'imagine', focused: 'model', options: { model: '' }, user: fake.user('alice') });
     expect((await fake.waitFor(() => fake.interaction(all).callback, 5_000, 'autocomplete')).data).toEqual({
       choices: [
-        { name: 'alpha — tiny test model (default)', value: 'alpha' },
-        { name: 'beta — tiny test model', value: 'beta' },
+        { name: 'alpha — 256x256, tiny test model (default)', value: 'alpha' },
+        { name: 'beta — 256x256, tiny test model', value: 'beta' },
       ],
     });
     const typed = fake.sendAutocomplete({ name: 'imagine', focused: 'model', options: { model: 'BE' }, user: fake.user('alice') });
     expect((await fake.waitFor(() => fake.interaction(typed).callback, 5_000, 'autocomplete')).data).toEqual({
-      choices: [{ name: 'beta — tiny test model', value: 'beta' }],
+      choices: [{ name: 'beta — 256x256, tiny test model', value: 'beta' }],
     });
   });
 

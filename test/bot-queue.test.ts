@@ -1,6 +1,6 @@
 import { InteractionResponseType } from 'discord.js';
 import { describe, expect, it } from 'vitest';
-import type { ImageGenerator } from '../src/queue/types.ts';
+import type { ImageGenerator } from '../src/jobs/runner.ts';
 import { PipelineThread } from '../src/worker/pipeline-thread.ts';
 import { BLOCKER_OPTIONS, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 
@@ -75,15 +75,23 @@ describe('the queue as users see it', () => {
     expect((await harness.finalReply(second)).attachments).toHaveLength(1);
   });
 
-  it('a model that cannot load fails each job with a clear message, and the bot keeps answering', async () => {
+  it('a model that cannot load fails each job with the job id to give an admin, the server path only in the log', async () => {
     const broken = PipelineThread.start({ modelDir: '/nonexistent/model' });
     try {
       harness = await startHarness(broken);
-      const first = await harness.finalReply(harness.imagine('alice', { prompt: 'x' }));
-      expect(first.content).toMatch(/^> x\n❌ Generation failed: The model could not be loaded: .*\/nonexistent\/model/);
-      expect(first.components).toEqual([]);
-      const second = await harness.finalReply(harness.imagine('bob', { prompt: 'y' }));
-      expect(second.content).toContain('❌ Generation failed: The model could not be loaded');
+      const logs = harness.logs;
+      for (const [user, prompt] of [
+        ['alice', 'x'],
+        ['bob', 'y'],
+      ]) {
+        const reply = await harness.finalReply(harness.imagine(user, { prompt }));
+        const [, jobId] = /^> \w\n❌ Generation failed: The model failed — ask an admin \(job (\S+)\)\.$/.exec(reply.content) ?? [];
+        expect(jobId).toBeDefined();
+        expect(reply.components).toEqual([]);
+        expect(logs.find((line) => line.msg === 'job failed on an internal error' && line.jobId === jobId)?.error).toMatchObject({
+          message: expect.stringContaining('/nonexistent/model'),
+        });
+      }
     } finally {
       await broken.dispose();
     }

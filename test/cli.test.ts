@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readImagineArguments } from '../src/cli/imagine-arguments.ts';
-import { UsageError } from '../src/cli/command-line.ts';
+import { parseCommandLine, UsageError } from '../src/cli/command-line.ts';
+import { IMAGINE_SPEC, readImagineArguments } from '../src/cli/imagine-arguments.ts';
 import { formatParameters, parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
 import { SCHEDULERS } from '../src/schedulers/index.ts';
@@ -108,7 +108,7 @@ describe('every command', () => {
 });
 
 describe('the imagine command line, read before any model loads', () => {
-  const read = (...args: string[]) => readImagineArguments([...args, '--model', modelDir]);
+  const read = async (...args: string[]) => readImagineArguments(parseCommandLine([...args, '--model', modelDir], IMAGINE_SPEC));
 
   it('settles a complete request: the model fills in what is not given, a random seed included', async () => {
     const args = await read('a fox', '--guidance', '-0');
@@ -142,6 +142,6 @@ describe('the imagine command line, read before any model loads', () => {
   });
 
   it('refuses a model that does not exist as a bad argument', async () => {
-    await expect(readImagineArguments(['a cat', '--model', join(root, 'missing')])).rejects.toBeInstanceOf(UsageError);
+    await expect(readImagineArguments(parseCommandLine(['a cat', '--model', join(root, 'missing')], IMAGINE_SPEC))).rejects.toBeInstanceOf(UsageError);
   });
 });

@@ -9,7 +9,7 @@ import { optionsFromEmbed, optionsFromSettings, resultEmbed } from '../src/disco
 import { ThrottledEditor } from '../src/discord/throttled-editor.ts';
 import { parseParameters } from '../src/image/parameters.ts';
 import { encodePng, readPngParameters } from '../src/image/png.ts';
-import type { GeneratedImage, JobResult } from '../src/queue/types.ts';
+import type { GeneratedImage, JobResult } from '../src/jobs/runner.ts';
 
 const settings = {
   prompt: 'a lighthouse, stormy sea',
@@ -261,6 +261,7 @@ describe('commands', () => {
       'size',
       'scheduler',
       'count',
+      'model',
     ]);
     const byName = Object.fromEntries((imagine?.options ?? []).map((option) => [option.name, option as unknown as Record<string, unknown>]));
     expect(byName.prompt).toMatchObject({ required: true, max_length: 1000 });

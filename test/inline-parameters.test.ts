@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { nearestSize } from '../src/jobs/options.ts';
 import { InlineParameterError, extractInlineParameters } from '../src/prompt/inline-parameters.ts';
-import { nearestSize } from '../src/queue/generation-policy.ts';
 
 describe('extractInlineParameters', () => {
   it('takes every parameter from the end of the prompt', () => {

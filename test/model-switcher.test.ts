@@ -2,8 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OptionError } from '../src/jobs/options.ts';
 import { ModelCatalog } from '../src/models/catalog.ts';
-import { OptionError } from '../src/queue/generation-policy.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
 import { ModelSwitcher } from '../src/worker/model-switcher.ts';
 import type { PipelineThread } from '../src/worker/pipeline-thread.ts';
@@ -12,7 +12,7 @@ let modelsDir: string;
 let catalog: ModelCatalog;
 let switcher: ModelSwitcher;
 
-const request = { prompt: 'a test', steps: 2, seed: '7', width: 64, height: 64 };
+const request = { prompt: 'a test', steps: 2, guidanceScale: 7.5, seed: '7', width: 64, height: 64 };
 
 beforeAll(async () => {
   modelsDir = await mkdtemp(join(tmpdir(), 'imagine-switcher-'));

@@ -65,7 +65,7 @@ describe('readOnnxOutline', () => {
     const pipeline = await StableDiffusionPipeline.fromPretrained(dir);
     try {
       expect(pipeline.info.sizeMultiple).toBe(16);
-      const output = await pipeline.generate({ prompt: 'wide', steps: 1, width: 96, height: 64, seed: 1 });
+      const output = await pipeline.generate({ prompt: 'wide', steps: 1, guidanceScale: 7.5, width: 96, height: 64, seed: 1 });
       expect([output.image.width, output.image.height]).toEqual([96, 64]);
     } finally {
       await pipeline.release();

@@ -22,6 +22,8 @@ afterAll(async () => {
   rmSync(root, { recursive: true, force: true });
 });
 
+const SMALL_REQUEST = { prompt: 'x', steps: 1, guidanceScale: 7.5, width: 32, height: 32, seed: 1 };
+
 describe('PipelineThread', () => {
   it('loads the model in its thread and reports what it offers', async () => {
     expect(await thread.ready).toMatchObject({ name: 'tiny', sizeMultiple: 16, defaultScheduler: 'PNDM' });
@@ -30,7 +32,7 @@ describe('PipelineThread', () => {
   it('returns a PNG whose parameters chunk re-creates the generation', async () => {
     const steps: number[] = [];
     const result = await thread.generate(
-      { prompt: 'a dog wearing hat', negativePrompt: 'cat', seed: '42', steps: 3, width: 48, height: 32, scheduler: 'Euler a' },
+      { prompt: 'a dog wearing hat', negativePrompt: 'cat', seed: '42', steps: 3, guidanceScale: 7.5, width: 48, height: 32, scheduler: 'Euler a' },
       { onStep: ({ step, totalSteps }) => steps.push(step / totalSteps) },
     );
     expect(steps).toEqual([1 / 3, 2 / 3, 1]);
@@ -42,25 +44,25 @@ describe('PipelineThread', () => {
   });
 
   it('passes the pipeline error through and keeps serving', async () => {
-    await expect(thread.generate({ prompt: 'x', width: 50, steps: 1 })).rejects.toThrow(/multiple of 16/);
-    const result = await thread.generate({ prompt: 'x', steps: 1, width: 32, height: 32, seed: 1 });
+    await expect(thread.generate({ ...SMALL_REQUEST, width: 50 })).rejects.toThrow(/multiple of 16/);
+    const result = await thread.generate(SMALL_REQUEST);
     expect(result.settings.seed).toBe('1');
   });
 
   it('cancels a running generation through its AbortSignal', async () => {
     const controller = new AbortController();
     const run = thread.generate(
-      { prompt: 'slow', steps: 50, width: 64, height: 64 },
+      { ...SMALL_REQUEST, prompt: 'slow', steps: 50, width: 64, height: 64 },
       { signal: controller.signal, onStep: ({ step }) => step === 2 && controller.abort() },
     );
     await expect(run).rejects.toMatchObject({ name: 'AbortError' });
-    await expect(thread.generate({ prompt: 'x' }, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
+    await expect(thread.generate(SMALL_REQUEST, { signal: AbortSignal.abort() })).rejects.toMatchObject({ name: 'AbortError' });
   });
 
   it('reports a model that cannot load, on ready and on generate', async () => {
     const broken = PipelineThread.start({ modelDir: join(root, 'missing') });
     await expect(broken.ready).rejects.toThrow(/does not exist/);
-    await expect(broken.generate({ prompt: 'x' })).rejects.toThrow(/does not exist/);
+    await expect(broken.generate(SMALL_REQUEST)).rejects.toThrow(/does not exist/);
     await broken.dispose();
   });
 });

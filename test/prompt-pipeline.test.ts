@@ -11,7 +11,7 @@ import { writeTinyModel } from '../src/tiny-model/index.ts';
 import { safetensorsBytes } from './safetensors-file.ts';
 
 const { onnx } = onnxProto;
-const SMALL = { width: 32, height: 32, steps: 2, seed: 5 };
+const SMALL = { width: 32, height: 32, steps: 2, seed: 5, guidanceScale: 7.5 };
 const root = mkdtempSync(join(tmpdir(), 'imagine-prompts-'));
 const modelDir = join(root, 'tiny');
 const embeddingsDir = join(root, 'embeddings');

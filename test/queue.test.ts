@@ -1,21 +1,16 @@
 import { appendFileSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { JobCancelledError, JobFailedError } from '../src/jobs/errors.ts';
+import { checkOptions, offeredSizes, OptionError, resolveRequests, type GenerationPolicy } from '../src/jobs/options.ts';
+import type { GeneratedImage, ImageGenerator } from '../src/jobs/runner.ts';
+import { createLogger } from '../src/log.ts';
 import type { GenerateRequest, ModelInfo, StepProgress } from '../src/pipeline/types.ts';
-import { checkOptions, offeredSizes, resolveRequests, OptionError } from '../src/queue/generation-policy.ts';
 import { JobJournal } from '../src/queue/job-journal.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
-import {
-  JobCancelledError,
-  JobFailedError,
-  QueueRejection,
-  type GeneratedImage,
-  type GenerationPolicy,
-  type ImageGenerator,
-  type JobHandle,
-  type JobStatus,
-} from '../src/queue/types.ts';
+import { QueueRejection, type JobHandle, type JobStatus } from '../src/queue/types.ts';
 
 const model: ModelInfo = {
   name: 'test-model',
@@ -110,14 +105,22 @@ function manualGenerator() {
 
 function newQueue(limits: { maxQueue?: number; maxJobsPerUser?: number } = {}, journal?: JobJournal) {
   const manual = manualGenerator();
+  const logs: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logs.push(JSON.parse(chunk.toString('utf8')));
+      done();
+    },
+  });
   const queue = new LocalJobQueue({
     generator: manual.generator,
     policy,
     maxQueue: limits.maxQueue ?? 20,
     maxJobsPerUser: limits.maxJobsPerUser ?? 5,
     journal,
+    logger: createLogger('info', sink),
   });
-  return { queue, ...manual };
+  return { queue, logs, ...manual };
 }
 
 const job = (prompt: string, extra: object = {}) => ({ prompt, count: 1, ...extra });
@@ -257,27 +260,29 @@ describe('LocalJobQueue cancel and failure', () => {
     await expect(b1.result).resolves.toBeDefined();
   });
 
-  it('turns a generator error into a JobFailedError and keeps serving', async () => {
-    const { queue, ready, call } = newQueue();
+  it('tells the user only the job id when the generator fails, logs the error with that id, and keeps serving', async () => {
+    const { queue, logs, ready, call } = newQueue();
     ready.resolve(model);
     const a1 = await queue.enqueue('alice', job('a1'));
     const b1 = await queue.enqueue('bob', job('b1'));
-    (await call(0)).fail(new Error('onnxruntime: Failed to allocate memory for requested buffer of size 123\n at stack'));
-    const error = await a1.result.catch((failure: unknown) => failure);
-    expect(error).toBeInstanceOf(JobFailedError);
-    expect((error as Error).message).toBe('onnxruntime: Failed to allocate memory for requested buffer of size 123  at stack');
+    (await call(0)).fail(new Error('onnxruntime: Failed to allocate memory for /srv/models/sd15/unet/model.onnx'));
+    await expect(a1.result).rejects.toEqual(new JobFailedError(`The model failed — ask an admin (job ${a1.id}).`));
+    expect(logs).toContainEqual(
+      expect.objectContaining({ jobId: a1.id, msg: 'job failed on an internal error', error: expect.objectContaining({ message: expect.stringContaining('/srv/models/sd15') }) }),
+    );
     (await call(1)).finish();
     await expect(b1.result).resolves.toBeDefined();
   });
 
-  it('fails every job with the load error when the model cannot load', async () => {
-    const { queue, ready } = newQueue();
+  it('fails the jobs of a model that cannot load the same way: no server path for the user, all of it in the log', async () => {
+    const { queue, logs, ready } = newQueue();
     const a1 = await queue.enqueue('alice', job('a1'));
-    ready.reject(new Error('unet/model.onnx: protobuf parsing failed'));
-    await expect(a1.result).rejects.toThrow('The model could not be loaded: unet/model.onnx: protobuf parsing failed');
-    expect(queue.modelStatus()).toEqual({ state: 'failed', message: 'unet/model.onnx: protobuf parsing failed' });
+    ready.reject(new Error('/srv/models/sd15/unet/model.onnx: protobuf parsing failed'));
+    await expect(a1.result).rejects.toEqual(new JobFailedError(`The model failed — ask an admin (job ${a1.id}).`));
+    expect(queue.modelStatus()).toEqual({ state: 'failed' });
     const b1 = await queue.enqueue('bob', job('b1'));
-    await expect(b1.result).rejects.toBeInstanceOf(JobFailedError);
+    await expect(b1.result).rejects.toEqual(new JobFailedError(`The model failed — ask an admin (job ${b1.id}).`));
+    expect(logs.filter((line) => line.msg === 'job failed on an internal error').map((line) => line.jobId)).toEqual([a1.id, b1.id]);
   });
 });
 
@@ -292,6 +297,12 @@ describe('LocalJobQueue count and defaults', () => {
     const result = await handle.result;
     expect(result.images.map((image) => image.settings.seed)).toEqual(['18446744073709551614', '18446744073709551615', '0']);
     expect(statuses.filter((status) => status.state === 'running').map((status) => status.state === 'running' && status.image)).toEqual([1, 2, 3]);
+  });
+
+  it('settles a random seed for a job without one, a different one each time', () => {
+    const seeds = Array.from({ length: 16 }, () => BigInt(resolveRequests(job('p'), policy, model)[0].seed));
+    expect(new Set(seeds).size).toBe(seeds.length);
+    for (const seed of seeds) expect(seed >= 0n && seed < 2n ** 32n).toBe(true);
   });
 
   it('applies the operator’s defaults, and the turbo model’s own', () => {

@@ -1,11 +1,12 @@
 import { writeFileSync } from 'node:fs';
-import { helpText, parseCommandLine, runCli, UsageError, usageErrorOf, type CommandSpec, type Flag } from '../cli/command-line.ts';
+import { runCli, UsageError, usageErrorOf, type CommandLine, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../pipeline/onnx-model.ts';
 import { runImageBench } from './image-bench.ts';
 import { parseBenchSize, parseCount } from './options.ts';
 import { formatReport } from './report.ts';
 
 const SPEC = {
+  name: 'bench',
   command: 'npm run bench --',
   usage: '--model DIR [options]',
   description: 'Generates images and prints where the time and memory go: load, each stage, each U-Net step, peak RSS.',
@@ -26,7 +27,7 @@ const SPEC = {
 
 const DEFAULT_PROMPT = 'a photo of an astronaut riding a horse on the moon, highly detailed';
 
-function parseOptions(values: ReturnType<typeof parseCommandLine<typeof SPEC.flags>>['values']) {
+function parseOptions(values: CommandLine<typeof SPEC.flags>['values']) {
   if (!values.model) throw new UsageError('--model DIR is required (npm run model:bench-build writes models/sd15-bench)');
   const ep = values.ep ?? 'cpu';
   if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new UsageError(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')} (got ${ep})`);
@@ -49,12 +50,7 @@ function parseOptions(values: ReturnType<typeof parseCommandLine<typeof SPEC.fla
   }));
 }
 
-async function main(): Promise<number> {
-  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
-  if (help) {
-    process.stdout.write(`${helpText(SPEC)}\n`);
-    return 0;
-  }
+async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number> {
   const parsed = parseOptions(values);
   const result = await runImageBench(parsed.bench, (line) => console.error(line));
   console.log(formatReport(result));
@@ -62,4 +58,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-runCli('bench', main);
+runCli(SPEC, main);

@@ -1,5 +1,4 @@
-import { parseSize } from '../queue/generation-policy.ts';
-import type { ImageSize } from '../queue/types.ts';
+import { parseSize, type ImageSize } from '../jobs/options.ts';
 
 /** "512x512" → width and height, multiples of 8 as latents need. */
 export function parseBenchSize(text: string): ImageSize {

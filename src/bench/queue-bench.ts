@@ -2,9 +2,12 @@
 // PipelineThread (the model in its worker thread, as the bot runs it), samples the main thread's event-loop lag with
 // a 10 ms timer, and times how long a new command takes to be acknowledged (queued, position known) meanwhile.
 import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import type { GenerationPolicy, ImagineOptions } from '../jobs/options.ts';
+import type { JobResult } from '../jobs/runner.ts';
+import { createLogger } from '../log.ts';
 import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
 import { LocalJobQueue } from '../queue/local-queue.ts';
-import type { GenerationPolicy, ImagineOptions, JobResult } from '../queue/types.ts';
 import { ensureTinyModel } from '../tiny-model/index.ts';
 import { PipelineThread } from '../worker/pipeline-thread.ts';
 import { EventLoopLagSampler } from './event-loop-lag.ts';
@@ -83,7 +86,9 @@ export async function runQueueBench(options: QueueBenchOptions, onProgress: (lin
       promptSyntax: 'a1111',
     };
     const probes = 1000;
-    const queue = new LocalJobQueue({ generator: pipeline, policy, maxQueue: options.jobs + probes, maxJobsPerUser: options.jobs });
+    // A failed job's cause goes to stderr, away from the report on stdout.
+    const logger = createLogger('error', pino.destination({ dest: 2, sync: true }));
+    const queue = new LocalJobQueue({ generator: pipeline, policy, maxQueue: options.jobs + probes, maxJobsPerUser: options.jobs, logger });
     const request = (index: number): ImagineOptions => ({ prompt: `a lighthouse on a cliff at dusk, study ${index}`, seed: String(index), count: 1 });
 
     const sampler = new EventLoopLagSampler(10);

@@ -1,10 +1,11 @@
 import { writeFileSync } from 'node:fs';
-import { helpText, parseCommandLine, runCli, UsageError, usageErrorOf, type CommandSpec, type Flag } from '../cli/command-line.ts';
+import { runCli, UsageError, usageErrorOf, type CommandLine, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../pipeline/onnx-model.ts';
 import { parseBenchSize, parseCount } from './options.ts';
 import { formatQueueReport, runQueueBench } from './queue-bench.ts';
 
 const SPEC = {
+  name: 'bench:queue',
   command: 'npm run bench:queue --',
   usage: '[options]',
   description: "Measures the bot's event-loop lag and acknowledgement time while the real queue and pipeline thread generate.",
@@ -20,12 +21,7 @@ const SPEC = {
   },
 } satisfies CommandSpec<Record<string, Flag>>;
 
-async function main(): Promise<number> {
-  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
-  if (help) {
-    process.stdout.write(`${helpText(SPEC)}\n`);
-    return 0;
-  }
+async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number> {
   const ep = values.ep ?? 'cpu';
   if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new UsageError(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')} (got ${ep})`);
   const options = usageErrorOf(() => ({
@@ -43,4 +39,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-runCli('bench:queue', main);
+runCli(SPEC, main);

@@ -8,7 +8,7 @@ import { fork } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type ort from 'onnxruntime-node';
-import { helpText, parseCommandLine, runCli, UsageError, usageErrorOf, type CommandSpec, type Flag } from '../cli/command-line.ts';
+import { runCli, UsageError, usageErrorOf, type CommandLine, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { sessionOptions } from '../pipeline/onnx-model.ts';
 import { siblingModule } from '../runtime.ts';
 import { formatBytes, formatDuration, formatTable } from './format.ts';
@@ -67,6 +67,7 @@ interface SweepRow {
 }
 
 const SPEC = {
+  name: 'session-sweep',
   command: 'npx tsx src/bench/session-sweep.ts',
   usage: '--model DIR [options]',
   description:
@@ -83,12 +84,7 @@ const SPEC = {
   },
 } satisfies CommandSpec<Record<string, Flag>>;
 
-async function main(): Promise<number> {
-  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
-  if (help) {
-    process.stdout.write(`${helpText(SPEC)}\n`);
-    return 0;
-  }
+async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number> {
   if (!values.model) throw new UsageError('--model DIR is required');
   const part = values.part ?? 'unet';
   if (part !== 'unet' && part !== 'vae_decoder') throw new UsageError(`--part must be unet or vae_decoder (got ${part})`);
@@ -146,4 +142,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-runCli('session-sweep', main);
+runCli(SPEC, main);

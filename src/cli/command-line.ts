@@ -18,6 +18,8 @@ export interface Flag {
 }
 
 export interface CommandSpec<Flags extends Record<string, Flag>> {
+  /** How its messages start, e.g. `imagine: ...`. */
+  name: string;
   /** What follows the command in the usage line, e.g. `-- "<prompt>" [options]`. */
   usage: string;
   /** The command as users type it, e.g. `npm run imagine`. */
@@ -32,10 +34,13 @@ type Values<Flags extends Record<string, Flag>> = {
   [Name in keyof Flags]?: Flags[Name]['type'] extends 'boolean' ? boolean : Flags[Name]['multiple'] extends true ? string[] : string;
 };
 
-export interface ParsedCommandLine<Flags extends Record<string, Flag>> {
+/** The flags given (each a string or a boolean, by its type) and the positional arguments. */
+export interface CommandLine<Flags extends Record<string, Flag>> {
   values: Values<Flags>;
   positionals: string[];
-  /** --help was given: the caller prints helpText() and exits 0. */
+}
+
+interface ParsedCommandLine<Flags extends Record<string, Flag>> extends CommandLine<Flags> {
   help: boolean;
 }
 
@@ -43,7 +48,7 @@ const HELP_FLAG: Flag = { type: 'boolean', short: 'h', help: 'Show this help and
 const NEGATIVE_NUMBER = /^-\d/;
 
 /** The --help text: usage, what the command does, each flag with its default. */
-export function helpText<Flags extends Record<string, Flag>>(spec: CommandSpec<Flags>): string {
+function helpText<Flags extends Record<string, Flag>>(spec: CommandSpec<Flags>): string {
   const flags = Object.entries({ ...spec.flags, help: HELP_FLAG });
   const names = flags.map(([name, flag]) => `${flag.short ? `-${flag.short}, ` : '    '}--${name}${flag.value ? ` ${flag.value}` : ''}`);
   const width = Math.max(...names.map((name) => name.length));
@@ -92,15 +97,22 @@ export function usageErrorOf<T>(parse: () => T): T {
 }
 
 /**
- * Runs a CLI's main and exits with its status: a UsageError prints `name: message (see --help)` and exits 2,
- * an interrupted run (AbortError) exits 130, any other error prints `name: message` and exits 1. Messages may
- * quote what a user or a hub sent, so control characters are shown escaped, never sent to the terminal.
+ * Runs a command: --help prints its help and exits 0; otherwise `main` gets the command line, and its status is the
+ * exit status. A UsageError prints `name: message (see --help)` and exits 2, an interrupted run (AbortError) exits
+ * 130, any other error prints `name: message` and exits 1. Messages may quote what a user or a hub sent, so control
+ * characters are shown escaped, never sent to the terminal.
  */
-export function runCli(name: string, main: () => Promise<number>): void {
-  main().then(
+export function runCli<Flags extends Record<string, Flag>>(spec: CommandSpec<Flags>, main: (commandLine: CommandLine<Flags>) => Promise<number>): void {
+  const run = async () => {
+    const { help, ...commandLine } = parseCommandLine(process.argv.slice(2), spec);
+    if (!help) return main(commandLine);
+    process.stdout.write(`${helpText(spec)}\n`);
+    return 0;
+  };
+  run().then(
     (code) => process.exit(code),
     (error: Error) => {
-      process.stderr.write(`${name}: ${printable(error.message)}${error instanceof UsageError ? ' (see --help)' : ''}\n`);
+      process.stderr.write(`${spec.name}: ${printable(error.message)}${error instanceof UsageError ? ' (see --help)' : ''}\n`);
       process.exit(error instanceof UsageError ? 2 : error.name === 'AbortError' ? 130 : 1);
     },
   );
@@ -119,7 +131,7 @@ export function acceptNoArguments(spec: CommandSpec<Record<string, Flag>>): void
     }
     if (positionals.length > 0) throw new UsageError(`takes no arguments, only its environment (got "${positionals[0]}")`);
   } catch (error) {
-    process.stderr.write(`${spec.command}: ${printable((error as Error).message)} (see --help)\n`);
+    process.stderr.write(`${spec.name}: ${printable((error as Error).message)} (see --help)\n`);
     process.exit(2);
   }
 }

@@ -1,11 +1,11 @@
 import { config as loadDotenv } from 'dotenv';
 import { ConfigError, loadConfig } from '../config.ts';
 import { deployCommands } from '../discord/deploy.ts';
-import { describeError } from '../discord/rest-errors.ts';
-
+import { describeError } from '../log.ts';
 import { acceptNoArguments, ENVIRONMENT_NOTE } from './command-line.ts';
 
 acceptNoArguments({
+  name: 'deploy-commands',
   command: 'npm run deploy-commands',
   usage: '',
   description:

@@ -1,15 +1,15 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
+import { OptionError, parseSize, resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
 import { resolveModelDir } from '../models/default-model.ts';
 import { describeInstalledModel, resolveVae, type InstalledVae } from '../models/installed.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../pipeline/onnx-model.ts';
 import { REQUEST_LIMITS, type GenerateRequest, type ModelInfo } from '../pipeline/types.ts';
-import { OptionError, parseSize, resolveRequests } from '../queue/generation-policy.ts';
-import type { GenerationPolicy, ImagineOptions } from '../queue/types.ts';
 import { SCHEDULERS } from '../schedulers/index.ts';
-import { helpText, parseCommandLine, UsageError, type CommandSpec, type Flag } from './command-line.ts';
+import { UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
 
 export const IMAGINE_SPEC = {
+  name: 'imagine',
   command: 'npm run imagine --',
   usage: '"<prompt>" [options]',
   description:
@@ -61,7 +61,7 @@ const COMMAND_LINE_POLICY: GenerationPolicy = {
 
 const IMAGE_FORMATS: Record<string, 'png' | 'jpeg'> = { '.png': 'png', '.jpg': 'jpeg', '.jpeg': 'jpeg' };
 
-function readOptions(values: ReturnType<typeof parseCommandLine<typeof IMAGINE_SPEC.flags>>['values'], positionals: string[]): ImagineOptions {
+function readOptions({ values, positionals }: CommandLine<typeof IMAGINE_SPEC.flags>): ImagineOptions {
   if (positionals.length !== 1) {
     throw new UsageError(positionals.length === 0 ? 'a prompt is required' : `expected one prompt, got ${positionals.length} (quote the prompt)`);
   }
@@ -129,23 +129,20 @@ async function settle(options: ImagineOptions, modelChoice: string | undefined):
   }
 }
 
-/** What `npm run imagine` was asked for, checked in full before any model loads; or the help text to print. */
-export type ImagineArguments =
-  | { help: string }
-  | {
-      request: GenerateRequest;
-      modelDir: string;
-      vae: InstalledVae | undefined;
-      executionProvider: ExecutionProvider | undefined;
-      out: string | undefined;
-      format: 'png' | 'jpeg';
-    };
+/** What `npm run imagine` was asked for, checked in full before any model loads. */
+export interface ImagineArguments {
+  request: GenerateRequest;
+  modelDir: string;
+  vae: InstalledVae | undefined;
+  executionProvider: ExecutionProvider | undefined;
+  out: string | undefined;
+  format: 'png' | 'jpeg';
+}
 
 /** Reads the command line (and EXECUTION_PROVIDER); throws UsageError naming the first mistake. */
-export async function readImagineArguments(argv: string[]): Promise<ImagineArguments> {
-  const { values, positionals, help } = parseCommandLine(argv, IMAGINE_SPEC);
-  if (help) return { help: helpText(IMAGINE_SPEC) };
-  const options = readOptions(values, positionals);
+export async function readImagineArguments(commandLine: CommandLine<typeof IMAGINE_SPEC.flags>): Promise<ImagineArguments> {
+  const { values } = commandLine;
+  const options = readOptions(commandLine);
   const format = checkOutput(values.out);
   const executionProvider = executionProviderFromEnv();
   const { request, modelDir } = await settle(options, values.model);

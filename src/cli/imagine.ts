@@ -3,17 +3,13 @@ import { writeFile } from 'node:fs/promises';
 import { config as loadDotenv } from 'dotenv';
 import { encodeJpeg } from '../image/jpeg.ts';
 import { PipelineThread } from '../worker/pipeline-thread.ts';
-import { runCli } from './command-line.ts';
-import { readImagineArguments } from './imagine-arguments.ts';
+import { runCli, type CommandLine } from './command-line.ts';
+import { IMAGINE_SPEC, readImagineArguments } from './imagine-arguments.ts';
 import { ProgressBar } from './progress-bar.ts';
 
-async function main(): Promise<number> {
+async function main(commandLine: CommandLine<typeof IMAGINE_SPEC.flags>): Promise<number> {
   loadDotenv({ quiet: true });
-  const args = await readImagineArguments(process.argv.slice(2));
-  if ('help' in args) {
-    process.stdout.write(`${args.help}\n`);
-    return 0;
-  }
+  const args = await readImagineArguments(commandLine);
   const { vae } = args;
   const pipeline = PipelineThread.start({ modelDir: args.modelDir, vaeDir: vae?.dir, executionProvider: args.executionProvider });
   const controller = new AbortController();
@@ -39,4 +35,4 @@ async function main(): Promise<number> {
   }
 }
 
-runCli('imagine', main);
+runCli(IMAGINE_SPEC, main);

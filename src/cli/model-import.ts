@@ -5,10 +5,11 @@ import { type ImportRequest, importModel } from '../import/import-model.ts';
 import type { LoraRequest } from '../import/lora.ts';
 import { defaultModelsDir } from '../models/installed.ts';
 import { displayPath, formatBytes } from '../models/pull.ts';
-import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from './command-line.ts';
+import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
 import { ImportProgress } from './import-progress.ts';
 
 const SPEC = {
+  name: 'model:import',
   command: 'npm run model:import --',
   usage: 'SOURCE [options]',
   description:
@@ -45,9 +46,7 @@ function parseLora(text: string): LoraRequest {
   return { path, weight: weighted ? Number(text.slice(colon + 1)) : 1 };
 }
 
-function readCommandLine(argv: string[]): ImportRequest | undefined {
-  const { values, positionals, help } = parseCommandLine(argv, SPEC);
-  if (help) return undefined;
+function readCommandLine({ values, positionals }: CommandLine<typeof SPEC.flags>): ImportRequest {
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name the model to import (a folder or a .safetensors file)' : `expected one SOURCE, got ${positionals.length}`);
   const prediction = values.prediction;
   if (prediction !== undefined && !['epsilon', 'v', 'v_prediction'].includes(prediction)) throw new UsageError(`--prediction must be epsilon or v (got "${prediction}")`);
@@ -65,13 +64,9 @@ function readCommandLine(argv: string[]): ImportRequest | undefined {
   };
 }
 
-async function main(): Promise<number> {
+async function main(commandLine: CommandLine<typeof SPEC.flags>): Promise<number> {
   loadDotenv({ quiet: true });
-  const request = readCommandLine(process.argv.slice(2));
-  if (!request) {
-    process.stdout.write(`${helpText(SPEC)}\n`);
-    return 0;
-  }
+  const request = readCommandLine(commandLine);
   const modelsDir = defaultModelsDir();
   await mkdir(modelsDir, { recursive: true });
   const progress = new ImportProgress(process.stderr);
@@ -92,4 +87,4 @@ async function main(): Promise<number> {
   }
 }
 
-runCli('model:import', main);
+runCli(SPEC, main);

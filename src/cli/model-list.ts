@@ -6,9 +6,10 @@ import { defaultModelsDir, type InstalledModel, scanModels } from '../models/ins
 import { vaeName } from '../pipeline/model-config.ts';
 import { displayPath, formatBytes } from '../models/pull.ts';
 import { formatTable } from './table.ts';
-import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from './command-line.ts';
+import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
 
 const SPEC = {
+  name: 'model:list',
   command: 'npm run model:list',
   usage: '',
   description:
@@ -18,13 +19,8 @@ const SPEC = {
   notes: ['The default is SD_MODEL_DIR when set, else the only installed model.'],
 } satisfies CommandSpec<Record<string, Flag>>;
 
-async function main(): Promise<number> {
+async function main({ positionals }: CommandLine<typeof SPEC.flags>): Promise<number> {
   loadDotenv({ quiet: true });
-  const { positionals, help } = parseCommandLine(process.argv.slice(2), SPEC);
-  if (help) {
-    process.stdout.write(`${helpText(SPEC)}\n`);
-    return 0;
-  }
   if (positionals.length > 0) throw new UsageError(`model:list takes no arguments (got "${positionals[0]}")`);
   const modelsDir = defaultModelsDir();
   const shownDir = displayPath(modelsDir);
@@ -71,4 +67,4 @@ function sourceOf(model: InstalledModel): string {
   return `${basename(model.imported.source)}${loras}${vae}`;
 }
 
-runCli('model:list', main);
+runCli(SPEC, main);

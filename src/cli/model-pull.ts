@@ -7,9 +7,10 @@ import { defaultModelsDir } from '../models/installed.ts';
 import { PRESETS, findPreset } from '../models/presets.ts';
 import { PullProgress } from '../models/pull-progress.ts';
 import { defaultModelName, displayPath, formatBytes, pullModel } from '../models/pull.ts';
-import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from './command-line.ts';
+import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
 
 const SPEC = {
+  name: 'model:pull',
   command: 'npm run model:pull --',
   usage: '<preset | owner/repo> [options]   |   --list   |   --auto',
   description:
@@ -47,9 +48,8 @@ function presetTable(): string {
   return [format(header), ...rows.map(format), '', ...descriptions].join('\n');
 }
 
-function readCommandLine(argv: string[]) {
-  const { values, positionals, help } = parseCommandLine(argv, SPEC);
-  if (help || values.list) return { show: help ? helpText(SPEC) : presetTable() } as const;
+function readCommandLine({ values, positionals }: CommandLine<typeof SPEC.flags>) {
+  if (values.list) return { show: presetTable() } as const;
   if (values.auto) {
     if (positionals.length > 0) throw new UsageError('--auto pulls the AUTO_PULL preset; name no model with it');
     return { auto: true } as const;
@@ -77,9 +77,9 @@ function readCommandLine(argv: string[]) {
   } as const;
 }
 
-async function main(): Promise<number> {
+async function main(commandLine: CommandLine<typeof SPEC.flags>): Promise<number> {
   loadDotenv({ quiet: true });
-  const args = readCommandLine(process.argv.slice(2));
+  const args = readCommandLine(commandLine);
   if ('show' in args) {
     process.stdout.write(`${args.show}\n`);
     return 0;
@@ -114,4 +114,4 @@ async function main(): Promise<number> {
   }
 }
 
-runCli('model:pull', main);
+runCli(SPEC, main);

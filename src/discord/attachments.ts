@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import type { GeneratedImage } from '../queue/types.ts';
+import type { GeneratedImage } from '../jobs/runner.ts';
 
 /** Discord's upload limit when an interaction does not say otherwise (attachment_size_limit). */
 export const DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024;

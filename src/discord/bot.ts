@@ -3,13 +3,13 @@ import { Client, Events, GatewayIntentBits, MessageFlags, Status, type Interacti
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
 import type { HealthStatus } from '../health/health-file.ts';
+import { describeError } from '../log.ts';
 import type { DeliveryRecord, JobHandle, JobQueue } from '../queue/types.ts';
 import { DeliveryRegistry, type BotContext } from './bot-context.ts';
 import { handleButton } from './buttons.ts';
 import { loadCommands, type CommandModule } from './commands.ts';
 import { JobDelivery } from './job-delivery.ts';
 import { storedTarget } from './reply-target.ts';
-import { describeError } from './rest-errors.ts';
 import { restOptions } from './rest-options.ts';
 
 const DELIVERY_DRAIN_MS = 15_000;

@@ -1,12 +1,13 @@
 import { MessageFlags, PermissionFlagsBits, type ButtonInteraction, type Message } from 'discord.js';
 import { parseParameters } from '../image/parameters.ts';
 import { readPngParameters } from '../image/png.ts';
-import type { ImagineOptions } from '../queue/types.ts';
+import type { ImagineOptions } from '../jobs/options.ts';
+import { describeError } from '../log.ts';
 import type { BotContext } from './bot-context.ts';
 import { decodeButton } from './custom-id.ts';
 import { answerPrivately, offersCancel } from './job-messages.ts';
 import { liveTarget } from './reply-target.ts';
-import { describeError, isUnknownMessage } from './rest-errors.ts';
+import { isUnknownMessage } from './rest-errors.ts';
 import { optionsFromEmbed, optionsFromSettings } from './result-embed.ts';
 import { startJob } from './start-job.ts';
 

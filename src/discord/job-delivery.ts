@@ -2,11 +2,14 @@ import { createHash } from 'node:crypto';
 import { AttachmentBuilder, MessageFlags, type BaseMessageOptions, type Client } from 'discord.js';
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
-import { JobCancelledError, JobDetachedError, type JobHandle, type JobResult, type JobStatus } from '../queue/types.ts';
+import { failureForUser, JobCancelledError, JobFailedError } from '../jobs/errors.ts';
+import type { JobResult } from '../jobs/runner.ts';
+import { describeError } from '../log.ts';
+import { JobDetachedError, type JobHandle, type JobStatus } from '../queue/types.ts';
 import { formatBytes, planAttachments, type OutgoingFile } from './attachments.ts';
 import { finalText, handedToChannelMessage, offersCancel, resultRow, statusMessage, type MessageContent } from './job-messages.ts';
-import { classifyFailure, describeError, failureText } from './rest-errors.ts';
 import type { ReplyTarget } from './reply-target.ts';
+import { classifyFailure, failureText } from './rest-errors.ts';
 import { resultEmbed } from './result-embed.ts';
 import { ThrottledEditor } from './throttled-editor.ts';
 
@@ -203,8 +206,10 @@ export class JobDelivery {
           : '🛑 Cancelled: the bot is shutting down. Please try again in a moment.';
       this.logger.info({ reason: error.reason }, 'job cancelled');
     } else {
-      text = `❌ Generation failed: ${error instanceof Error ? error.message : String(error)}`;
-      this.logger.warn({ error: describeError(error) }, 'job failed');
+      // Backends reject with JobFailedError, whose message is for the user (see failureForUser); anything else is ours to log.
+      const failure = error instanceof JobFailedError ? error : failureForUser(error, this.job.id, this.logger);
+      text = `❌ Generation failed: ${failure.message}`;
+      this.logger.info({ reason: failure.message }, 'job failed');
     }
     await this.send({ ...finalText(this.job.options, text), files: [] }, 0);
   }

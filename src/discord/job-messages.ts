@@ -1,5 +1,6 @@
 import { ActionRowBuilder, ButtonBuilder, ButtonStyle, MessageFlags, type EmbedBuilder, type Message, type RepliableInteraction } from 'discord.js';
-import type { ImagineOptions, JobStatus, RejectionReason } from '../queue/types.ts';
+import type { ImagineOptions } from '../jobs/options.ts';
+import type { JobStatus, RejectionReason } from '../queue/types.ts';
 import { encodeButton } from './custom-id.ts';
 import { escapeMarkdown } from './markdown.ts';
 

@@ -1,4 +1,4 @@
-import { DiscordAPIError, HTTPError, RateLimitError } from 'discord.js';
+import { DiscordAPIError, HTTPError } from 'discord.js';
 
 /** Why a REST call to Discord failed, in the terms the bot acts on. */
 export type FailureKind =
@@ -35,17 +35,6 @@ const UNKNOWN_MESSAGE = 10008;
 /** Discord's answer about a message that no longer exists (deleted meanwhile). */
 export function isUnknownMessage(error: unknown): boolean {
   return error instanceof DiscordAPIError && Number(error.code) === UNKNOWN_MESSAGE;
-}
-
-/** A log-safe summary: REST errors carry the interaction token in their URL, so that stays out. */
-export function describeError(error: unknown): Record<string, unknown> {
-  if (error instanceof DiscordAPIError) {
-    return { name: error.name, message: error.message, status: error.status, code: error.code, method: error.method };
-  }
-  if (error instanceof HTTPError) return { name: error.name, message: error.message, status: error.status, method: error.method };
-  if (error instanceof RateLimitError) return { name: error.name, message: error.message, retryAfter: error.retryAfter };
-  if (error instanceof Error) return { name: error.name, message: error.message };
-  return { message: String(error) };
 }
 
 /** Words for the user about why a message could not be posted. */

@@ -1,8 +1,7 @@
 import { EmbedBuilder, type APIEmbed } from 'discord.js';
-import { parseSize } from '../queue/generation-policy.ts';
+import { characterCount, isBlank, parseSize, type ImagineOptions } from '../jobs/options.ts';
+import type { JobResult } from '../jobs/runner.ts';
 import type { GenerationSettings } from '../pipeline/types.ts';
-import { characterCount, isBlank } from '../queue/generation-policy.ts';
-import type { ImagineOptions, JobResult } from '../queue/types.ts';
 import { escapeMarkdown, unescapeMarkdown } from './markdown.ts';
 
 // The embed is the job's durable record: buttons rebuild the job from it after a restart, so every

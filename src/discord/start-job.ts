@@ -1,11 +1,11 @@
 import { PermissionFlagsBits, type ButtonInteraction, type ChatInputCommandInteraction } from 'discord.js';
-import { OptionError, checkOptions } from '../queue/generation-policy.ts';
-import { QueueRejection, type ImagineOptions, type JobHandle } from '../queue/types.ts';
+import { checkOptions, OptionError, type ImagineOptions } from '../jobs/options.ts';
+import { describeError } from '../log.ts';
+import { QueueRejection, type JobHandle } from '../queue/types.ts';
 import type { BotContext } from './bot-context.ts';
-import { answerPrivately, refusalText } from './job-messages.ts';
 import { JobDelivery } from './job-delivery.ts';
+import { answerPrivately, refusalText } from './job-messages.ts';
 import { deliveryRecord, liveTarget } from './reply-target.ts';
-import { describeError } from './rest-errors.ts';
 
 /** What posting a result needs; Send Messages because a job that outlives its interaction token goes to the channel. */
 const REQUIRED_CHANNEL_PERMISSIONS = [

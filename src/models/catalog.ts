@@ -1,7 +1,14 @@
 import { resolve } from 'node:path';
+import { OptionError, quoteInput } from '../jobs/options.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
-import { OptionError, quoteInput } from '../queue/generation-policy.ts';
 import { defaultModelsDir, describeInstalledModel, listInstalledModels } from './installed.ts';
+
+/** The models jobs may name, as a bot offers them: the default one's name and each model's description. */
+export interface OfferedModels {
+  defaultName: string;
+  /** By name, sorted. */
+  models: readonly ModelInfo[];
+}
 
 export interface CatalogEntry {
   name: string;
@@ -42,4 +49,22 @@ export class ModelCatalog {
     if (entry) return entry;
     throw new OptionError(`No model is called ${quoteInput(name ?? this.defaultName)}; choose one of ${this.names().join(', ')}.`);
   }
+}
+
+/**
+ * The model a job's options are checked against: the one it names, as the catalog describes it, or with no
+ * catalog the loaded model (undefined while loading), which is then the only name allowed. Throws OptionError.
+ */
+export function modelForJob(requested: string | undefined, catalog: ModelCatalog | undefined, loaded: ModelInfo | undefined): ModelInfo | undefined {
+  if (catalog) return catalog.resolve(requested).info;
+  if (loaded && requested !== undefined && requested !== loaded.name) {
+    throw new OptionError(`No model is called ${quoteInput(requested)}; this bot runs ${loaded.name} only.`);
+  }
+  return loaded;
+}
+
+/** What a backend offers: its catalog's models (known before any loads), else its one model once loaded. */
+export function offeredModels(catalog: ModelCatalog | undefined, loaded: ModelInfo | undefined): OfferedModels | undefined {
+  if (catalog) return { defaultName: catalog.defaultName, models: catalog.names().map((name) => catalog.resolve(name).info) };
+  return loaded && { defaultName: loaded.name, models: [loaded] };
 }

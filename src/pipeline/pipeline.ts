@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { EmbeddingLibrary } from '../models/embeddings.ts';
-import { parseSeed, randomSeed, TorchGenerator } from '../random/torch-generator.ts';
+import { parseSeed, TorchGenerator } from '../random/torch-generator.ts';
 import { createScheduler } from '../schedulers/index.ts';
 import { describeModel, readModelConfig, vaeName, type ModelConfig } from './model-config.ts';
 import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
-import { MAX_PROMPT_CHUNKS, PromptEncoder, type TokenizedPrompt } from './prompt-encoder.ts';
 import { readOnnxOutline } from './onnx-outline.ts';
+import { MAX_PROMPT_CHUNKS, PromptEncoder, type TokenizedPrompt } from './prompt-encoder.ts';
 import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
 import { ClipTokenizer } from './tokenizer.ts';
 import { REQUEST_LIMITS, type GenerateRequest, type GenerationSettings, type ModelInfo, type PromptSyntax, type StageTimings, type StepProgress } from './types.ts';
@@ -47,7 +47,6 @@ export class GenerationAbortedError extends Error {
     super('Generation was cancelled');
   }
 }
-
 
 /** Stable Diffusion in the diffusers ONNX layout, mirroring diffusers' StableDiffusionPipeline.__call__. */
 export class StableDiffusionPipeline {
@@ -149,19 +148,16 @@ export class StableDiffusionPipeline {
   private checkInputs(options: GenerateRequest, schedulerName: string): GenerationSettings {
     const info = this.info;
     if (typeof options.prompt !== 'string') throw new Error('prompt must be a string');
-    const steps = options.steps ?? info.defaultSteps;
+    const { steps, guidanceScale, width, height } = options;
     if (!Number.isInteger(steps) || steps < 1 || steps > REQUEST_LIMITS.maxSteps) {
-      throw new Error(`steps must be a whole number from 1 to ${REQUEST_LIMITS.maxSteps} (got ${options.steps})`);
+      throw new Error(`steps must be a whole number from 1 to ${REQUEST_LIMITS.maxSteps} (got ${steps})`);
     }
-    const guidanceScale = options.guidanceScale ?? info.defaultGuidance;
     if (!Number.isFinite(guidanceScale) || guidanceScale < 0 || guidanceScale > REQUEST_LIMITS.maxGuidance) {
-      throw new Error(`guidance must be a number from 0 to ${REQUEST_LIMITS.maxGuidance} (got ${options.guidanceScale})`);
+      throw new Error(`guidance must be a number from 0 to ${REQUEST_LIMITS.maxGuidance} (got ${guidanceScale})`);
     }
-    const width = options.width ?? info.nativeWidth;
-    const height = options.height ?? info.nativeHeight;
     this.checkSide('width', width, info.nativeWidth);
     this.checkSide('height', height, info.nativeHeight);
-    const seed = options.seed === undefined ? randomSeed() : parseSeed(options.seed);
+    const seed = parseSeed(options.seed);
     return {
       prompt: options.prompt,
       negativePrompt: options.negativePrompt ?? '',

@@ -4,13 +4,13 @@ import { CHUNK_LENGTH, chunkPrompt, type ChunkEmbedding, type EmbeddingMatcher, 
 import { applyEmphasis, padToSameLength } from '../prompt/emphasis.ts';
 import type { TextEmbedding, TextEncoder } from './text-encoder.ts';
 import type { ClipTokenizer } from './tokenizer.ts';
-import type { PromptSyntax } from './types.ts';
+import { RequestError, type PromptSyntax } from './types.ts';
 
 /** The most chunks of 75 tokens a prompt may take: 600 tokens. */
 export const MAX_PROMPT_CHUNKS = 8;
 
 /** A prompt that cannot be encoded as written (too long, a malformed weight); the message is for the user. */
-export class PromptError extends Error {
+export class PromptError extends RequestError {
   override name = 'PromptError';
 }
 

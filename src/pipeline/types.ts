@@ -6,20 +6,32 @@
 export type PromptSyntax = 'a1111' | 'plain';
 export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['a1111', 'plain'];
 
+/**
+ * A request that cannot be drawn as asked (a prompt too long, an option out of range): unlike any other failure, its
+ * message is meant for whoever made the request, and is shown to them as it is.
+ */
+export class RequestError extends Error {
+  override name = 'RequestError';
+}
+
 /** What any request must stay within, whatever the model (an operator's limits are usually tighter). */
 export const REQUEST_LIMITS = { maxSteps: 1000, maxGuidance: 100, maxSide: 2048 } as const;
 
-/** What a caller asks of the pipeline. Everything but the prompt has a model-dependent default. */
+/**
+ * What a caller asks of the pipeline, every choice made: defaults, limits and a random seed are the caller's to
+ * settle (see resolveRequests), so the same request draws the same image on any machine.
+ */
 export interface GenerateRequest {
   prompt: string;
   negativePrompt?: string;
+  /** AUTOMATIC1111's syntax when absent. */
   promptSyntax?: PromptSyntax;
-  steps?: number;
-  guidanceScale?: number;
-  /** 0..2^64-1 as a decimal string or bigint (torch accepts 64-bit seeds); random when absent. */
-  seed?: bigint | string | number;
-  width?: number;
-  height?: number;
+  steps: number;
+  guidanceScale: number;
+  /** 0..2^64-1 as a decimal string or bigint (torch accepts 64-bit seeds). */
+  seed: bigint | string | number;
+  width: number;
+  height: number;
   /** A scheduler name from the table (diffusers class name or AUTOMATIC1111 name); the model's own when absent. */
   scheduler?: string;
 }

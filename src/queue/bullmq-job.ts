@@ -1,4 +1,7 @@
-import { JobDetachedError, type CancelReason, type ImagineOptions, type JobHandle, type JobResult, type JobStatus } from './types.ts';
+import type { CancelReason } from '../jobs/errors.ts';
+import type { ImagineOptions } from '../jobs/options.ts';
+import type { JobResult } from '../jobs/runner.ts';
+import { JobDetachedError, type JobHandle, type JobStatus } from './types.ts';
 
 export type Outcome = { result: JobResult } | { error: Error };
 

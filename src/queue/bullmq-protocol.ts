@@ -1,6 +1,10 @@
 import { Redis } from 'ioredis';
-import type { ModelInfo } from '../pipeline/types.ts';
-import type { CancelReason, DeliveryRecord, GeneratedImage, GenerationPolicy, ImagineOptions, JobResult } from './types.ts';
+import type { CancelReason } from '../jobs/errors.ts';
+import type { GenerationPolicy, ImagineOptions } from '../jobs/options.ts';
+import type { GeneratedImage, JobProgress, JobResult } from '../jobs/runner.ts';
+import type { OfferedModels } from '../models/catalog.ts';
+import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
+import type { DeliveryRecord } from './types.ts';
 
 // What the bot (BullJobQueue) and the workers (RemoteWorker) agree on: names in Redis, and the shapes of a
 // job's data, progress and return value. Everything in Redis is plain JSON.
@@ -30,19 +34,17 @@ export const KEYS = {
 /** Pub/sub channel: a job id published here is aborted by whichever worker runs it, within one step. */
 export const CANCEL_CHANNEL = `${OWN}:cancel`;
 
-/** A job's data: everything a worker needs (the bot's generation policy included) and the delivery record. */
+/** A job's data: everything a worker needs, and the delivery record. */
 export interface RemoteJobData {
   userId: string;
   options: ImagineOptions;
+  /**
+   * The options settled by the bot (resolveRequests) against the model a worker announced; null when no worker had
+   * announced its models yet, and then the worker that takes the job settles them, with the bot's policy.
+   */
+  requests: GenerateRequest[] | null;
   policy: GenerationPolicy;
   delivery: DeliveryRecord | null;
-}
-
-export interface RemoteProgress {
-  image: number;
-  images: number;
-  step: number;
-  totalSteps: number;
 }
 
 /** The job's return value: the images with their PNG bytes as base64. */
@@ -54,16 +56,28 @@ export interface RemoteJobResult {
 /** A worker's heartbeat, renewed every few seconds. */
 export interface WorkerHeartbeat {
   state: 'loading' | 'ready';
+  /** Its default model, once loaded. */
   model: ModelInfo | null;
+  /** The models it can run (read from their files, so known while the default one loads). */
+  models: OfferedModels | null;
   host: string;
   pid: number;
 }
 
+/** A job's progress as a worker reports it (job.updateProgress). */
+export type RemoteProgress = JobProgress;
+
 /** failedReason of a job a worker stopped because it was cancelled: "cancelled:user". */
 export const CANCELLED_PREFIX = 'cancelled:';
+/** failedReason of a job that failed with a message for its user: "failed:<message>". Any other reason is internal. */
+export const FAILED_PREFIX = 'failed:';
 
 export function cancelledReason(reason: CancelReason): string {
   return `${CANCELLED_PREFIX}${reason}`;
+}
+
+export function failedReason(userMessage: string): string {
+  return `${FAILED_PREFIX}${userMessage}`;
 }
 
 export function encodeResult(result: JobResult): RemoteJobResult {

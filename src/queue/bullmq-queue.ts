@@ -3,38 +3,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
-import type { ModelInfo } from '../pipeline/types.ts';
+import { failureForUser, JobCancelledError, JobFailedError, type CancelReason } from '../jobs/errors.ts';
+import { checkOptions, OptionError, resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
+import type { OfferedModels } from '../models/catalog.ts';
+import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { admit, liveEntries, release } from './bullmq-fairness.ts';
 import { RemoteJob, type Outcome } from './bullmq-job.ts';
 import { isOwned, letGo, markDone, takeOwnership } from './bullmq-ownership.ts';
-import {
-  BULL_PREFIX,
-  CANCEL_CHANNEL,
-  CANCELLED_PREFIX,
-  KEYS,
-  QUEUE_NAME,
-  botConnection,
-  decodeResult,
-  priorityOf,
-  type RemoteJobData,
-  type RemoteProgress,
-  type WorkerHeartbeat,
-} from './bullmq-protocol.ts';
-import { checkOptions, resolveRequests } from './generation-policy.ts';
-import {
-  JobCancelledError,
-  JobFailedError,
-  QueueRejection,
-  type CancelReason,
-  type DeliveryRecord,
-  type EnqueueExtras,
-  type GenerationPolicy,
-  type ImagineOptions,
-  type JobHandle,
-  type JobQueue,
-  type JobStatus,
-  type ModelStatus,
-} from './types.ts';
+import { botConnection, BULL_PREFIX, CANCEL_CHANNEL, CANCELLED_PREFIX, decodeResult, FAILED_PREFIX, KEYS, priorityOf, QUEUE_NAME, type RemoteJobData, type RemoteProgress, type WorkerHeartbeat } from './bullmq-protocol.ts';
+import { QueueRejection, type DeliveryRecord, type EnqueueExtras, type JobHandle, type JobQueue, type JobStatus, type ModelStatus } from './types.ts';
 
 export interface BullQueueOptions {
   redisUrl: string;
@@ -102,10 +79,7 @@ export class BullJobQueue implements JobQueue {
 
   async enqueue(userId: string, options: ImagineOptions, extras: EnqueueExtras = {}): Promise<JobHandle> {
     if (this.closed) throw new QueueRejection('closed', 0);
-    const model = this.readyModel();
-    // A job for another of the workers' models is checked against that model by the worker that takes it.
-    if (model && (options.model === undefined || options.model === model.name)) resolveRequests(options, this.options.policy, model);
-    else checkOptions(options);
+    const requests = this.settledRequests(options);
     if (this.redis.status !== 'ready' || !this.bullQueue) throw new QueueRejection('unavailable', 0);
     // BullMQ refuses ids that look like integers, as interaction ids (snowflakes) do.
     const jobId = `job-${extras.id ?? randomBytes(6).toString('base64url')}`;
@@ -118,7 +92,7 @@ export class BullJobQueue implements JobQueue {
       if (!owned) throw new QueueRejection('duplicate', 0);
       const admission = await admit(this.redis, { jobId, userId, jobKey: this.queue.toKey(jobId), ...this.options });
       if (admission.verdict !== 'ok') throw this.rejection(admission.verdict);
-      const data: RemoteJobData = { userId, options, policy: this.options.policy, delivery: extras.delivery ?? null };
+      const data: RemoteJobData = { userId, options, requests, policy: this.options.policy, delivery: extras.delivery ?? null };
       const keepFor = { age: Math.ceil(this.options.resultTtlMs / 1000) };
       await this.queue.add('imagine', data, {
         jobId,
@@ -148,6 +122,28 @@ export class BullJobQueue implements JobQueue {
   modelStatus(): ModelStatus {
     const model = this.readyModel();
     return model ? { state: 'ready', model } : { state: 'loading' };
+  }
+
+  /** The models the workers announce (a ready worker's first; all workers should have the same ones). */
+  offeredModels(): OfferedModels | undefined {
+    const announcing = [...this.workers].sort((a, b) => Number(b.state === 'ready') - Number(a.state === 'ready'));
+    return announcing.find((worker) => worker.models)?.models ?? undefined;
+  }
+
+  /**
+   * The job's requests, settled against the model the workers announce for it; null while no worker has announced
+   * its models, and then the worker that takes the job settles them. Throws OptionError.
+   */
+  private settledRequests(options: ImagineOptions): GenerateRequest[] | null {
+    const offered = this.offeredModels();
+    if (!offered) {
+      checkOptions(options);
+      return null;
+    }
+    const name = options.model ?? offered.defaultName;
+    const model = offered.models.find((candidate) => candidate.name === name);
+    if (!model) throw new OptionError(`No model is called "${name}"; choose one of ${offered.models.map((candidate) => candidate.name).join(', ')}.`);
+    return resolveRequests(options, this.options.policy, model);
   }
 
   recover(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): void {
@@ -297,7 +293,7 @@ export class BullJobQueue implements JobQueue {
       } else if (stored.finishedOn) {
         // A job taken over after it finished shows its last progress until its result replaces it.
         if (stored.progress) job.setStatus(runningStatus(stored.progress, job));
-        await this.settle(job, outcomeOf(stored));
+        await this.settle(job, outcomeOf(stored, this.log));
       } else if (position >= 0) {
         job.setStatus({ state: 'waiting', position: position + 1, modelLoading });
       } else if (stored.processedOn) {
@@ -394,21 +390,24 @@ export class BullJobQueue implements JobQueue {
   }
 }
 
-function outcomeOf(job: Job): Outcome {
-  if (job.failedReason) {
-    if (job.failedReason.startsWith(CANCELLED_PREFIX)) {
-      const reason = job.failedReason.slice(CANCELLED_PREFIX.length);
-      return { error: new JobCancelledError(reason === 'shutdown' ? 'shutdown' : 'user') };
+/** A finished job's images, or what its user is told (the error policy's: internal reasons are only logged). */
+function outcomeOf(job: Job, log: Logger): Outcome {
+  const reason = job.failedReason;
+  if (reason) {
+    if (reason.startsWith(CANCELLED_PREFIX)) {
+      return { error: new JobCancelledError(reason.slice(CANCELLED_PREFIX.length) === 'shutdown' ? 'shutdown' : 'user') };
     }
-    if (/stalled more than allowable limit/i.test(job.failedReason)) {
+    if (reason.startsWith(FAILED_PREFIX)) return { error: new JobFailedError(reason.slice(FAILED_PREFIX.length)) };
+    if (/stalled more than allowable limit/i.test(reason)) {
       return { error: new JobFailedError('The workers that took this job kept stopping (crashed or lost their connection), so it was given up.') };
     }
-    return { error: new JobFailedError(job.failedReason) };
+    // BullMQ's own reasons (a lost lock, say): internal.
+    return { error: failureForUser(new Error(reason), job.id ?? '', log) };
   }
   try {
     return { result: decodeResult(job.returnvalue) };
   } catch (error) {
-    return { error: new JobFailedError(`The worker's result could not be read: ${(error as Error).message}`) };
+    return { error: failureForUser(new Error(`the worker's result could not be read: ${(error as Error).message}`), job.id ?? '', log) };
   }
 }
 
@@ -417,5 +416,6 @@ function runningStatus(progress: unknown, job: RemoteJob): JobStatus {
   if (!value || typeof value !== 'object' || typeof value.step !== 'number') {
     return { state: 'running', image: 1, images: job.options.count, step: 0, totalSteps: 0 };
   }
-  return { state: 'running', image: value.image ?? 1, images: value.images ?? job.options.count, step: value.step, totalSteps: value.totalSteps ?? 0 };
+  const { image = 1, images = job.options.count, step, totalSteps = 0, loadingModel } = value;
+  return { state: 'running', image, images, step, totalSteps, ...(typeof loadingModel === 'string' ? { loadingModel } : {}) };
 }

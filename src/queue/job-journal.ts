@@ -1,12 +1,16 @@
 import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DeliveryRecord, ImagineOptions } from './types.ts';
+import type { ImagineOptions } from '../jobs/options.ts';
+import type { GenerateRequest } from '../pipeline/types.ts';
+import type { DeliveryRecord } from './types.ts';
 
 /** An accepted job as the journal keeps it: enough to run it again and to reach its user. */
 export interface JournalEntry {
   id: string;
   userId: string;
   options: ImagineOptions;
+  /** Its settled requests (null when the model was not known at enqueue), so a job taken up again draws the same image. */
+  requests?: GenerateRequest[] | null;
   /** Where its messages go (it holds the interaction token: the journal is private to the bot). */
   delivery: DeliveryRecord | null;
 }

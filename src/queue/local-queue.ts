@@ -1,28 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
-import type { ModelCatalog } from '../models/catalog.ts';
+import type { Logger } from 'pino';
+import { failureForUser, JobCancelledError, type CancelReason } from '../jobs/errors.ts';
+import { resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
+import { runJob, type ImageGenerator, type JobResult } from '../jobs/runner.ts';
+import { modelForJob, offeredModels, type ModelCatalog, type OfferedModels } from '../models/catalog.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { FairOrder } from './fair-order.ts';
 import type { JobJournal } from './job-journal.ts';
-import { modelForJob, OptionError, resolveRequests } from './generation-policy.ts';
-import {
-  JobCancelledError,
-  JobFailedError,
-  QueueRejection,
-  type CancelReason,
-  type DeliveryRecord,
-  type EnqueueExtras,
-  type GeneratedImage,
-  type GenerationPolicy,
-  type ImageGenerator,
-  type ImagineOptions,
-  type JobHandle,
-  type JobQueue,
-  type JobResult,
-  type JobStatus,
-  type ModelStatus,
-} from './types.ts';
+import { QueueRejection, type DeliveryRecord, type EnqueueExtras, type JobHandle, type JobQueue, type JobStatus, type ModelStatus } from './types.ts';
 
 export interface LocalQueueOptions {
   generator: ImageGenerator;
@@ -34,28 +21,39 @@ export interface LocalQueueOptions {
   maxJobsPerUser: number;
   /** Keeps a record of the accepted jobs, so that a bot started again after a crash takes them up (see recover). */
   journal?: JobJournal;
+  /** Where failures that are not the user's to fix are logged, with the job id the user is given. */
+  logger: Logger;
 }
 
 /** After an abort, how long close() waits for the generator to give up before it stops waiting. */
 const ABORT_WAIT_MS = 10_000;
-const MAX_ERROR_LENGTH = 400;
 
-/** The in-process backend: one generator (one model, one device) behind a p-queue of concurrency 1. */
+/**
+ * The in-process backend: one generator (one model, one device). FairOrder alone decides which job runs next and
+ * every waiting job's position; p-queue (concurrency 1) serializes the runs on the generator, given one job at a time.
+ */
 export class LocalJobQueue implements JobQueue {
-  private readonly slots = new PQueue({ concurrency: 1, autoStart: false });
+  private readonly generatorRuns = new PQueue({ concurrency: 1 });
   private readonly order = new FairOrder<LocalJob>();
   private readonly jobs = new Map<string, LocalJob>();
+  private readonly log: Logger;
   private model: ModelStatus = { state: 'loading' };
+  /** Why the model failed to load: what a job that needed it is logged with. */
+  private loadError: unknown;
   private closed = false;
 
   constructor(private readonly options: LocalQueueOptions) {
+    this.log = options.logger.child({ component: 'local-queue' });
     options.generator.ready
       .then(
         (model) => (this.model = { state: 'ready', model }),
-        (error: unknown) => (this.model = { state: 'failed', message: shortMessage(error) }),
+        (error: unknown) => {
+          this.model = { state: 'failed' };
+          this.loadError = error;
+        },
       )
       .finally(() => {
-        this.slots.start();
+        this.startNext();
         this.publishPositions();
       });
   }
@@ -66,33 +64,30 @@ export class LocalJobQueue implements JobQueue {
     if (this.order.countFor(userId) >= this.options.maxJobsPerUser) {
       throw new QueueRejection('user_limit', this.options.maxJobsPerUser);
     }
-    const model = this.modelFor(options);
-    if (model) resolveRequests(options, this.options.policy, model);
-
+    // Settled now when the model to check against is known (always, with a catalog), else when the job starts.
+    const requests = this.requestsFor(options) ?? null;
     const id = randomBytes(6).toString('base64url');
-    this.options.journal?.accepted({ id, userId, options, delivery: extras.delivery ?? null });
-    return this.admit(id, userId, options, false);
+    this.options.journal?.accepted({ id, userId, options, requests, delivery: extras.delivery ?? null });
+    return this.admit(id, userId, options, requests, false);
   }
 
   /** The jobs the journal holds from before a crash, in their order, each with where its messages go. */
   recover(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): void {
     for (const entry of this.options.journal?.pending() ?? []) {
       if (this.closed || this.jobs.has(entry.id)) continue;
-      onJob(this.admit(entry.id, entry.userId, entry.options, true), entry.delivery ?? {});
+      onJob(this.admit(entry.id, entry.userId, entry.options, entry.requests ?? null, true), entry.delivery ?? {});
     }
   }
 
-  private admit(id: string, userId: string, options: ImagineOptions, possiblyPosted: boolean): LocalJob {
-    const job: LocalJob = new LocalJob(id, userId, options, possiblyPosted, {
+  private admit(id: string, userId: string, options: ImagineOptions, requests: GenerateRequest[] | null, possiblyPosted: boolean): LocalJob {
+    const job: LocalJob = new LocalJob(id, userId, options, requests, possiblyPosted, {
       cancel: (reason) => this.cancel(job, reason),
       acknowledge: () => this.options.journal?.finished(job.id),
     });
     this.jobs.set(job.id, job);
-    const tag = this.order.add(job);
-    this.slots
-      .add(() => this.run(job), { priority: -tag, signal: job.signal })
-      .catch(() => this.settle(job, () => job.reject(new JobCancelledError(job.cancelReason ?? 'user'))));
+    this.order.add(job);
     this.publishPositions();
+    this.startNext();
     return job;
   }
 
@@ -102,6 +97,10 @@ export class LocalJobQueue implements JobQueue {
 
   modelStatus(): ModelStatus {
     return this.model;
+  }
+
+  offeredModels(): OfferedModels | undefined {
+    return offeredModels(this.options.catalog, this.model.state === 'ready' ? this.model.model : undefined);
   }
 
   async close(graceMs: number): Promise<void> {
@@ -118,72 +117,54 @@ export class LocalJobQueue implements JobQueue {
   private cancel(job: LocalJob, reason: CancelReason): boolean {
     if (job.settled || job.cancelReason) return false;
     job.cancelReason = reason;
-    job.abort();
+    if (this.order.runningItems().includes(job)) job.abort();
+    else this.finish(job, () => job.reject(new JobCancelledError(reason)));
     return true;
   }
 
-  private async run(job: LocalJob): Promise<void> {
-    this.order.start(job);
+  /** Hands the first waiting job to the generator once the model has loaded (or failed) and nothing else runs. */
+  private startNext(): void {
+    if (this.model.state === 'loading' || this.order.runningItems().length > 0) return;
+    const next = this.order.waitingItems()[0];
+    if (!next) return;
+    this.order.start(next);
     this.publishPositions();
-    const started = performance.now();
+    void this.generatorRuns.add(() => this.run(next));
+  }
+
+  private async run(job: LocalJob): Promise<void> {
     try {
-      const requests = this.requestsFor(job);
-      const images: GeneratedImage[] = [];
-      for (const [index, request] of requests.entries()) {
-        const progress = { state: 'running', image: index + 1, images: requests.length } as const;
-        job.setStatus({ ...progress, step: 0, totalSteps: request.steps ?? 0 });
-        images.push(
-          await this.options.generator.generate(request, {
-            model: job.options.model,
-            onModelLoad: (model) => job.setStatus({ ...progress, step: 0, totalSteps: request.steps ?? 0, loadingModel: model }),
-            signal: job.signal,
-            onStep: ({ step, totalSteps }) => job.setStatus({ ...progress, step, totalSteps }),
-          }),
-        );
-      }
-      this.settle(job, () => job.resolve({ images, elapsedMs: performance.now() - started }));
+      const requests = job.requests ?? this.requestsFor(job.options);
+      if (!requests) throw this.loadError;
+      const result = await runJob(requests, job.options.model, this.options.generator, {
+        signal: job.signal,
+        onProgress: (progress) => job.setStatus({ state: 'running', ...progress }),
+      });
+      this.finish(job, () => job.resolve(result));
     } catch (error) {
-      this.settle(job, () => job.reject(job.cancelReason ? new JobCancelledError(job.cancelReason) : failure(error)));
+      this.finish(job, () => job.reject(failureForUser(error, job.id, this.log, job.cancelReason)));
     }
   }
 
-  private requestsFor(job: LocalJob): GenerateRequest[] {
-    if (job.cancelReason) throw new JobCancelledError(job.cancelReason);
-    if (this.model.state === 'failed') throw new JobFailedError(`The model could not be loaded: ${this.model.message}`);
-    const model = this.modelFor(job.options);
-    if (!model) throw new Error('LocalJobQueue ran a job before the model was ready');
-    return resolveRequests(job.options, this.options.policy, model);
+  /** The job's settled requests, or undefined while there is no model to check its options against. Throws OptionError. */
+  private requestsFor(options: ImagineOptions): GenerateRequest[] | undefined {
+    const model: ModelInfo | undefined = modelForJob(options.model, this.options.catalog, this.model.state === 'ready' ? this.model.model : undefined);
+    return model && resolveRequests(options, this.options.policy, model);
   }
 
-  /** What the job's options are checked against: its model as the catalog describes it, else the loaded model. */
-  private modelFor(options: ImagineOptions): ModelInfo | undefined {
-    return modelForJob(options.model, this.options.catalog, this.model.state === 'ready' ? this.model.model : undefined);
-  }
-
-  private settle(job: LocalJob, finish: () => void): void {
+  private finish(job: LocalJob, settle: () => void): void {
     if (job.settled) return;
     this.order.remove(job);
     this.jobs.delete(job.id);
-    finish();
+    settle();
     this.publishPositions();
+    this.startNext();
   }
 
   private publishPositions(): void {
     const modelLoading = this.model.state === 'loading';
     this.order.waitingItems().forEach((job, index) => job.setStatus({ state: 'waiting', position: index + 1, modelLoading }));
   }
-}
-
-function failure(error: unknown): JobFailedError {
-  if (error instanceof JobFailedError) return error;
-  const message = error instanceof OptionError ? error.message : shortMessage(error);
-  return new JobFailedError(message, { cause: error });
-}
-
-function shortMessage(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  const firstLines = message.split('\n').slice(0, 3).join(' ').trim();
-  return firstLines.length > MAX_ERROR_LENGTH ? `${firstLines.slice(0, MAX_ERROR_LENGTH - 1)}…` : firstLines || 'unknown error';
 }
 
 class LocalJob implements JobHandle {
@@ -200,6 +181,8 @@ class LocalJob implements JobHandle {
     readonly id: string,
     readonly userId: string,
     readonly options: ImagineOptions,
+    /** Settled at enqueue; null when the model was not known yet. */
+    readonly requests: GenerateRequest[] | null,
     /** Taken up again from the journal: a bot that crashed may have posted its outcome already. */
     readonly possiblyPosted: boolean,
     private readonly queue: { cancel(reason: CancelReason): boolean; acknowledge(): void },
@@ -246,12 +229,8 @@ class LocalJob implements JobHandle {
   }
 
   setStatus(status: JobStatus): void {
-    if (this.settled || sameStatus(this.current, status)) return;
+    if (this.settled || JSON.stringify(this.current) === JSON.stringify(status)) return;
     this.current = status;
     for (const listener of this.listeners) listener(status);
   }
-}
-
-function sameStatus(a: JobStatus, b: JobStatus): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
 }

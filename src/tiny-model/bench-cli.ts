@@ -1,12 +1,13 @@
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
-import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from '../cli/command-line.ts';
+import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { PROJECT_ROOT } from '../runtime.ts';
 import { writeBenchCheckpoint } from './bench-checkpoint.ts';
 import { writeBenchModel } from './bench-model.ts';
 
 const SPEC = {
+  name: 'model:bench-build',
   command: 'npm run model:bench-build --',
   usage: '[options]   |   --checkpoint FILE.safetensors [--fp32] [--seed N] [--force]',
   description:
@@ -28,12 +29,7 @@ const SPEC = {
 /** CLIP's real vocabulary, from the reference fixtures beside the project when they are there. */
 const fixtureTokenizer = resolve(process.env.SHARED_FIXTURES_DIR ?? join(PROJECT_ROOT, '..', 'shared', 'fixtures'), 'tokenizer');
 
-async function main(): Promise<number> {
-  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
-  if (help) {
-    process.stdout.write(`${helpText(SPEC)}\n`);
-    return 0;
-  }
+async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number> {
   const seed = values.seed === undefined ? undefined : Number(values.seed);
   if (seed !== undefined && !Number.isInteger(seed)) throw new UsageError(`--seed must be a whole number (got "${values.seed}")`);
   if (values.checkpoint !== undefined) {
@@ -75,4 +71,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-runCli('model:bench-build', main);
+runCli(SPEC, main);

@@ -1,10 +1,11 @@
 import { resolve } from 'node:path';
-import { helpText, parseCommandLine, runCli, UsageError, type CommandSpec, type Flag } from '../cli/command-line.ts';
+import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { type ExternalDataName, writeTinyModel } from './index.ts';
 
 const EXTERNAL_DATA_NAMES: readonly ExternalDataName[] = ['weights.pb', 'model.onnx_data', 'model.onnx.data'];
 
 const SPEC = {
+  name: 'model:tiny',
   command: 'npm run model:tiny --',
   usage: '[options]',
   description: "Writes the project's tiny test model: the diffusers ONNX layout with random weights, which draws noise.",
@@ -16,12 +17,7 @@ const SPEC = {
   },
 } satisfies CommandSpec<Record<string, Flag>>;
 
-async function main(): Promise<number> {
-  const { values, help } = parseCommandLine(process.argv.slice(2), SPEC);
-  if (help) {
-    process.stdout.write(`${helpText(SPEC)}\n`);
-    return 0;
-  }
+async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number> {
   const externalData = values['external-data'];
   if (externalData !== undefined && !(EXTERNAL_DATA_NAMES as readonly string[]).includes(externalData)) {
     throw new UsageError(`--external-data must be one of ${EXTERNAL_DATA_NAMES.join(', ')} (got "${externalData}")`);
@@ -34,4 +30,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-runCli('model:tiny', main);
+runCli(SPEC, main);

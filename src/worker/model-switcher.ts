@@ -1,7 +1,7 @@
+import type { GeneratedImage, GeneratorCallOptions, ImageGenerator } from '../jobs/runner.ts';
 import type { ModelCatalog } from '../models/catalog.ts';
 import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
-import type { GeneratedImage, GeneratorCallOptions, ImageGenerator } from '../queue/types.ts';
 import { PipelineThread } from './pipeline-thread.ts';
 
 export interface ModelSwitcherOptions {

@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import type { GenerateRequest, ModelInfo, StepProgress } from '../pipeline/types.ts';
+import { RequestError, type GenerateRequest, type ModelInfo, type StepProgress } from '../pipeline/types.ts';
 import { RUNNING_FROM_SOURCE, siblingModule } from '../runtime.ts';
 import type { FromWorker, GenerateResult, PipelineThreadOptions, ToWorker } from './protocol.ts';
 
@@ -107,7 +107,7 @@ export class PipelineThread {
     if (message.type === 'result') {
       pending.resolve(message.result);
     } else {
-      const error = new Error(message.message);
+      const error = message.forUser ? new RequestError(message.message) : new Error(message.message);
       error.name = message.name;
       pending.reject(error);
     }

@@ -5,6 +5,7 @@ import { formatParameters } from '../image/parameters.ts';
 import { encodePng } from '../image/png.ts';
 import { defaultEmbeddingsDir } from '../models/embeddings.ts';
 import { StableDiffusionPipeline } from '../pipeline/pipeline.ts';
+import { RequestError } from '../pipeline/types.ts';
 import type { FromWorker, PipelineThreadOptions, ToWorker } from './protocol.ts';
 
 const port = parentPort!;
@@ -42,7 +43,7 @@ async function generate(id: number, request: Extract<ToWorker, { type: 'generate
     send({ type: 'result', id, result: { png, settings: output.settings, timings, parameters } }, [png.buffer as ArrayBuffer]);
   } catch (error) {
     const { name, message } = error as Error;
-    send({ type: 'error', id, name, message });
+    send({ type: 'error', id, name, message, forUser: error instanceof RequestError });
   } finally {
     running.delete(id);
   }

@@ -28,5 +28,6 @@ export type FromWorker =
   | { type: 'load-error'; message: string }
   | { type: 'step'; id: number; progress: StepProgress }
   | { type: 'result'; id: number; result: GenerateResult }
-  | { type: 'error'; id: number; name: string; message: string }
+  /** forUser: the pipeline threw a RequestError, whose message is for the requester. */
+  | { type: 'error'; id: number; name: string; message: string; forUser: boolean }
   | { type: 'disposed' };

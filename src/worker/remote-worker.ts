@@ -5,24 +5,13 @@ import { WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { HealthStatus } from '../health/health-file.ts';
-import type { ModelCatalog } from '../models/catalog.ts';
+import { failureForUser, type CancelReason } from '../jobs/errors.ts';
+import { resolveRequests } from '../jobs/options.ts';
+import { runJob, type ImageGenerator } from '../jobs/runner.ts';
+import { modelForJob, offeredModels, type ModelCatalog } from '../models/catalog.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
 import { markStarted, release } from '../queue/bullmq-fairness.ts';
-import {
-  BULL_PREFIX,
-  CANCEL_CHANNEL,
-  KEYS,
-  QUEUE_NAME,
-  cancelledReason,
-  encodeResult,
-  workerConnection,
-  type RemoteJobData,
-  type RemoteJobResult,
-  type RemoteProgress,
-  type WorkerHeartbeat,
-} from '../queue/bullmq-protocol.ts';
-import { modelForJob, OptionError, resolveRequests } from '../queue/generation-policy.ts';
-import type { CancelReason, GeneratedImage, ImageGenerator } from '../queue/types.ts';
+import { BULL_PREFIX, CANCEL_CHANNEL, cancelledReason, encodeResult, failedReason, KEYS, QUEUE_NAME, workerConnection, type RemoteJobData, type RemoteJobResult, type WorkerHeartbeat } from '../queue/bullmq-protocol.ts';
 
 export interface RemoteWorkerOptions {
   redisUrl: string;
@@ -40,7 +29,6 @@ const HEARTBEAT_TTL_S = 15;
 const PROGRESS_INTERVAL_MS = 250;
 /** How many times a job may lose its worker before it is failed instead of run again. */
 const MAX_STALLS = 2;
-const MAX_ERROR_LENGTH = 400;
 /** How long close() waits, after the grace time, for the job to go back to the queue. */
 const FORCE_CLOSE_MS = 10_000;
 
@@ -146,7 +134,13 @@ export class RemoteWorker {
   }
 
   private beat(): void {
-    const beat: WorkerHeartbeat = { state: this.model ? 'ready' : 'loading', model: this.model ?? null, host: hostname(), pid: process.pid };
+    const beat: WorkerHeartbeat = {
+      state: this.model ? 'ready' : 'loading',
+      model: this.model ?? null,
+      models: offeredModels(this.options.catalog, this.model) ?? null,
+      host: hostname(),
+      pid: process.pid,
+    };
     this.redis
       .multi()
       .set(KEYS.worker(this.id), JSON.stringify(beat), 'EX', HEARTBEAT_TTL_S)
@@ -192,7 +186,7 @@ export class RemoteWorker {
         throw new WaitingError();
       }
       if (running.stop && running.stop !== 'requeue') throw new Error(cancelledReason(running.stop));
-      throw new Error(userMessage(error));
+      throw new Error(failedReason(failureForUser(error, jobId, this.log).message));
     } finally {
       this.running = undefined;
       if (!requeued) await release(this.redis, jobId).catch(() => undefined);
@@ -200,39 +194,26 @@ export class RemoteWorker {
   }
 
   private async generate(job: Job<RemoteJobData, RemoteJobResult>, running: RunningJob): Promise<RemoteJobResult> {
-    const model = modelForJob(job.data.options.model, this.options.catalog, this.model);
+    const { options, policy } = job.data;
+    // Also refuses a model this worker does not have, settled requests or not.
+    const model = modelForJob(options.model, this.options.catalog, this.model);
     if (!model) throw new Error('RemoteWorker took a job before its model was loaded');
-    const started = performance.now();
-    const requests = resolveRequests(job.data.options, job.data.policy, model);
-    const images: GeneratedImage[] = [];
+    const requests = job.data.requests ?? resolveRequests(options, policy, model);
     let lastReport = 0;
-    const report = (progress: RemoteProgress, force: boolean) => {
-      if (!force && performance.now() - lastReport < PROGRESS_INTERVAL_MS) return;
-      lastReport = performance.now();
-      job.updateProgress(progress).catch((error: unknown) => this.log.debug({ error: String(error) }, 'progress update failed'));
-    };
-    for (const [index, request] of requests.entries()) {
+    const result = await runJob(requests, options.model, this.options.generator, {
+      signal: running.controller.signal,
       // The published cancel may have gone out before this worker took the job (or while it was reconnecting).
-      const cancelled = await this.redis.get(KEYS.cancel(running.id));
-      if (cancelled) this.abortIfRunning(running.id, cancelled === 'shutdown' ? 'shutdown' : 'user');
-      running.controller.signal.throwIfAborted();
-      const image = { image: index + 1, images: requests.length };
-      report({ ...image, step: 0, totalSteps: request.steps ?? 0 }, true);
-      images.push(
-        await this.options.generator.generate(request, {
-          model: job.data.options.model,
-          signal: running.controller.signal,
-          onStep: ({ step, totalSteps }) => report({ ...image, step, totalSteps }, step === totalSteps),
-        }),
-      );
-    }
-    return encodeResult({ images, elapsedMs: performance.now() - started });
+      beforeImage: async () => {
+        const cancelled = await this.redis.get(KEYS.cancel(running.id));
+        if (cancelled) this.abortIfRunning(running.id, cancelled === 'shutdown' ? 'shutdown' : 'user');
+      },
+      onProgress: (progress) => {
+        const milestone = progress.step === 0 || progress.step === progress.totalSteps;
+        if (!milestone && performance.now() - lastReport < PROGRESS_INTERVAL_MS) return;
+        lastReport = performance.now();
+        job.updateProgress(progress).catch((error: unknown) => this.log.debug({ error: String(error) }, 'progress update failed'));
+      },
+    });
+    return encodeResult(result);
   }
-}
-
-function userMessage(error: unknown): string {
-  if (error instanceof OptionError) return error.message;
-  const message = error instanceof Error ? error.message : String(error);
-  const firstLines = message.split('\n').slice(0, 3).join(' ').trim();
-  return firstLines.length > MAX_ERROR_LENGTH ? `${firstLines.slice(0, MAX_ERROR_LENGTH - 1)}…` : firstLines || 'unknown error';
 }

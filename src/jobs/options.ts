@@ -1,15 +1,58 @@
-import { randomInt } from 'node:crypto';
-import type { ModelCatalog } from '../models/catalog.ts';
+import { REQUEST_LIMITS, RequestError, type GenerateRequest, type ModelInfo, type PromptSyntax } from '../pipeline/types.ts';
 import { PromptSyntaxError, parsePromptAttention } from '../prompt/attention-parser.ts';
-import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
-import { REQUEST_LIMITS } from '../pipeline/types.ts';
+import { randomSeed } from '../random/torch-generator.ts';
 import { isSchedulerName, SCHEDULERS } from '../schedulers/index.ts';
-import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, type GenerationPolicy, type ImageSize, type ImagineOptions } from './types.ts';
+
+// What a user may ask of a job, the operator's policy, and the one place both are settled into complete pipeline
+// requests. Neutral: the Discord side, both queue backends, the workers and the CLI all use it.
+
+/** Width and height of an image, e.g. 512x768. */
+export interface ImageSize {
+  width: number;
+  height: number;
+}
+
+/** What a user asked for; everything left undefined comes from the operator's policy or the model. */
+export interface ImagineOptions {
+  prompt: string;
+  negativePrompt?: string;
+  /** Decimal string (0 .. 2^64-1); a random one when absent. Image i of the job uses seed + i. */
+  seed?: string;
+  steps?: number;
+  guidance?: number;
+  size?: ImageSize;
+  /** Without a size: the offered size nearest to this width:height ratio (`--ar 16:9` in the prompt). */
+  aspectRatio?: ImageSize;
+  scheduler?: string;
+  /** How the prompt is read; the policy's when absent. */
+  promptSyntax?: PromptSyntax;
+  /** The name of an installed model (never a path); the operator's default model when absent. */
+  model?: string;
+  /** Images in the job, 1 to MAX_IMAGES_PER_JOB. */
+  count: number;
+}
+
+export const MAX_IMAGES_PER_JOB = 4;
+export const MAX_PROMPT_LENGTH = 1000;
+
+/** The operator's defaults and limits; the model fills in whatever is left undefined. */
+export interface GenerationPolicy {
+  defaultSteps: number | undefined;
+  maxSteps: number;
+  defaultGuidance: number | undefined;
+  maxGuidance: number;
+  defaultScheduler: string | undefined;
+  defaultSize: ImageSize | undefined;
+  /** Sizes offered besides the model's native size (those the model cannot draw are left out), or any it can draw. */
+  sizes: readonly ImageSize[] | 'any';
+  /** How prompts are read unless a job says otherwise (AUTOMATIC1111's syntax, or diffusers' plain text). */
+  promptSyntax: PromptSyntax;
+}
 
 const SEED_LIMIT = 2n ** 64n;
 
 /** An option the user gave that this model or the operator's limits do not allow; the message is for the user. */
-export class OptionError extends Error {
+export class OptionError extends RequestError {
   override name = 'OptionError';
 }
 
@@ -35,11 +78,6 @@ const INVISIBLE = /[\s\p{Cc}\p{Cf}\p{Z}\p{M}\u115f\u1160\u3164\uffa0\u2800]/gu;
 /** Whether the text shows nothing at all. */
 export function isBlank(text: string): boolean {
   return text.replace(INVISIBLE, '') === '';
-}
-
-/** A fresh random seed, in the 32-bit range most UIs show. */
-export function randomSeed(): string {
-  return String(randomInt(0, 2 ** 32));
 }
 
 /** "512x768" (or "512 × 768") as a size; undefined when it is not one. */
@@ -106,18 +144,6 @@ export function defaultGuidance(policy: GenerationPolicy, model: ModelInfo): num
   return model.isTurbo ? model.defaultGuidance : (policy.defaultGuidance ?? model.defaultGuidance);
 }
 
-/**
- * The model a job's options are checked against: the one it names, as the catalog describes it, or with no
- * catalog the loaded model (undefined while loading), which is then the only name allowed. Throws OptionError.
- */
-export function modelForJob(requested: string | undefined, catalog: ModelCatalog | undefined, loaded: ModelInfo | undefined): ModelInfo | undefined {
-  if (catalog) return catalog.resolve(requested).info;
-  if (loaded && requested !== undefined && requested !== loaded.name) {
-    throw new OptionError(`No model is called ${quoteInput(requested)}; this bot runs ${loaded.name} only.`);
-  }
-  return loaded;
-}
-
 /** Checks what needs no model: prompt lengths, count, seed. Throws OptionError. */
 export function checkOptions(options: ImagineOptions): void {
   if (isBlank(options.prompt)) throw new OptionError('The prompt is empty: it has no visible characters.');
@@ -147,8 +173,10 @@ export function checkOptions(options: ImagineOptions): void {
 }
 
 /**
- * Turns the user's options into one pipeline request per image (seeds seed, seed+1, ...), applying the
- * operator's defaults and limits and the model's. Throws OptionError naming what is not allowed.
+ * Settles the user's options into one complete pipeline request per image (seeds seed, seed+1, ...; a random first
+ * seed when none is given), applying the operator's defaults and limits and the model's. Called once per job: its
+ * requests then travel with the job, so every backend and worker runs exactly these. Throws OptionError naming what
+ * is not allowed.
  */
 export function resolveRequests(options: ImagineOptions, policy: GenerationPolicy, model: ModelInfo): GenerateRequest[] {
   checkOptions(options);
@@ -168,7 +196,7 @@ export function resolveRequests(options: ImagineOptions, policy: GenerationPolic
   }
   const promptSyntax = options.promptSyntax ?? policy.promptSyntax;
   if (promptSyntax === 'a1111') checkWeights(options);
-  const firstSeed = BigInt(options.seed ?? randomSeed());
+  const firstSeed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
   const scheduler = options.scheduler ?? policy.defaultScheduler;
   return Array.from({ length: options.count }, (_, index) => ({
     prompt: options.prompt,

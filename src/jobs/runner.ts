@@ -1,0 +1,73 @@
+import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from '../pipeline/types.ts';
+
+/** One finished image: PNG bytes with its parameters chunk and the settings that made it (plain data, so any backend can carry it). */
+export interface GeneratedImage {
+  png: Uint8Array;
+  settings: GenerationSettings;
+  timings: StageTimings;
+  parameters: string;
+}
+
+export interface GeneratorCallOptions {
+  signal?: AbortSignal;
+  onStep?: (progress: StepProgress) => void;
+  /** An installed model's name, for generators that can switch models (ModelSwitcher); others run their one model. */
+  model?: string;
+  /** Called when the requested model has to be loaded first. */
+  onModelLoad?: (model: string) => void;
+}
+
+/** What runs a backend's jobs: one model (PipelineThread fits this shape), or one at a time of several (ModelSwitcher). */
+export interface ImageGenerator {
+  /** The default model, once loaded. */
+  readonly ready: Promise<ModelInfo>;
+  generate(request: GenerateRequest, options?: GeneratorCallOptions): Promise<GeneratedImage>;
+}
+
+export interface JobResult {
+  images: GeneratedImage[];
+  /** Wall time from the job's start to its last image. */
+  elapsedMs: number;
+}
+
+/** Where a running job is: image i of n, step s of its t (t: the request's steps until the scheduler says). */
+export interface JobProgress {
+  image: number;
+  images: number;
+  step: number;
+  totalSteps: number;
+  /** Set while the job's model is being loaded. */
+  loadingModel?: string;
+}
+
+export interface RunOptions {
+  signal: AbortSignal;
+  /** Told at the start of each image, at every step, and when the job's model has to be loaded first. */
+  onProgress(progress: JobProgress): void;
+  /** Awaited before each image: a backend's chance to notice a cancel that reached it some other way. */
+  beforeImage?(): Promise<void>;
+}
+
+/**
+ * The one job loop of every backend: the job's settled requests (see resolveRequests), one image after the other, on
+ * the generator, with progress. Aborting the signal stops it within a denoising step.
+ */
+export async function runJob(requests: readonly GenerateRequest[], model: string | undefined, generator: ImageGenerator, options: RunOptions): Promise<JobResult> {
+  const started = performance.now();
+  const images: GeneratedImage[] = [];
+  for (const [index, request] of requests.entries()) {
+    await options.beforeImage?.();
+    options.signal.throwIfAborted();
+    const position = { image: index + 1, images: requests.length, step: 0, totalSteps: request.steps };
+    options.onProgress(position);
+    images.push(
+      await generator.generate(request, {
+        model,
+        signal: options.signal,
+        onModelLoad: (loadingModel) => options.onProgress({ ...position, loadingModel }),
+        onStep: ({ step, totalSteps }) => options.onProgress({ ...position, step, totalSteps }),
+      }),
+    );
+  }
+  return { images, elapsedMs: performance.now() - started };
+}
