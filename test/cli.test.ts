@@ -90,6 +90,8 @@ describe('every command', () => {
       'src/cli/deploy-commands.ts',
       'src/cli/model-pull.ts',
       'src/cli/model-list.ts',
+      'src/cli/embeddings-list.ts',
+      'src/cli/healthcheck.ts',
       'src/tiny-model/cli.ts',
       'src/tiny-model/bench-cli.ts',
       'src/bench/cli.ts',

@@ -2,14 +2,20 @@
 import { config as loadDotenv } from 'dotenv';
 import { defaultEmbeddingsDir, scanEmbeddings } from '../models/embeddings.ts';
 import { displayPath } from '../models/pull.ts';
+import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
 import { formatTable } from './table.ts';
 
-async function main(): Promise<number> {
+const SPEC = {
+  name: 'embeddings:list',
+  command: 'npm run embeddings:list',
+  usage: '',
+  description: 'Lists the textual-inversion embeddings under embeddings/ (EMBEDDINGS_DIR) by family, and the files it cannot use.',
+  flags: {},
+} satisfies CommandSpec<Record<string, Flag>>;
+
+async function main({ positionals }: CommandLine<typeof SPEC.flags>): Promise<number> {
   loadDotenv({ quiet: true });
-  if (process.argv.length > 2) {
-    process.stderr.write('Usage: npm run embeddings:list   (lists the embeddings under embeddings/, or EMBEDDINGS_DIR)\n');
-    return 2;
-  }
+  if (positionals.length > 0) throw new UsageError(`embeddings:list takes no arguments (got "${positionals[0]}")`);
   const dir = defaultEmbeddingsDir();
   const { embeddings, skipped } = await scanEmbeddings(dir);
   if (embeddings.length === 0) {
@@ -23,10 +29,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: Error) => {
-    process.stderr.write(`embeddings:list: ${error.message}\n`);
-    process.exit(1);
-  },
-);
+runCli(SPEC, main);
