@@ -10,6 +10,8 @@ import {
   type Scheduler,
   type SchedulerConfigJson,
 } from '../src/schedulers/index.ts';
+import { SchedulerConfig } from '../src/schedulers/config.ts';
+import { EULER_DEFAULTS } from '../src/schedulers/euler.ts';
 import { thresholdSample } from '../src/schedulers/sample-ops.ts';
 import { fixturesPresent, maxAbsDiff, readF32, readFixtureJson } from './fixtures.ts';
 
@@ -457,6 +459,19 @@ describe('timestep layouts', () => {
     const { scheduler } = createScheduler('Euler', SD15_CONFIG);
     expect(() => scheduler.setTimesteps(0)).toThrow(/1\.\.1000/);
     expect(() => scheduler.setTimesteps(2.5)).toThrow(/1\.\.1000/);
+  });
+});
+
+describe('scheduler config keys', () => {
+  it('are typed: a misspelled key does not compile (tsc checks the @ts-expect-error) where it used to read as unset', () => {
+    const config = new SchedulerConfig('EulerDiscreteScheduler', EULER_DEFAULTS, { use_karras_sigmas: true });
+    expect(config.boolean('use_karras_sigmas')).toBe(true);
+    // @ts-expect-error — no scheduler class takes "use_karas_sigmas"
+    expect(config.boolean('use_karas_sigmas')).toBe(false);
+    // Keys only some classes take are asked for among every class's keys: Euler has no thresholding.
+    expect(config.flag('thresholding')).toBe(false);
+    // @ts-expect-error — nor "thresholdin"
+    expect(config.flag('thresholdin')).toBe(false);
   });
 });
 

@@ -1,3 +1,5 @@
+import type { SchedulerKey } from './index.ts';
+
 /** A diffusers `scheduler_config.json` as parsed JSON. */
 export type SchedulerConfigJson = Readonly<Record<string, unknown>>;
 
@@ -8,13 +10,17 @@ const NON_FINITE: Record<string, number> = { Infinity: Infinity, '-Infinity': -I
  * it: the class's defaults, then the model's keys, then the overrides. Keys the class does not take are kept
  * (diffusers keeps them in `config` too, and a few code paths look them up by presence); keys starting with
  * `_` (`_class_name`, `_diffusers_version`) are metadata and dropped.
+ *
+ * `Key` is the class's keys (those of its defaults): reading any other key does not compile, and code shared by
+ * several classes states the keys it reads, so it only accepts the config of a class that has them all. Keys only
+ * some classes take are asked about by name among every class's keys (`accepts`, `flag`, `optionalNumber`).
  */
-export class SchedulerConfig {
+export class SchedulerConfig<Key extends string = SchedulerKey> {
   private readonly values: Map<string, unknown>;
 
   constructor(
     readonly className: string,
-    private readonly defaults: Readonly<Record<string, unknown>>,
+    private readonly defaults: Readonly<Record<Key, unknown>>,
     modelConfig: SchedulerConfigJson = {},
     overrides: Readonly<Record<string, unknown>> = {},
   ) {
@@ -27,13 +33,18 @@ export class SchedulerConfig {
   }
 
   /** Whether the scheduler class takes this key as a constructor argument. */
-  accepts(key: string): boolean {
+  accepts(key: SchedulerKey): boolean {
     return Object.hasOwn(this.defaults, key);
   }
 
-  /** Whether the key is present at all (diffusers' `hasattr(self.config, key)`). */
-  has(key: string): boolean {
-    return this.values.has(key);
+  /** A key only some classes take: its value where this class takes it (and it is set), false elsewhere. */
+  flag(key: SchedulerKey): boolean {
+    return this.accepts(key) && this.boolean(key as string as Key);
+  }
+
+  /** A number only some configs carry (diffusers' `hasattr` and then the value): null where absent or unset. */
+  optionalNumber(key: SchedulerKey): number | null {
+    return this.values.has(key) ? this.numberOrNull(key as string as Key) : null;
   }
 
   /** The resolved configuration, for logs and tests. */
@@ -42,36 +53,36 @@ export class SchedulerConfig {
   }
 
   /** The value as given, for keys whose spelling diffusers remaps before validating. */
-  raw(key: string): unknown {
+  raw(key: Key): unknown {
     return this.values.get(key);
   }
 
-  number(key: string): number {
+  number(key: Key): number {
     const value = this.values.get(key);
     const parsed = typeof value === 'string' && value in NON_FINITE ? NON_FINITE[value] : value;
     if (typeof parsed !== 'number') throw this.invalid(key, 'a number', value);
     return parsed;
   }
 
-  integer(key: string, min = 0): number {
+  integer(key: Key, min = 0): number {
     const value = this.number(key);
     if (!Number.isInteger(value) || value < min) throw this.invalid(key, `an integer >= ${min}`, value);
     return value;
   }
 
-  numberOrNull(key: string): number | null {
+  numberOrNull(key: Key): number | null {
     const value = this.values.get(key);
     return value === null || value === undefined ? null : this.number(key);
   }
 
-  boolean(key: string): boolean {
+  boolean(key: Key): boolean {
     const value = this.values.get(key);
     if (value === null || value === undefined) return false;
     if (typeof value !== 'boolean') throw this.invalid(key, 'true or false', value);
     return value;
   }
 
-  choice<T extends string>(key: string, options: readonly T[]): T {
+  choice<T extends string>(key: Key, options: readonly T[]): T {
     const value = this.values.get(key);
     if (typeof value !== 'string' || !options.includes(value as T)) {
       throw this.invalid(key, `one of ${options.map((o) => `"${o}"`).join(', ')}`, value);
@@ -79,7 +90,7 @@ export class SchedulerConfig {
     return value as T;
   }
 
-  numberListOrNull(key: string): number[] | null {
+  numberListOrNull(key: Key): number[] | null {
     const value = this.values.get(key);
     if (value === null || value === undefined) return null;
     if (!Array.isArray(value) || !value.every((v) => typeof v === 'number' && Number.isFinite(v))) {
@@ -88,7 +99,7 @@ export class SchedulerConfig {
     return value as number[];
   }
 
-  integerList(key: string): number[] {
+  integerList(key: Key): number[] {
     const value = this.values.get(key) ?? [];
     if (!Array.isArray(value) || !value.every((v) => Number.isInteger(v))) {
       throw this.invalid(key, 'a list of integers', value);
@@ -96,7 +107,7 @@ export class SchedulerConfig {
     return value as number[];
   }
 
-  /** For options diffusers has but this port leaves out: fails unless the key keeps its harmless value. */
+  /** For options diffusers has but this port leaves out: fails unless the key is absent or keeps its harmless value. */
   requireUnset(key: string, reason: string): void {
     const value = this.values.get(key);
     if (value !== undefined && value !== null && value !== false) {
@@ -104,7 +115,7 @@ export class SchedulerConfig {
     }
   }
 
-  private invalid(key: string, expected: string, value: unknown): Error {
+  private invalid(key: Key, expected: string, value: unknown): Error {
     return new Error(`${this.className} config "${key}" must be ${expected}, got ${JSON.stringify(value)}`);
   }
 }
@@ -182,7 +193,10 @@ export interface TrainingScheduleOptions {
 }
 
 /** The training noise schedule ᾱ_t (`alphas_cumprod`, float32) from num_train_timesteps and the beta keys. */
-export function trainingAlphasCumprod(config: SchedulerConfig, options: TrainingScheduleOptions = {}): Float32Array {
+/** The keys of the training noise schedule, which every scheduler class takes. */
+type TrainingKey = 'num_train_timesteps' | 'trained_betas' | 'beta_schedule' | 'beta_start' | 'beta_end';
+
+export function trainingAlphasCumprod(config: SchedulerConfig<TrainingKey>, options: TrainingScheduleOptions = {}): Float32Array {
   const count = config.integer('num_train_timesteps', 1);
   const trained = config.numberListOrNull('trained_betas');
   let betas: Float32Array;
@@ -199,13 +213,13 @@ export function trainingAlphasCumprod(config: SchedulerConfig, options: Training
     else if (schedule === 'scaled_linear') betas = torchLinspaceFloat32(start ** 0.5, end ** 0.5, count).map((b) => b * b);
     else betas = betasForAlphaBar(count, schedule === 'exp' ? 'exp' : 'cosine');
   }
-  const rescale = config.accepts('rescale_betas_zero_snr') && config.boolean('rescale_betas_zero_snr');
+  const rescale = config.flag('rescale_betas_zero_snr');
   if (rescale) betas = rescaleZeroTerminalSnr(betas);
   const alphasCumprod = cumulativeAlphas(betas);
   if (rescale && options.floorTerminalAlpha) alphasCumprod[alphasCumprod.length - 1] = 2 ** -24;
   return alphasCumprod;
 }
 
-export function predictionType(config: SchedulerConfig, supported: readonly PredictionType[] = PREDICTION_TYPES): PredictionType {
+export function predictionType(config: SchedulerConfig<'prediction_type'>, supported: readonly PredictionType[] = PREDICTION_TYPES): PredictionType {
   return config.choice('prediction_type', supported);
 }

@@ -13,9 +13,21 @@ import { UNIPC_DEFAULTS, UniPCMultistepScheduler } from './unipc.ts';
 export type { SchedulerConfigJson } from './config.ts';
 export type { NoiseSource, Scheduler, StepOptions, StepResult } from './scheduler.ts';
 
+/** Every config key a scheduler class of this project takes. */
+export type SchedulerKey =
+  | keyof typeof PNDM_DEFAULTS
+  | keyof typeof DDIM_DEFAULTS
+  | keyof typeof EULER_DEFAULTS
+  | keyof typeof EULER_ANCESTRAL_DEFAULTS
+  | keyof typeof LMS_DEFAULTS
+  | keyof typeof HEUN_DEFAULTS
+  | keyof typeof DPM_SOLVER_MULTISTEP_DEFAULTS
+  | keyof typeof UNIPC_DEFAULTS
+  | keyof typeof LCM_DEFAULTS;
+
 interface SchedulerClass {
   defaults: Readonly<Record<string, unknown>>;
-  create(config: SchedulerConfig): Scheduler;
+  create(config: SchedulerConfig<string>): Scheduler;
 }
 
 const CLASSES: Readonly<Record<string, SchedulerClass>> = {

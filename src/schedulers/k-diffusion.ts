@@ -43,11 +43,11 @@ export function sigmaSchedule(
     : interpolateSigmas(timesteps, training);
 
   const toTimesteps = (values: number[]) => values.map((sigma) => Math.fround(sigmaToTimestep(sigma, logSigmas)));
-  if (config.accepts('use_karras_sigmas') && config.boolean('use_karras_sigmas')) {
+  if (config.flag('use_karras_sigmas')) {
     const range = options.karrasIgnoresConfigRange ? { min: sigmas[sigmas.length - 1], max: sigmas[0] } : sigmaRange(config, sigmas);
     sigmas = karrasSigmas(range.min, range.max, steps);
     timesteps = toTimesteps(sigmas);
-  } else if (config.accepts('use_exponential_sigmas') && config.boolean('use_exponential_sigmas')) {
+  } else if (config.flag('use_exponential_sigmas')) {
     const range = sigmaRange(config, sigmas);
     sigmas = exponentialSigmas(range.min, range.max, steps);
     timesteps = toTimesteps(sigmas);

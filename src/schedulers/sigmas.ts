@@ -56,25 +56,24 @@ export function exponentialSigmas(sigmaMin: number, sigmaMax: number, steps: num
  * The range a Karras/exponential schedule spans: the config's `sigma_min`/`sigma_max` where present and set,
  * else the first and last of `descending` (which differ per scheduler: training or interpolated sigmas).
  */
-export function sigmaRange(config: SchedulerConfig, descending: ArrayLike<number>): { min: number; max: number } {
-  const configured = (key: string) => (config.has(key) ? config.numberOrNull(key) : null);
+export function sigmaRange(config: SchedulerConfig<string>, descending: ArrayLike<number>): { min: number; max: number } {
   return {
-    min: configured('sigma_min') ?? descending[descending.length - 1],
-    max: configured('sigma_max') ?? descending[0],
+    min: config.optionalNumber('sigma_min') ?? descending[descending.length - 1],
+    max: config.optionalNumber('sigma_max') ?? descending[0],
   };
 }
 
 /** The final sigma appended after the N step sigmas (`final_sigmas_type`). */
-export function finalSigma(config: SchedulerConfig, alphasCumprod: Float32Array): number {
+export function finalSigma(config: SchedulerConfig<'final_sigmas_type'>, alphasCumprod: Float32Array): number {
   const type = config.choice('final_sigmas_type', ['zero', 'sigma_min'] as const);
   return type === 'zero' ? 0 : trainingSigmas(alphasCumprod.subarray(0, 1))[0];
 }
 
 /** Rejects the sigma schedules diffusers offers that this port does not implement. */
-export function rejectUnsupportedSigmas(config: SchedulerConfig): void {
+export function rejectUnsupportedSigmas(config: SchedulerConfig<string>): void {
   config.requireUnset('use_beta_sigmas', 'beta-distribution sigmas need scipy in diffusers and are not ported');
   if (config.accepts('use_flow_sigmas')) config.requireUnset('use_flow_sigmas', 'flow-matching models are not supported');
-  const exclusive = ['use_karras_sigmas', 'use_exponential_sigmas'].filter((key) => config.accepts(key) && config.boolean(key));
+  const exclusive = (['use_karras_sigmas', 'use_exponential_sigmas'] as const).filter((key) => config.flag(key));
   if (exclusive.length > 1) throw new Error(`${config.className}: only one of ${exclusive.join(', ')} can be set`);
 }
 
