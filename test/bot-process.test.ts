@@ -57,6 +57,7 @@ function environmentFor(discord: FakeDiscord): Record<string, string> {
     DISCORD_GUILD_ID: discord.guildId,
     DISCORD_API_URL: discord.apiUrl,
     MODELS_DIR: join(cwd, 'models'),
+    SD_MODEL_DIR: 'tiny',
     DATA_DIR: mkdtempSync(join(cwd, 'data-')),
     SIZES: '64x64,512x512',
     DEFAULT_SIZE: '64x64',
@@ -71,7 +72,7 @@ describe('npm start and npm run deploy-commands as processes', () => {
   it('deploys the commands, serves /imagine with the tiny model it was told to use, and on SIGTERM cancels waiting jobs and exits 0', async () => {
     fake = await FakeDiscord.start();
     const discord = fake;
-    const environment = { ...environmentFor(discord), SD_MODEL_DIR: 'tiny' };
+    const environment = environmentFor(discord);
 
     const deploy = run('src/cli/deploy-commands.ts', environment);
     expect(await deploy.exit).toBe(0);
@@ -106,7 +107,7 @@ describe('npm start and npm run deploy-commands as processes', () => {
 
   it('refuses to go live without a model, saying how to get one and how to opt in to the tiny model', async () => {
     fake = await FakeDiscord.start();
-    const bot = run('src/main.ts', environmentFor(fake));
+    const bot = run('src/main.ts', { ...environmentFor(fake), SD_MODEL_DIR: '' });
     expect(await bot.exit).toBe(1);
     const fatal = bot.lines.find((line) => line.level === 60);
     expect(fatal?.msg).toMatch(/^No Stable Diffusion model is installed, so the bot does not start\. Download one with `npm run model:pull -- sd-turbo`/);

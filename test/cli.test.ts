@@ -126,7 +126,7 @@ describe('the imagine command line, read before any model loads', () => {
 
   it.each([
     [['--steps', '3'], 'a prompt is required'],
-    [['   '], 'The prompt is empty.'],
+    [['   '], 'The prompt is empty'],
     [['a cat', '--steps', 'many'], '--steps must be a number (got "many")'],
     [['a cat', '--steps', '2.5'], 'steps must be a whole number of at least 1.'],
     [['a cat', '--guidance', '-1'], 'guidance must be a number of at least 0.'],

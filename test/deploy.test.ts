@@ -26,15 +26,22 @@ interface Started {
   kill(signal: NodeJS.Signals): void;
 }
 
+/** `npm start` in a process group of its own, stopped as a terminal or a service manager stops it: the whole group. */
 function npmStart(env: Record<string, string>): Started {
-  const child = spawn('npm', ['start'], { cwd: deployDir, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('npm', ['start'], {
+    cwd: deployDir,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   let stdout = '';
   let stderr = '';
   const started: Started = {
     lines: [],
     output: () => `${stdout}\n${stderr}`,
-    exit: new Promise((resolve) => child.once('exit', (code) => resolve(code))),
-    kill: (signal) => child.kill(signal),
+    // 'close': once every process writing to its output has ended (npm's own exit comes before the bot's).
+    exit: new Promise((resolve) => child.once('close', (code) => resolve(code))),
+    kill: (signal) => process.kill(-child.pid!, signal),
   };
   child.stdout.on('data', (chunk: Buffer) => {
     stdout += chunk.toString('utf8');
@@ -100,7 +107,6 @@ describe('a production install: npm run build, npm ci --omit=dev, npm start', { 
     } finally {
       bot.kill('SIGTERM');
     }
-    // npm passes the signal on to the bot, and ends itself by the same signal once the bot has exited.
     await bot.exit;
     expect(bot.lines.at(-1)?.msg).toBe('bye');
   });
