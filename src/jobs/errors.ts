@@ -19,7 +19,7 @@ export class JobFailedError extends Error {
 }
 
 /** What a user is told about a failure that is not theirs to fix: the job id, which finds the log line for an admin. */
-export function modelFailedMessage(jobId: string): string {
+function modelFailedMessage(jobId: string): string {
   return `The model failed — ask an admin (job ${jobId}).`;
 }
 

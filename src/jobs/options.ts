@@ -113,7 +113,7 @@ function fitsModel(size: ImageSize, model: ModelInfo): boolean {
 }
 
 /** Why the model cannot draw this size (in words for the user), or undefined when it can. */
-export function sizeProblem(size: ImageSize, model: ModelInfo): string | undefined {
+function sizeProblem(size: ImageSize, model: ModelInfo): string | undefined {
   const label = sizeLabel(size);
   if (model.fixedSize) {
     const native = `${model.nativeWidth}x${model.nativeHeight}`;

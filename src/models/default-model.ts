@@ -14,7 +14,7 @@ export const TINY_MODEL_NOTICE =
   'For real images run `npm run model:pull -- sd-turbo` (see `npm run model:pull -- --list`), or set SD_MODEL_DIR / pass --model.';
 
 /** What SD_MODEL_DIR (or --model) names to choose the generated tiny test model. */
-export const TINY_MODEL_CHOICE = 'tiny';
+const TINY_MODEL_CHOICE = 'tiny';
 
 /**
  * The model to use: the one asked for (a directory, the name of an installed model, or `tiny`), else SD_MODEL_DIR,

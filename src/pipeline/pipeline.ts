@@ -8,7 +8,15 @@ import { readOnnxOutline } from './onnx-outline.ts';
 import { MAX_PROMPT_CHUNKS, PromptEncoder, type TokenizedPrompt } from './prompt-encoder.ts';
 import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
 import { ClipTokenizer } from './tokenizer.ts';
-import { REQUEST_LIMITS, type GenerateRequest, type GenerationSettings, type ModelInfo, type PromptSyntax, type StageTimings, type StepProgress } from './types.ts';
+import {
+  REQUEST_LIMITS,
+  type GenerateRequest,
+  type GenerationSettings,
+  type ModelInfo,
+  type PromptSyntax,
+  type StageTimings,
+  type StepProgress,
+} from './types.ts';
 import { UNet, type LatentSize } from './unet.ts';
 import { VaeDecoder, type RgbImage } from './vae.ts';
 

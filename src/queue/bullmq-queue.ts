@@ -10,8 +10,29 @@ import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { admit, liveEntries, release } from './bullmq-fairness.ts';
 import { RemoteJob, type Outcome } from './bullmq-job.ts';
 import { isOwned, letGo, markDone, takeOwnership } from './bullmq-ownership.ts';
-import { botConnection, BULL_PREFIX, CANCEL_CHANNEL, CANCELLED_PREFIX, decodeResult, FAILED_PREFIX, KEYS, priorityOf, QUEUE_NAME, type RemoteJobData, type RemoteProgress, type WorkerHeartbeat } from './bullmq-protocol.ts';
-import { QueueRejection, type DeliveryRecord, type EnqueueExtras, type JobHandle, type JobQueue, type JobStatus, type ModelStatus } from './types.ts';
+import {
+  botConnection,
+  BULL_PREFIX,
+  CANCEL_CHANNEL,
+  CANCELLED_PREFIX,
+  decodeResult,
+  FAILED_PREFIX,
+  KEYS,
+  priorityOf,
+  QUEUE_NAME,
+  type RemoteJobData,
+  type RemoteProgress,
+  type WorkerHeartbeat,
+} from './bullmq-protocol.ts';
+import {
+  QueueRejection,
+  type DeliveryRecord,
+  type EnqueueExtras,
+  type JobHandle,
+  type JobQueue,
+  type JobStatus,
+  type ModelStatus,
+} from './types.ts';
 
 export interface BullQueueOptions {
   redisUrl: string;

@@ -11,7 +11,19 @@ import { runJob, type ImageGenerator } from '../jobs/runner.ts';
 import { modelForJob, offeredModels, type ModelCatalog } from '../models/catalog.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
 import { markStarted, release } from '../queue/bullmq-fairness.ts';
-import { BULL_PREFIX, CANCEL_CHANNEL, cancelledReason, encodeResult, failedReason, KEYS, QUEUE_NAME, workerConnection, type RemoteJobData, type RemoteJobResult, type WorkerHeartbeat } from '../queue/bullmq-protocol.ts';
+import {
+  BULL_PREFIX,
+  CANCEL_CHANNEL,
+  cancelledReason,
+  encodeResult,
+  failedReason,
+  KEYS,
+  QUEUE_NAME,
+  workerConnection,
+  type RemoteJobData,
+  type RemoteJobResult,
+  type WorkerHeartbeat,
+} from '../queue/bullmq-protocol.ts';
 
 export interface RemoteWorkerOptions {
   redisUrl: string;
