@@ -1,4 +1,11 @@
-import { InteractionWebhook, type Client, type InteractionReplyOptions, type Message, type RepliableInteraction, type WebhookMessageEditOptions } from 'discord.js';
+import {
+  InteractionWebhook,
+  type Client,
+  type InteractionReplyOptions,
+  type Message,
+  type RepliableInteraction,
+  type WebhookMessageEditOptions,
+} from 'discord.js';
 import type { DeliveryRecord } from '../queue/types.ts';
 import { DEFAULT_ATTACHMENT_LIMIT } from './attachments.ts';
 
