@@ -1,12 +1,12 @@
 import { statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseSize, type GenerationPolicy } from './jobs/options.ts';
 import { defaultEmbeddingsDir } from './models/embeddings.ts';
 import { PRESETS } from './models/presets.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from './pipeline/onnx-model.ts';
 import { PROMPT_SYNTAXES } from './pipeline/types.ts';
+import { PROJECT_ROOT } from './runtime.ts';
 
 function isDirectory(path: string): boolean {
   return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
@@ -152,7 +152,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
   }
   const backend: BotConfig['backend'] =
     e.QUEUE_BACKEND === 'local'
-      ? { kind: 'local', dataDir: e.DATA_DIR ? resolve(e.DATA_DIR) : resolve(dirname(fileURLToPath(import.meta.url)), '..', 'data') }
+      ? { kind: 'local', dataDir: e.DATA_DIR ? resolve(e.DATA_DIR) : join(PROJECT_ROOT, 'data') }
       : { kind: 'bullmq', redisUrl: requireRedisUrl(e.REDIS_URL, 'when QUEUE_BACKEND=bullmq'), stalledJobTimeoutMs: e.STALLED_JOB_TIMEOUT_MS, resultTtlMs: e.RESULT_TTL_MS };
   return {
     discord: {

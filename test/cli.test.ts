@@ -89,6 +89,7 @@ describe('every command', () => {
       'src/worker-main.ts',
       'src/cli/deploy-commands.ts',
       'src/cli/model-pull.ts',
+      'src/cli/model-import.ts',
       'src/cli/model-list.ts',
       'src/cli/embeddings-list.ts',
       'src/cli/healthcheck.ts',
