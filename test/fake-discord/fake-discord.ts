@@ -33,12 +33,16 @@ export interface FakeDiscordOptions {
   readonly botUsername?: string;
   readonly guildName?: string;
   readonly channelName?: string;
+  /** The address it listens on; `0.0.0.0` lets containers reach it. Default `127.0.0.1`. */
+  readonly listenHost?: string;
+  /** The host name in its URLs (apiUrl, the gateway URL it hands out), e.g. `host.containers.internal`. Default listenHost. */
+  readonly publicHost?: string;
 }
 
-function listen(server: Server): Promise<number> {
+function listen(server: Server, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve((server.address() as AddressInfo).port));
+    server.listen(0, host, () => resolve((server.address() as AddressInfo).port));
   });
 }
 
@@ -70,11 +74,12 @@ export class FakeDiscord {
   #closed = false;
 
   private constructor(server: Server, port: number, options: FakeDiscordOptions) {
-    const baseUrl = `http://127.0.0.1:${port}`;
+    const host = options.publicHost ?? options.listenHost ?? '127.0.0.1';
+    const baseUrl = `http://${host}:${port}`;
     const ids = new SnowflakeGenerator();
     this.#server = server;
     this.apiUrl = `${baseUrl}/api`;
-    this.gatewayUrl = `ws://127.0.0.1:${port}`;
+    this.gatewayUrl = `ws://${host}:${port}`;
     this.#world = new World(ids, {
       botUsername: options.botUsername ?? 'imagine-bot',
       guildName: options.guildName ?? 'Fake Guild',
@@ -130,10 +135,10 @@ export class FakeDiscord {
     server.on('upgrade', (request, socket, head) => this.#gateway.handleUpgrade(request, socket, head));
   }
 
-  /** Starts a fake on an ephemeral port of 127.0.0.1. */
+  /** Starts a fake on an ephemeral port of 127.0.0.1 (or options.listenHost). */
   static async start(options: FakeDiscordOptions = {}): Promise<FakeDiscord> {
     const server = createServer();
-    const port = await listen(server);
+    const port = await listen(server, options.listenHost ?? '127.0.0.1');
     return new FakeDiscord(server, port, options);
   }
 
