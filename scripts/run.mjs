@@ -34,8 +34,10 @@ function tsxInstalled() {
   }
 }
 
+// tsc rewrites only the files that changed, and its build info on every build: that is when the build was made.
+const buildInfo = join(root, 'dist', '.tsbuildinfo');
 const buildIsCurrent = () =>
-  statSync(built).mtimeMs >= Math.max(...['src', 'commands'].map((dir) => newestSourceChange(join(root, dir))));
+  statSync(existsSync(buildInfo) ? buildInfo : built).mtimeMs >= Math.max(...['src', 'commands'].map((dir) => newestSourceChange(join(root, dir))));
 const canRunSource = tsxInstalled();
 const runBuild = existsSync(built) && (!canRunSource || buildIsCurrent());
 if (!runBuild && !canRunSource) {

@@ -10,6 +10,7 @@ import { runQueueBench } from '../src/bench/queue-bench.ts';
 import { formatReport } from '../src/bench/report.ts';
 import { median, quantile } from '../src/bench/stats.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
+import { entryPoint } from './entry-point.ts';
 
 const run = promisify(execFile);
 
@@ -118,7 +119,7 @@ describe('image bench', () => {
 
   it('runs from npm run bench and writes the JSON with the machine', async () => {
     const json = join(scratch, 'bench.json');
-    const { stdout } = await run('npx', ['tsx', 'src/bench/cli.ts', '--model', tinyDir, '--size', '256x256', '--steps', '2', '--scheduler', 'Euler', '--runs', '1', '--json', json]);
+    const { stdout } = await run(process.execPath, [entryPoint('src/bench/cli.ts'), '--model', tinyDir, '--size', '256x256', '--steps', '2', '--scheduler', 'Euler', '--runs', '1', '--json', json]);
     expect(stdout).toMatch(/overhead ratio/);
     const result = JSON.parse(await readFile(json, 'utf8'));
     expect(result.machine).toMatchObject({ cores: expect.any(Number), cpuModel: expect.any(String), executionProvider: 'cpu', onnxruntime: '1.30.0' });
@@ -126,7 +127,7 @@ describe('image bench', () => {
   });
 
   it('names the bad option', async () => {
-    const failure = run('npx', ['tsx', 'src/bench/cli.ts', '--model', tinyDir, '--size', '500x300']);
+    const failure = run(process.execPath, [entryPoint('src/bench/cli.ts'), '--model', tinyDir, '--size', '500x300']);
     await expect(failure).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--size must be WIDTHxHEIGHT') });
   });
 });
@@ -135,12 +136,12 @@ describe('session-options sweep', () => {
   it('runs the chosen option sets in turns and reports each, refusing unknown names', async () => {
     const json = join(scratch, 'sweep.json');
     const arms = 'defaults,enableMemPattern true';
-    await run('npx', ['tsx', 'src/bench/session-sweep.ts', '--model', tinyDir, '--size', '256x256', '--runs', '2', '--only', arms, '--interleave', '--json', json]);
+    await run(process.execPath, [entryPoint('src/bench/session-sweep.ts'), '--model', tinyDir, '--size', '256x256', '--runs', '2', '--only', arms, '--interleave', '--json', json]);
     const sweep = JSON.parse(await readFile(json, 'utf8'));
     expect(sweep.rows.map((row: { variant: string }) => row.variant)).toEqual(['defaults', 'enableMemPattern true']);
     expect(sweep.rows[1].options.enableMemPattern).toBe(true);
     for (const row of sweep.rows) expect(row.runMs).toHaveLength(2);
-    const failure = run('npx', ['tsx', 'src/bench/session-sweep.ts', '--model', tinyDir, '--only', 'fastest']);
+    const failure = run(process.execPath, [entryPoint('src/bench/session-sweep.ts'), '--model', tinyDir, '--only', 'fastest']);
     await expect(failure).rejects.toMatchObject({ stderr: expect.stringContaining('no option set named fastest') });
   });
 });

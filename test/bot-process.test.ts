@@ -2,15 +2,13 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { deployCommands } from '../src/discord/deploy.ts';
 import { BLOCKER_OPTIONS } from './bot-harness.ts';
 import { FakeDiscord, type InteractionHandle } from './fake-discord/index.ts';
+import { entryPoint } from './entry-point.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 // An empty working directory, so a developer's .env cannot leak into the test.
 const cwd = mkdtempSync(join(tmpdir(), 'imagine-bot-'));
 
@@ -23,7 +21,7 @@ interface Child {
 }
 
 function run(script: string, environment: Record<string, string>): Child {
-  const child = spawn(process.execPath, ['--import', tsxLoader, join(root, script)], {
+  const child = spawn(process.execPath, [entryPoint(script)], {
     cwd,
     env: { PATH: process.env.PATH ?? '', ...environment },
     stdio: ['ignore', 'pipe', 'pipe'],

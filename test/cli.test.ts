@@ -12,6 +12,7 @@ import { formatParameters, parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
 import { SCHEDULERS } from '../src/schedulers/index.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
+import { entryPoint } from './entry-point.ts';
 
 const run = promisify(execFile);
 const projectRoot = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -19,7 +20,7 @@ const root = mkdtempSync(join(tmpdir(), 'imagine-cli-'));
 const modelDir = join(root, 'tiny');
 
 function imagine(args: string[]) {
-  return run(process.execPath, ['--import', 'tsx', 'src/cli/imagine.ts', ...args], {
+  return run(process.execPath, [entryPoint('src/cli/imagine.ts'), ...args], {
     cwd: projectRoot,
     env: { ...process.env, SD_MODEL_DIR: '' },
   });
@@ -99,7 +100,7 @@ describe('every command', () => {
       'src/bench/queue-cli.ts',
       'src/bench/session-sweep.ts',
     ];
-    const node = (script: string, arg: string) => run(process.execPath, ['--import', 'tsx', script, arg], { cwd: projectRoot, env: { PATH: process.env.PATH } });
+    const node = (script: string, arg: string) => run(process.execPath, [entryPoint(script), arg], { cwd: projectRoot, env: { PATH: process.env.PATH } });
     const helps = await Promise.all(commands.map((script) => node(script, '--help')));
     for (const { stdout } of helps) expect(stdout).toMatch(/^Usage: .+\n\n.+[\s\S]*\nOptions:\n[\s\S]*-h, --help +Show this help and exit\.\n/);
     const refusals = await Promise.all(['src/main.ts', 'src/cli/model-list.ts'].map((script) => node(script, '--no-such-flag').catch((error) => error)));

@@ -1,5 +1,5 @@
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,8 +7,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FakeDiscord } from './fake-discord/index.ts';
 
-// The deployment a server owner does, on a copy of the project's files as a fresh clone has them: `npm run build`,
-// then `npm ci --omit=dev` (no TypeScript, no tsx, no vitest), then `npm start` against the fake Discord.
+// The deployment a server owner does, on a copy of the project's files as a fresh clone has them: `npm run build`
+// (done once for the whole suite by test/global-setup.ts, whose dist/ is copied over), then `npm ci --omit=dev` (no
+// TypeScript, no tsx, no vitest), then `npm start` against the fake Discord.
 
 const execFileAsync = promisify(execFile);
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -61,10 +62,7 @@ beforeAll(async () => {
     mkdirSync(dirname(join(deployDir, file)), { recursive: true });
     cpSync(join(root, file), join(deployDir, file));
   }
-  // The build needs the devDependencies (TypeScript); they are borrowed for it, then the production install replaces them.
-  symlinkSync(join(root, 'node_modules'), join(deployDir, 'node_modules'));
-  await npm(['run', 'build']);
-  unlinkSync(join(deployDir, 'node_modules'));
+  cpSync(join(root, 'dist'), join(deployDir, 'dist'), { recursive: true });
   await npm(['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund']);
   fake = await FakeDiscord.start();
 }, 240_000);

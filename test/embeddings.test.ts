@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { EmbeddingLibrary, scanEmbeddings } from '../src/models/embeddings.ts';
 import { readFloatTensors } from '../src/models/safetensors.ts';
 import { safetensorsBytes } from './safetensors-file.ts';
+import { entryPoint } from './entry-point.ts';
 
 const dirs: string[] = [];
 async function folder(files: Record<string, Uint8Array | string>): Promise<string> {
@@ -111,7 +112,7 @@ describe('EmbeddingLibrary', () => {
 describe('embeddings:list', () => {
   it('prints one row per embedding and the files it skipped', async () => {
     const dir = await folder({ 'EasyNegative.safetensors': single('emb_params', 8, 768), 'old.pt': 'pickle' });
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/embeddings-list.ts'], {
+    const { stdout } = await promisify(execFile)(process.execPath, [entryPoint('src/cli/embeddings-list.ts')], {
       cwd: fileURLToPath(new URL('..', import.meta.url)),
       env: { ...process.env, EMBEDDINGS_DIR: dir },
     });

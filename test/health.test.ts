@@ -2,7 +2,6 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Events } from 'discord.js';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HEALTH_MAX_AGE_MS, readHealth, reportHealth, type HealthStatus } from '../src/health/health-file.ts';
@@ -12,6 +11,7 @@ import { PipelineThread } from '../src/worker/pipeline-thread.ts';
 import { RemoteWorker } from '../src/worker/remote-worker.ts';
 import { startHarness, useSharedTinyPipeline } from './bot-harness.ts';
 import { RedisServer } from './redis-server.ts';
+import { entryPoint } from './entry-point.ts';
 
 const logger = createLogger('silent');
 const directory = mkdtempSync(join(tmpdir(), 'imagine-health-'));
@@ -51,9 +51,8 @@ describe('the health file', () => {
 });
 
 describe('npm run healthcheck', () => {
-  const root = fileURLToPath(new URL('..', import.meta.url));
   const healthcheck = (environment: Record<string, string>) =>
-    spawnSync(process.execPath, ['--import', pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href, join(root, 'src/cli/healthcheck.ts')], {
+    spawnSync(process.execPath, [entryPoint('src/cli/healthcheck.ts')], {
       cwd: directory,
       env: { PATH: process.env.PATH ?? '', ...environment },
       encoding: 'utf8',

@@ -17,6 +17,7 @@ import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/p
 import type { GenerateRequest } from '../src/pipeline/types.ts';
 import { writeRenamedLora, writeSd2SingleFile, writeSharded } from './checkpoint-files.ts';
 import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
+import { entryPoint } from './entry-point.ts';
 
 const runFile = promisify(execFile);
 const projectRoot = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -246,7 +247,7 @@ describe.runIf(fixturesPresent)('model:import refuses bad input in one line and 
 
 describe.runIf(fixturesPresent)('npm run model:import', () => {
   function cli(args: string[]) {
-    return runFile(process.execPath, ['--import', 'tsx', 'src/cli/model-import.ts', ...args], {
+    return runFile(process.execPath, [entryPoint('src/cli/model-import.ts'), ...args], {
       cwd: projectRoot,
       env: { ...process.env, MODELS_DIR: join(root, 'cli-models') },
     }).then(

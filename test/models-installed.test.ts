@@ -11,6 +11,7 @@ import { describeInstalledModel, listInstalledModels, resolveInstalledModel, sca
 import { readOnnxOutline } from '../src/pipeline/onnx-outline.ts';
 import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
+import { entryPoint } from './entry-point.ts';
 
 const projectRoot = resolve(fileURLToPath(import.meta.url), '..', '..');
 const root = mkdtempSync(join(tmpdir(), 'imagine-installed-'));
@@ -158,7 +159,7 @@ describe('resolveModelDir', () => {
 
 describe('model:list', () => {
   it('prints one row per model, the skipped ones, and the default', async () => {
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/model-list.ts'], {
+    const { stdout } = await promisify(execFile)(process.execPath, [entryPoint('src/cli/model-list.ts')], {
       cwd: projectRoot,
       env: { ...process.env, MODELS_DIR: modelsDir, SD_MODEL_DIR: join(modelsDir, 'tiny-fp32') },
     });

@@ -15,6 +15,7 @@ import { pullModel, type PullEvent } from '../src/models/pull.ts';
 import { placeInside, selectModelFiles } from '../src/models/select-files.ts';
 import { sha256, startMockHub, type MockHub } from './mock-hub/server.ts';
 import { tinyRepoFiles, wantedPaths } from './mock-hub/tiny-repo.ts';
+import { entryPoint } from './entry-point.ts';
 
 const run = promisify(execFile);
 const projectRoot = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -49,7 +50,7 @@ async function pullError(promise: Promise<unknown>): Promise<Error> {
 }
 
 function cli(script: string, args: string[], env: Record<string, string>) {
-  return run(process.execPath, ['--import', 'tsx', script, ...args], {
+  return run(process.execPath, [entryPoint(script), ...args], {
     cwd: projectRoot,
     env: { ...process.env, MODELS_DIR: modelsDir, SD_MODEL_DIR: '', HF_TOKEN: '', ...env },
   });

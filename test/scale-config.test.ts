@@ -2,16 +2,16 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, loadWorkerConfig } from '../src/config.ts';
+import { entryPoint } from './entry-point.ts';
 
 const discord = { DISCORD_TOKEN: 'token-value', DISCORD_APPLICATION_ID: '123456789012345678' };
 const root = fileURLToPath(new URL('..', import.meta.url));
-const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 
 function runScript(script: string, environment: Record<string, string>) {
-  return spawnSync(process.execPath, ['--import', tsxLoader, join(root, script)], {
+  return spawnSync(process.execPath, [entryPoint(script)], {
     cwd: mkdtempSync(join(tmpdir(), 'imagine-scale-config-')),
     env: { PATH: process.env.PATH ?? '', ...environment },
     encoding: 'utf8',

@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageFlags } from 'discord.js';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
@@ -10,9 +9,8 @@ import { deployCommands } from '../src/discord/deploy.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { FakeDiscord, type InteractionHandle, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
 import { RedisServer } from './redis-server.ts';
+import { entryPoint } from './entry-point.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const tsxLoader = pathToFileURL(join(root, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 // An empty working directory, so a developer's .env cannot leak into the processes.
 const cwd = mkdtempSync(join(tmpdir(), 'imagine-scale-'));
 
@@ -176,7 +174,7 @@ export class ScaleCluster {
   }
 
   private spawn(name: string, script: string, environment: Record<string, string>): Role {
-    const child = spawn(process.execPath, ['--import', tsxLoader, join(root, script)], {
+    const child = spawn(process.execPath, [entryPoint(script)], {
       cwd,
       env: { PATH: process.env.PATH ?? '', ...this.environment, ...environment },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -166,10 +166,15 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
 const moduleDir = dirname(fileURLToPath(import.meta.url));
 const STAMP_FILE = 'tiny-model-stamp.txt';
 
-/** Changes whenever this generator's or the graph builder's source changes, so a cached model never outlives the code that made it. */
+/**
+ * Changes whenever this generator's or the graph builder's source changes, so a cached model never outlives the code
+ * that made it. In a checkout the build in dist/ reads the same source files, so both stamp the model alike.
+ */
 async function generatorFingerprint(): Promise<string> {
   const hash = createHash('sha256');
-  for (const dir of [moduleDir, resolve(moduleDir, '..', 'graphs')]) {
+  const sourceDir = join(PROJECT_ROOT, 'src');
+  const codeDir = existsSync(join(sourceDir, 'tiny-model')) ? sourceDir : resolve(moduleDir, '..');
+  for (const dir of [join(codeDir, 'tiny-model'), join(codeDir, 'graphs')]) {
     for (const name of (await readdir(dir)).filter((file) => /\.[jt]s$/.test(file)).sort()) {
       hash.update(name).update(await readFile(join(dir, name)));
     }
