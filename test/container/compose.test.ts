@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BLOCKER_OPTIONS, TEST_ENVIRONMENT } from '../bot-harness.ts';
+import { BLOCKER_OPTIONS } from '../bot-harness.ts';
 import { FakeDiscord, type InteractionHandle } from '../fake-discord/index.ts';
-import { command, containerState, envFileFromExample, eventually, healthcheck, IMAGE, jsonLogs, podman, podmanOk, REDIS_IMAGE } from './podman.ts';
+import { command, containerState, envFileFromExample, eventually, healthcheck, IMAGE, jsonLogs, podman, podmanOk, REDIS_IMAGE, removeContainers, testSettings } from './podman.ts';
 
 // compose.yaml as it is, run by podman-compose: Redis on the private network, the bot, two workers; a job goes
 // through Redis, and a worker killed in the middle of a job costs the user nothing but time.
@@ -21,8 +21,10 @@ const compose = (args: string[]) => command('podman-compose', ['--project-name',
 
 let fake: FakeDiscord | undefined;
 afterAll(async () => {
+  // podman-compose 1.0.3's down leaves the containers' anonymous volumes (the image's VOLUMEs) and the networks behind.
+  const containers = (await podman(['ps', '--all', '--quiet', '--filter', `label=io.podman.compose.project=${project}`])).stdout.split('\n').filter(Boolean);
+  await removeContainers(containers);
   await compose(['down', '--volumes']);
-  // podman-compose 1.0.3 leaves the networks behind.
   await podman(['network', 'rm', '--force', `${project}_default`, `${project}_backend`]);
   await fake?.close();
   rmSync(directory, { recursive: true, force: true });
@@ -39,12 +41,7 @@ describe('compose.yaml', () => {
       REDIS_IMAGE,
       REDIS_PASSWORD: randomBytes(16).toString('hex'),
       WORKERS: '2',
-      DISCORD_TOKEN: discord.botToken,
-      DISCORD_APPLICATION_ID: discord.applicationId,
-      DISCORD_GUILD_ID: discord.guildId,
-      DISCORD_API_URL: discord.apiUrl,
-      SD_MODEL_DIR: 'tiny',
-      ...TEST_ENVIRONMENT,
+      ...testSettings(discord),
       STALLED_JOB_TIMEOUT_MS: '3000',
     };
     writeFileSync(join(directory, '.env'), envFileFromExample(environment));

@@ -3,9 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BLOCKER_OPTIONS, TEST_ENVIRONMENT } from '../bot-harness.ts';
+import { BLOCKER_OPTIONS } from '../bot-harness.ts';
 import { FakeDiscord, type InteractionHandle } from '../fake-discord/index.ts';
-import { containerState, envFileFromExample, eventually, healthcheck, IMAGE, jsonLogs, podman, podmanOk, removeContainers } from './podman.ts';
+import { containerState, envFileFromExample, eventually, healthcheck, IMAGE, jsonLogs, podman, podmanOk, removeContainers, testSettings } from './podman.ts';
 
 // The image on its own (`docker run`): non-root, its default command (what `npm start` runs) against the fake
 // Discord on 127.0.0.1 (host network), its health check, and a graceful `stop`.
@@ -28,15 +28,7 @@ afterAll(async () => {
 /** `--env-file` with a .env made from .env.example, as the README's `docker run` has it. */
 function environmentArgs(discord: FakeDiscord): string[] {
   const path = join(directory, '.env');
-  writeFileSync(path, envFileFromExample({
-    DISCORD_TOKEN: discord.botToken,
-    DISCORD_APPLICATION_ID: discord.applicationId,
-    DISCORD_GUILD_ID: discord.guildId,
-    DISCORD_API_URL: discord.apiUrl,
-    SD_MODEL_DIR: 'tiny',
-    ...TEST_ENVIRONMENT,
-    SHUTDOWN_TIMEOUT_MS: '300',
-  }));
+  writeFileSync(path, envFileFromExample({ ...testSettings(discord), SHUTDOWN_TIMEOUT_MS: '300' }));
   return ['--env-file', path];
 }
 

@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
+import { TEST_ENVIRONMENT } from '../bot-harness.ts';
+import type { FakeDiscord } from '../fake-discord/index.ts';
 
 const run = promisify(execFile);
 
@@ -78,6 +80,18 @@ export async function eventually<T>(condition: () => Promise<T | undefined | nul
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for: ${description}`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
+}
+
+/** The settings a containerized bot needs for the fake Discord, with the tiny model and the test suite's short timings. */
+export function testSettings(discord: FakeDiscord): Record<string, string> {
+  return {
+    DISCORD_TOKEN: discord.botToken,
+    DISCORD_APPLICATION_ID: discord.applicationId,
+    DISCORD_GUILD_ID: discord.guildId,
+    DISCORD_API_URL: discord.apiUrl,
+    SD_MODEL_DIR: 'tiny',
+    ...TEST_ENVIRONMENT,
+  };
 }
 
 /** .env as a server owner makes it: .env.example with some values filled in (the rest stay empty) and a few added. */
