@@ -1,10 +1,13 @@
 // npm run model:import -- SOURCE [options]   (--help lists them)
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { config as loadDotenv } from 'dotenv';
-import { type ImportRequest, importModel } from '../import/import-model.ts';
+import { CLIP_TOKENIZER_REPO, clipTokenizerFromHub } from '../import/clip-tokenizer.ts';
+import { type ImportRequest, type ImportResult, importModel } from '../import/import-model.ts';
 import type { LoraRequest } from '../import/lora.ts';
 import { defaultModelsDir } from '../models/installed.ts';
-import { displayPath, formatBytes } from '../models/pull.ts';
+import { PullProgress } from '../models/pull-progress.ts';
+import { defaultModelName, displayPath, formatBytes, pullModel } from '../models/pull.ts';
 import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
 import { ImportProgress } from './import-progress.ts';
 
@@ -15,8 +18,9 @@ const SPEC = {
   description:
     "Builds the pipeline's ONNX graphs from a PyTorch Stable Diffusion model (SD 1.x / 2.x) into models/NAME.\n" +
     'SOURCE: a diffusers folder (model_index.json, text_encoder/, unet/, vae/ with .safetensors weights), a single-file\n' +
-    'checkpoint .safetensors (AUTOMATIC1111 / ComfyUI format), or a VAE folder (AutoencoderKL or AutoencoderTiny, e.g.\n' +
-    'TAESD), which becomes a VAE for --vae.',
+    'checkpoint .safetensors (AUTOMATIC1111 / ComfyUI format), a VAE folder (AutoencoderKL or AutoencoderTiny, e.g.\n' +
+    'TAESD), which becomes a VAE for --vae, or a Hugging Face hub repository owner/name of such a model (downloaded and\n' +
+    'verified as model:pull does).',
   flags: {
     name: { type: 'string', value: 'NAME', help: 'Folder under models/.', default: "the source's name" },
     config: {
@@ -33,10 +37,21 @@ const SPEC = {
       value: 'FILE[:WEIGHT]',
       help: 'Merge a LoRA (kohya / AUTOMATIC1111 or diffusers / PEFT format) at WEIGHT (default 1).',
     },
+    revision: { type: 'string', value: 'REV', help: 'Branch, tag or commit of a hub repository.', default: 'main' },
+    subfolder: { type: 'string', value: 'DIR', help: 'Folder of a hub repository that holds the model.' },
     force: { type: 'boolean', help: 'Replace an installed model of the same name.' },
   },
-  notes: ['MODELS_DIR: where models go (default: models/ in the project).'],
+  notes: [
+    'MODELS_DIR: where models go (default: models/ in the project). HF_TOKEN, HF_ENDPOINT: as for model:pull.',
+    `A single-file checkpoint without --config takes CLIP's tokenizer from a model installed beside it, else from the hub (${CLIP_TOKENIZER_REPO}).`,
+  ],
 } satisfies CommandSpec<Record<string, Flag>>;
+
+/** What to import, and, when SOURCE is a hub repository rather than a path, where to download it from. */
+interface ImportCommand {
+  request: ImportRequest;
+  hub?: { repo: string; revision?: string; subfolder?: string };
+}
 
 function parseLora(text: string): LoraRequest {
   const colon = text.lastIndexOf(':');
@@ -46,15 +61,18 @@ function parseLora(text: string): LoraRequest {
   return { path, weight: weighted ? Number(text.slice(colon + 1)) : 1 };
 }
 
-function readCommandLine({ values, positionals }: CommandLine<typeof SPEC.flags>): ImportRequest {
+function readCommandLine({ values, positionals }: CommandLine<typeof SPEC.flags>): ImportCommand {
   if (positionals.length !== 1) throw new UsageError(positionals.length === 0 ? 'name the model to import (a folder or a .safetensors file)' : `expected one SOURCE, got ${positionals.length}`);
   const prediction = values.prediction;
   if (prediction !== undefined && !['epsilon', 'v', 'v_prediction'].includes(prediction)) throw new UsageError(`--prediction must be epsilon or v (got "${prediction}")`);
   const precision = values.precision;
   if (precision !== undefined && precision !== 'fp32' && precision !== 'fp16') throw new UsageError(`--precision must be fp32 or fp16 (got "${precision}")`);
-  return {
-    source: positionals[0],
-    name: values.name,
+  const source = positionals[0];
+  const fromHub = !existsSync(source) && /^[\w.-]+\/[\w.-]+$/.test(source) && !/\.safetensors$/i.test(source);
+  if (!fromHub && (values.revision !== undefined || values.subfolder !== undefined)) throw new UsageError('--revision and --subfolder go with a hub repository (owner/name)');
+  const request: ImportRequest = {
+    source,
+    name: values.name ?? (fromHub ? defaultModelName(source) : undefined),
     configDir: values.config,
     prediction: prediction === undefined ? undefined : prediction === 'epsilon' ? 'epsilon' : 'v_prediction',
     precision,
@@ -62,28 +80,51 @@ function readCommandLine({ values, positionals }: CommandLine<typeof SPEC.flags>
     loras: (values.lora ?? []).map(parseLora),
     force: values.force ?? false,
   };
+  return fromHub ? { request, hub: { repo: source, revision: values.revision, subfolder: values.subfolder } } : { request };
 }
 
 async function main(commandLine: CommandLine<typeof SPEC.flags>): Promise<number> {
   loadDotenv({ quiet: true });
-  const request = readCommandLine(commandLine);
+  const command = readCommandLine(commandLine);
   const modelsDir = defaultModelsDir();
   await mkdir(modelsDir, { recursive: true });
   const progress = new ImportProgress(process.stderr);
+  const downloads = new PullProgress(process.stderr);
+  const request = { ...command.request, modelsDir };
+  const options = {
+    onEvent: progress.onEvent,
+    tokenizerFor: () => clipTokenizerFromHub(modelsDir, { onEvent: downloads.onEvent }).finally(() => downloads.finish()),
+  };
   try {
-    const result = await importModel({ ...request, modelsDir }, { onEvent: progress.onEvent });
+    let result: ImportResult | undefined;
+    if (command.hub) {
+      await pullModel(
+        { ...command.hub, name: request.name!, modelsDir, force: request.force },
+        {
+          onEvent: downloads.onEvent,
+          requirePytorch: true,
+          importPytorch: async (folder, origin) => {
+            downloads.finish();
+            result = await importModel({ ...request, source: folder, origin }, options);
+            return result;
+          },
+        },
+      );
+    } else {
+      result = await importModel(request, options);
+    }
     progress.finish();
-    const shown = displayPath(result.dir);
-    const loras = result.loras.length > 0 ? `, with LoRA ${result.loras.map((lora) => `${lora.name} at ${lora.weight}`).join(', ')}` : '';
-    process.stdout.write(`Imported ${result.name} (${result.description}${loras}) into ${shown}: ${formatBytes(result.bytes)}.\n`);
+    const { name, dir, description, bytes, kind, loras } = result!;
+    const shown = displayPath(dir);
+    const merged = loras.length > 0 ? `, with LoRA ${loras.map((lora) => `${lora.name} at ${lora.weight}`).join(', ')}` : '';
+    process.stdout.write(`Imported ${name} (${description}${merged}) into ${shown}: ${formatBytes(bytes)}.\n`);
     process.stdout.write(
-      result.kind === 'vae'
-        ? `Decode with it: npm run imagine -- "a lighthouse at dusk" --vae ${result.name}\n`
-        : `Try it: npm run imagine -- "a lighthouse at dusk" --model ${shown}\n`,
+      kind === 'vae' ? `Decode with it: npm run imagine -- "a lighthouse at dusk" --vae ${name}\n` : `Try it: npm run imagine -- "a lighthouse at dusk" --model ${shown}\n`,
     );
     return 0;
   } finally {
     progress.finish();
+    downloads.finish();
   }
 }
 

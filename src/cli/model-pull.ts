@@ -5,9 +5,11 @@ import { autoPull } from '../models/first-run.ts';
 import { checkRepoId } from '../models/hub-client.ts';
 import { defaultModelsDir } from '../models/installed.ts';
 import { PRESETS, findPreset } from '../models/presets.ts';
+import { importModel } from '../import/import-model.ts';
 import { PullProgress } from '../models/pull-progress.ts';
 import { defaultModelName, displayPath, formatBytes, pullModel } from '../models/pull.ts';
 import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
+import { ImportProgress } from './import-progress.ts';
 
 const SPEC = {
   name: 'model:pull',
@@ -15,7 +17,8 @@ const SPEC = {
   usage: '<preset | owner/repo> [options]   |   --list   |   --auto',
   description:
     'Downloads a diffusers ONNX Stable Diffusion model from the Hugging Face hub into models/<name>, every file verified\n' +
-    'against the hub\'s listing; an interrupted pull resumes when run again.',
+    'against the hub\'s listing; an interrupted pull resumes when run again. A repository of PyTorch weights instead\n' +
+    '(the diffusers layout, .safetensors) is downloaded the same way and imported (see npm run model:import).',
   flags: {
     revision: { type: 'string', value: 'REV', help: 'Branch, tag or commit of the repository.', default: "the preset's, else main" },
     subfolder: { type: 'string', value: 'DIR', help: 'The folder of the repository the model is in.', default: "the preset's, else the top" },
@@ -92,15 +95,31 @@ async function main(commandLine: CommandLine<typeof SPEC.flags>): Promise<number
   const modelsDir = defaultModelsDir();
   await mkdir(modelsDir, { recursive: true });
   const controller = new AbortController();
-  process.once('SIGINT', () => controller.abort());
+  const interrupt = () => controller.abort();
+  process.once('SIGINT', interrupt);
   const progress = new PullProgress(process.stderr);
+  const importProgress = new ImportProgress(process.stderr);
   try {
-    const result = await pullModel({ ...args.request, modelsDir }, { onEvent: progress.onEvent, signal: controller.signal });
+    const result = await pullModel(
+      { ...args.request, modelsDir },
+      {
+        onEvent: progress.onEvent,
+        signal: controller.signal,
+        importPytorch: (folder, origin) => {
+          progress.finish();
+          // The import holds the thread: Ctrl-C stops it at once, leaving only hidden folders a new run reuses.
+          process.off('SIGINT', interrupt);
+          const { name, force } = args.request;
+          return importModel({ source: folder, name, modelsDir, force, origin }, { onEvent: importProgress.onEvent }).finally(() => importProgress.finish());
+        },
+      },
+    );
     progress.finish();
     const shown = displayPath(result.dir);
     const commit = result.commit ? ` (commit ${result.commit.slice(0, 10)})` : '';
+    const files = `${result.files} files, ${formatBytes(result.bytes)}, all verified`;
     process.stdout.write(
-      `Installed ${result.name} from ${result.repo}${commit} into ${shown}: ${result.files} files, ${formatBytes(result.bytes)}, all verified.\n` +
+      `Installed ${result.name} from ${result.repo}${commit} into ${shown}${result.imported ? `, built from its PyTorch weights (${files})` : `: ${files}`}.\n` +
         `Try it: npm run imagine -- "a lighthouse at dusk" --model ${shown}\n`,
     );
     return 0;

@@ -33,8 +33,9 @@ export function openComponentWeights(dir: string, component: string): Safetensor
     for (const base of WEIGHT_BASENAMES) {
       const single = join(dir, `${base}${variant}.safetensors`);
       if (existsSync(single)) return new SafetensorsSet([SafetensorsFile.open(single)]);
-      const index = join(dir, `${base}${variant}.safetensors.index.json`);
-      if (existsSync(index)) return openShards(dir, index, component);
+      // diffusers and transformers put a variant inside the index's name: model.safetensors.index.fp16.json
+      const index = [`${base}${variant}.safetensors.index.json`, `${base}.safetensors.index${variant}.json`].map((name) => join(dir, name)).find(existsSync);
+      if (index) return openShards(dir, index, component);
     }
   }
   const files = existsSync(dir) ? readdirSync(dir) : [];

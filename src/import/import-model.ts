@@ -83,7 +83,9 @@ export async function importModel(request: ImportRequest, options: ImportOptions
     if (plan.kind === 'vae' && (request.loras?.length ?? 0) > 0) throw new Error('LoRAs change a model, not a VAE: import the model with --lora');
     const loras = plan.kind === 'pipeline' ? matchLoras(plan, request.loras ?? []) : undefined;
     const emit = options.onEvent ?? (() => {});
-    emit({ type: 'plan', description: plan.description, notes: [...plan.notes, ...(vaePlan?.notes ?? [])], loras: loras?.matches ?? [] });
+    // A downloaded source is named by where it came from, not by the folder it was downloaded to.
+    const description = request.origin ? `${request.origin.repo} (PyTorch ${plan.kind === 'vae' ? 'VAE' : 'weights'})` : plan.description;
+    emit({ type: 'plan', description, notes: [...plan.notes, ...(vaePlan?.notes ?? [])], loras: loras?.matches ?? [] });
     const tokenizerDir = plan.kind === 'pipeline' ? await tokenizerFor(plan, modelsDir, options, emit) : undefined;
 
     const staging = join(modelsDir, `.${name}${STAGING_SUFFIX}`);
@@ -121,9 +123,9 @@ export async function importModel(request: ImportRequest, options: ImportOptions
       if (plan.kind === 'pipeline') await writePipelineFiles(staging, plan, tokenizerDir!, request, attention);
 
       const manifest: ImportManifest = {
-        source: request.source,
+        source: request.origin?.repo ?? request.source,
         ...(request.origin ? { origin: request.origin } : {}),
-        description: plan.description,
+        description,
         kind: plan.kind,
         precision,
         attention,
@@ -134,7 +136,7 @@ export async function importModel(request: ImportRequest, options: ImportOptions
       };
       await writeFile(join(staging, IMPORT_MANIFEST_FILE), jsonFile(manifest));
       await placeModel(staging, target);
-      return { name, dir: target, kind: plan.kind, description: plan.description, bytes, loras: loras?.matches ?? [] };
+      return { name, dir: target, kind: plan.kind, description, bytes, loras: loras?.matches ?? [] };
     } catch (error) {
       await rm(staging, { recursive: true, force: true });
       throw error;

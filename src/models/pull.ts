@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PULL_MANIFEST_FILE } from '../pipeline/model-config.ts';
 import { HubClient, HubError, checkRepoId, hubSettingsFromEnv, type HubSettings } from './hub-client.ts';
 import { checkModelName, defaultModelsDir, filesBelow, type PullManifest } from './installed.ts';
-import { placeInside, selectModelFiles, type PlannedFile } from './select-files.ts';
+import { isOnnxExport, isPytorchRepository, placeInside, selectModelFiles, selectPytorchFiles, type PlannedFile } from './select-files.ts';
 import { checksumFor, fileMatches, hashFilePrefix, startHash } from './verify.ts';
 
 export interface PullRequest {
@@ -27,6 +27,21 @@ export interface PullOptions {
   signal?: AbortSignal;
   /** Give a transfer up as failed when no byte arrives for this long. */
   stallTimeoutMs?: number;
+  /**
+   * Builds the model from a repository that holds PyTorch weights (the diffusers layout) rather than an ONNX
+   * export, once they are downloaded into `folder` (model:import does); without it such a repository is refused.
+   */
+  importPytorch?: (folder: string, origin: PullOrigin) => Promise<{ dir: string }>;
+  /** Refuse an ONNX export (model:import of a repository: its options need PyTorch weights). */
+  requirePytorch?: boolean;
+}
+
+/** The repository, revision and commit a model was pulled from. */
+export interface PullOrigin {
+  repo: string;
+  revision: string;
+  subfolder?: string;
+  commit?: string;
 }
 
 export type PullEvent =
@@ -45,6 +60,8 @@ export interface PullResult {
   files: number;
   bytes: number;
   downloadedBytes: number;
+  /** The repository held PyTorch weights, and the model was built from them. */
+  imported: boolean;
 }
 
 const SOURCE_FILE = '.pull-source.json';
@@ -78,18 +95,23 @@ export async function pullModel(request: PullRequest, options: PullOptions = {})
   const client = new HubClient(options.hub ?? hubSettingsFromEnv());
   const source = `${repo}${revision === 'main' ? '' : ` (revision ${revision})`}${subfolder ? `, subfolder ${subfolder}` : ''}`;
   const listing = await client.listFiles(repo, revision, subfolder);
-  const { files: planned, unsafe } = selectModelFiles(listing, subfolder, source);
+  const onnx = isOnnxExport(listing, subfolder);
+  if (onnx && options.requirePytorch) {
+    throw new Error(`${source} is an ONNX export, not PyTorch weights: npm run model:pull installs it as it is (LoRAs, another VAE and the other import options need PyTorch weights)`);
+  }
+  const pytorch = options.importPytorch !== undefined && !onnx && (options.requirePytorch || isPytorchRepository(listing, subfolder));
+  const { files: planned, unsafe } = (pytorch ? selectPytorchFiles : selectModelFiles)(listing, subfolder, source);
 
   const staging = join(modelsDir, `.${name}.partial`);
-  const destinations = planned.map((file) => placeInside(staging, file.target, path));
-  await prepareStaging(staging, { repo, revision, subfolder }, planned);
-  const present = await Promise.all(planned.map((file) => presentBytes(staging, file)));
-  await checkFreeSpace(modelsDir, planned, present);
-  const files = planned.map((file, i) => ({ path: file.target, size: file.size, present: present[i] }));
-  options.onEvent?.({ type: 'plan', repo, revision, files, unsafe });
-
-  const transfer = new Transfer(client, repo, revision, options);
-  for (const [index, file] of planned.entries()) await transfer.fetch(file, destinations[index]);
+  const transfer = await download(client, { repo, revision, subfolder, planned, unsafe }, staging, options);
+  const bytes = planned.reduce((sum, file) => sum + file.size, 0);
+  const result = { name, repo, revision, commit: transfer.commit, files: planned.length, bytes, downloadedBytes: transfer.downloadedBytes };
+  if (pytorch) {
+    const { dir } = await options.importPytorch!(staging, { repo, revision, ...(subfolder ? { subfolder } : {}), commit: transfer.commit });
+    // The PyTorch weights served their purpose; kept only when the import fails, for another try without a download.
+    await rm(staging, { recursive: true, force: true });
+    return { ...result, dir, imported: true };
+  }
 
   const manifest: PullManifest = {
     repo,
@@ -103,8 +125,50 @@ export async function pullModel(request: PullRequest, options: PullOptions = {})
   await writeFile(join(staging, PULL_MANIFEST_FILE), JSON.stringify(manifest, null, 2) + '\n');
   await placeModel(staging, target);
   await rm(join(target, SOURCE_FILE), { force: true });
-  const bytes = planned.reduce((sum, file) => sum + file.size, 0);
-  return { name, dir: target, repo, revision, commit: transfer.commit, files: planned.length, bytes, downloadedBytes: transfer.downloadedBytes };
+  return { ...result, dir: target, imported: false };
+}
+
+/**
+ * Files of `repo` at the top level, by name (e.g. a tokenizer's vocab.json and merges.txt), downloaded and verified
+ * into `dir`, which appears only once all of them are there.
+ */
+export async function pullRepoFiles(request: { repo: string; revision?: string; names: string[]; dir: string }, options: PullOptions = {}): Promise<void> {
+  const revision = request.revision || 'main';
+  const client = new HubClient(options.hub ?? hubSettingsFromEnv());
+  const listing = await client.listFiles(request.repo, revision, '');
+  const planned = request.names.map((name) => {
+    const file = listing.find((entry) => entry.path === name);
+    if (!file) throw new Error(`${request.repo} has no ${name}`);
+    return { ...file, target: name };
+  });
+  const staging = `${request.dir}.partial`;
+  await download(client, { repo: request.repo, revision, subfolder: '', planned, unsafe: [] }, staging, options);
+  await rm(join(staging, SOURCE_FILE), { force: true });
+  await rm(request.dir, { recursive: true, force: true });
+  await rename(staging, request.dir);
+}
+
+interface DownloadPlan {
+  repo: string;
+  revision: string;
+  subfolder: string;
+  planned: PlannedFile[];
+  unsafe: string[];
+}
+
+/** Downloads the planned files into `staging`, resuming what an earlier try of the same pull left there. */
+async function download(client: HubClient, plan: DownloadPlan, staging: string, options: PullOptions): Promise<Transfer> {
+  const { repo, revision, subfolder, planned, unsafe } = plan;
+  const destinations = planned.map((file) => placeInside(staging, file.target, path));
+  await prepareStaging(staging, { repo, revision, subfolder }, planned);
+  const present = await Promise.all(planned.map((file) => presentBytes(staging, file)));
+  await checkFreeSpace(dirname(staging), planned, present);
+  const files = planned.map((file, i) => ({ path: file.target, size: file.size, present: present[i] }));
+  options.onEvent?.({ type: 'plan', repo, revision, files, unsafe });
+
+  const transfer = new Transfer(client, repo, revision, options);
+  for (const [index, file] of planned.entries()) await transfer.fetch(file, destinations[index]);
+  return transfer;
 }
 
 function checksumField(file: PlannedFile) {

@@ -91,11 +91,98 @@ export function selectModelFiles(files: readonly RepoFile[], subfolder: string, 
     const hasPytorch = files.some((file) => file.path.startsWith(`${prefix}unet/`) && /\.(safetensors|bin)$/.test(file.path));
     const folders = [...new Set(files.filter((file) => file.path.startsWith(prefix) && file.path.length > prefix.length).map((file) => file.path.slice(prefix.length).split('/')[0]))];
     const hint = hasPytorch
-      ? ' It holds PyTorch weights: look for an ONNX export of this model (another repository, or an "onnx" revision/subfolder).'
+      ? ' It holds PyTorch weights: npm run model:pull (or model:import) builds the ONNX graphs from them.'
       : folders.length > 0
         ? ` Its ${prefix ? `"${subfolder}" ` : ''}top level has: ${folders.slice(0, 12).join(', ')}${folders.length > 12 ? ', ...' : ''}.`
         : '';
     throw new Error(`${describeSource} is not a diffusers ONNX Stable Diffusion export: missing ${missing.join(', ')}.${hint}`);
   }
   return { files: planned, unsafe };
+}
+
+/** The PyTorch components of a diffusers Stable Diffusion pipeline, and the names their weights go by. */
+const PYTORCH_COMPONENTS = ['text_encoder', 'unet', 'vae'];
+const WEIGHT_BASENAMES = ['diffusion_pytorch_model', 'model'];
+/** Full precision first, as diffusers loads by default; the fp16 variant when that is all there is. */
+const WEIGHT_VARIANTS = ['', '.fp16'];
+const PICKLED_WEIGHTS = /\.(bin|ckpt|pt|pth)$/i;
+
+/** Whether a listing holds a diffusers ONNX export under `subfolder` (its U-Net graph). */
+export function isOnnxExport(files: readonly RepoFile[], subfolder: string): boolean {
+  const prefix = subfolder ? `${subfolder}/` : '';
+  return files.some((file) => file.path === `${prefix}unet/model.onnx`);
+}
+
+/**
+ * Whether a listing holds diffusers PyTorch weights under `subfolder`: a pipeline (model_index.json and a unet/
+ * folder) or a single component such as a VAE (config.json and weights).
+ */
+export function isPytorchRepository(files: readonly RepoFile[], subfolder: string): boolean {
+  const prefix = subfolder ? `${subfolder}/` : '';
+  const has = (path: string) => files.some((file) => file.path === `${prefix}${path}`);
+  const pipeline = has('model_index.json') && files.some((file) => file.path.startsWith(`${prefix}unet/`));
+  return pipeline || (has('config.json') && files.some((file) => file.path.startsWith(prefix) && /^[^/]+\.safetensors(\.index\.json)?$/.test(file.path.slice(prefix.length))));
+}
+
+/**
+ * Picks what `npm run model:import` needs out of a diffusers PyTorch repository: model_index.json, the scheduler
+ * and tokenizer configs, and for the text encoder, U-Net and VAE their config.json and one set of .safetensors
+ * weights (a single file, or an index with its shards). Pickled weights are never picked; a component that has
+ * nothing else is refused, as is a listing that is not such a pipeline.
+ */
+export function selectPytorchFiles(files: readonly RepoFile[], subfolder: string, describeSource: string): ModelFileSelection {
+  const prefix = subfolder ? `${subfolder}/` : '';
+  const byTarget = new Map<string, RepoFile>();
+  const unsafe: string[] = [];
+  for (const file of files) {
+    if (!file.path.startsWith(prefix)) continue;
+    const target = file.path.slice(prefix.length);
+    if (target.split('/').every(isPlainFileName)) byTarget.set(target, file);
+    else if ([...PYTORCH_COMPONENTS, ...CONFIG_COMPONENTS].includes(target.split(/[/\\]/)[0])) unsafe.push(target);
+  }
+  if (!byTarget.has('model_index.json') && byTarget.has('config.json')) return { files: componentFiles(byTarget, describeSource), unsafe };
+  if ([...byTarget.keys()].some((target) => target.startsWith('text_encoder_2/'))) {
+    throw new Error(`${describeSource} is an SDXL pipeline (it has text_encoder_2); SDXL is not supported yet (SD 1.x and 2.x are)`);
+  }
+  const inFolder = (folder: string, pattern: RegExp) => [...byTarget.keys()].filter((target) => target.startsWith(`${folder}/`) && pattern.test(target.slice(folder.length + 1)));
+  const wanted = ['model_index.json', ...inFolder('scheduler', /^[^/]+\.json$/), ...inFolder('tokenizer', /^[^/]+\.(json|txt)$/)];
+  const missing = ['model_index.json', 'scheduler/scheduler_config.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt'].filter((target) => !byTarget.has(target));
+  for (const component of PYTORCH_COMPONENTS) {
+    if (!byTarget.has(`${component}/config.json`)) missing.push(`${component}/config.json`);
+    else wanted.push(`${component}/config.json`);
+    const weights = weightFiles(`${component}/`, new Set(byTarget.keys()));
+    if (weights) wanted.push(...weights);
+    else if (inFolder(component, PICKLED_WEIGHTS).length > 0) {
+      throw new Error(
+        `${describeSource} has only pickled PyTorch weights for ${component} (.bin), which are not loaded: a pickle can run any code hidden in it. Look for a version of the model with .safetensors weights.`,
+      );
+    } else missing.push(`${component}/*.safetensors`);
+  }
+  if (missing.length > 0) throw new Error(`${describeSource} is not a diffusers Stable Diffusion repository: missing ${missing.join(', ')}`);
+  const planned = wanted.map((target) => ({ ...byTarget.get(target)!, target })).sort((a, b) => a.target.localeCompare(b.target));
+  return { files: planned, unsafe };
+}
+
+/** A repository of one component (a VAE such as madebyollin/taesd): its config.json and weights. */
+function componentFiles(byTarget: Map<string, RepoFile>, describeSource: string): PlannedFile[] {
+  const weights = weightFiles('', new Set(byTarget.keys()));
+  if (!weights) throw new Error(`${describeSource} has a config.json but no .safetensors weights beside it`);
+  return ['config.json', ...weights].map((target) => ({ ...byTarget.get(target)!, target }));
+}
+
+/** One set of .safetensors weights in `folder` ("unet/", or "" for the top level) among `targets`: a single file, or an index and its shards. */
+function weightFiles(folder: string, targets: Set<string>): string[] | undefined {
+  for (const variant of WEIGHT_VARIANTS) {
+    for (const base of WEIGHT_BASENAMES) {
+      const single = `${folder}${base}${variant}.safetensors`;
+      if (targets.has(single)) return [single];
+      // diffusers and transformers put a variant inside the index's name: model.safetensors.index.fp16.json
+      const index = [`${single}.index.json`, `${folder}${base}.safetensors.index${variant}.json`].find((name) => targets.has(name));
+      if (!index) continue;
+      const escaped = variant.replace('.', '\\.');
+      const shard = new RegExp(`^${folder}${base}(${escaped}-\\d+-of-\\d+|-\\d+-of-\\d+${escaped})\\.safetensors$`);
+      return [index, ...[...targets].filter((target) => shard.test(target))];
+    }
+  }
+  return undefined;
 }

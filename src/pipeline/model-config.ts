@@ -41,7 +41,7 @@ export interface ImportManifest {
   /** The SOURCE given to the import (a path or a hub repository). */
   source: string;
   /** Where a downloaded source came from. */
-  origin?: { repo: string; revision: string; commit?: string };
+  origin?: { repo: string; revision: string; subfolder?: string; commit?: string };
   description: string;
   kind: 'pipeline' | 'vae';
   precision: 'fp32' | 'fp16';
