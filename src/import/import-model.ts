@@ -93,7 +93,7 @@ export async function importModel(request: ImportRequest, options: ImportOptions
     await mkdir(staging, { recursive: true });
     try {
       const precision = request.precision ?? 'fp32';
-      // onnxruntime's CPU MultiHeadAttention is float32 only; fp16 graphs are for GPUs, which fuse at load.
+      // onnxruntime's CPU MultiHeadAttention is float32 only: fp16 graphs (for GPUs) keep attention as every provider runs it.
       const attention: AttentionKind = precision === 'fp32' ? 'fused' : 'unfused';
       const common = (component: string) => ({
         precision,

@@ -111,7 +111,7 @@ function withPrediction(scheduler: ConfigJson, prediction: Prediction | undefine
 
 function planDiffusersFolder(dir: string, options: PlanOptions): PipelinePlan {
   const index = readJsonObject(join(dir, 'model_index.json'), 'model_index.json');
-  if (index.text_encoder_2 || index.unet === undefined && index.transformer !== undefined) {
+  if (index.text_encoder_2 || (index.unet === undefined && index.transformer !== undefined)) {
     throw new Error(`${basename(dir)} is not an SD 1.x / 2.x pipeline (${String(index._class_name)}); SDXL and other architectures are not supported yet`);
   }
   const declared = (name: string) => Array.isArray(index[name]) && (index[name] as unknown[])[0] !== null;
