@@ -115,6 +115,17 @@ describe('result embed', () => {
     expect(optionsFromEmbed(JSON.parse(JSON.stringify(long)))).toBeUndefined();
   });
 
+  it('names the LoRAs an imported model carries and a replacement VAE, escaped, and reads back the same job', () => {
+    const result: JobResult = {
+      elapsedMs: 1000,
+      images: [{ png: new Uint8Array(), parameters: '', timings, settings: { ...settings, loras: [{ name: 'detail_*tweaker*', weight: 0.8 }, { name: 'style', weight: 1 }], vae: 'taesd' } }],
+    };
+    const embed = JSON.parse(JSON.stringify(resultEmbed(result).toJSON()));
+    const fields = Object.fromEntries((embed.fields as { name: string; value: string }[]).map((field) => [field.name, field.value]));
+    expect(fields).toMatchObject({ LoRA: 'detail\\_\\*tweaker\\* 0.8, style 1', VAE: 'taesd', Model: 'stable-diffusion-v1-5' });
+    expect(optionsFromEmbed(embed)).toMatchObject({ model: 'stable-diffusion-v1-5', seed: settings.seed });
+  });
+
   it('reads embeds written before prompts were escaped', () => {
     const fields = [
       { name: 'Seed', value: '5' },

@@ -11,7 +11,7 @@ import { resolveClipTextConfig, resolveUnetConfig } from '../src/graphs/configs.
 import { formatParameters } from '../src/image/parameters.ts';
 import { readComponentConfig } from '../src/import/component-folder.ts';
 import { type ImportRequest, importModel } from '../src/import/import-model.ts';
-import { SafetensorsWriter } from '../src/models/safetensors.ts';
+import { SafetensorsFile, SafetensorsWriter } from '../src/models/safetensors.ts';
 import { scanModels } from '../src/models/installed.ts';
 import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
@@ -177,6 +177,24 @@ describe.runIf(fixturesPresent)('imported models draw diffusers’ images', () =
     const result = await importInto({ source: models('tiny-sd15'), name: `lora-${naming}`, loras: [{ path, weight: 0.8 }] });
     expect(result.loras[0]).toMatchObject({ matched: 56, unmatched: [] });
     const [entry] = lora.pipeline;
+    expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, entry.image_u8);
+  });
+
+  it('lists the modules of a LoRA that match nothing in the model, and merges the rest', async () => {
+    const lora = SafetensorsFile.open(models('tiny-sd15-lora.safetensors'));
+    const tensors = [...lora.tensors.keys()].map((key) => ({ key, shape: lora.info(key).shape, data: lora.readFloat32(key) }));
+    lora.close();
+    const extra = ['lora_unet_down_blocks_9_attentions_0_proj_in', 'lora_te2_text_model_encoder_layers_0_mlp_fc1'];
+    for (const module of extra) {
+      tensors.push({ key: `${module}.lora_down.weight`, shape: [4, 32], data: new Float32Array(128) }, { key: `${module}.lora_up.weight`, shape: [32, 4], data: new Float32Array(128) });
+    }
+    const path = join(root, 'lora-with-extras.safetensors');
+    const writer = new SafetensorsWriter(path, tensors.map(({ key, shape }) => ({ name: key, dtype: 'F32', shape })));
+    for (const { key, data } of tensors) writer.write(key, data);
+    writer.close();
+    const result = await importInto({ source: models('tiny-sd15'), name: 'lora-extras', loras: [{ path, weight: 0.8 }] });
+    expect(result.loras).toEqual([{ name: 'lora-with-extras', weight: 0.8, matched: 56, unmatched: extra }]);
+    const [entry] = index().lora.pipeline;
     expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, entry.image_u8);
   });
 
