@@ -60,6 +60,9 @@ function imagine(username: string, options: Record<string, OptionValue>): Intera
   return fake.sendCommand({ name: 'imagine', options, user: fake.user(username) });
 }
 
+/** Jobs for other models run one after another, each loading its model first: on a busy machine that takes a while. */
+const FINAL_REPLY_TIMEOUT_MS = 60_000;
+
 async function finalReply(handle: InteractionHandle): Promise<StoredMessage> {
   return fake.waitFor(
     () => {
@@ -67,7 +70,7 @@ async function finalReply(handle: InteractionHandle): Promise<StoredMessage> {
       if (!reply || reply.flags & MessageFlags.Loading) return undefined;
       return customIds(reply).some((id) => id.startsWith('imagine:cancel:')) ? undefined : reply;
     },
-    20_000,
+    FINAL_REPLY_TIMEOUT_MS,
     'final reply',
   );
 }
@@ -118,7 +121,7 @@ describe('/imagine with several installed models', () => {
     expect(pngParameters(rerolled).model).toBe('beta');
     expect(embedField(rerolled, 'Seed')).not.toBe('5');
     expect(switcher.loadedModel).toBe('beta');
-  });
+  }, 2 * FINAL_REPLY_TIMEOUT_MS);
 
   it('refuses an unknown model or a path ephemerally, naming the installed ones', async () => {
     for (const model of ['gamma', '../alpha', join(modelsDir, 'beta')]) {
@@ -135,5 +138,5 @@ describe('/imagine with several installed models', () => {
     // Every job but the first had to load its model first, and said so while it did.
     const loadingShown = replies.filter((reply) => reply.revisions.some((revision) => /Loading the model (alpha|beta)/.test(revision.content)));
     expect(loadingShown.length).toBeGreaterThanOrEqual(1);
-  });
+  }, 2 * FINAL_REPLY_TIMEOUT_MS);
 });
