@@ -37,9 +37,9 @@ export function writeUNet(dir: string, config: UNetConfig, options: ComponentOpt
 }
 
 /** vae_decoder/ and vae_encoder/ under `modelDir`, each with the VAE's config (the pipeline reads its scaling factor). */
-export async function writeVae(modelDir: string, config: VaeConfig, options: ComponentOptions, parts: readonly ('vae_decoder' | 'vae_encoder')[] = ['vae_decoder', 'vae_encoder']): Promise<WrittenGraph> {
+export async function writeVae(modelDir: string, config: VaeConfig, options: ComponentOptions): Promise<WrittenGraph> {
   const total: WrittenGraph = { parameters: 0, bytes: 0 };
-  for (const part of parts) {
+  for (const part of ['vae_decoder', 'vae_encoder'] as const) {
     const dir = join(modelDir, part);
     const build = part === 'vae_decoder' ? buildVaeDecoder : buildVaeEncoder;
     const written = await withConfig(dir, config, writeGraph(dir, (g) => build(g, config), options));

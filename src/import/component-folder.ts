@@ -1,10 +1,8 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { isPickleName, pickleRefusal, SafetensorsFile, SafetensorsSet } from '../models/safetensors.ts';
+import { WEIGHT_FILE_NAMES } from '../models/select-files.ts';
 
-/** transformers saves model.safetensors, diffusers diffusion_pytorch_model.safetensors; either may be sharded or an fp16 variant. */
-const WEIGHT_BASENAMES = ['diffusion_pytorch_model', 'model'];
-const VARIANTS = ['', '.fp16'];
 
 /** A JSON file holding an object (a config, model_index.json); `what` names it in the error. */
 export function readJsonObject(path: string, what: string): Record<string, unknown> {
@@ -29,14 +27,10 @@ export function readComponentConfig(dir: string, component: string): Record<stri
  * are refused, with how to get safetensors.
  */
 export function openComponentWeights(dir: string, component: string): SafetensorsSet {
-  for (const variant of VARIANTS) {
-    for (const base of WEIGHT_BASENAMES) {
-      const single = join(dir, `${base}${variant}.safetensors`);
-      if (existsSync(single)) return new SafetensorsSet([SafetensorsFile.open(single)]);
-      // diffusers and transformers put a variant inside the index's name: model.safetensors.index.fp16.json
-      const index = [`${base}${variant}.safetensors.index.json`, `${base}.safetensors.index${variant}.json`].map((name) => join(dir, name)).find(existsSync);
-      if (index) return openShards(dir, index, component);
-    }
+  for (const { single, indexes } of WEIGHT_FILE_NAMES) {
+    if (existsSync(join(dir, single))) return new SafetensorsSet([SafetensorsFile.open(join(dir, single))]);
+    const index = indexes.map((name) => join(dir, name)).find(existsSync);
+    if (index) return openShards(dir, index, component);
   }
   const files = existsSync(dir) ? readdirSync(dir) : [];
   const pickle = files.find(isPickleName);

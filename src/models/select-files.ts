@@ -102,9 +102,25 @@ export function selectModelFiles(files: readonly RepoFile[], subfolder: string, 
 
 /** The PyTorch components of a diffusers Stable Diffusion pipeline, and the names their weights go by. */
 const PYTORCH_COMPONENTS = ['text_encoder', 'unet', 'vae'];
-const WEIGHT_BASENAMES = ['diffusion_pytorch_model', 'model'];
-/** Full precision first, as diffusers loads by default; the fp16 variant when that is all there is. */
-const WEIGHT_VARIANTS = ['', '.fp16'];
+
+/** How diffusers (diffusion_pytorch_model) and transformers (model) name a component's weights. */
+export interface WeightFileNames {
+  base: string;
+  variant: string;
+  single: string;
+  /** The index of the same weights sharded (a variant goes inside its name: model.safetensors.index.fp16.json). */
+  indexes: string[];
+}
+
+/** The names a component's .safetensors weights go by, in order of preference: full precision first, as diffusers loads by default. */
+export const WEIGHT_FILE_NAMES: readonly WeightFileNames[] = ['', '.fp16'].flatMap((variant) =>
+  ['diffusion_pytorch_model', 'model'].map((base) => ({
+    base,
+    variant,
+    single: `${base}${variant}.safetensors`,
+    indexes: [`${base}${variant}.safetensors.index.json`, `${base}.safetensors.index${variant}.json`],
+  })),
+);
 const PICKLED_WEIGHTS = /\.(bin|ckpt|pt|pth)$/i;
 
 /** Whether a listing holds a diffusers ONNX export under `subfolder` (its U-Net graph). */
@@ -172,17 +188,13 @@ function componentFiles(byTarget: Map<string, RepoFile>, describeSource: string)
 
 /** One set of .safetensors weights in `folder` ("unet/", or "" for the top level) among `targets`: a single file, or an index and its shards. */
 function weightFiles(folder: string, targets: Set<string>): string[] | undefined {
-  for (const variant of WEIGHT_VARIANTS) {
-    for (const base of WEIGHT_BASENAMES) {
-      const single = `${folder}${base}${variant}.safetensors`;
-      if (targets.has(single)) return [single];
-      // diffusers and transformers put a variant inside the index's name: model.safetensors.index.fp16.json
-      const index = [`${single}.index.json`, `${folder}${base}.safetensors.index${variant}.json`].find((name) => targets.has(name));
-      if (!index) continue;
-      const escaped = variant.replace('.', '\\.');
-      const shard = new RegExp(`^${folder}${base}(${escaped}-\\d+-of-\\d+|-\\d+-of-\\d+${escaped})\\.safetensors$`);
-      return [index, ...[...targets].filter((target) => shard.test(target))];
-    }
+  for (const { base, variant, single, indexes } of WEIGHT_FILE_NAMES) {
+    if (targets.has(`${folder}${single}`)) return [`${folder}${single}`];
+    const index = indexes.map((name) => `${folder}${name}`).find((name) => targets.has(name));
+    if (!index) continue;
+    const escaped = variant.replace('.', '\\.');
+    const shard = new RegExp(`^${folder}${base}(${escaped}-\\d+-of-\\d+|-\\d+-of-\\d+${escaped})\\.safetensors$`);
+    return [index, ...[...targets].filter((target) => shard.test(target))];
   }
   return undefined;
 }
