@@ -147,6 +147,21 @@ describe.runIf(fixturesPresent)('imported models draw diffusers’ images', () =
     for (const entry of index().models['tiny-sd2v'].pipeline) expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, entry.image_u8);
   });
 
+  it('a single file without a VAE: refused, or built with the one --vae gives', async () => {
+    const { single_file: singleFile } = index();
+    const full = SafetensorsFile.open(models('tiny-sd15.safetensors'));
+    const kept = [...full.tensors.keys()].filter((key) => !key.startsWith('first_stage_model.'));
+    const checkpoint = join(root, 'no-vae.safetensors');
+    const writer = new SafetensorsWriter(checkpoint, kept.map((key) => ({ name: key, dtype: 'F32', shape: full.info(key).shape })));
+    for (const key of kept) writer.write(key, full.readFloat32(key));
+    writer.close();
+    full.close();
+    await expect(importInto({ source: checkpoint, configDir: models('tiny-sd15'), name: 'no-vae' })).rejects.toThrow(/no-vae\.safetensors has no VAE \(first_stage_model\.\*\): give the model one with --vae FILE/);
+    const result = await importInto({ source: checkpoint, configDir: models('tiny-sd15'), name: 'no-vae', vae: models('tiny-sd15', 'vae') });
+    const [entry] = singleFile.pipeline;
+    expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, entry.image_u8);
+  });
+
   it('sharded weights (a .safetensors.index.json and its shards)', async () => {
     const folder = join(root, 'sharded');
     mkdirSync(folder);

@@ -109,7 +109,7 @@ export async function importModel(request: ImportRequest, options: ImportOptions
         emit({ type: 'component-done', component });
       };
 
-      const vae = vaePlan?.vae ?? plan.vae;
+      const vae = (vaePlan?.vae ?? plan.vae)!;
       if (plan.kind === 'pipeline') {
         const { textEncoder, unet } = plan;
         await step('text_encoder', bytesOf(textEncoderParameters(textEncoder.config)), () =>

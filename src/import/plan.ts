@@ -37,7 +37,8 @@ export interface PipelinePlan {
   family: 'SD 1.x' | 'SD 2.x' | undefined;
   textEncoder: ComponentPlan<ClipTextConfig>;
   unet: ComponentPlan<UNetConfig>;
-  vae: ComponentPlan<VaeConfig>;
+  /** The source's own VAE; not read when another replaces it. */
+  vae: ComponentPlan<VaeConfig> | undefined;
   scheduler: ConfigJson;
   /** A folder holding the CLIP tokenizer files, or undefined when they must come from elsewhere. */
   tokenizerDir: string | undefined;
@@ -62,6 +63,8 @@ export interface PlanOptions {
   configDir?: string;
   /** Overrides the prediction type the scheduler config gives (or that a single file implies). */
   prediction?: Prediction;
+  /** Another VAE for the model: the source's own is then neither needed nor read. */
+  vae?: string;
 }
 
 const identity: KeyMap = (name) => [{ key: name }];
@@ -115,7 +118,8 @@ function planDiffusersFolder(dir: string, options: PlanOptions): PipelinePlan {
     throw new Error(`${basename(dir)} is not an SD 1.x / 2.x pipeline (${String(index._class_name)}); SDXL and other architectures are not supported yet`);
   }
   const declared = (name: string) => Array.isArray(index[name]) && (index[name] as unknown[])[0] !== null;
-  const missing = ['text_encoder', 'tokenizer', 'unet', 'vae', 'scheduler'].filter((name) => !declared(name) || !existsSync(join(dir, name)));
+  const needed = ['text_encoder', 'tokenizer', 'unet', ...(options.vae ? [] : ['vae']), 'scheduler'];
+  const missing = needed.filter((name) => !declared(name) || !existsSync(join(dir, name)));
   if (missing.length > 0) throw new Error(`${basename(dir)} is missing components: ${missing.join(', ')} (a diffusers Stable Diffusion folder has text_encoder, tokenizer, unet, vae and scheduler)`);
 
   const opened: SafetensorsSet[] = [];
@@ -133,7 +137,7 @@ function planDiffusersFolder(dir: string, options: PlanOptions): PipelinePlan {
       family: undefined,
       textEncoder: component('text_encoder', resolveClipTextConfig, identity),
       unet: component('unet', resolveUnetConfig, identity),
-      vae: component('vae', resolveVaeConfig, (name) => [{ key: name }, ...optionalRef(deprecatedVaeAttentionKey(name))]),
+      vae: options.vae ? undefined : component('vae', resolveVaeConfig, (name) => [{ key: name }, ...optionalRef(deprecatedVaeAttentionKey(name))]),
       scheduler: withPrediction(readJsonObject(join(dir, 'scheduler', 'scheduler_config.json'), 'scheduler'), options.prediction),
       tokenizerDir: join(dir, 'tokenizer'),
       padToken: '<|endoftext|>',
@@ -216,6 +220,9 @@ function planSingleFile(tensors: SafetensorsSet, path: string, options: PlanOpti
   );
   const isSd2 = tensors.has('cond_stage_model.model.token_embedding.weight');
   if (!sd1Prefix && !isSd2) throw new Error(`${name}: unknown architecture (no CLIP text encoder, cond_stage_model.*, in the file)`);
+  if (!options.vae && !names.some((key) => key.startsWith('first_stage_model.'))) {
+    throw new Error(`${name} has no VAE (first_stage_model.*): give the model one with --vae FILE (e.g. the VAE its page recommends)`);
+  }
   const family = isSd2 ? 'SD 2.x' : 'SD 1.x';
 
   const notes: string[] = [];
@@ -259,7 +266,7 @@ function planSingleFile(tensors: SafetensorsSet, path: string, options: PlanOpti
     family,
     textEncoder: { config: textConfig, weights: new CheckpointWeights(tensors, 'text_encoder', textKeys) },
     unet: { config: unetConfig, weights: new CheckpointWeights(tensors, 'unet', (key) => optionalRef(unetLdmKey(key, unetConfig))) },
-    vae: { config: vaeConfig, weights: new CheckpointWeights(tensors, 'vae', (key) => optionalRef(vaeLdmKey(key, vaeConfig))) },
+    vae: options.vae ? undefined : { config: vaeConfig, weights: new CheckpointWeights(tensors, 'vae', (key) => optionalRef(vaeLdmKey(key, vaeConfig))) },
     scheduler: { ...scheduler, prediction_type: prediction },
     tokenizerDir,
     padToken: isSd2 ? '!' : '<|endoftext|>',
@@ -273,7 +280,7 @@ function planSingleFile(tensors: SafetensorsSet, path: string, options: PlanOpti
 function checkPipelineShapes(plan: PipelinePlan, configDir?: string): void {
   checkShapes(textEncoderParameters(plan.textEncoder.config), plan.textEncoder.weights, configDir);
   checkShapes(unetParameters(plan.unet.config), plan.unet.weights, configDir);
-  checkShapes(vaeParameters(plan.vae.config), plan.vae.weights, configDir);
+  if (plan.vae) checkShapes(vaeParameters(plan.vae.config), plan.vae.weights, configDir);
 }
 
 /**
