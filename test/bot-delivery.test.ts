@@ -82,6 +82,22 @@ describe('a slow Discord posts each message once', () => {
     expect(fake.followups(bob)).toEqual([]);
   });
 
+  it('an acknowledgement whose answer comes too late still counts: the job goes on', async () => {
+    harness = await startHarness(pipeline, QUIET);
+    const { fake } = harness;
+    fake.delayNext({ method: 'POST', route: '/interactions/:interaction/:token/callback', delayMs: SLOW_ANSWER_MS });
+    const handle = harness.imagine('alice', { prompt: 'acknowledged slowly', seed: 6 });
+    const reply = await harness.finalReply(handle);
+    expect(reply.attachments.map((attachment) => attachment.filename)).toEqual(['imagine-6-1.png']);
+    // The log lists requests as they are answered: the slow first one last.
+    const callbacks = () => fake.requests.filter((request) => request.route === '/interactions/:interaction/:token/callback');
+    await fake.waitFor(() => callbacks().length === 2, 5_000, 'the slow answer');
+    expect(callbacks().map((request) => [request.status, request.errorCode])).toEqual([
+      [400, 40060],
+      [204, undefined],
+    ]);
+  });
+
   it('a follow-up whose answer comes too late is not sent again', async () => {
     harness = await startHarness(pipeline, QUIET);
     const { fake } = harness;

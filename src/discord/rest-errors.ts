@@ -31,10 +31,16 @@ export function classifyFailure(error: unknown): FailureKind {
 }
 
 const UNKNOWN_MESSAGE = 10008;
+const ALREADY_ACKNOWLEDGED = 40060;
 
 /** Discord's answer about a message that no longer exists (deleted meanwhile). */
 export function isUnknownMessage(error: unknown): boolean {
   return error instanceof DiscordAPIError && Number(error.code) === UNKNOWN_MESSAGE;
+}
+
+/** Discord's answer to a second acknowledgement of an interaction. */
+export function isAlreadyAcknowledged(error: unknown): boolean {
+  return error instanceof DiscordAPIError && Number(error.code) === ALREADY_ACKNOWLEDGED;
 }
 
 /** Words for the user about why a message could not be posted. */

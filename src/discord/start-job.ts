@@ -6,6 +6,7 @@ import type { BotContext } from './bot-context.ts';
 import { JobDelivery } from './job-delivery.ts';
 import { answerPrivately, refusalText } from './job-messages.ts';
 import { deliveryRecord, liveTarget } from './reply-target.ts';
+import { isAlreadyAcknowledged } from './rest-errors.ts';
 
 /** What posting a result needs; Send Messages because a job that outlives its interaction token goes to the channel. */
 const REQUIRED_CHANNEL_PERMISSIONS = [
@@ -44,14 +45,23 @@ export async function startJob(
   try {
     await interaction.deferReply();
   } catch (error) {
-    job.cancel('user');
-    // Nothing was shown to anyone, so there is nothing to post: a restarted bot must not take this job up.
-    await job.acknowledge?.().catch(() => undefined);
-    context.logger.warn({ jobId: job.id, error: describeError(error) }, 'could not acknowledge the interaction; job dropped');
-    return;
+    if (isAlreadyAcknowledged(error)) {
+      // discord.js sent the acknowledgement again after the answer to the first was lost: the first went through.
+      interaction.deferred = true;
+    } else {
+      await dropUnacknowledged(job, error, context);
+      return;
+    }
   }
   context.logger.info({ jobId: job.id, userId: job.userId, count: options.count }, 'job queued');
   context.deliveries.track(new JobDelivery(job, target, { client: context.client, logger: context.logger, timing: context.config.timing }));
+}
+
+/** The user was never shown the job, so there is nothing to post: a restarted bot must not take it up either. */
+async function dropUnacknowledged(job: JobHandle, error: unknown, context: BotContext): Promise<void> {
+  job.cancel('user');
+  await job.acknowledge?.().catch(() => undefined);
+  context.logger.warn({ jobId: job.id, error: describeError(error) }, 'could not acknowledge the interaction; job dropped');
 }
 
 function precheck(interaction: ChatInputCommandInteraction | ButtonInteraction, options: ImagineOptions, context: BotContext): string | undefined {
