@@ -47,7 +47,7 @@ process.on('SIGINT', (signal) => void stop(signal));
 process.on('SIGTERM', (signal) => void stop(signal));
 
 try {
-  // Jobs are not cancelled: they stay queued (in Redis, or the local queue's journal) for the restarted bot.
+  // Jobs are not cancelled: they stay queued in Redis for the restarted bot.
   bot = await startBot({ config, queue, logger, onGatewayLost: () => process.exit(1) });
 } catch (error) {
   logger.fatal({ error: describeError(error) }, 'could not log in to Discord');

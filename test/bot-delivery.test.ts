@@ -1,7 +1,7 @@
 import { MessageFlags, PermissionFlagsBits } from 'discord.js';
 import { describe, expect, it } from 'vitest';
-import { BLOCKER_OPTIONS, customIds, embedField, limitForOneOfTwo, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
-import { DEFAULT_APP_PERMISSIONS, type InteractionHandle, type InvocationOptions, type StoredMessage } from './fake-discord/index.ts';
+import { bobWaitingBehindBlocker, customIds, embedField, limitForOneOfTwo, startHarness, useSharedTinyPipeline, webhookRoute, type Harness } from './bot-harness.ts';
+import { DEFAULT_APP_PERMISSIONS, type StoredMessage } from './fake-discord/index.ts';
 
 const pipeline = useSharedTinyPipeline();
 let harness: Harness | undefined;
@@ -14,23 +14,6 @@ const REST_TRIES = 4;
 /** Progress edits so rare that, once a job shows its first status, the next edit of its reply is the result. */
 const QUIET = { PROGRESS_EDIT_INTERVAL_MS: '60000', DISCORD_REST_TIMEOUT_MS: String(REST_TIMEOUT_MS) };
 const CHANNEL_POST = '/channels/:channel/messages';
-
-function webhookRoute(handle: InteractionHandle): RegExp {
-  return new RegExp(`^/webhooks/\\d+/${handle.token}(/|$)`);
-}
-
-/** Starts a blocker and a job for bob that waits behind it, with bob's first status edit done. */
-async function bobWaitingBehindBlocker(
-  h: Harness,
-  bobOptions: Record<string, string | number> = {},
-  invocation: InvocationOptions = {},
-): Promise<{ blocker: InteractionHandle; bob: InteractionHandle }> {
-  const blocker = h.imagine('alice', BLOCKER_OPTIONS);
-  await h.replyMatching(blocker, /Generating|next in the queue/);
-  const bob = h.imagine('bob', { prompt: 'bob’s picture', seed: 3, ...bobOptions }, invocation);
-  await h.replyMatching(bob, /next in the queue/);
-  return { blocker, bob };
-}
 
 /** Waits until the delivery of bob's job has ended, and returns how it logged its end. */
 async function bobsDeliveryEnd(h: Harness): Promise<string> {

@@ -1,26 +1,13 @@
 import { PermissionFlagsBits } from 'discord.js';
 import { describe, expect, it } from 'vitest';
-import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
-import { DEFAULT_APP_PERMISSIONS, type InteractionHandle } from './fake-discord/index.ts';
+import { bobWaitingBehindBlocker, customIds, embedField, startHarness, useSharedTinyPipeline, webhookRoute, type Harness } from './bot-harness.ts';
+import { DEFAULT_APP_PERMISSIONS } from './fake-discord/index.ts';
 
 const pipeline = useSharedTinyPipeline();
 let harness: Harness | undefined;
 
 /** Progress edits so rare that, once a job shows its first status, the next edit of its reply is the result. */
 const QUIET_PROGRESS = { PROGRESS_EDIT_INTERVAL_MS: '60000' };
-
-/** Starts a blocker and a job for bob that waits behind it, with bob's first status edit already done. */
-async function bobWaitingBehindBlocker(h: Harness): Promise<{ blocker: InteractionHandle; bob: InteractionHandle }> {
-  const blocker = h.imagine('alice', BLOCKER_OPTIONS);
-  await h.replyMatching(blocker, /Generating|next in the queue/);
-  const bob = h.imagine('bob', { prompt: 'bob’s picture', seed: 3 });
-  await h.replyMatching(bob, /next in the queue/);
-  return { blocker, bob };
-}
-
-function webhookRoute(handle: InteractionHandle): RegExp {
-  return new RegExp(`^/webhooks/\\d+/${handle.token}(/|$)`);
-}
 
 describe('Discord REST failures', () => {
   it('a 500 on the result edit is retried and the image arrives', async () => {

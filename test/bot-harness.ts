@@ -167,6 +167,24 @@ export async function startHarness(
   return harness;
 }
 
+/** The interaction webhook's routes (reply edits, follow-ups) of one interaction, for fake.failNext / delayNext. */
+export function webhookRoute(handle: InteractionHandle): RegExp {
+  return new RegExp(`^/webhooks/\\d+/${handle.token}(/|$)`);
+}
+
+/** Starts a blocker for alice and a job for bob that waits behind it, with bob's first status edit done. */
+export async function bobWaitingBehindBlocker(
+  h: Harness,
+  bobOptions: Record<string, OptionValue> = {},
+  invocation: InvocationOptions = {},
+): Promise<{ blocker: InteractionHandle; bob: InteractionHandle }> {
+  const blocker = h.imagine('alice', BLOCKER_OPTIONS);
+  await h.replyMatching(blocker, /Generating|next in the queue/);
+  const bob = h.imagine('bob', { prompt: 'bob’s picture', seed: 3, ...bobOptions }, invocation);
+  await h.replyMatching(bob, /next in the queue/);
+  return { blocker, bob };
+}
+
 /** The seed(s) an embed lists. */
 export function embedField(message: StoredMessage, name: string): string | undefined {
   return message.embeds[0]?.fields?.find((field) => field.name === name)?.value;

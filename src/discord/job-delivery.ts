@@ -305,10 +305,12 @@ function fallbacks(message: OutgoingMessage, error: unknown): OutgoingMessage[] 
   const hasFiles = message.files.length > 0;
   const hasEmbed = message.embeds.length > 0;
   const uploadAtFault = kind === 'permissions' || kind === 'too_large';
+  // Trying again helps unless the channel refuses uploads (or this one): the reason then says what would help.
+  const advice = (text: string) => (uploadAtFault ? why : `${why} ${text}`);
   const variants: OutgoingMessage[] = [];
   if (hasFiles && hasEmbed && !uploadAtFault) variants.push({ ...message, embeds: [], content: withNote(`${why} Here is the image without its settings card.`) });
-  if (hasFiles) variants.push({ ...message, files: [], content: withNote(`${why} Press 🎲 Reroll to try again.`) });
-  if (hasFiles || hasEmbed || message.components.length > 0) variants.push({ content: withNote(`${why} Please run /imagine again.`), embeds: [], components: [], files: [] });
+  if (hasFiles) variants.push({ ...message, files: [], content: withNote(advice('Press 🎲 Reroll to try again.')) });
+  if (hasFiles || hasEmbed || message.components.length > 0) variants.push({ content: withNote(advice('Please run /imagine again.')), embeds: [], components: [], files: [] });
   return variants;
 }
 

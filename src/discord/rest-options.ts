@@ -7,7 +7,7 @@ import type { BotConfig } from '../config.ts';
  * instead, for the delivery to look before it posts anything else. Channel posts carry a nonce Discord enforces,
  * and edits are idempotent, so those keep discord.js's automatic repeats.
  */
-export class LostAnswerError extends Error {
+class LostAnswerError extends Error {
   override name = 'LostAnswerError';
 }
 
