@@ -46,3 +46,16 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
   return max;
 }
+
+/** The largest and the mean absolute difference of two equally long arrays (for images: in 8-bit levels). */
+export function pixelDifference(a: ArrayLike<number>, b: ArrayLike<number>): { max: number; mean: number } {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let max = 0;
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) {
+    const difference = Math.abs(a[i] - b[i]);
+    max = Math.max(max, difference);
+    sum += difference;
+  }
+  return { max, mean: sum / a.length };
+}

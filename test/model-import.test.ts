@@ -16,7 +16,7 @@ import { scanModels } from '../src/models/installed.ts';
 import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
 import { writeRenamedLora, writeSd2SingleFile, writeSharded } from './checkpoint-files.ts';
-import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
+import { fixturePath, fixturesPresent, pixelDifference, readFixtureJson } from './fixtures.ts';
 import { entryPoint } from './entry-point.ts';
 
 const runFile = promisify(execFile);
@@ -54,16 +54,7 @@ async function draw(dir: string, request: GenerateRequest, options: PipelineOpti
 
 /** Max and mean absolute difference in 8-bit levels between our RGB pixels and a reference .u8 file. */
 function levels(pixels: Uint8Array, referenceFile: string): { max: number; mean: number } {
-  const reference = readFileSync(fixturePath(referenceFile));
-  expect(pixels.length).toBe(reference.length);
-  let max = 0;
-  let sum = 0;
-  for (let i = 0; i < reference.length; i++) {
-    const difference = Math.abs(pixels[i] - reference[i]);
-    max = Math.max(max, difference);
-    sum += difference;
-  }
-  return { max, mean: sum / reference.length };
+  return pixelDifference(pixels, readFileSync(fixturePath(referenceFile)));
 }
 
 function expectMatch(pixels: Uint8Array, referenceFile: string): void {

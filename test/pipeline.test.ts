@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { writeTinyModel, type TinyModelOptions } from '../src/tiny-model/index.ts';
+import { pixelDifference } from './fixtures.ts';
 
 // The tiny model accepts multiples of 16 (one down level); 32x32 keeps every run to a few milliseconds.
 const SMALL = { width: 32, height: 32, guidanceScale: 7.5 };
@@ -18,11 +19,7 @@ async function load(name: string, options: TinyModelOptions = {}): Promise<Stabl
   return pipeline;
 }
 
-function meanAbsDifference(a: Uint8Array, b: Uint8Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
-  return sum / a.length;
-}
+const meanAbsDifference = (a: Uint8Array, b: Uint8Array) => pixelDifference(a, b).mean;
 
 let fp32: StableDiffusionPipeline;
 

@@ -8,7 +8,7 @@ import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { MAX_PROMPT_CHUNKS, PromptEncoder } from '../src/pipeline/prompt-encoder.ts';
 import { TextEncoder } from '../src/pipeline/text-encoder.ts';
 import { ClipTokenizer } from '../src/pipeline/tokenizer.ts';
-import { fixturePath, fixturesPresent, maxAbsDiff, readF32, readFixtureJson } from './fixtures.ts';
+import { fixturePath, fixturesPresent, maxAbsDiff, pixelDifference, readF32, readFixtureJson } from './fixtures.ts';
 
 // AUTOMATIC1111's conditioning (../shared/fixtures/prompts) was computed with tiny-sd15's tokenizer and the text
 // encoder in prompts/tiny-sd15-a1111. Here tiny-sd15 is imported with that text encoder, and
@@ -28,17 +28,6 @@ interface ConditioningCase {
 const cases: ConditioningCase[] = fixturesPresent ? readFixtureJson<{ cases: ConditioningCase[] }>('prompts', 'conditioning', 'index.json').cases : [];
 const reference = (testCase: ConditioningCase, name: string) => readF32('prompts', testCase.arrays[name].file);
 const IMAGE = { seed: 0, steps: 10, width: 64, height: 64, guidanceScale: 7.5 };
-
-function pixelDifference(a: Uint8Array, b: Uint8Array): { max: number; mean: number } {
-  let max = 0;
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) {
-    const difference = Math.abs(a[i] - b[i]);
-    max = Math.max(max, difference);
-    sum += difference;
-  }
-  return { max, mean: sum / a.length };
-}
 
 describe.runIf(fixturesPresent)("AUTOMATIC1111's conditioning end to end: prompt → ids → onnxruntime text encoder → weighted chunks", () => {
   const modelsDir = mkdtempSync(join(tmpdir(), 'prompts-a1111-'));

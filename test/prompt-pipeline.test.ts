@@ -8,6 +8,7 @@ import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { TextEncoder } from '../src/pipeline/text-encoder.ts';
 import { ClipTokenizer } from '../src/pipeline/tokenizer.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
+import { pixelDifference } from './fixtures.ts';
 import { safetensorsBytes } from './safetensors-file.ts';
 
 const { onnx } = onnxProto;
@@ -29,11 +30,7 @@ function tokenRows(ids: number[]): Float32Array {
   return out;
 }
 
-function meanAbsDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
-  return sum / a.length;
-}
+const meanAbsDifference = (a: ArrayLike<number>, b: ArrayLike<number>) => pixelDifference(a, b).mean;
 
 beforeAll(async () => {
   await writeTinyModel(modelDir);
