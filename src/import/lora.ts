@@ -64,7 +64,8 @@ const UNSUPPORTED = [
  * for another architecture).
  */
 export class LoraSet {
-  private readonly deltas = new Map<string, Delta[]>();
+  /** By component, then parameter: SDXL's two text encoders have parameters of the same names. */
+  private readonly deltas = new Map<string, Map<string, Delta[]>>();
   readonly matches: LoraMatch[] = [];
 
   constructor(requests: readonly LoraRequest[], targets: readonly LoraTarget[]) {
@@ -72,12 +73,13 @@ export class LoraSet {
   }
 
   /** The weight source of `component` with every matching LoRA merged in. */
-  merged(source: WeightSource): WeightSource {
-    if (this.deltas.size === 0) return source;
+  merged(component: string, source: WeightSource): WeightSource {
+    const deltas = this.deltas.get(component);
+    if (!deltas) return source;
     return {
       read: (name: string, shape: readonly number[], init: WeightInit) => {
         const values = source.read(name, shape, init);
-        for (const delta of this.deltas.get(name) ?? []) addDelta(values, delta);
+        for (const delta of deltas.get(name) ?? []) addDelta(values, delta);
         return values;
       },
     };
@@ -112,9 +114,9 @@ export class LoraSet {
       }
       const rank = module.downShape[0];
       const scale = request.weight * (module.alpha ?? rank) / rank;
-      const list = this.deltas.get(target.parameter) ?? [];
-      list.push({ module, scale });
-      this.deltas.set(target.parameter, list);
+      const component = this.deltas.get(target.component) ?? new Map<string, Delta[]>();
+      component.set(target.parameter, [...(component.get(target.parameter) ?? []), { module, scale }]);
+      this.deltas.set(target.component, component);
       matched++;
     }
     if (matched === 0) {
@@ -125,13 +127,13 @@ export class LoraSet {
 }
 
 /** Every name a LoRA may give a module of the targets → that module's weight parameter. */
-function moduleLookup(targets: readonly LoraTarget[]): Map<string, { parameter: string; shape: number[] }> {
-  const lookup = new Map<string, { parameter: string; shape: number[] }>();
+function moduleLookup(targets: readonly LoraTarget[]): Map<string, { component: string; parameter: string; shape: number[] }> {
+  const lookup = new Map<string, { component: string; parameter: string; shape: number[] }>();
   for (const target of targets) {
     for (const [parameter, { shape }] of target.parameters) {
       if (!parameter.endsWith('.weight') || shape.length < 2) continue;
       const module = parameter.slice(0, -'.weight'.length);
-      const entry = { parameter, shape };
+      const entry = { component: target.component, parameter, shape };
       const names = [module, target.alias?.(module)].filter((name): name is string => name !== undefined);
       for (const name of names) {
         lookup.set(`${target.kohyaPrefix}_${name.replace(/\./g, '_')}`, entry);
