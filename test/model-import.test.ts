@@ -13,17 +13,14 @@ import { readComponentConfig } from '../src/import/component-folder.ts';
 import { type ImportRequest, importModel } from '../src/import/import-model.ts';
 import { SafetensorsFile, SafetensorsWriter } from '../src/models/safetensors.ts';
 import { scanModels } from '../src/models/installed.ts';
-import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
 import { writeRenamedLora, writeSd2SingleFile, writeSharded } from './checkpoint-files.ts';
-import { fixturePath, fixturesPresent, pixelDifference, readFixtureJson } from './fixtures.ts';
+import { draw, expectMatch, levels, referenceImage } from './drawing.ts';
+import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
 import { entryPoint } from './entry-point.ts';
 
 const runFile = promisify(execFile);
 const projectRoot = resolve(fileURLToPath(import.meta.url), '..', '..');
-/** The fixtures' tolerance on 8-bit images: diffusers' PyTorch image against ours. */
-const MAX_LEVELS = 2;
-const MEAN_LEVELS = 0.5;
 
 let root: string;
 let modelsDir: string;
@@ -41,26 +38,6 @@ const e2e2Models = (...parts: string[]) => fixturePath('e2e2', 'models', ...part
 
 function importInto(request: Omit<ImportRequest, 'modelsDir'>) {
   return importModel({ ...request, modelsDir });
-}
-
-async function draw(dir: string, request: GenerateRequest, options: PipelineOptions = {}) {
-  const pipeline = await StableDiffusionPipeline.fromPretrained(dir, options);
-  try {
-    return await pipeline.generate(request);
-  } finally {
-    await pipeline.release();
-  }
-}
-
-/** Max and mean absolute difference in 8-bit levels between our RGB pixels and a reference .u8 file. */
-function levels(pixels: Uint8Array, referenceFile: string): { max: number; mean: number } {
-  return pixelDifference(pixels, readFileSync(fixturePath(referenceFile)));
-}
-
-function expectMatch(pixels: Uint8Array, referenceFile: string): void {
-  const { max, mean } = levels(pixels, referenceFile);
-  expect(max).toBeLessThanOrEqual(MAX_LEVELS);
-  expect(mean).toBeLessThanOrEqual(MEAN_LEVELS);
 }
 
 /** A fixture pipeline case as a request: the prompt, seed, steps, guidance and size diffusers used. */
@@ -208,7 +185,7 @@ describe.runIf(fixturesPresent)('imported models draw diffusers’ images', () =
     const [entry] = index().models['tiny-sd15'].pipeline;
     const result = await importInto({ source: models('tiny-sd15'), name: 'half', precision: 'fp16' });
     const { image } = await draw(result.dir, requestOf(entry));
-    const { mean } = levels(image.pixels, entry.image_u8);
+    const { mean } = levels(image.pixels, referenceImage(entry.image_u8));
     expect(mean).toBeLessThan(2);
   });
 });

@@ -43,7 +43,7 @@ describe.runIf(fixturesPresent)("AUTOMATIC1111's conditioning end to end: prompt
     await importTextEncoder(fixturePath('prompts', 'tiny-sd15-a1111', 'text_encoder'), join(dir, 'text_encoder'));
     a1111 = await StableDiffusionPipeline.fromPretrained(dir);
     textEncoder = await TextEncoder.load(dir, { executionProvider: 'cpu', clock: { runMs: 0 }, fuseAttention: false });
-    prompts = new PromptEncoder(await ClipTokenizer.fromDirectory(join(dir, 'tokenizer')), textEncoder, MAX_PROMPT_CHUNKS);
+    prompts = new PromptEncoder([{ tokenizer: await ClipTokenizer.fromDirectory(join(dir, 'tokenizer')), textEncoder }], MAX_PROMPT_CHUNKS);
   }, 120_000);
 
   afterAll(async () => {

@@ -16,7 +16,7 @@ const SPEC = {
   command: 'npm run model:import --',
   usage: 'SOURCE [options]',
   description:
-    "Builds the pipeline's ONNX graphs from a PyTorch Stable Diffusion model (SD 1.x / 2.x) into models/NAME.\n" +
+    "Builds the pipeline's ONNX graphs from a PyTorch Stable Diffusion model (SD 1.x, 2.x or XL) into models/NAME.\n" +
     'SOURCE: a diffusers folder (model_index.json, text_encoder/, unet/, vae/ with .safetensors weights), a single-file\n' +
     'checkpoint .safetensors (AUTOMATIC1111 / ComfyUI format), a VAE folder (AutoencoderKL or AutoencoderTiny, e.g.\n' +
     'TAESD), which becomes a VAE for --vae, or a Hugging Face hub repository owner/name of such a model (downloaded and\n' +

@@ -82,7 +82,8 @@ export const SD_VAE: ConfigJson = {
   scaling_factor: 0.18215,
 };
 
-const SCHEDULER_BASE = {
+/** The scheduler settings every Stable Diffusion release shares (SD 1.x, 2.x and XL). */
+export const SCHEDULER_BASE = {
   _diffusers_version: DIFFUSERS_VERSION,
   beta_end: 0.012,
   beta_schedule: 'scaled_linear',
@@ -101,21 +102,26 @@ export const SD1_SCHEDULER = { _class_name: 'PNDMScheduler', ...SCHEDULER_BASE, 
 /** SD 2.1's (768-v) scheduler/scheduler_config.json. */
 export const SD2_SCHEDULER = { _class_name: 'DDIMScheduler', ...SCHEDULER_BASE, prediction_type: 'v_prediction' };
 
-export type ComponentName = 'text_encoder' | 'unet' | 'vae_decoder' | 'vae_encoder';
+export type ComponentName = 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae_decoder' | 'vae_encoder';
 
-/** model_index.json of the ONNX pipeline the builder writes; `markers` follow the version (see TINY_MODEL_MARKER). */
+/**
+ * model_index.json of the ONNX pipeline the builder writes; `markers` follow the version (see TINY_MODEL_MARKER).
+ * With text_encoder_2 it is an SDXL pipeline in Optimum's layout (ORTStableDiffusionXLPipeline, tokenizer_2).
+ */
 export function onnxPipelineIndex(schedulerClass: string, components: readonly ComponentName[], markers: Record<string, unknown> = {}): Record<string, unknown> {
   const onnx = (component: ComponentName) => (components.includes(component) ? ['diffusers', 'OnnxRuntimeModel'] : [null, null]);
+  const xl = components.includes('text_encoder_2');
   return {
-    _class_name: 'OnnxStableDiffusionPipeline',
+    _class_name: xl ? 'ORTStableDiffusionXLPipeline' : 'OnnxStableDiffusionPipeline',
     _diffusers_version: DIFFUSERS_VERSION,
     ...markers,
     feature_extractor: [null, null],
-    requires_safety_checker: false,
-    safety_checker: [null, null],
+    ...(xl ? {} : { requires_safety_checker: false, safety_checker: [null, null] }),
     scheduler: ['diffusers', schedulerClass],
     text_encoder: onnx('text_encoder'),
+    ...(xl ? { text_encoder_2: onnx('text_encoder_2') } : {}),
     tokenizer: ['transformers', 'CLIPTokenizer'],
+    ...(xl ? { tokenizer_2: ['transformers', 'CLIPTokenizer'] } : {}),
     unet: onnx('unet'),
     vae_decoder: onnx('vae_decoder'),
     vae_encoder: onnx('vae_encoder'),

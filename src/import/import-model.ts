@@ -3,7 +3,7 @@ import { copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promi
 import { basename, join } from 'node:path';
 import { textEncoderParameters, unetParameters, vaeParameters, writeTextEncoder, writeUNet, writeVae } from '../graphs/components.ts';
 import type { AttentionKind, ParameterSpec, Precision } from '../graphs/onnx-graph.ts';
-import { clipTokenizerConfigFiles, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
+import { type ComponentName, clipTokenizerConfigFiles, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
 import { EXTERNAL_DATA_FILE, countValues } from '../graphs/write-graph.ts';
 import { checkModelName, defaultModelsDir } from '../models/installed.ts';
 import { placeModel } from '../models/pull.ts';
@@ -101,7 +101,7 @@ export async function importModel(request: ImportRequest, options: ImportOptions
         externalDataFile: EXTERNAL_DATA_FILE,
         onParameter: (_: string, bytes: number) => emit({ type: 'bytes', component, bytes }),
       });
-      const bytesOf = (parameters: Map<string, ParameterSpec>) => countValues(parameters) * (precision === 'fp16' ? 2 : 4);
+      const bytesOf = (parameters: Map<string, ParameterSpec>, written: Precision = precision) => countValues(parameters) * (written === 'fp16' ? 2 : 4);
       let bytes = 0;
       const step = async (component: string, total: number, write: () => Promise<{ bytes: number }>) => {
         emit({ type: 'component-start', component, bytes: total });
@@ -111,15 +111,24 @@ export async function importModel(request: ImportRequest, options: ImportOptions
 
       const vae = (vaePlan?.vae ?? plan.vae)!;
       if (plan.kind === 'pipeline') {
-        const { textEncoder, unet } = plan;
-        await step('text_encoder', bytesOf(textEncoderParameters(textEncoder.config)), () =>
-          writeTextEncoder(join(staging, 'text_encoder'), textEncoder.config, { ...common('text_encoder'), weights: loras!.merged(textEncoder.weights), inputIdsType: 'int32' }),
-        );
+        const { textEncoder, textEncoder2, unet } = plan;
+        // SDXL conditions on both encoders' penultimate layer (hidden_states[-2]).
+        const penultimateHiddenState = textEncoder2 !== undefined;
+        for (const [component, encoder] of [['text_encoder', textEncoder], ['text_encoder_2', textEncoder2]] as const) {
+          if (!encoder) continue;
+          await step(component, bytesOf(textEncoderParameters(encoder.config)), () =>
+            writeTextEncoder(join(staging, component), encoder.config, { ...common(component), weights: loras!.merged(component, encoder.weights), inputIdsType: 'int32', penultimateHiddenState }),
+          );
+        }
         await step('unet', bytesOf(unetParameters(unet.config)), () =>
-          writeUNet(join(staging, 'unet'), unet.config, { ...common('unet'), weights: loras!.merged(unet.weights), timestepType: 'float32', timestepShape: 'batch' }),
+          writeUNet(join(staging, 'unet'), unet.config, { ...common('unet'), weights: loras!.merged('unet', unet.weights), timestepType: 'float32', timestepShape: 'batch' }),
         );
       }
-      await step('vae', bytesOf(vaeParameters(vae.config)), () => writeVae(staging, vae.config, { ...common('vae'), weights: vae.weights }));
+      // SDXL's VAE overflows in float16: diffusers' SDXL pipeline upcasts a VAE whose config says force_upcast.
+      const vaePrecision = plan.kind === 'pipeline' && plan.textEncoder2 && vae.config.force_upcast ? 'fp32' : precision;
+      await step('vae', bytesOf(vaeParameters(vae.config), vaePrecision), () =>
+        writeVae(staging, vae.config, { ...common('vae'), precision: vaePrecision, weights: vae.weights }),
+      );
       if (plan.kind === 'pipeline') await writePipelineFiles(staging, plan, tokenizerDir!, request, attention);
 
       const manifest: ImportManifest = {
@@ -160,11 +169,16 @@ function openReplacementVae(plan: ImportPlan, request: ImportRequest) {
   }
 }
 
-/** The LoRAs matched against the text encoder's and U-Net's parameters (the U-Net's also under their LDM names). */
+/**
+ * The LoRAs matched against the text encoders' and U-Net's parameters (the U-Net's also under their LDM names).
+ * kohya names SD 1.x/2.x's text encoder lora_te, SDXL's two lora_te1 and lora_te2.
+ */
 function matchLoras(plan: PipelinePlan, requests: readonly LoraRequest[]): LoraSet {
   const unetConfig = plan.unet.config;
+  const xl = plan.textEncoder2 !== undefined;
   return new LoraSet(requests, [
-    { component: 'text_encoder', parameters: textEncoderParameters(plan.textEncoder.config), kohyaPrefix: 'lora_te', peftPrefix: 'text_encoder' },
+    { component: 'text_encoder', parameters: textEncoderParameters(plan.textEncoder.config), kohyaPrefix: xl ? 'lora_te1' : 'lora_te', peftPrefix: 'text_encoder' },
+    ...(plan.textEncoder2 ? [{ component: 'text_encoder_2', parameters: textEncoderParameters(plan.textEncoder2.config), kohyaPrefix: 'lora_te2', peftPrefix: 'text_encoder_2' }] : []),
     {
       component: 'unet',
       parameters: unetParameters(unetConfig),
@@ -201,25 +215,34 @@ async function tokenizerFor(plan: PipelinePlan, modelsDir: string, options: Impo
 async function writePipelineFiles(staging: string, plan: PipelinePlan, tokenizerDir: string, request: ImportRequest, attention: AttentionKind): Promise<void> {
   const schedulerClass = String(plan.scheduler._class_name ?? 'PNDMScheduler');
   const origin = request.origin?.repo ?? basename(request.source);
+  const components: ComponentName[] = ['text_encoder', ...(plan.textEncoder2 ? ['text_encoder_2' as const] : []), 'unet', 'vae_decoder', 'vae_encoder'];
   await mkdir(join(staging, 'scheduler'), { recursive: true });
   await writeFile(join(staging, 'scheduler', 'scheduler_config.json'), jsonFile(plan.scheduler));
   await writeFile(
     join(staging, 'model_index.json'),
     jsonFile(
-      onnxPipelineIndex(schedulerClass, ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'], {
+      onnxPipelineIndex(schedulerClass, components, {
         _name_or_path: origin,
+        ...plan.pipelineConfig,
         ...(attention === 'fused' ? { [FUSED_ATTENTION_MARKER]: true } : {}),
       }),
     ),
   );
-  const tokenizer = join(staging, 'tokenizer');
-  await mkdir(tokenizer, { recursive: true });
+  await copyTokenizer(tokenizerDir, join(staging, 'tokenizer'), plan.padToken);
+  // SDXL's second tokenizer has the same vocabulary and pads with "!".
+  if (plan.textEncoder2) await copyTokenizer(plan.tokenizer2Dir ?? tokenizerDir, join(staging, 'tokenizer_2'), '!', plan.tokenizer2Dir === undefined);
+}
+
+/** A CLIP tokenizer folder's files, with the configs for `padToken` where the source has none (or `newConfigs`). */
+async function copyTokenizer(sourceDir: string, targetDir: string, padToken: PipelinePlan['padToken'], newConfigs = false): Promise<void> {
+  await mkdir(targetDir, { recursive: true });
   for (const file of ['vocab.json', 'merges.txt']) {
-    if (!existsSync(join(tokenizerDir, file))) throw new Error(`the tokenizer folder ${tokenizerDir} has no ${file}`);
+    if (!existsSync(join(sourceDir, file))) throw new Error(`the tokenizer folder ${sourceDir} has no ${file}`);
   }
-  const files = (await readdir(tokenizerDir)).filter((file) => /\.(json|txt)$/.test(file));
-  for (const file of files) await copyFile(join(tokenizerDir, file), join(tokenizer, file));
-  for (const [file, contents] of Object.entries(clipTokenizerConfigFiles(plan.padToken))) {
-    if (!files.includes(file)) await writeFile(join(tokenizer, file), contents);
+  const configs = clipTokenizerConfigFiles(padToken);
+  const files = (await readdir(sourceDir)).filter((file) => /\.(json|txt)$/.test(file) && !(newConfigs && file in configs));
+  for (const file of files) await copyFile(join(sourceDir, file), join(targetDir, file));
+  for (const [file, contents] of Object.entries(configs)) {
+    if (!files.includes(file)) await writeFile(join(targetDir, file), contents);
   }
 }

@@ -12,6 +12,15 @@ import {
 import { textEncoderParameters, unetParameters, vaeParameters } from '../graphs/components.ts';
 import type { ParameterSpec } from '../graphs/onnx-graph.ts';
 import { SD1_SCHEDULER, SD1_TEXT_ENCODER, SD1_UNET, SD2_SCHEDULER, SD2_TEXT_ENCODER, SD2_UNET, SD_VAE } from '../graphs/stable-diffusion.ts';
+import {
+  SDXL_SCHEDULER,
+  SDXL_TEXT_ENCODER,
+  SDXL_TEXT_ENCODER_2,
+  SDXL_TURBO_SAMPLE_SIZE,
+  SDXL_TURBO_SCHEDULER,
+  SDXL_UNET,
+  SDXL_VAE,
+} from '../graphs/stable-diffusion-xl.ts';
 import { CheckpointWeights, type KeyMap } from './checkpoint-weights.ts';
 import { openComponentWeights, readComponentConfig, readJsonObject } from './component-folder.ts';
 import { type TensorRef, deprecatedVaeAttentionKey, openAiClipLdmKey, openClipKey, unetLdmKey, vaeLdmKey } from './ldm-keys.ts';
@@ -20,7 +29,7 @@ import { isPickleName, pickleRefusal, SafetensorsFile, SafetensorsSet } from '..
 /*
  * What an import will build, worked out and checked before anything is written: each component's config and
  * where its weights are, the scheduler config and the tokenizer. Sources: a diffusers folder, a single-file
- * checkpoint with LDM names (SD 1.x / 2.x), or a lone VAE (folder or file).
+ * checkpoint with LDM names (SD 1.x / 2.x / XL), or a lone VAE (folder or file).
  */
 
 export type Prediction = 'epsilon' | 'v_prediction';
@@ -34,8 +43,10 @@ export interface PipelinePlan {
   kind: 'pipeline';
   /** e.g. "diffusers folder models/foo" or "single-file checkpoint foo.safetensors (SD 1.x)". */
   description: string;
-  family: 'SD 1.x' | 'SD 2.x' | undefined;
+  family: 'SD 1.x' | 'SD 2.x' | 'SDXL' | undefined;
   textEncoder: ComponentPlan<ClipTextConfig>;
+  /** SDXL's second text encoder (OpenCLIP bigG with its projection); its tokenizer pads with "!". */
+  textEncoder2?: ComponentPlan<ClipTextConfig>;
   unet: ComponentPlan<UNetConfig>;
   /** The source's own VAE; not read when another replaces it. */
   vae: ComponentPlan<VaeConfig> | undefined;
@@ -44,6 +55,10 @@ export interface PipelinePlan {
   tokenizerDir: string | undefined;
   /** SD 2.x tokenizers pad with "!"; needed to write tokenizer configs when none come with the source. */
   padToken: '<|endoftext|>' | '!';
+  /** The folder of SDXL's second tokenizer, when the source has one (else the first's files, padding with "!"). */
+  tokenizer2Dir?: string;
+  /** model_index.json settings the pipeline reads (SDXL: force_zeros_for_empty_prompt). */
+  pipelineConfig: ConfigJson;
   notes: string[];
   close(): void;
 }
@@ -114,13 +129,18 @@ function withPrediction(scheduler: ConfigJson, prediction: Prediction | undefine
 
 function planDiffusersFolder(dir: string, options: PlanOptions): PipelinePlan {
   const index = readJsonObject(join(dir, 'model_index.json'), 'model_index.json');
-  if (index.text_encoder_2 || (index.unet === undefined && index.transformer !== undefined)) {
-    throw new Error(`${basename(dir)} is not an SD 1.x / 2.x pipeline (${String(index._class_name)}); SDXL and other architectures are not supported yet`);
-  }
   const declared = (name: string) => Array.isArray(index[name]) && (index[name] as unknown[])[0] !== null;
-  const needed = ['text_encoder', 'tokenizer', 'unet', ...(options.vae ? [] : ['vae']), 'scheduler'];
+  if (index.unet === undefined && index.transformer !== undefined) {
+    throw new Error(`${basename(dir)} is not a Stable Diffusion pipeline (${String(index._class_name)}); only U-Net models (SD 1.x, 2.x, XL) are supported`);
+  }
+  const xl = declared('text_encoder_2');
+  if (xl && (!declared('text_encoder') || index.requires_aesthetics_score === true)) {
+    throw new Error(`${basename(dir)} is an SDXL refiner: it refines images and draws none from a prompt alone, which is not supported (use an SDXL base model)`);
+  }
+  const components = ['text_encoder', 'tokenizer', ...(xl ? ['text_encoder_2', 'tokenizer_2'] : []), 'unet', 'vae', 'scheduler'];
+  const needed = components.filter((name) => name !== 'vae' || !options.vae);
   const missing = needed.filter((name) => !declared(name) || !existsSync(join(dir, name)));
-  if (missing.length > 0) throw new Error(`${basename(dir)} is missing components: ${missing.join(', ')} (a diffusers Stable Diffusion folder has text_encoder, tokenizer, unet, vae and scheduler)`);
+  if (missing.length > 0) throw new Error(`${basename(dir)} is missing components: ${missing.join(', ')} (a diffusers ${xl ? 'SDXL' : 'Stable Diffusion'} folder has ${components.join(', ')})`);
 
   const opened: SafetensorsSet[] = [];
   const close = () => opened.forEach((tensors) => tensors.close());
@@ -133,14 +153,17 @@ function planDiffusersFolder(dir: string, options: PlanOptions): PipelinePlan {
     };
     const plan: PipelinePlan = {
       kind: 'pipeline',
-      description: `diffusers folder ${basename(dir)}`,
-      family: undefined,
+      description: `diffusers folder ${basename(dir)}${xl ? ' (SDXL)' : ''}`,
+      family: xl ? 'SDXL' : undefined,
       textEncoder: component('text_encoder', resolveClipTextConfig, identity),
+      ...(xl ? { textEncoder2: component('text_encoder_2', resolveClipTextConfig, identity) } : {}),
       unet: component('unet', resolveUnetConfig, identity),
       vae: options.vae ? undefined : component('vae', resolveVaeConfig, (name) => [{ key: name }, ...optionalRef(deprecatedVaeAttentionKey(name))]),
       scheduler: withPrediction(readJsonObject(join(dir, 'scheduler', 'scheduler_config.json'), 'scheduler'), options.prediction),
       tokenizerDir: join(dir, 'tokenizer'),
       padToken: '<|endoftext|>',
+      ...(xl ? { tokenizer2Dir: join(dir, 'tokenizer_2') } : {}),
+      pipelineConfig: xl ? { force_zeros_for_empty_prompt: index.force_zeros_for_empty_prompt ?? true } : {},
       notes: [],
       close,
     };
@@ -159,6 +182,11 @@ function configVae(dir: string): ConfigJson {
 
 function optionalRef(key: string | undefined): TensorRef[] {
   return key ? [{ key }] : [];
+}
+
+/** An OpenCLIP text model's tensors under `prefix` (SD 2.x's and SDXL's second text encoder). */
+function openClipKeys(hiddenSize: number, prefix: string): KeyMap {
+  return (name) => [openClipKey(name, hiddenSize, prefix)].filter((ref): ref is TensorRef => ref !== undefined);
 }
 
 function planVaeFolder(dir: string): VaePlan {
@@ -205,9 +233,6 @@ function planVaeFile(tensors: SafetensorsSet, path: string, options: PlanOptions
 function planSingleFile(tensors: SafetensorsSet, path: string, options: PlanOptions): PipelinePlan {
   const names = [...tensors.names];
   const name = basename(path);
-  if (names.some((key) => key.startsWith('conditioner.embedders.'))) {
-    throw new Error(`${name} is an SDXL checkpoint; SDXL is not supported yet (SD 1.x and 2.x are)`);
-  }
   if (!tensors.has(LDM_UNET_PROBE)) {
     throw new Error(`${name}: unknown architecture (no Stable Diffusion U-Net, model.diffusion_model.*, in the file)`);
   }
@@ -215,14 +240,15 @@ function planSingleFile(tensors: SafetensorsSet, path: string, options: PlanOpti
   if (inChannels !== 4 && !options.configDir) {
     throw new Error(`${name}: its U-Net takes ${inChannels} input channels (${inChannels === 9 ? 'an inpainting model' : 'not a text-to-image model'}), which is not supported`);
   }
+  if (!options.vae && !names.some((key) => key.startsWith('first_stage_model.'))) {
+    throw new Error(`${name} has no VAE (first_stage_model.*): give the model one with --vae FILE (e.g. the VAE its page recommends)`);
+  }
+  if (names.some((key) => key.startsWith('conditioner.embedders.'))) return planSdxlSingleFile(tensors, name, options);
   const sd1Prefix = ['cond_stage_model.transformer.text_model.', 'cond_stage_model.transformer.'].find((prefix) =>
     tensors.has(`${prefix}embeddings.token_embedding.weight`),
   );
   const isSd2 = tensors.has('cond_stage_model.model.token_embedding.weight');
   if (!sd1Prefix && !isSd2) throw new Error(`${name}: unknown architecture (no CLIP text encoder, cond_stage_model.*, in the file)`);
-  if (!options.vae && !names.some((key) => key.startsWith('first_stage_model.'))) {
-    throw new Error(`${name} has no VAE (first_stage_model.*): give the model one with --vae FILE (e.g. the VAE its page recommends)`);
-  }
   const family = isSd2 ? 'SD 2.x' : 'SD 1.x';
 
   const notes: string[] = [];
@@ -232,34 +258,19 @@ function planSingleFile(tensors: SafetensorsSet, path: string, options: PlanOpti
     notes.push('SD 2.x checkpoint: assuming a 768-v model (v-prediction), as diffusers does; pass --prediction epsilon for a 512 "base" model');
   }
 
-  let textJson: ConfigJson;
-  let unetJson: ConfigJson;
-  let vaeJson: ConfigJson;
-  let scheduler: ConfigJson;
-  let tokenizerDir: string | undefined;
-  if (options.configDir) {
-    const dir = options.configDir;
-    if (!existsSync(join(dir, 'unet', 'config.json'))) throw new Error(`--config ${dir} is not a model folder (no unet/config.json)`);
-    textJson = readComponentConfig(join(dir, 'text_encoder'), 'text_encoder');
-    unetJson = readComponentConfig(join(dir, 'unet'), 'unet');
-    vaeJson = configVae(dir);
-    scheduler = readJsonObject(join(dir, 'scheduler', 'scheduler_config.json'), 'scheduler');
-    if (!options.prediction) prediction = (scheduler.prediction_type as Prediction | undefined) ?? prediction;
-    tokenizerDir = existsSync(join(dir, 'tokenizer', 'vocab.json')) ? join(dir, 'tokenizer') : undefined;
-  } else {
-    textJson = isSd2 ? SD2_TEXT_ENCODER : SD1_TEXT_ENCODER;
-    unetJson = isSd2 ? { ...SD2_UNET, sample_size: prediction === 'v_prediction' ? 96 : 64 } : SD1_UNET;
-    vaeJson = SD_VAE;
-    scheduler = isSd2 ? SD2_SCHEDULER : SD1_SCHEDULER;
-  }
+  const given = options.configDir ? readConfigFolder(options.configDir, false) : undefined;
+  if (given && !options.prediction) prediction = (given.scheduler.prediction_type as Prediction | undefined) ?? prediction;
+  const textJson = given?.textEncoder ?? (isSd2 ? SD2_TEXT_ENCODER : SD1_TEXT_ENCODER);
+  const unetJson = given?.unet ?? (isSd2 ? { ...SD2_UNET, sample_size: prediction === 'v_prediction' ? 96 : 64 } : SD1_UNET);
+  const vaeJson = given?.vae ?? SD_VAE;
+  const scheduler = given?.scheduler ?? (isSd2 ? SD2_SCHEDULER : SD1_SCHEDULER);
+  const tokenizerDir = given?.tokenizerDir;
   const textConfig = resolveClipTextConfig(textJson);
   const unetConfig = resolveUnetConfig(unetJson);
   const vaeConfig = resolveVaeConfig(vaeJson);
   if (vaeConfig._class_name !== 'AutoencoderKL') throw new Error('the VAE of a single-file checkpoint is an AutoencoderKL; --config gives another');
 
-  const textKeys: KeyMap = isSd2
-    ? (key) => [openClipKey(key, textConfig.hidden_size)].filter((ref): ref is TensorRef => ref !== undefined)
-    : (key) => [openAiClipLdmKey(key.replace(/^text_model\./, ''), sd1Prefix)];
+  const textKeys: KeyMap = isSd2 ? openClipKeys(textConfig.hidden_size, 'cond_stage_model.model.') : (key) => [openAiClipLdmKey(key.replace(/^text_model\./, ''), sd1Prefix)];
   const plan: PipelinePlan = {
     kind: 'pipeline',
     description: `single-file checkpoint ${name} (${family})`,
@@ -270,6 +281,7 @@ function planSingleFile(tensors: SafetensorsSet, path: string, options: PlanOpti
     scheduler: { ...scheduler, prediction_type: prediction },
     tokenizerDir,
     padToken: isSd2 ? '!' : '<|endoftext|>',
+    pipelineConfig: {},
     notes,
     close: () => tensors.close(),
   };
@@ -277,8 +289,78 @@ function planSingleFile(tensors: SafetensorsSet, path: string, options: PlanOpti
   return plan;
 }
 
+const SDXL_CLIP_L_PREFIX = 'conditioner.embedders.0.transformer.text_model.';
+const SDXL_CLIP_G_PREFIX = 'conditioner.embedders.1.model.';
+
+/**
+ * An SDXL single file (SGM names): CLIP ViT-L under conditioner.embedders.0.transformer, OpenCLIP bigG (q, k and v
+ * fused into in_proj, the projection stored transposed) under conditioner.embedders.1.model, the U-Net under
+ * model.diffusion_model (the text_time embedding as label_emb), the VAE under first_stage_model. A file named
+ * "turbo" gets SDXL-Turbo's size and scheduler.
+ */
+function planSdxlSingleFile(tensors: SafetensorsSet, name: string, options: PlanOptions): PipelinePlan {
+  if (!tensors.has(`${SDXL_CLIP_L_PREFIX}embeddings.token_embedding.weight`) || !tensors.has(`${SDXL_CLIP_G_PREFIX}token_embedding.weight`)) {
+    const refiner = tensors.has('conditioner.embedders.0.model.token_embedding.weight');
+    throw new Error(
+      refiner
+        ? `${name} is an SDXL refiner: it refines images and draws none from a prompt alone, which is not supported (use an SDXL base model)`
+        : `${name}: unknown SDXL layout (no CLIP ViT-L under conditioner.embedders.0 and OpenCLIP under conditioner.embedders.1)`,
+    );
+  }
+  const notes: string[] = [];
+  const given = options.configDir ? readConfigFolder(options.configDir, true) : undefined;
+  const turbo = !given && /turbo/i.test(name);
+  if (turbo) notes.push('SDXL-Turbo (by its name): 512x512, Euler a over trailing timesteps, 1-4 steps without guidance');
+  const prediction: Prediction = options.prediction ?? (tensors.has('v_pred') ? 'v_prediction' : ((given?.scheduler.prediction_type as Prediction | undefined) ?? 'epsilon'));
+  const textConfig = resolveClipTextConfig(given?.textEncoder ?? SDXL_TEXT_ENCODER);
+  const text2Config = resolveClipTextConfig(given?.textEncoder2 ?? SDXL_TEXT_ENCODER_2);
+  const unetConfig = resolveUnetConfig(given?.unet ?? (turbo ? { ...SDXL_UNET, sample_size: SDXL_TURBO_SAMPLE_SIZE } : SDXL_UNET));
+  const vaeConfig = resolveVaeConfig(given?.vae ?? SDXL_VAE);
+  if (vaeConfig._class_name !== 'AutoencoderKL') throw new Error('the VAE of a single-file checkpoint is an AutoencoderKL; --config gives another');
+  const scheduler = given?.scheduler ?? (turbo ? SDXL_TURBO_SCHEDULER : SDXL_SCHEDULER);
+
+  const plan: PipelinePlan = {
+    kind: 'pipeline',
+    description: `single-file checkpoint ${name} (SDXL)`,
+    family: 'SDXL',
+    textEncoder: { config: textConfig, weights: new CheckpointWeights(tensors, 'text_encoder', (key) => [openAiClipLdmKey(key.replace(/^text_model\./, ''), SDXL_CLIP_L_PREFIX)]) },
+    textEncoder2: {
+      config: text2Config,
+      weights: new CheckpointWeights(tensors, 'text_encoder_2', openClipKeys(text2Config.hidden_size, SDXL_CLIP_G_PREFIX)),
+    },
+    unet: { config: unetConfig, weights: new CheckpointWeights(tensors, 'unet', (key) => optionalRef(unetLdmKey(key, unetConfig))) },
+    vae: options.vae ? undefined : { config: vaeConfig, weights: new CheckpointWeights(tensors, 'vae', (key) => optionalRef(vaeLdmKey(key, vaeConfig))) },
+    scheduler: { ...scheduler, prediction_type: prediction },
+    tokenizerDir: given?.tokenizerDir,
+    padToken: '<|endoftext|>',
+    ...(given?.tokenizer2Dir ? { tokenizer2Dir: given.tokenizer2Dir } : {}),
+    pipelineConfig: { force_zeros_for_empty_prompt: given?.modelIndex?.force_zeros_for_empty_prompt ?? true },
+    notes,
+    close: () => tensors.close(),
+  };
+  checkPipelineShapes(plan, options.configDir);
+  return plan;
+}
+
+/** The config files of a --config folder: a diffusers folder of the same architecture (or an ONNX model folder). */
+function readConfigFolder(dir: string, xl: boolean) {
+  if (!existsSync(join(dir, 'unet', 'config.json'))) throw new Error(`--config ${dir} is not a model folder (no unet/config.json)`);
+  const tokenizer = (folder: string) => (existsSync(join(dir, folder, 'vocab.json')) ? join(dir, folder) : undefined);
+  return {
+    textEncoder: readComponentConfig(join(dir, 'text_encoder'), 'text_encoder'),
+    textEncoder2: xl ? readComponentConfig(join(dir, 'text_encoder_2'), 'text_encoder_2') : undefined,
+    unet: readComponentConfig(join(dir, 'unet'), 'unet'),
+    vae: configVae(dir),
+    scheduler: readJsonObject(join(dir, 'scheduler', 'scheduler_config.json'), 'scheduler'),
+    modelIndex: existsSync(join(dir, 'model_index.json')) ? readJsonObject(join(dir, 'model_index.json'), 'model_index.json') : undefined,
+    tokenizerDir: tokenizer('tokenizer'),
+    tokenizer2Dir: xl ? tokenizer('tokenizer_2') : undefined,
+  };
+}
+
 function checkPipelineShapes(plan: PipelinePlan, configDir?: string): void {
   checkShapes(textEncoderParameters(plan.textEncoder.config), plan.textEncoder.weights, configDir);
+  if (plan.textEncoder2) checkShapes(textEncoderParameters(plan.textEncoder2.config), plan.textEncoder2.weights, configDir);
   checkShapes(unetParameters(plan.unet.config), plan.unet.weights, configDir);
   if (plan.vae) checkShapes(vaeParameters(plan.vae.config), plan.vae.weights, configDir);
 }

@@ -16,6 +16,8 @@ export interface TextualInversion {
   vectorCount: number;
   /** Row after row, `vectorCount × width` values, for a model whose text encoder is this wide. */
   vectors: ReadonlyMap<number, Float32Array>;
+  /** SDXL embeddings: the vectors for each of the model's two text encoders, in order (clip_l, clip_g). */
+  perTextEncoder?: readonly Float32Array[];
   family: string;
 }
 
@@ -100,10 +102,12 @@ function readEmbedding(name: string, file: string, path: string): TextualInversi
   const vectors = new Map<number, Float32Array>();
   let vectorCount: number;
   let family: string;
+  let perTextEncoder: Float32Array[] | undefined;
   if (SDXL_PARTS.every((part) => tensors.has(part))) {
     const [clipL, clipG] = SDXL_PARTS.map((part) => matrix(part, tensors.get(part)!));
     if (clipL.count !== clipG.count) throw new Error(`clip_l has ${clipL.count} vectors but clip_g ${clipG.count}`);
     vectors.set(clipL.width, clipL.data).set(clipG.width, clipG.data);
+    perTextEncoder = [clipL.data, clipG.data];
     vectorCount = clipL.count;
     family = 'SDXL';
   } else {
@@ -115,7 +119,7 @@ function readEmbedding(name: string, file: string, path: string): TextualInversi
     family = single.width === 768 ? 'SD 1.x' : single.width === 1024 ? 'SD 2.x' : `${single.width}-wide`;
   }
   if (vectorCount < 1 || vectorCount > MAX_VECTORS) throw new Error(`has ${vectorCount} vectors; an embedding has 1 to ${MAX_VECTORS}`);
-  return { name, file, vectorCount, vectors, family };
+  return { name, file, vectorCount, vectors, ...(perTextEncoder ? { perTextEncoder } : {}), family };
 }
 
 function matrix(key: string, tensor: { shape: number[]; data: Float32Array }): { count: number; width: number; data: Float32Array } {

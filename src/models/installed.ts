@@ -21,7 +21,7 @@ export interface PullManifest {
 export interface InstalledModel {
   name: string;
   dir: string;
-  /** "SD 1.x", "SD 2.x", "SD-Turbo" or "tiny test model". */
+  /** "SD 1.x", "SD 2.x", "SD-Turbo", "SDXL", "SDXL-Turbo" or "tiny test model". */
   type: string;
   precision: 'fp32' | 'fp16';
   /** Bytes on disk. */
@@ -94,7 +94,7 @@ async function readJsonIfPresent(path: string): Promise<Record<string, any> | un
   }
 }
 
-/** SD 1.x conditions on 768-wide CLIP-L states, SD 2.x on 1024-wide OpenCLIP-H states. */
+/** SD 1.x conditions on 768-wide CLIP-L states, SD 2.x on 1024-wide OpenCLIP-H states (SDXL, with two text encoders, is told apart before). */
 async function family(dir: string, contextWidth: number | undefined): Promise<'SD 1.x' | 'SD 2.x'> {
   const textEncoder = await readJsonIfPresent(join(dir, 'text_encoder', 'config.json'));
   const unet = await readJsonIfPresent(join(dir, 'unet', 'config.json'));
@@ -109,8 +109,6 @@ async function family(dir: string, contextWidth: number | undefined): Promise<'S
 /** Describes the model in `dir` from its files alone (JSON configs and the U-Net's declared inputs). */
 export async function describeInstalledModel(dir: string): Promise<InstalledModel> {
   const config = readModelConfig(dir);
-  const modelIndex = await readJsonIfPresent(join(config.dir, 'model_index.json'));
-  if (modelIndex?.text_encoder_2) throw new Error('SDXL models (two text encoders) are not supported');
   const { inputs, stridedNodes } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
   const sample = inputs.find((input) => input.name === 'sample');
   if (!sample) throw new Error(`unet/model.onnx has no "sample" input (inputs: ${inputs.map((input) => input.name).join(', ')})`);
@@ -119,7 +117,11 @@ export async function describeInstalledModel(dir: string): Promise<InstalledMode
   const fixedLatentSize = typeof height === 'number' && typeof width === 'number' && height > 0 && width > 0 ? { height, width } : undefined;
   const contextWidth = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape[2];
   const info = describeModel(config, { fixedLatentSize, precision, stridedNodes });
-  const type = info.isTiny ? 'tiny test model' : info.isTurbo ? 'SD-Turbo' : await family(config.dir, typeof contextWidth === 'number' ? contextWidth : undefined);
+  const type = info.isTiny
+    ? 'tiny test model'
+    : config.sdxl
+      ? info.isTurbo ? 'SDXL-Turbo' : 'SDXL'
+      : info.isTurbo ? 'SD-Turbo' : await family(config.dir, typeof contextWidth === 'number' ? contextWidth : undefined);
   const manifest = (await readJsonIfPresent(join(config.dir, PULL_MANIFEST_FILE))) as PullManifest | undefined;
   const imported = (await readJsonIfPresent(join(config.dir, IMPORT_MANIFEST_FILE))) as ImportManifest | undefined;
   return {

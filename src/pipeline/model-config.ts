@@ -18,6 +18,8 @@ export interface ModelConfig {
   imported: ImportManifest | undefined;
   /** The graphs were written with attention already fused for the CPU (nothing to rewrite at load). */
   builtFused: boolean;
+  /** Set for an SDXL model (two text encoders): whether an empty negative prompt is zeros rather than encoded. */
+  sdxl: { forceZerosForEmptyPrompt: boolean } | undefined;
 }
 
 /** What the pipeline cannot start without (vae_encoder is optional: only img2img would use it). */
@@ -30,6 +32,9 @@ export const REQUIRED_MODEL_FILES: readonly string[] = [
   'unet/model.onnx',
   'vae_decoder/model.onnx',
 ];
+
+/** What an SDXL model needs besides: the second text encoder and its tokenizer. */
+export const SDXL_MODEL_FILES: readonly string[] = ['text_encoder_2/model.onnx', 'tokenizer_2/vocab.json', 'tokenizer_2/merges.txt'];
 
 /** What `npm run model:pull` writes beside a pulled model (repo id, revision, commit). */
 export const PULL_MANIFEST_FILE = '.pull-manifest.json';
@@ -61,11 +66,15 @@ export const TINY_MODEL_MARKER = '_imagine_bot_tiny';
 export function readModelConfig(dir: string): ModelConfig {
   const modelDir = resolve(dir);
   if (!existsSync(modelDir)) throw new Error(`Model directory ${modelDir} does not exist`);
-  const missing = REQUIRED_MODEL_FILES.filter((file) => !existsSync(join(modelDir, file)));
+  const modelIndex = existsSync(join(modelDir, 'model_index.json')) ? readJson(join(modelDir, 'model_index.json')) : {};
+  const xl = Array.isArray(modelIndex.text_encoder_2) && modelIndex.text_encoder_2[0] !== null;
+  if (xl && (modelIndex.requires_aesthetics_score === true || (Array.isArray(modelIndex.text_encoder) && modelIndex.text_encoder[0] === null))) {
+    throw new Error(`${modelDir} is an SDXL refiner: it refines images and draws none from a prompt alone, which is not supported`);
+  }
+  const missing = [...REQUIRED_MODEL_FILES, ...(xl ? SDXL_MODEL_FILES : [])].filter((file) => !existsSync(join(modelDir, file)));
   if (missing.length > 0) {
     throw new Error(`${modelDir} is not a Stable Diffusion ONNX model: missing ${missing.join(', ')}`);
   }
-  const modelIndex = readJson(join(modelDir, 'model_index.json'));
   const pullManifestPath = join(modelDir, PULL_MANIFEST_FILE);
   const pulledFrom = existsSync(pullManifestPath) ? readJson(pullManifestPath).repo : undefined;
   const importManifestPath = join(modelDir, IMPORT_MANIFEST_FILE);
@@ -79,6 +88,7 @@ export function readModelConfig(dir: string): ModelConfig {
     origins: [basename(modelDir), pulledFrom, imported?.origin?.repo, imported?.source, modelIndex._name_or_path].filter((origin): origin is string => typeof origin === 'string'),
     imported,
     builtFused: modelIndex[FUSED_ATTENTION_MARKER] === true,
+    sdxl: xl ? { forceZerosForEmptyPrompt: modelIndex.force_zeros_for_empty_prompt !== false } : undefined,
   };
 }
 

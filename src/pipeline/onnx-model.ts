@@ -87,11 +87,24 @@ export class OnnxModel {
     return this.session.outputNames[0];
   }
 
+  get outputNames(): readonly string[] {
+    return this.session.outputNames;
+  }
+
+  /** `name`, failing with a clear message when the graph lacks it; `what` says what it is for. */
+  requireOutput(name: string, what: string): string {
+    if (this.session.outputNames.includes(name)) return name;
+    throw new Error(`${this.label}: the model has no output "${name}", ${what} (its outputs: ${this.session.outputNames.join(', ')})`);
+  }
+
   async run(feeds: Record<string, ort.Tensor>, outputName: string): Promise<ort.Tensor> {
+    return (await this.runOutputs(feeds, [outputName]))[outputName];
+  }
+
+  async runOutputs(feeds: Record<string, ort.Tensor>, outputNames: readonly string[]): Promise<Record<string, ort.Tensor>> {
     const started = performance.now();
     try {
-      const outputs = await this.session.run(feeds, [outputName]);
-      return outputs[outputName];
+      return await this.session.run(feeds, outputNames);
     } catch (error) {
       throw new Error(`${this.label}: onnxruntime failed: ${(error as Error).message}`);
     } finally {

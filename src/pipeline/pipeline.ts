@@ -5,8 +5,9 @@ import { createScheduler } from '../schedulers/index.ts';
 import { describeModel, readModelConfig, vaeName, type ModelConfig } from './model-config.ts';
 import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
 import { readOnnxOutline } from './onnx-outline.ts';
-import { MAX_PROMPT_CHUNKS, PromptEncoder, type TokenizedPrompt } from './prompt-encoder.ts';
-import { TextEncoder, type TextEmbedding } from './text-encoder.ts';
+import { MAX_PROMPT_CHUNKS, PromptEncoder, type PromptEncoderPart, type TokenizedPrompt } from './prompt-encoder.ts';
+import { SDXL_TEXT_ENCODERS, withZeroNegative } from './sdxl-conditioning.ts';
+import { SD_TEXT_ENCODERS, TextEncoder, type TextEmbedding } from './text-encoder.ts';
 import { ClipTokenizer } from './tokenizer.ts';
 import {
   REQUEST_LIMITS,
@@ -37,10 +38,10 @@ export interface GenerateOptions extends GenerateRequest {
   onStep?: (progress: StepProgress, latents: Float32Array) => void;
   /**
    * Conditioning made elsewhere, as diffusers' `prompt_embeds` / `negative_prompt_embeds`: `[77·k, width]` each,
-   * the same length (the negative is used only with guidance). The prompts are then not encoded; they stay the
-   * settings' record of what was asked.
+   * the same length (the negative is used only with guidance), and for SDXL `pooled_prompt_embeds` /
+   * `negative_pooled_prompt_embeds`. The prompts are then not encoded; they stay the settings' record of what was asked.
    */
-  promptEmbeds?: { prompt: Float32Array; negative: Float32Array; width: number };
+  promptEmbeds?: { prompt: Float32Array; negative: Float32Array; width: number; pooled?: { prompt: Float32Array; negative: Float32Array } };
 }
 
 export interface GenerateOutput {
@@ -56,13 +57,16 @@ export class GenerationAbortedError extends Error {
   }
 }
 
-/** Stable Diffusion in the diffusers ONNX layout, mirroring diffusers' StableDiffusionPipeline.__call__. */
+/**
+ * Stable Diffusion in the diffusers ONNX layout, mirroring diffusers' StableDiffusionPipeline.__call__ (and, for a
+ * model with two text encoders, StableDiffusionXLPipeline's: see sdxl-conditioning.ts).
+ */
 export class StableDiffusionPipeline {
   private constructor(
     private readonly config: ModelConfig,
     private readonly prompts: PromptEncoder,
     private readonly embeddings: EmbeddingLibrary | undefined,
-    private readonly textEncoder: TextEncoder,
+    private readonly textEncoders: readonly TextEncoder[],
     private readonly unet: UNet,
     private readonly vae: VaeDecoder,
     private readonly clock: OnnxClock,
@@ -73,19 +77,22 @@ export class StableDiffusionPipeline {
     const executionProvider = options.executionProvider ?? 'cpu';
     const config = readModelConfig(dir);
     const clock: OnnxClock = { runMs: 0, onRun: options.onOnnxRun };
-    const tokenizer = await ClipTokenizer.fromDirectory(join(config.dir, 'tokenizer'));
     // Graphs the builder wrote fused have nothing to rewrite: skip reading them twice.
     const loadOptions: ModelLoadOptions = { executionProvider, clock, fuseAttention: (options.fuseAttention ?? true) && !config.builtFused };
-    const textEncoder = await TextEncoder.load(config.dir, loadOptions);
+    const parts: PromptEncoderPart[] = [];
+    for (const role of config.sdxl ? SDXL_TEXT_ENCODERS : SD_TEXT_ENCODERS) {
+      parts.push({ tokenizer: await ClipTokenizer.fromDirectory(join(config.dir, role.tokenizer)), textEncoder: await TextEncoder.load(config.dir, loadOptions, role) });
+    }
     const unet = await UNet.load(config.dir, loadOptions);
     const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, loadOptions);
     const { stridedNodes } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
     const described = describeModel(config, { fixedLatentSize: unet.fixedLatentSize, precision: unet.precision, stridedNodes });
     const info = options.vaeDir ? { ...described, vae: vaeName(options.vaeDir) } : described;
-    const maxChunks = unet.fixedContextLength === undefined ? MAX_PROMPT_CHUNKS : Math.max(1, Math.floor(unet.fixedContextLength / tokenizer.maxLength));
-    const prompts = new PromptEncoder(tokenizer, textEncoder, maxChunks);
+    const maxChunks = unet.fixedContextLength === undefined ? MAX_PROMPT_CHUNKS : Math.max(1, Math.floor(unet.fixedContextLength / parts[0].tokenizer.maxLength));
+    const prompts = new PromptEncoder(parts, maxChunks);
     const embeddings = options.embeddingsDir === undefined ? undefined : new EmbeddingLibrary(options.embeddingsDir);
-    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoder, unet, vae, clock, info);
+    const textEncoders = parts.map((part) => part.textEncoder);
+    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoders, unet, vae, clock, info);
   }
 
   async generate(options: GenerateOptions): Promise<GenerateOutput> {
@@ -100,8 +107,8 @@ export class StableDiffusionPipeline {
     const tokenizeMs = performance.now() - tokenizeStarted;
 
     const encodeStarted = performance.now();
-    const embedding = prompts ? await this.encodePrompt(prompts.prompt, prompts.negative) : givenEmbedding(options.promptEmbeds!, doGuidance);
-    const context = this.unet.contextTensor(embedding);
+    const embedding = prompts ? await this.encodePrompt(prompts.prompt, prompts.negative, doGuidance) : givenEmbedding(options.promptEmbeds!, doGuidance);
+    const conditioning = this.unet.conditioning(embedding, settings);
     const textEncoderMs = performance.now() - encodeStarted;
 
     scheduler.setTimesteps(settings.steps);
@@ -116,7 +123,7 @@ export class StableDiffusionPipeline {
       throwIfAborted(options.signal);
       const modelInput = scheduler.scaleModelInput(latents, timestep);
       const batchInput = doGuidance ? concat(modelInput, modelInput) : modelInput;
-      const prediction = await this.unet.predict(batchInput, latentSize, timestep, context);
+      const prediction = await this.unet.predict(batchInput, latentSize, timestep, conditioning);
       const noise = doGuidance ? applyGuidance(prediction, settings.guidanceScale) : prediction;
       latents = scheduler.step(noise, timestep, latents, { generator }).prevSample;
       options.onStep?.({ step: index + 1, totalSteps }, latents);
@@ -150,7 +157,7 @@ export class StableDiffusionPipeline {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.textEncoder.release(), this.unet.release(), this.vae.release()]);
+    await Promise.all([...this.textEncoders.map((encoder) => encoder.release()), this.unet.release(), this.vae.release()]);
   }
 
   private checkInputs(options: GenerateRequest, schedulerName: string): GenerationSettings {
@@ -197,19 +204,30 @@ export class StableDiffusionPipeline {
     }
   }
 
-  /** The prompts cut into chunks (the negative only with guidance); records in `settings` the embeddings they use. */
+  /**
+   * The prompts cut into chunks: the negative only with guidance, and not when it is empty and the model takes
+   * zeros for it (SDXL's force_zeros_for_empty_prompt). Records in `settings` the embeddings they use.
+   */
   private async tokenizePrompts(settings: GenerationSettings, doGuidance: boolean, syntax: PromptSyntax): Promise<{ prompt: TokenizedPrompt; negative?: TokenizedPrompt }> {
     if (this.embeddings) this.prompts.useEmbeddings(await this.embeddings.current());
     const prompt = this.prompts.tokenize(settings.prompt, syntax, 'prompt');
-    const negative = doGuidance ? this.prompts.tokenize(settings.negativePrompt, syntax, 'negative prompt') : undefined;
+    const zeroNegative = this.config.sdxl?.forceZerosForEmptyPrompt === true && settings.negativePrompt === '';
+    const negative = doGuidance && !zeroNegative ? this.prompts.tokenize(settings.negativePrompt, syntax, 'negative prompt') : undefined;
     const embeddingsUsed = PromptEncoder.embeddingsUsed(prompt, ...(negative ? [negative] : []));
     if (embeddingsUsed.length > 0) settings.embeddings = embeddingsUsed;
     return { prompt, negative };
   }
 
-  /** [uncond, cond] stacked as one batch-2 context when guidance is on (padded to the same length), else the prompt's alone. */
-  private async encodePrompt(prompt: TokenizedPrompt, negative: TokenizedPrompt | undefined): Promise<TextEmbedding> {
-    const context = negative ? await this.prompts.encodePair(prompt, negative) : await this.prompts.encode(prompt);
+  /**
+   * [uncond, cond] stacked as one batch-2 context when guidance is on (padded to the same length; zeros for the
+   * uncond when there is no negative to encode), else the prompt's alone.
+   */
+  private async encodePrompt(prompt: TokenizedPrompt, negative: TokenizedPrompt | undefined, doGuidance: boolean): Promise<TextEmbedding> {
+    const context = negative
+      ? await this.prompts.encodePair(prompt, negative)
+      : doGuidance
+        ? withZeroNegative(await this.prompts.encode(prompt))
+        : await this.prompts.encode(prompt);
     const expectedWidth = this.unet.contextWidth;
     if (expectedWidth !== undefined && context.width !== expectedWidth) {
       throw new Error(`text_encoder gives ${context.width}-wide embeddings but the unet expects ${expectedWidth}: the model's parts do not belong together`);
@@ -226,11 +244,12 @@ export class StableDiffusionPipeline {
   }
 }
 
-function givenEmbedding({ prompt, negative, width }: NonNullable<GenerateOptions['promptEmbeds']>, doGuidance: boolean): TextEmbedding {
+function givenEmbedding({ prompt, negative, width, pooled }: NonNullable<GenerateOptions['promptEmbeds']>, doGuidance: boolean): TextEmbedding {
   if (prompt.length % width !== 0 || (doGuidance && negative.length !== prompt.length)) {
     throw new Error(`promptEmbeds: the prompt and negative conditioning must be [tokens, ${width}] of the same length`);
   }
-  return { data: doGuidance ? concat(negative, prompt) : prompt, sequenceLength: prompt.length / width, width };
+  const stacked = (pair: { prompt: Float32Array; negative: Float32Array }) => (doGuidance ? concat(pair.negative, pair.prompt) : pair.prompt);
+  return { data: stacked({ prompt, negative }), sequenceLength: prompt.length / width, width, ...(pooled ? { pooled: stacked(pooled) } : {}) };
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { toHalfBits } from './float16.ts';
+import { repeatRows, timeIds } from './sdxl-conditioning.ts';
 import type { TextEmbedding } from './text-encoder.ts';
 import {
   OnnxModel,
@@ -19,6 +20,12 @@ export interface LatentSize {
   width: number;
 }
 
+/** The U-Net's feeds that stay the same for a whole generation: the text conditioning (and SDXL's added conditions). */
+export type UNetConditioning = Record<string, ort.Tensor>;
+
+/** SDXL's added conditions, as the U-Net's inputs. */
+const ADDED_CONDITIONS = ['text_embeds', 'time_ids'];
+
 /** The denoising U-Net, adapted to however its exporter typed `sample`, `timestep` and `encoder_hidden_states`. */
 export class UNet {
   private constructor(
@@ -34,7 +41,14 @@ export class UNet {
     readonly contextWidth: number | undefined,
     /** Set when the graph was exported for one context length (77 tokens) only; long prompts need a dynamic one. */
     readonly fixedContextLength: number | undefined,
+    /** The types of SDXL's `text_embeds` and `time_ids` inputs, when the U-Net has them. */
+    private readonly addedConditionTypes: { textEmbeds: FloatType; timeIds: FloatType } | undefined,
   ) {}
+
+  /** Whether the U-Net takes SDXL's added conditions (the pooled text embedding and the size ids). */
+  get takesAddedConditions(): boolean {
+    return this.addedConditionTypes !== undefined;
+  }
 
   get precision(): 'fp32' | 'fp16' {
     return this.sampleType === 'float16' ? 'fp16' : 'fp32';
@@ -42,7 +56,8 @@ export class UNet {
 
   static async load(modelDir: string, options: ModelLoadOptions): Promise<UNet> {
     const model = await OnnxModel.load(join(modelDir, 'unet', 'model.onnx'), 'unet', options);
-    model.expectOnlyInputs(['sample', 'timestep', 'encoder_hidden_states']);
+    const added = ADDED_CONDITIONS.every((name) => model.hasInput(name));
+    model.expectOnlyInputs(['sample', 'timestep', 'encoder_hidden_states', ...(added ? ADDED_CONDITIONS : [])]);
     const sample = model.input('sample');
     const timestep = model.input('timestep');
     const context = model.input('encoder_hidden_states');
@@ -65,28 +80,36 @@ export class UNet {
       fixedLatentSize,
       typeof width === 'number' && width > 0 ? width : undefined,
       typeof contextLength === 'number' && contextLength > 0 ? contextLength : undefined,
+      added ? { textEmbeds: floatTensorType(model.input('text_embeds')), timeIds: floatTensorType(model.input('time_ids')) } : undefined,
     );
   }
 
   /**
-   * The encoder_hidden_states feed of a whole generation, in the graph's float type: made once, not converted
-   * again at every step (for an fp16 U-Net, 118k values: about 2 ms a step on a 2-core EPYC).
+   * The conditioning feeds of a whole generation, in the graph's float types: made once, not converted again at
+   * every step (for an fp16 U-Net, 118k values: about 2 ms a step on a 2-core EPYC). `size` is the image's, for
+   * SDXL's time_ids.
    */
-  contextTensor(embedding: TextEmbedding): ort.Tensor {
+  conditioning(embedding: TextEmbedding, size: { width: number; height: number }): UNetConditioning {
     const { data, sequenceLength, width } = embedding;
-    return floatTensor(data, [data.length / (sequenceLength * width), sequenceLength, width], this.contextType);
+    const batch = data.length / (sequenceLength * width);
+    const feeds: UNetConditioning = { encoder_hidden_states: floatTensor(data, [batch, sequenceLength, width], this.contextType) };
+    if (!this.addedConditionTypes) return feeds;
+    if (!embedding.pooled) throw new Error('unet: this SDXL U-Net needs the pooled text embedding (text_embeds), which the text encoders did not give');
+    feeds.text_embeds = floatTensor(embedding.pooled, [batch, embedding.pooled.length / batch], this.addedConditionTypes.textEmbeds);
+    feeds.time_ids = floatTensor(repeatRows(timeIds(size), batch), [batch, 6], this.addedConditionTypes.timeIds);
+    return feeds;
   }
 
   /**
-   * Predicts the noise (or v) for `batch` latents stacked in `sample` ([batch, 4, h, w]), each attending to its
-   * own row of `context` (from contextTensor).
+   * Predicts the noise (or v) for `batch` latents stacked in `sample` ([batch, 4, h, w]), each with its own row
+   * of the conditioning (from `conditioning`).
    */
-  async predict(sample: Float32Array, size: LatentSize, timestep: number, context: ort.Tensor): Promise<Float32Array> {
+  async predict(sample: Float32Array, size: LatentSize, timestep: number, conditioning: UNetConditioning): Promise<Float32Array> {
     const batch = sample.length / (4 * size.height * size.width);
     const feeds = {
       sample: floatTensor(sample, [batch, 4, size.height, size.width], this.sampleType),
       timestep: this.timestepTensor(timestep, batch),
-      encoder_hidden_states: context,
+      ...conditioning,
     };
     return toFloat32(await this.model.run(feeds, this.outputName));
   }

@@ -1,0 +1,186 @@
+import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importModel } from '../src/import/import-model.ts';
+import { scanModels } from '../src/models/installed.ts';
+import { ONNX_FLOAT, ONNX_FLOAT16, readOnnxOutline } from '../src/pipeline/onnx-outline.ts';
+import { SafetensorsFile } from '../src/models/safetensors.ts';
+import { ClipTokenizer } from '../src/pipeline/tokenizer.ts';
+import type { GenerateRequest } from '../src/pipeline/types.ts';
+import { writeLoraAndMergedFolder, writeSdxlSingleFile } from './checkpoint-files.ts';
+import { draw, expectMatch, levels, referenceImage } from './drawing.ts';
+import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
+import { safetensorsBytes } from './safetensors-file.ts';
+
+const FOLDER = 'tiny-sdxl-pub-torch';
+
+interface SdxlCase {
+  id: string;
+  prompt: string;
+  negative_prompt: string | null;
+  scheduler: { sampler: string; source: 'model' | 'explicit'; overrides: Record<string, unknown> };
+  steps: number;
+  guidance: number;
+  seed: number;
+  width: number;
+  height: number;
+}
+
+const cases = (): SdxlCase[] => readFixtureJson('e2e2', 'sdxl', 'manifest.json').cases;
+const sourceFolder = (...parts: string[]) => fixturePath('e2e2', 'models', FOLDER, ...parts);
+
+/** A case as a request: the model's own scheduler, or the named one (Euler with trailing spacing is "Euler Trailing"). */
+function requestOf(entry: SdxlCase): GenerateRequest {
+  const { sampler, source, overrides } = entry.scheduler;
+  const scheduler = source === 'model' ? undefined : overrides.timestep_spacing === 'trailing' ? `${sampler} Trailing` : sampler;
+  return {
+    prompt: entry.prompt,
+    ...(entry.negative_prompt !== null ? { negativePrompt: entry.negative_prompt } : {}),
+    ...(scheduler ? { scheduler } : {}),
+    seed: entry.seed,
+    steps: entry.steps,
+    guidanceScale: entry.guidance,
+    width: entry.width,
+    height: entry.height,
+  };
+}
+
+/** The case's reference image. */
+const referenceOf = (entry: SdxlCase) => join('e2e2', 'sdxl', 'images', `${entry.id}.u8`);
+
+describe.runIf(fixturesPresent)('SDXL: imported models draw diffusers’ StableDiffusionXLPipeline images', () => {
+  let root: string;
+  let modelsDir: string;
+  let imported: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'sdxl-'));
+    modelsDir = join(root, 'models');
+    mkdirSync(modelsDir);
+    imported = (await importModel({ source: sourceFolder(), modelsDir })).dir;
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('a diffusers folder: square and not, with a negative prompt and without (zeros), and Turbo-style without guidance', async () => {
+    expect(readdirSync(imported).sort()).toEqual([
+      '.import-manifest.json',
+      'model_index.json',
+      'scheduler',
+      'text_encoder',
+      'text_encoder_2',
+      'tokenizer',
+      'tokenizer_2',
+      'unet',
+      'vae_decoder',
+      'vae_encoder',
+    ]);
+    const listed = (await scanModels(modelsDir)).models.find((model) => model.dir === imported);
+    expect(listed).toMatchObject({ type: 'SDXL', precision: 'fp32', defaultScheduler: 'Euler', nativeWidth: 256, nativeHeight: 256 });
+    for (const entry of cases()) {
+      const { image, settings } = await draw(imported, requestOf(entry));
+      expect(settings).toMatchObject({ width: entry.width, height: entry.height, negativePrompt: entry.negative_prompt ?? '' });
+      expectMatch(image.pixels, referenceOf(entry));
+    }
+  });
+
+  it('encodes an empty negative prompt when the model says so (force_zeros_for_empty_prompt false)', async () => {
+    const encodesEmpty = join(root, 'encodes-empty');
+    mkdirSync(encodesEmpty);
+    for (const entry of readdirSync(imported)) if (entry !== 'model_index.json') symlinkSync(join(imported, entry), join(encodesEmpty, entry));
+    const index = JSON.parse(readFileSync(join(imported, 'model_index.json'), 'utf8'));
+    writeFileSync(join(encodesEmpty, 'model_index.json'), JSON.stringify({ ...index, force_zeros_for_empty_prompt: false }));
+    const [withoutNegative] = cases();
+    const { mean } = levels((await draw(encodesEmpty, requestOf(withoutNegative))).image.pixels, referenceImage(referenceOf(withoutNegative)));
+    expect(mean).toBeGreaterThan(1);
+  });
+
+  it('a single file with SGM names (conditioner.embedders.*, model.diffusion_model.*) and --config', async () => {
+    const checkpoint = join(root, 'tiny-sdxl.safetensors');
+    writeSdxlSingleFile(sourceFolder(), checkpoint);
+    const result = await importModel({ source: checkpoint, configDir: sourceFolder(), name: 'sdxl-single', modelsDir });
+    expect(result.description).toBe('single-file checkpoint tiny-sdxl.safetensors (SDXL)');
+    for (const entry of cases().slice(0, 2)) expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, referenceOf(entry));
+  });
+
+  it('fp16 graphs (for GPUs), the VAE kept in fp32 as diffusers upcasts SDXL’s (force_upcast), draw the image within float16 rounding', async () => {
+    const half = await importModel({ source: sourceFolder(), name: 'half', precision: 'fp16', modelsDir });
+    const elementType = async (component: string, input: string) => (await readOnnxOutline(join(half.dir, component, 'model.onnx'))).inputs.find(({ name }) => name === input)?.elemType;
+    expect(await elementType('unet', 'sample')).toBe(ONNX_FLOAT16);
+    expect(await elementType('vae_decoder', 'latent_sample')).toBe(ONNX_FLOAT);
+    const [entry] = cases();
+    const { mean } = levels((await draw(half.dir, requestOf(entry))).image.pixels, referenceImage(referenceOf(entry)));
+    expect(mean).toBeLessThan(2);
+  });
+
+  it('a kohya SDXL LoRA (lora_te1, lora_te2, lora_unet in diffusers and LDM names) merges as by hand', async () => {
+    const modules = [
+      { key: 'lora_te1_text_model_encoder_layers_0_self_attn_q_proj', component: 'text_encoder', module: 'text_model.encoder.layers.0.self_attn.q_proj' },
+      { key: 'lora_te2_text_model_encoder_layers_1_mlp_fc1', component: 'text_encoder_2', module: 'text_model.encoder.layers.1.mlp.fc1' },
+      { key: 'lora_unet_down_blocks_1_attentions_0_transformer_blocks_1_attn2_to_k', component: 'unet', module: 'down_blocks.1.attentions.0.transformer_blocks.1.attn2.to_k' },
+      { key: 'lora_unet_middle_block_1_proj_in', component: 'unet', module: 'mid_block.attentions.0.proj_in' },
+      { key: 'lora_unet_input_blocks_0_0', component: 'unet', module: 'conv_in' },
+    ] as const;
+    const lora = join(root, 'sdxl-lora.safetensors');
+    const mergedFolder = join(root, 'merged-by-hand');
+    writeLoraAndMergedFolder(sourceFolder(), modules, 0.7, lora, mergedFolder);
+    const withLora = await importModel({ source: sourceFolder(), name: 'with-lora', modelsDir, loras: [{ path: lora, weight: 0.7 }] });
+    expect(withLora.loras).toEqual([{ name: 'sdxl-lora', weight: 0.7, matched: modules.length, unmatched: [] }]);
+    const byHand = await importModel({ source: mergedFolder, name: 'by-hand', modelsDir });
+    const [entry] = cases();
+    const { image, settings } = await draw(withLora.dir, requestOf(entry));
+    expect(settings.loras).toEqual([{ name: 'sdxl-lora', weight: 0.7 }]);
+    expect(levels(image.pixels, (await draw(byHand.dir, requestOf(entry))).image.pixels).max).toBeLessThanOrEqual(1);
+    expect(levels(image.pixels, referenceImage(referenceOf(entry))).mean).toBeGreaterThan(2);
+  });
+
+  it('an SDXL embedding: its clip_l vectors go to the first text encoder, its clip_g vectors to the second', async () => {
+    const tokenizer = await ClipTokenizer.fromDirectory(join(imported, 'tokenizer'));
+    const ids = tokenizer.tokenize('red dog');
+    const rows = (component: string) => {
+      const file = SafetensorsFile.open(sourceFolder(component, 'model.safetensors'));
+      const table = file.readFloat32('text_model.embeddings.token_embedding.weight');
+      const width = file.info('text_model.embeddings.token_embedding.weight').shape[1];
+      file.close();
+      const out = new Float32Array(ids.length * width);
+      ids.forEach((id, index) => out.set(table.subarray(id * width, (id + 1) * width), index * width));
+      return { dtype: 'F32' as const, shape: [ids.length, width], values: out };
+    };
+    const embeddingsDir = join(root, 'embeddings');
+    mkdirSync(embeddingsDir);
+    const [clipL, clipG] = [rows('text_encoder'), rows('text_encoder_2')];
+    writeFileSync(join(embeddingsDir, 'mything.safetensors'), safetensorsBytes({ clip_l: clipL, clip_g: clipG }));
+    writeFileSync(join(embeddingsDir, 'swapped.safetensors'), safetensorsBytes({ clip_l: clipG, clip_g: clipL }));
+    // One width only, as an SD 1.x embedding: not one for SDXL, so its name stays text.
+    writeFileSync(join(embeddingsDir, 'single.safetensors'), safetensorsBytes({ emb_params: clipL }));
+
+    const [entry] = cases();
+    const request = (prompt: string) => ({ ...requestOf(entry), prompt });
+    const words = await draw(imported, request('a photo of red dog'), { embeddingsDir });
+    const embedded = await draw(imported, request('a photo of mything'), { embeddingsDir });
+    expect(embedded.settings.embeddings).toEqual(['mything']);
+    expect(levels(embedded.image.pixels, words.image.pixels).max).toBe(0);
+    expect(levels((await draw(imported, request('a photo of swapped'), { embeddingsDir })).image.pixels, words.image.pixels).mean).toBeGreaterThan(1);
+    expect((await draw(imported, request('a photo of single'), { embeddingsDir })).settings.embeddings).toBeUndefined();
+  });
+});
+
+describe.runIf(fixturesPresent)('SDXL: what is refused, in one line', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'sdxl-refused-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('a refiner (text_encoder_2 alone, aesthetic score), as a folder to import', async () => {
+    const refiner = join(root, 'refiner');
+    mkdirSync(refiner);
+    const index = JSON.parse(readFileSync(sourceFolder('model_index.json'), 'utf8'));
+    writeFileSync(join(refiner, 'model_index.json'), JSON.stringify({ ...index, text_encoder: [null, null], tokenizer: [null, null], requires_aesthetics_score: true }));
+    await expect(importModel({ source: refiner, modelsDir: join(root, 'models') })).rejects.toThrow(/refiner is an SDXL refiner: it refines images and draws none from a prompt alone/);
+  });
+});
