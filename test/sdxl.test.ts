@@ -1,16 +1,21 @@
-import { mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../src/import/import-model.ts';
 import { scanModels } from '../src/models/installed.ts';
 import { ONNX_FLOAT, ONNX_FLOAT16, readOnnxOutline } from '../src/pipeline/onnx-outline.ts';
+import { pullModel } from '../src/models/pull.ts';
 import { SafetensorsFile } from '../src/models/safetensors.ts';
+import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { ClipTokenizer } from '../src/pipeline/tokenizer.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
 import { writeLoraAndMergedFolder, writeSdxlSingleFile } from './checkpoint-files.ts';
 import { draw, expectMatch, levels, referenceImage } from './drawing.ts';
+import { OLIVE_LAYOUT, OPTIMUM_LAYOUT, writeSdxlExport } from './export-layouts.ts';
+import { startMockHub } from './mock-hub/server.ts';
 import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
 import { safetensorsBytes } from './safetensors-file.ts';
 
@@ -166,6 +171,88 @@ describe.runIf(fixturesPresent)('SDXL: imported models draw diffusers’ StableD
     expect((await draw(imported, request('a photo of single'), { embeddingsDir })).settings.embeddings).toBeUndefined();
   });
 });
+
+describe.runIf(fixturesPresent)('SDXL: the hub’s ONNX exports load as they are laid out', () => {
+  let root: string;
+  const layouts = { Optimum: OPTIMUM_LAYOUT, Olive: OLIVE_LAYOUT };
+  const written = new Map<string, Promise<string>>();
+  /** The fixture model as this exporter lays it out (written once). */
+  const exported = (name: keyof typeof layouts) => {
+    if (!written.has(name)) written.set(name, writeSdxlExport(sourceFolder(), join(root, name), layouts[name]).then(() => join(root, name)));
+    return written.get(name)!;
+  };
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'sdxl-exports-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it.each(['Optimum', 'Olive'] as const)('%s: hidden states and input types read from the sessions, attention fused at load', async (name) => {
+    const dir = await exported(name);
+    const pipeline = await StableDiffusionPipeline.fromPretrained(dir);
+    try {
+      expect(pipeline.fusedAttentions.unet).toBeGreaterThan(0);
+      for (const entry of cases()) expectMatch((await pipeline.generate(requestOf(entry))).image.pixels, referenceOf(entry));
+    } finally {
+      await pipeline.release();
+    }
+  });
+
+  it('model:pull takes an SDXL export out of a repository that holds PyTorch weights beside it (stabilityai/sdxl-turbo’s layout)', async () => {
+    const files = new Map<string, Buffer>();
+    const optimum = await exported('Optimum');
+    for (const path of filesBelowSync(optimum)) files.set(path, readFileSync(join(optimum, path)));
+    const pytorch = filesBelowSync(sourceFolder()).filter((path) => path.endsWith('.safetensors'));
+    for (const path of pytorch) files.set(path, readFileSync(sourceFolder(path)));
+    files.set('sd_xl_turbo_1.0.safetensors', Buffer.alloc(1024));
+    const hub = await startMockHub({ 'stabilityai/sdxl-turbo': { files } });
+    try {
+      const modelsDir = join(root, 'pulled');
+      const pulled = await pullModel({ repo: 'stabilityai/sdxl-turbo', name: 'sdxl-turbo', modelsDir }, { hub: { endpoint: hub.url } });
+      const kept = filesBelowSync(pulled.dir);
+      expect(kept.filter((path) => path.endsWith('.safetensors'))).toEqual([]);
+      expect(kept).toEqual(expect.arrayContaining(['text_encoder_2/model.onnx', 'text_encoder_2/model.onnx_data', 'tokenizer_2/vocab.json', 'unet/model.onnx_data']));
+      const [listed] = (await scanModels(modelsDir)).models;
+      expect(listed).toMatchObject({ name: 'sdxl-turbo', type: 'SDXL-Turbo' });
+      const turbo = cases().find((entry) => entry.guidance === 0)!;
+      expectMatch((await draw(pulled.dir, requestOf(turbo))).image.pixels, referenceOf(turbo));
+    } finally {
+      await hub.close();
+    }
+  });
+
+  it('an export optimized for CUDA is refused on the CPU before loading, naming the provider it needs and a model that works', async () => {
+    const dir = join(root, 'cuda-only');
+    mkdirSync(dir);
+    for (const entry of ['model_index.json', 'scheduler', 'tokenizer', 'tokenizer_2']) symlinkSync(sourceFolder(entry), join(dir, entry));
+    // No graph here is one onnxruntime could load: refusing must not need to.
+    for (const [component, operators] of Object.entries({ text_encoder: [], text_encoder_2: ['SkipLayerNormalization'], vae_decoder: [], unet: ['GroupNorm', 'BiasSplitGelu', 'MultiHeadAttention'] })) {
+      mkdirSync(join(dir, component));
+      writeFileSync(join(dir, component, 'model.onnx'), graphWith(operators));
+    }
+    await expect(StableDiffusionPipeline.fromPretrained(dir)).rejects.toThrow(
+      /cuda-only is an export optimized for one kind of GPU: its unet uses onnxruntime's GroupNorm, BiasSplitGelu operators, which only EXECUTION_PROVIDER=cuda \(NVIDIA GPUs\) or EXECUTION_PROVIDER=dml \(DirectML, Windows\) can run \(this bot runs cpu\)\. .*npm run model:pull -- sdxl-turbo/,
+    );
+  });
+});
+
+/** The files below `dir` (through symbolic links), as "/"-separated relative paths. */
+function filesBelowSync(dir: string, prefix = ''): string[] {
+  return readdirSync(join(dir, prefix))
+    .sort()
+    .flatMap((name) => {
+      const path = prefix ? `${prefix}/${name}` : name;
+      return statSync(join(dir, path)).isDirectory() ? filesBelowSync(dir, path) : [path];
+    });
+}
+
+/** An ONNX file whose graph holds one node of each of these com.microsoft operators (enough to read, not to run). */
+function graphWith(operators: readonly string[]): Uint8Array {
+  const { onnx } = onnxProto;
+  const graph = { name: 'unet', node: operators.map((opType, index) => ({ opType, domain: 'com.microsoft', input: ['x'], output: [`y${index}`] })) };
+  return onnx.ModelProto.encode({ irVersion: 8, opsetImport: [{ domain: 'com.microsoft', version: 1 }], graph }).finish();
+}
 
 describe.runIf(fixturesPresent)('SDXL: what is refused, in one line', () => {
   let root: string;

@@ -15,6 +15,8 @@ export interface ClipTextModelOptions {
    * conditions on (the name Optimum's exports give that entry of hidden_states).
    */
   penultimateHiddenState?: boolean;
+  /** Output every entry of hidden_states, `hidden_states.0` (the embeddings) to `hidden_states.{layers}`, as Optimum and Olive export SDXL's text encoders. */
+  allHiddenStates?: boolean;
 }
 
 /**
@@ -46,12 +48,13 @@ export function buildClipTextModel(g: GraphBuilder, config: ClipTextConfig, opti
   ]);
 
   const outputs: ValueSpec[] = [];
+  const hiddenStateOutput = (layer: number) => {
+    const name = `hidden_states.${layer}`;
+    states = g.op('Identity', [states], [], name);
+    outputs.push({ name, type: g.floatType, shape: ['batch', 'sequence', hidden] });
+  };
   for (let layer = 0; layer < config.num_hidden_layers; layer++) {
-    if (options.penultimateHiddenState && layer === config.num_hidden_layers - 1) {
-      const name = `hidden_states.${layer}`;
-      states = g.op('Identity', [states], [], name);
-      outputs.push({ name, type: g.floatType, shape: ['batch', 'sequence', hidden] });
-    }
+    if (options.allHiddenStates || (options.penultimateHiddenState && layer === config.num_hidden_layers - 1)) hiddenStateOutput(layer);
     const prefix = `text_model.encoder.layers.${layer}`;
     const normed = layerNorm(g, states, `${prefix}.layer_norm1`, hidden, epsilon);
     const attended = attention(g, normed, normed, `${prefix}.self_attn`, {
@@ -68,6 +71,7 @@ export function buildClipTextModel(g: GraphBuilder, config: ClipTextConfig, opti
     states = g.op('Add', [states, linear(g, activated, `${prefix}.mlp.fc2`, config.intermediate_size, hidden)]);
   }
 
+  if (options.allHiddenStates) hiddenStateOutput(config.num_hidden_layers);
   const lastHiddenState = layerNorm(g, states, 'text_model.final_layer_norm', hidden, epsilon, 'last_hidden_state');
   const endOfText =
     config.eos_token_id === LEGACY_EOS_TOKEN_ID

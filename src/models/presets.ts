@@ -1,6 +1,8 @@
 /**
  * Known diffusers-layout ONNX Stable Diffusion repositories. Sizes are what `model:pull` downloads (the listed
- * components only, no safety checker, ControlNet or PyTorch weights), read from each repository's file listing.
+ * components only, no safety checker, ControlNet or PyTorch weights), read from each repository's file listing;
+ * the SDXL ones' from their fp32 parameter counts (their repositories hold PyTorch weights beside the ONNX export,
+ * which model:pull leaves).
  */
 export interface ModelPreset {
   name: string;
@@ -43,6 +45,24 @@ export const PRESETS: readonly ModelPreset[] = [
     precision: 'fp16',
     bytes: 2.1 * GB,
     description: 'Stable Diffusion 1.5, half precision: half the download and memory; meant for GPUs',
+  },
+  {
+    name: 'sdxl-turbo',
+    repo: 'stabilityai/sdxl-turbo',
+    revision: 'main',
+    type: 'SDXL-Turbo',
+    precision: 'fp32',
+    bytes: 13.9 * GB,
+    description: 'SDXL-Turbo (distilled SDXL): 512x512 in 1-4 steps; the SDXL that runs on a CPU (needs about 16 GB of memory)',
+  },
+  {
+    name: 'sdxl-base',
+    repo: 'stabilityai/stable-diffusion-xl-base-1.0',
+    revision: 'main',
+    type: 'SDXL',
+    precision: 'fp32',
+    bytes: 13.9 * GB,
+    description: 'Stable Diffusion XL 1.0 base: 1024x1024, 20-50 steps; meant for GPUs (minutes per image on a CPU)',
   },
 ];
 

@@ -1,5 +1,5 @@
 import type { PlatformPath } from 'node:path';
-import { REQUIRED_MODEL_FILES } from '../pipeline/model-config.ts';
+import { REQUIRED_MODEL_FILES, SDXL_MODEL_FILES } from '../pipeline/model-config.ts';
 import type { RepoFile } from './hub-client.ts';
 
 /** A repository file to download and where it goes inside the model directory. */
@@ -14,8 +14,8 @@ export interface ModelFileSelection {
   unsafe: string[];
 }
 
-const CONFIG_COMPONENTS = new Set(['scheduler', 'tokenizer']);
-const ONNX_COMPONENTS = new Set(['text_encoder', 'unet', 'vae_decoder', 'vae_encoder']);
+const CONFIG_COMPONENTS = new Set(['scheduler', 'tokenizer', 'tokenizer_2']);
+const ONNX_COMPONENTS = new Set(['text_encoder', 'text_encoder_2', 'unet', 'vae_decoder', 'vae_encoder']);
 
 /**
  * A file name that means the same on every platform and stays in its folder: letters, digits, ".", "_" and "-",
@@ -62,7 +62,7 @@ export function placeInside(root: string, target: string, paths: PlatformPath): 
 
 /**
  * Picks the files of a diffusers ONNX Stable Diffusion export out of a repository listing: model_index.json and
- * the scheduler, tokenizer, text_encoder, unet, vae_decoder and vae_encoder folders directly under `subfolder`,
+ * the scheduler, tokenizer(_2), text_encoder(_2), unet, vae_decoder and vae_encoder folders directly under `subfolder`,
  * only the file types a model needs, and only under plain file names. Throws naming what is missing when the
  * listing is not such an export.
  */
@@ -86,7 +86,8 @@ export function selectModelFiles(files: readonly RepoFile[], subfolder: string, 
   planned.sort((a, b) => a.target.localeCompare(b.target));
 
   const targets = new Set(planned.map((file) => file.target));
-  const missing = REQUIRED_MODEL_FILES.filter((path) => !targets.has(path));
+  const sdxl = planned.some((file) => file.target.startsWith('text_encoder_2/'));
+  const missing = [...REQUIRED_MODEL_FILES, ...(sdxl ? SDXL_MODEL_FILES : [])].filter((path) => !targets.has(path));
   if (missing.length > 0) {
     const hasPytorch = files.some((file) => file.path.startsWith(`${prefix}unet/`) && /\.(safetensors|bin)$/.test(file.path));
     const folders = [...new Set(files.filter((file) => file.path.startsWith(prefix) && file.path.length > prefix.length).map((file) => file.path.slice(prefix.length).split('/')[0]))];

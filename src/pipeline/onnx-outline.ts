@@ -18,15 +18,18 @@ export interface OnnxOutline {
    * its inputs must be multiples of 2^strided (in latent pixels).
    */
   stridedNodes: number;
+  /** The types of onnxruntime's own operators (domain com.microsoft) the graph uses, each once: fused kernels some providers lack. */
+  microsoftOperators: string[];
 }
 
 // Field numbers from onnx.proto: ModelProto.graph = 7; GraphProto.node = 1, .input = 11; NodeProto.op_type = 4,
-// .attribute = 5; AttributeProto.name = 1, .ints = 8; ValueInfoProto.name = 1, .type = 2; TypeProto.tensor_type = 1;
+// .attribute = 5, .domain = 7; AttributeProto.name = 1, .ints = 8; ValueInfoProto.name = 1, .type = 2; TypeProto.tensor_type = 1;
 // Tensor.elem_type = 1, .shape = 2; TensorShapeProto.dim = 1; Dimension.dim_value = 1, .dim_param = 2.
 const MODEL_GRAPH = 7;
 const GRAPH_NODE = 1;
 const GRAPH_INPUT = 11;
 const STRIDED_OPS = /(Conv|Pool)$/;
+const MICROSOFT_DOMAIN = 'com.microsoft';
 const WIRE_VARINT = 0;
 const WIRE_FIXED64 = 1;
 const WIRE_BYTES = 2;
@@ -159,12 +162,14 @@ function parseValueInfo(buffer: Buffer): OnnxInput {
   return input;
 }
 
-/** Whether a node is a convolution or pooling whose `strides` attribute steps by more than 1. */
-function isStrided(node: Buffer): boolean {
+/** A node's type and domain, and whether it is a convolution or pooling whose `strides` attribute steps by more than 1. */
+function describeNode(node: Buffer): { opType: string; domain: string; strided: boolean } {
   let opType = '';
+  let domain = '';
   let strided = false;
   for (const [field, , value] of fields(node)) {
     if (field === 4 && Buffer.isBuffer(value)) opType = value.toString('utf8');
+    if (field === 7 && Buffer.isBuffer(value)) domain = value.toString('utf8');
     if (field !== 5 || !Buffer.isBuffer(value)) continue;
     let name = '';
     const ints: number[] = [];
@@ -176,7 +181,7 @@ function isStrided(node: Buffer): boolean {
     }
     if (name === 'strides' && ints.some((stride) => stride > 1)) strided = true;
   }
-  return strided && STRIDED_OPS.test(opType);
+  return { opType, domain, strided: strided && STRIDED_OPS.test(opType) };
 }
 
 /**
@@ -188,7 +193,7 @@ export async function readOnnxOutline(path: string): Promise<OnnxOutline> {
   try {
     const size = (await handle.stat()).size;
     const cursor = new Cursor(handle, 0);
-    const outline: OnnxOutline = { inputs: [], stridedNodes: 0 };
+    const outline: OnnxOutline = { inputs: [], stridedNodes: 0, microsoftOperators: [] };
     while (cursor.position < size) {
       const key = await cursor.varint();
       if (Math.floor(key / 8) !== MODEL_GRAPH || (key & 7) !== WIRE_BYTES) {
@@ -211,8 +216,10 @@ export async function readOnnxOutline(path: string): Promise<OnnxOutline> {
         } else if (length > MAX_MESSAGE_BYTES) {
           // A node this large carries a tensor (a Constant): no convolution.
           cursor.position += length;
-        } else if (isStrided(await cursor.bytes(length))) {
-          outline.stridedNodes++;
+        } else {
+          const node = describeNode(await cursor.bytes(length));
+          if (node.strided) outline.stridedNodes++;
+          if (node.domain === MICROSOFT_DOMAIN && !outline.microsoftOperators.includes(node.opType)) outline.microsoftOperators.push(node.opType);
         }
       }
     }

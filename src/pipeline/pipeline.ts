@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { EmbeddingLibrary } from '../models/embeddings.ts';
 import { parseSeed, TorchGenerator } from '../random/torch-generator.ts';
 import { createScheduler } from '../schedulers/index.ts';
+import { checkModelRunsOn } from './export-operators.ts';
 import { describeModel, readModelConfig, vaeName, type ModelConfig } from './model-config.ts';
 import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
 import { readOnnxOutline } from './onnx-outline.ts';
@@ -77,6 +78,7 @@ export class StableDiffusionPipeline {
     const executionProvider = options.executionProvider ?? 'cpu';
     const config = readModelConfig(dir);
     const clock: OnnxClock = { runMs: 0, onRun: options.onOnnxRun };
+    await checkModelRunsOn(executionProvider, config, options.vaeDir);
     // Graphs the builder wrote fused have nothing to rewrite: skip reading them twice.
     const loadOptions: ModelLoadOptions = { executionProvider, clock, fuseAttention: (options.fuseAttention ?? true) && !config.builtFused };
     const parts: PromptEncoderPart[] = [];
