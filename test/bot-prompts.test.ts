@@ -75,11 +75,11 @@ describe('/imagine with prompts as people write them', () => {
     expect(reply.embeds[0].description).toBe('a (fox:1.2.3)');
   });
 
-  it('tells the user when the prompt is longer than 8 chunks of 75 tokens', async () => {
+  it('refuses a prompt longer than 8 chunks of 75 tokens at once, before it is queued', async () => {
     harness = await start();
-    const handle = harness.imagine('alice', { prompt: '1'.repeat(700) });
-    const reply = await harness.replyMatching(handle, /The prompt is 700 tokens long \(10 chunks\); at most 600 fit \(8 chunks of 75\)\. Shorten it\./);
-    expect(reply.attachments).toEqual([]);
+    expect(await harness.refusal(harness.imagine('alice', { prompt: '1'.repeat(700) }))).toBe(
+      '⚠️ The prompt is 700 tokens long (10 chunks); at most 600 fit (8 chunks of 75). Shorten it.',
+    );
   });
 
   it('uses an embedding by name and shows it in the embed', async () => {

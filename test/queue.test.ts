@@ -25,6 +25,7 @@ const model: ModelInfo = {
   defaultGuidance: 7.5,
   predictionType: 'epsilon',
   precision: 'fp32',
+  maxPromptChunks: 8,
   isTurbo: false,
   isTiny: false,
 };

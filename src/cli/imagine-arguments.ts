@@ -1,12 +1,15 @@
 import { accessSync, constants, statSync } from 'node:fs';
-import { dirname, extname, resolve } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
 import { OptionError, parseSize, resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
+import { checkPromptLength } from '../jobs/prompt-length.ts';
 import { resolveModelDir } from '../models/default-model.ts';
 import { describeInstalledModel, resolveVae, type InstalledVae } from '../models/installed.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../pipeline/onnx-model.ts';
+import { ClipTokenizer } from '../pipeline/tokenizer.ts';
 import { REQUEST_LIMITS, type GenerateRequest, type ModelInfo } from '../pipeline/types.ts';
 import { SCHEDULERS } from '../schedulers/index.ts';
 import { UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
+import { PROMPT_SYNTAX_FLAG, readPromptSyntax } from './prompt-syntax.ts';
 
 export const IMAGINE_SPEC = {
   name: 'imagine',
@@ -40,6 +43,7 @@ export const IMAGINE_SPEC = {
       default: "the model's own",
     },
     out: { type: 'string', value: 'FILE', help: 'The file to write: .png, or .jpg/.jpeg for a JPEG.', default: 'imagine-<seed>.png' },
+    'prompt-syntax': PROMPT_SYNTAX_FLAG,
   },
   notes: [
     `EXECUTION_PROVIDER picks where it runs: ${EXECUTION_PROVIDERS.join(', ')} (default: cpu).`,
@@ -75,6 +79,7 @@ function readOptions({ values, positionals }: CommandLine<typeof IMAGINE_SPEC.fl
     guidance: values.guidance === undefined ? undefined : parseNumber('--guidance', values.guidance),
     size,
     scheduler: values.scheduler,
+    promptSyntax: readPromptSyntax(values['prompt-syntax']),
     count: 1,
   };
 }
@@ -122,6 +127,7 @@ async function settle(options: ImagineOptions, modelChoice: string | undefined):
   );
   try {
     const [request] = resolveRequests(options, COMMAND_LINE_POLICY, info);
+    checkPromptLength(request, await ClipTokenizer.fromDirectory(join(model.dir, 'tokenizer')), info);
     return { request, modelDir: model.dir };
   } catch (error) {
     if (error instanceof OptionError) throw new UsageError(error.message);

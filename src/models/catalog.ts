@@ -68,3 +68,11 @@ export function offeredModels(catalog: ModelCatalog | undefined, loaded: ModelIn
   if (catalog) return { defaultName: catalog.defaultName, models: catalog.names().map((name) => catalog.resolve(name).info) };
   return loaded && { defaultName: loaded.name, models: [loaded] };
 }
+
+/** The offered model a job's option names (the default when absent); throws OptionError naming the choices. */
+export function offeredModel(offered: OfferedModels, name: string | undefined): ModelInfo {
+  const wanted = name ?? offered.defaultName;
+  const model = offered.models.find((candidate) => candidate.name === wanted);
+  if (!model) throw new OptionError(`No model is called ${quoteInput(wanted)}; choose one of ${offered.models.map((candidate) => candidate.name).join(', ')}.`);
+  return model;
+}

@@ -115,8 +115,9 @@ export async function describeInstalledModel(dir: string): Promise<InstalledMode
   const precision = sample.elemType === ONNX_FLOAT16 ? 'fp16' : 'fp32';
   const [, , height, width] = sample.shape;
   const fixedLatentSize = typeof height === 'number' && typeof width === 'number' && height > 0 && width > 0 ? { height, width } : undefined;
-  const contextWidth = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape[2];
-  const info = describeModel(config, { fixedLatentSize, precision, stridedNodes });
+  const [, contextLength, contextWidth] = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape ?? [];
+  const fixedContextLength = typeof contextLength === 'number' && contextLength > 0 ? contextLength : undefined;
+  const info = describeModel(config, { fixedLatentSize, precision, stridedNodes, fixedContextLength });
   const type = info.isTiny
     ? 'tiny test model'
     : config.sdxl

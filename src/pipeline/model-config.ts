@@ -1,5 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { CHUNK_LENGTH } from '../prompt/chunker.ts';
+import { MAX_PROMPT_CHUNKS } from '../prompt/prompt-tokens.ts';
 import { schedulerDisplayName } from '../schedulers/index.ts';
 import type { ModelInfo } from './types.ts';
 import type { LatentSize } from './unet.ts';
@@ -109,10 +111,12 @@ export interface UnetStructure {
   precision: 'fp32' | 'fp16';
   /** Its strided convolutions: the times the down path halves the resolution. */
   stridedNodes: number;
+  /** Set when the graph was exported for one encoder_hidden_states length only (77: one chunk of a prompt). */
+  fixedContextLength?: number;
 }
 
 /** What callers may ask of this model: native size, size multiple, defaults for steps, guidance and scheduler. */
-export function describeModel(config: ModelConfig, { fixedLatentSize, precision, stridedNodes }: UnetStructure): ModelInfo {
+export function describeModel(config: ModelConfig, { fixedLatentSize, precision, stridedNodes, fixedContextLength }: UnetStructure): ModelInfo {
   const scheduler = config.schedulerConfig;
   const className = String(scheduler._class_name ?? 'PNDMScheduler');
   const predictionType = (scheduler.prediction_type ?? 'epsilon') as ModelInfo['predictionType'];
@@ -143,6 +147,7 @@ export function describeModel(config: ModelConfig, { fixedLatentSize, precision,
     maxSteps: isTurbo ? 4 : 150,
     predictionType,
     precision,
+    maxPromptChunks: fixedContextLength === undefined ? MAX_PROMPT_CHUNKS : Math.max(1, Math.floor(fixedContextLength / (CHUNK_LENGTH + 2))),
     isTurbo,
     isTiny: config.isTiny,
     ...(config.imported?.loras.length ? { loras: config.imported.loras } : {}),

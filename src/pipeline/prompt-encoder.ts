@@ -1,13 +1,11 @@
 import type { TextualInversion } from '../models/embeddings.ts';
-import { parsePromptAttention } from '../prompt/attention-parser.ts';
-import { CHUNK_LENGTH, chunkPrompt, type ChunkEmbedding, type EmbeddingMatcher, type PromptChunk } from '../prompt/chunker.ts';
+import { PromptSyntaxError } from '../prompt/attention-parser.ts';
+import type { ChunkEmbedding, EmbeddingMatcher, PromptChunk } from '../prompt/chunker.ts';
 import { applyEmphasis, padToSameLength } from '../prompt/emphasis.ts';
+import { promptLengthProblem, tokenizePrompt, type TokenizedPrompt as PromptTokens } from '../prompt/prompt-tokens.ts';
 import type { TextEmbedding, TextEncoder } from './text-encoder.ts';
 import type { ClipTokenizer, SpecialTokenIds } from './tokenizer.ts';
 import { RequestError, type PromptSyntax } from './types.ts';
-
-/** The most chunks of 75 tokens a prompt may take: 600 tokens. */
-export const MAX_PROMPT_CHUNKS = 8;
 
 /** A prompt that cannot be encoded as written (too long, a malformed weight); the message is for the user. */
 export class PromptError extends RequestError {
@@ -55,7 +53,7 @@ export class PromptEncoder {
 
   constructor(
     private readonly parts: readonly PromptEncoderPart[],
-    /** Fewer than MAX_PROMPT_CHUNKS when the U-Net was exported for a fixed context length. */
+    /** ModelInfo.maxPromptChunks. */
     private readonly maxChunks: number,
   ) {
     this.tokenizer = parts[0].tokenizer;
@@ -70,22 +68,20 @@ export class PromptEncoder {
 
   /** `what` names the prompt in messages ("prompt", "negative prompt"). Throws PromptError. */
   tokenize(text: string, syntax: PromptSyntax, what: string): TokenizedPrompt {
-    if (syntax === 'plain') {
-      const tokens = this.tokenizer.encode(text);
-      const ids = this.parts.map(({ tokenizer }, index) => (index === 0 ? tokens : tokenizer.encode(text)));
-      return { chunks: [{ tokens, ids, multipliers: tokens.map(() => 1), embeddings: [] }], tokenCount: this.tokenizer.tokenize(text).length };
-    }
-    let parsed;
+    let tokenized: PromptTokens<PlacedEmbedding>;
     try {
-      parsed = parsePromptAttention(text);
+      tokenized = tokenizePrompt(text, syntax, this.tokenizer, this.findEmbedding);
     } catch (error) {
-      throw new PromptError(`The ${what} has a malformed weight: ${(error as Error).message}.`);
+      if (error instanceof PromptSyntaxError) throw new PromptError(`The ${what} has a malformed weight: ${error.message}.`);
+      throw error;
     }
-    const tokenized = chunkPrompt(parsed, this.tokenizer, this.findEmbedding);
-    if (tokenized.chunks.length > this.maxChunks) {
-      const limit = this.maxChunks * CHUNK_LENGTH;
-      const chunks = this.maxChunks === 1 ? 'this model takes one chunk' : `${this.maxChunks} chunks of ${CHUNK_LENGTH}`;
-      throw new PromptError(`The ${what} is ${tokenized.tokenCount} tokens long (${tokenized.chunks.length} chunks); at most ${limit} fit (${chunks}). Shorten it.`);
+    const problem = promptLengthProblem(tokenized, this.maxChunks, what);
+    if (problem) throw new PromptError(problem);
+    if (syntax === 'plain') {
+      // diffusers tokenizes the plain text with each text encoder's own tokenizer.
+      const [chunk] = tokenized.chunks;
+      const ids = this.parts.map(({ tokenizer }, index) => (index === 0 ? chunk.tokens : tokenizer.encode(text)));
+      return { chunks: [{ ...chunk, ids }], tokenCount: tokenized.tokenCount };
     }
     return { chunks: tokenized.chunks.map((chunk) => ({ ...chunk, ids: this.parts.map(({ tokenizer }) => withPadding(chunk.tokens, tokenizer.ids)) })), tokenCount: tokenized.tokenCount };
   }

@@ -17,6 +17,8 @@ import { Tokenizer } from '@huggingface/tokenizers';
 export class ClipTokenizer {
   private constructor(
     private readonly tokenizer: Tokenizer,
+    /** Each id's vocabulary entry (byte-level symbols, `</w>` ending a word). */
+    private readonly tokens: readonly string[],
     readonly maxLength: number,
     readonly ids: SpecialTokenIds,
     /** The id of `,</w>`, where a long prompt's chunks may be cut (undefined in a vocabulary without it). */
@@ -25,23 +27,21 @@ export class ClipTokenizer {
 
   /** `dir` is a model's `tokenizer/` folder; reads only local files. */
   static async fromDirectory(dir: string): Promise<ClipTokenizer> {
-    const [vocabText, mergesText, tokenizerConfig, specialTokensMap] = await Promise.all([
-      readOptionalText(join(dir, 'vocab.json')),
-      readOptionalText(join(dir, 'merges.txt')),
-      readOptionalJsonObject(join(dir, 'tokenizer_config.json')),
-      readOptionalJsonObject(join(dir, 'special_tokens_map.json')),
-    ]);
-    if (vocabText === undefined || mergesText === undefined) {
-      const missing = [vocabText === undefined && 'vocab.json', mergesText === undefined && 'merges.txt'].filter(Boolean);
-      throw new Error(`CLIP tokenizer folder ${dir} lacks ${missing.join(' and ')}`);
-    }
-    const vocab = parseVocab(vocabText, join(dir, 'vocab.json'));
-    const merges = parseMerges(mergesText, join(dir, 'merges.txt'));
+    return ClipTokenizer.fromFiles(await readTokenizerFiles(dir), dir);
+  }
+
+  /** The tokenizer of these files' contents; `source` names where they came from in messages. */
+  static fromFiles(files: TokenizerFiles, source: string): ClipTokenizer {
+    const path = (name: string) => join(source, name);
+    const vocab = parseVocab(files.vocab, path('vocab.json'));
+    const merges = parseMerges(files.merges, path('merges.txt'));
+    const tokenizerConfig = files.tokenizerConfig === undefined ? undefined : parseJsonObject(files.tokenizerConfig, path('tokenizer_config.json'));
+    const specialTokensMap = files.specialTokensMap === undefined ? undefined : parseJsonObject(files.specialTokensMap, path('special_tokens_map.json'));
 
     // transformers lets special_tokens_map.json override tokenizer_config.json; SD 2.x relies on that
     // (its tokenizer_config says pad "<|endoftext|>", its special_tokens_map says "!").
     const tokenSetting = (key: string, fallback: string): string =>
-      tokenContent(specialTokensMap?.[key], key, dir) ?? tokenContent(tokenizerConfig?.[key], key, dir) ?? fallback;
+      tokenContent(specialTokensMap?.[key], key, source) ?? tokenContent(tokenizerConfig?.[key], key, source) ?? fallback;
     const special = {
       bos: tokenSetting('bos_token', '<|startoftext|>'),
       eos: tokenSetting('eos_token', '<|endoftext|>'),
@@ -50,7 +50,7 @@ export class ClipTokenizer {
     };
     const idOf = (token: string, role: string): number => {
       const id = vocab[token];
-      if (id === undefined) throw new Error(`CLIP tokenizer in ${dir}: ${role} ${JSON.stringify(token)} is not in vocab.json`);
+      if (id === undefined) throw new Error(`CLIP tokenizer in ${source}: ${role} ${JSON.stringify(token)} is not in vocab.json`);
       return id;
     };
     const ids = {
@@ -61,7 +61,14 @@ export class ClipTokenizer {
     };
 
     const tokenizer = new Tokenizer(clipDefinition(vocab, merges, special, ids), {});
-    return new ClipTokenizer(tokenizer, readMaxLength(tokenizerConfig, dir), ids, vocab[',</w>']);
+    const tokens: string[] = [];
+    for (const [token, id] of Object.entries(vocab)) tokens[id] = token;
+    return new ClipTokenizer(tokenizer, tokens, readMaxLength(tokenizerConfig, source), ids, vocab[',</w>']);
+  }
+
+  /** The vocabulary entry of an id, e.g. `dog</w>` for 1929 (CLIP's vocabulary); undefined for an id it lacks. */
+  tokenOf(id: number): string | undefined {
+    return this.tokens[id];
   }
 
   /** Exactly `maxLength` ids: BOS, the prompt's tokens, EOS, then padding; too long a prompt is cut, keeping EOS last. */
@@ -79,6 +86,26 @@ export class ClipTokenizer {
     if (typeof text !== 'string') throw new TypeError(`ClipTokenizer expects a string, got ${typeof text}`);
     return this.tokenizer.encode(applyBasicTokenizerCleanup(text), { add_special_tokens: false }).ids;
   }
+}
+
+/** The texts of a `tokenizer/` folder's files: all a ClipTokenizer is made of (and what a worker hands a bot). */
+export interface TokenizerFiles {
+  vocab: string;
+  merges: string;
+  tokenizerConfig?: string;
+  specialTokensMap?: string;
+}
+
+/** Reads a model's `tokenizer/` folder; throws naming the files it lacks. */
+export async function readTokenizerFiles(dir: string): Promise<TokenizerFiles> {
+  const [vocab, merges, tokenizerConfig, specialTokensMap] = await Promise.all(
+    ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'].map((name) => readOptionalText(join(dir, name))),
+  );
+  if (vocab === undefined || merges === undefined) {
+    const missing = [vocab === undefined && 'vocab.json', merges === undefined && 'merges.txt'].filter(Boolean);
+    throw new Error(`CLIP tokenizer folder ${dir} lacks ${missing.join(' and ')}`);
+  }
+  return { vocab, merges, ...(tokenizerConfig === undefined ? {} : { tokenizerConfig }), ...(specialTokensMap === undefined ? {} : { specialTokensMap }) };
 }
 
 export interface SpecialTokenIds {
@@ -164,9 +191,7 @@ async function readOptionalText(path: string): Promise<string | undefined> {
   }
 }
 
-async function readOptionalJsonObject(path: string): Promise<Record<string, unknown> | undefined> {
-  const text = await readOptionalText(path);
-  if (text === undefined) return undefined;
+function parseJsonObject(text: string, path: string): Record<string, unknown> {
   const value = parseJson(text, path);
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error(`${path} must hold a JSON object`);
   return value as Record<string, unknown>;

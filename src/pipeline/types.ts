@@ -1,10 +1,6 @@
-/**
- * How a prompt's text is read: `a1111` (the default) is AUTOMATIC1111's syntax — `(word:1.3)`, `[word]`, BREAK,
- * prompts beyond 75 tokens in chunks, textual-inversion embeddings by name; `plain` is diffusers' reading — the
- * text as it is, cut after 75 tokens.
- */
-export type PromptSyntax = 'a1111' | 'plain';
-export const PROMPT_SYNTAXES: readonly PromptSyntax[] = ['a1111', 'plain'];
+import type { PromptSyntax } from '../prompt/prompt-tokens.ts';
+
+export { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/prompt-tokens.ts';
 
 /**
  * A request that cannot be drawn as asked (a prompt too long, an option out of range): unlike any other failure, its
@@ -93,6 +89,8 @@ export interface ModelInfo {
   maxSteps: number;
   predictionType: 'epsilon' | 'v_prediction' | 'sample';
   precision: 'fp32' | 'fp16';
+  /** The most 75-token chunks a prompt may take: 8, or 1 when the U-Net was exported for a 77-token context only. */
+  maxPromptChunks: number;
   /** A distilled few-step model (SD-Turbo style): 1-4 steps, guidance 0. */
   isTurbo: boolean;
   /** True for the project's generated tiny model, which draws noise, not pictures. */

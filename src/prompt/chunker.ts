@@ -34,7 +34,13 @@ export interface PromptChunk<E extends ChunkEmbedding = ChunkEmbedding> {
   tokens: number[];
   multipliers: number[];
   embeddings: EmbeddingPlacement<E>[];
+  /** How many of `tokens` are the prompt's (after the start token; the rest is end token and padding). */
+  length: number;
+  /** Why the chunk ends: a BREAK, 75 tokens, a comma near its end (the tokens after it went on), or the prompt's end. */
+  ending: ChunkEnding;
 }
+
+export type ChunkEnding = 'break' | 'full' | 'comma' | 'end';
 
 export interface ChunkedPrompt<E extends ChunkEmbedding = ChunkEmbedding> {
   chunks: PromptChunk<E>[];
@@ -65,8 +71,8 @@ export function chunkPrompt<E extends ChunkEmbedding>(
   let tokenCount = 0;
   let lastComma = -1;
 
-  const emit = (isLast = false) => {
-    tokenCount += isLast ? tokens.length : CHUNK_LENGTH;
+  const emit = (ending: ChunkEnding) => {
+    tokenCount += ending === 'end' ? tokens.length : CHUNK_LENGTH;
     const ids = [bos, ...tokens, ...new Array<number>(Math.max(0, CHUNK_LENGTH - tokens.length)).fill(eos), eos];
     // Models whose padding differs from the end token (SD 2.x pads with "!") get it after the first end token.
     if (pad !== eos) ids.fill(pad, ids.indexOf(eos) + 1);
@@ -74,6 +80,8 @@ export function chunkPrompt<E extends ChunkEmbedding>(
       tokens: ids,
       multipliers: [1, ...multipliers, ...new Array<number>(Math.max(0, CHUNK_LENGTH - multipliers.length)).fill(1), 1],
       embeddings: embeddings.map((placed) => ({ ...placed, offset: placed.offset + 1 })),
+      length: tokens.length,
+      ending,
     });
     tokens = [];
     multipliers = [];
@@ -84,7 +92,7 @@ export function chunkPrompt<E extends ChunkEmbedding>(
   const texts = parsed.map((entry) => tokenizer.tokenize(entry.text));
   parsed.forEach((entry, index) => {
     if (isBreak(entry)) {
-      emit();
+      emit('break');
       return;
     }
     const segment = texts[index];
@@ -98,12 +106,12 @@ export function chunkPrompt<E extends ChunkEmbedding>(
         tokens.length = cut;
         multipliers.length = cut;
         embeddings = embeddings.filter((placed) => placed.offset < cut);
-        emit();
+        emit('comma');
         tokens = moved.tokens;
         multipliers = moved.multipliers;
         embeddings = moved.embeddings.map((placed) => ({ ...placed, offset: placed.offset - cut }));
       }
-      if (tokens.length === CHUNK_LENGTH) emit();
+      if (tokens.length === CHUNK_LENGTH) emit('full');
 
       const match = findEmbedding?.(segment, position);
       if (!match) {
@@ -113,7 +121,7 @@ export function chunkPrompt<E extends ChunkEmbedding>(
         continue;
       }
       const count = match.embedding.vectorCount;
-      if (tokens.length + count > CHUNK_LENGTH) emit();
+      if (tokens.length + count > CHUNK_LENGTH) emit('full');
       embeddings.push({ offset: tokens.length, embedding: match.embedding });
       for (let vector = 0; vector < count; vector++) {
         tokens.push(0);
@@ -122,6 +130,6 @@ export function chunkPrompt<E extends ChunkEmbedding>(
       position += match.tokenLength;
     }
   });
-  if (tokens.length > 0 || chunks.length === 0) emit(true);
+  if (tokens.length > 0 || chunks.length === 0) emit('end');
   return { chunks, tokenCount };
 }

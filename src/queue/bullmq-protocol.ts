@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { CancelReason } from '../jobs/errors.ts';
 import type { GenerationPolicy, ImagineOptions } from '../jobs/options.ts';
 import type { GeneratedImage, JobProgress, JobResult } from '../jobs/runner.ts';
 import type { OfferedModels } from '../models/catalog.ts';
+import type { TokenizerFiles } from '../pipeline/tokenizer.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import type { DeliveryRecord } from './types.ts';
 
@@ -29,7 +31,28 @@ export const KEYS = {
   /** Set of worker ids; each has a heartbeat key that expires when the worker stops renewing it. */
   workers: `${OWN}:workers`,
   worker: (workerId: string) => `${OWN}:worker:${workerId}`,
+  /** A model's tokenizer files (JSON of TokenizerFiles), by their SHA-256: workers publish them, bots read them. */
+  tokenizer: (digest: string) => `${OWN}:tokenizer:${digest}`,
 } as const;
+
+/**
+ * How long a published tokenizer stays without a worker renewing it (each heartbeat does). The bot has no model files
+ * (with Compose it has no models volume), so the token view and the prompt-length check read the tokenizer from here.
+ */
+export const TOKENIZER_TTL_S = 600;
+
+/** A tokenizer as it is stored in Redis, and the digest that names it. */
+export function tokenizerPayload(files: TokenizerFiles): { digest: string; payload: string } {
+  const payload = JSON.stringify(files);
+  return { digest: createHash('sha256').update(payload).digest('hex'), payload };
+}
+
+/** Throws when the stored text is not a tokenizer's files. */
+export function decodeTokenizerPayload(payload: string): TokenizerFiles {
+  const files = JSON.parse(payload) as Partial<TokenizerFiles> | null;
+  if (typeof files?.vocab !== 'string' || typeof files.merges !== 'string') throw new Error('the stored tokenizer lacks vocab.json or merges.txt');
+  return files as TokenizerFiles;
+}
 
 /** Pub/sub channel: a job id published here is aborted by whichever worker runs it, within one step. */
 export const CANCEL_CHANNEL = `${OWN}:cancel`;
@@ -60,6 +83,8 @@ export interface WorkerHeartbeat {
   model: ModelInfo | null;
   /** The models it can run (read from their files, so known while the default one loads). */
   models: OfferedModels | null;
+  /** The digest of each offered model's published tokenizer (see KEYS.tokenizer), by model name. */
+  tokenizers?: Record<string, string>;
   host: string;
   pid: number;
 }

@@ -4,8 +4,11 @@ import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { failureForUser, JobCancelledError, JobFailedError, type CancelReason } from '../jobs/errors.ts';
-import { checkOptions, OptionError, resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
-import type { OfferedModels } from '../models/catalog.ts';
+import { checkOptions, resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
+import { checkPromptLengthIfPossible } from '../jobs/prompt-length.ts';
+import { offeredModel, type OfferedModels } from '../models/catalog.ts';
+import { TokenizerCache } from '../models/tokenizer-cache.ts';
+import { ClipTokenizer } from '../pipeline/tokenizer.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { admit, liveEntries, release } from './bullmq-fairness.ts';
 import { RemoteJob, type Outcome } from './bullmq-job.ts';
@@ -16,6 +19,7 @@ import {
   CANCEL_CHANNEL,
   CANCELLED_PREFIX,
   decodeResult,
+  decodeTokenizerPayload,
   FAILED_PREFIX,
   KEYS,
   priorityOf,
@@ -75,6 +79,7 @@ export class BullJobQueue implements JobQueue {
   private readonly log: Logger;
   private readonly timer: NodeJS.Timeout;
   private workers: WorkerHeartbeat[] = [];
+  private readonly tokenizers = new TokenizerCache();
   private readonly lastRun = { workers: 0, leases: 0, scan: 0, ledger: 0 };
   private onRecovered: ((job: JobHandle, delivery: DeliveryRecord) => void) | undefined;
   private polling = false;
@@ -100,7 +105,7 @@ export class BullJobQueue implements JobQueue {
 
   async enqueue(userId: string, options: ImagineOptions, extras: EnqueueExtras = {}): Promise<JobHandle> {
     if (this.closed) throw new QueueRejection('closed', 0);
-    const requests = this.settledRequests(options);
+    const requests = await this.settledRequests(options);
     if (this.redis.status !== 'ready' || !this.bullQueue) throw new QueueRejection('unavailable', 0);
     // BullMQ refuses ids that look like integers, as interaction ids (snowflakes) do.
     const jobId = `job-${extras.id ?? randomBytes(6).toString('base64url')}`;
@@ -151,20 +156,31 @@ export class BullJobQueue implements JobQueue {
     return announcing.find((worker) => worker.models)?.models ?? undefined;
   }
 
+  /** From Redis, where the workers publish the tokenizers of the models they offer (this process has no model files). */
+  tokenizer(model: ModelInfo): Promise<ClipTokenizer> {
+    const digest = this.workers.map((worker) => worker.tokenizers?.[model.name]).find((found) => found !== undefined);
+    if (!digest) return Promise.reject(new Error(`no worker has published the tokenizer of ${model.name}`));
+    return this.tokenizers.get(digest, async () => {
+      const payload = await this.redis.get(KEYS.tokenizer(digest));
+      if (payload === null) throw new Error(`the tokenizer of ${model.name} is no longer in Redis`);
+      return ClipTokenizer.fromFiles(decodeTokenizerPayload(payload), `the tokenizer of ${model.name} from Redis`);
+    });
+  }
+
   /**
    * The job's requests, settled against the model the workers announce for it; null while no worker has announced
    * its models, and then the worker that takes the job settles them. Throws OptionError.
    */
-  private settledRequests(options: ImagineOptions): GenerateRequest[] | null {
+  private async settledRequests(options: ImagineOptions): Promise<GenerateRequest[] | null> {
     const offered = this.offeredModels();
     if (!offered) {
       checkOptions(options);
       return null;
     }
-    const name = options.model ?? offered.defaultName;
-    const model = offered.models.find((candidate) => candidate.name === name);
-    if (!model) throw new OptionError(`No model is called "${name}"; choose one of ${offered.models.map((candidate) => candidate.name).join(', ')}.`);
-    return resolveRequests(options, this.options.policy, model);
+    const model = offeredModel(offered, options.model);
+    const requests = resolveRequests(options, this.options.policy, model);
+    await checkPromptLengthIfPossible(requests[0], model, (info) => this.tokenizer(info), this.log);
+    return requests;
   }
 
   recover(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): void {

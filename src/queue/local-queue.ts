@@ -1,11 +1,15 @@
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { failureForUser, JobCancelledError, type CancelReason } from '../jobs/errors.ts';
 import { resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
+import { checkPromptLengthIfPossible } from '../jobs/prompt-length.ts';
 import { runJob, type ImageGenerator, type JobResult } from '../jobs/runner.ts';
 import { modelForJob, offeredModels, type ModelCatalog, type OfferedModels } from '../models/catalog.ts';
+import { TokenizerCache } from '../models/tokenizer-cache.ts';
+import { ClipTokenizer } from '../pipeline/tokenizer.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { FairOrder } from './fair-order.ts';
 import type { JobJournal } from './job-journal.ts';
@@ -37,6 +41,7 @@ export class LocalJobQueue implements JobQueue {
   private readonly order = new FairOrder<LocalJob>();
   private readonly jobs = new Map<string, LocalJob>();
   private readonly log: Logger;
+  private readonly tokenizers = new TokenizerCache();
   private model: ModelStatus = { state: 'loading' };
   /** Why the model failed to load: what a job that needed it is logged with. */
   private loadError: unknown;
@@ -59,13 +64,14 @@ export class LocalJobQueue implements JobQueue {
   }
 
   async enqueue(userId: string, options: ImagineOptions, extras: EnqueueExtras = {}): Promise<JobHandle> {
-    if (this.closed) throw new QueueRejection('closed', 0);
-    if (this.order.size >= this.options.maxQueue) throw new QueueRejection('queue_full', this.options.maxQueue);
-    if (this.order.countFor(userId) >= this.options.maxJobsPerUser) {
-      throw new QueueRejection('user_limit', this.options.maxJobsPerUser);
-    }
+    this.checkRoom(userId);
     // Settled now when the model to check against is known (always, with a catalog), else when the job starts.
-    const requests = this.requestsFor(options) ?? null;
+    const model = this.modelFor(options);
+    const requests = model ? resolveRequests(options, this.options.policy, model) : null;
+    if (model && requests) {
+      await checkPromptLengthIfPossible(requests[0], model, (info) => this.tokenizer(info), this.log);
+      this.checkRoom(userId);
+    }
     const id = randomBytes(6).toString('base64url');
     this.options.journal?.accepted({ id, userId, options, requests, delivery: extras.delivery ?? null });
     return this.admit(id, userId, options, requests, false);
@@ -103,6 +109,11 @@ export class LocalJobQueue implements JobQueue {
     return offeredModels(this.options.catalog, this.model.state === 'ready' ? this.model.model : undefined);
   }
 
+  /** From the model's own tokenizer/ folder, which this process can read. */
+  tokenizer(model: ModelInfo): Promise<ClipTokenizer> {
+    return this.tokenizers.get(model.dir, () => ClipTokenizer.fromDirectory(join(model.dir, 'tokenizer')));
+  }
+
   async close(graceMs: number): Promise<void> {
     this.closed = true;
     for (const job of this.order.waitingItems()) job.cancel('shutdown');
@@ -134,7 +145,8 @@ export class LocalJobQueue implements JobQueue {
 
   private async run(job: LocalJob): Promise<void> {
     try {
-      const requests = job.requests ?? this.requestsFor(job.options);
+      const model = job.requests ? undefined : this.modelFor(job.options);
+      const requests = job.requests ?? (model && resolveRequests(job.options, this.options.policy, model));
       if (!requests) throw this.loadError;
       const result = await runJob(requests, job.options.model, this.options.generator, {
         signal: job.signal,
@@ -146,10 +158,17 @@ export class LocalJobQueue implements JobQueue {
     }
   }
 
-  /** The job's settled requests, or undefined while there is no model to check its options against. Throws OptionError. */
-  private requestsFor(options: ImagineOptions): GenerateRequest[] | undefined {
-    const model: ModelInfo | undefined = modelForJob(options.model, this.options.catalog, this.model.state === 'ready' ? this.model.model : undefined);
-    return model && resolveRequests(options, this.options.policy, model);
+  private checkRoom(userId: string): void {
+    if (this.closed) throw new QueueRejection('closed', 0);
+    if (this.order.size >= this.options.maxQueue) throw new QueueRejection('queue_full', this.options.maxQueue);
+    if (this.order.countFor(userId) >= this.options.maxJobsPerUser) {
+      throw new QueueRejection('user_limit', this.options.maxJobsPerUser);
+    }
+  }
+
+  /** The model the job's options are checked against, or undefined while there is none (no catalog, still loading). Throws OptionError. */
+  private modelFor(options: ImagineOptions): ModelInfo | undefined {
+    return modelForJob(options.model, this.options.catalog, this.model.state === 'ready' ? this.model.model : undefined);
   }
 
   private finish(job: LocalJob, settle: () => void): void {

@@ -2,6 +2,7 @@ import type { CancelReason } from '../jobs/errors.ts';
 import type { ImagineOptions } from '../jobs/options.ts';
 import type { JobProgress, JobResult } from '../jobs/runner.ts';
 import type { OfferedModels } from '../models/catalog.ts';
+import type { ClipTokenizer } from '../pipeline/tokenizer.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
 
 export type JobStatus = { state: 'waiting'; /** 1 = next to run. */ position: number; modelLoading: boolean } | ({ state: 'running' } & JobProgress);
@@ -49,6 +50,11 @@ export interface JobQueue {
   modelStatus(): ModelStatus;
   /** The models jobs may name: the local catalog's, or the workers' heartbeats'; undefined until a worker has reported. */
   offeredModels(): OfferedModels | undefined;
+  /**
+   * The CLIP tokenizer of an offered model, without loading the model: for the token view and the prompt-length check
+   * at enqueue. Rejects when it cannot be had (with Redis: no worker has published it).
+   */
+  tokenizer(model: ModelInfo): Promise<ClipTokenizer>;
   /**
    * Local: refuses new jobs, cancels the waiting ones, lets the running one finish for graceMs, then aborts it.
    * Backends whose workers outlive the bot: lets this process go (its handles reject with JobDetachedError)

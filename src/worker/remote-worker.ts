@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -9,6 +10,7 @@ import { failureForUser, type CancelReason } from '../jobs/errors.ts';
 import { resolveRequests } from '../jobs/options.ts';
 import { runJob, type ImageGenerator } from '../jobs/runner.ts';
 import { modelForJob, offeredModels, type ModelCatalog } from '../models/catalog.ts';
+import { readTokenizerFiles } from '../pipeline/tokenizer.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
 import { markStarted, release } from '../queue/bullmq-fairness.ts';
 import {
@@ -19,6 +21,8 @@ import {
   failedReason,
   KEYS,
   QUEUE_NAME,
+  TOKENIZER_TTL_S,
+  tokenizerPayload,
   workerConnection,
   type RemoteJobData,
   type RemoteJobResult,
@@ -71,6 +75,8 @@ export class RemoteWorker {
   private heartbeat: NodeJS.Timeout | undefined;
   private closing = false;
   private reachable = true;
+  /** Each offered model's tokenizer as published, by model folder (read once). */
+  private readonly tokenizers = new Map<string, Promise<{ digest: string; payload: string }>>();
   /** When a heartbeat last reached Redis (ms since the epoch); 0 before the first one. */
   private lastHeartbeatAt = 0;
 
@@ -86,12 +92,12 @@ export class RemoteWorker {
     this.subscriber.on('error', () => {});
     this.subscriber.on('message', (_channel: string, jobId: string) => this.abortIfRunning(jobId, 'user'));
     void this.subscriber.subscribe(CANCEL_CHANNEL).catch((error: unknown) => this.log.warn({ error: String(error) }, 'could not subscribe to cancels'));
-    this.beat();
-    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    void this.beat();
+    this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
     this.ready = options.generator.ready.then((model) => {
       this.model = model;
       if (!this.closing) this.startTaking();
-      this.beat();
+      void this.beat();
       return model;
     });
     this.ready.catch(() => undefined);
@@ -145,14 +151,18 @@ export class RemoteWorker {
     this.log.warn({ error: error.message }, 'Redis is unreachable: no new jobs until it is back');
   }
 
-  private beat(): void {
+  private async beat(): Promise<void> {
+    const models = offeredModels(this.options.catalog, this.model) ?? null;
     const beat: WorkerHeartbeat = {
       state: this.model ? 'ready' : 'loading',
       model: this.model ?? null,
-      models: offeredModels(this.options.catalog, this.model) ?? null,
+      models,
+      tokenizers: await this.publishTokenizers(models?.models ?? []),
       host: hostname(),
       pid: process.pid,
     };
+    // close() removes the heartbeat: one that was being made meanwhile must not bring it back.
+    if (this.closing) return;
     this.redis
       .multi()
       .set(KEYS.worker(this.id), JSON.stringify(beat), 'EX', HEARTBEAT_TTL_S)
@@ -160,6 +170,30 @@ export class RemoteWorker {
       .exec()
       .then(() => (this.lastHeartbeatAt = Date.now()))
       .catch((error: unknown) => this.log.debug({ error: String(error) }, 'heartbeat failed'));
+  }
+
+  /**
+   * Keeps each offered model's tokenizer files in Redis (renewed every heartbeat, written when missing) for the bots,
+   * which have no model files; returns the digests of those that are there.
+   */
+  private async publishTokenizers(models: readonly ModelInfo[]): Promise<Record<string, string>> {
+    const digests: Record<string, string> = {};
+    for (const model of models) {
+      let published = this.tokenizers.get(model.dir);
+      if (!published) {
+        published = readTokenizerFiles(join(model.dir, 'tokenizer')).then(tokenizerPayload);
+        this.tokenizers.set(model.dir, published);
+      }
+      try {
+        const { digest, payload } = await published;
+        const key = KEYS.tokenizer(digest);
+        if ((await this.redis.expire(key, TOKENIZER_TTL_S)) === 0) await this.redis.set(key, payload, 'EX', TOKENIZER_TTL_S);
+        digests[model.name] = digest;
+      } catch (error) {
+        this.log.debug({ model: model.name, error: String(error) }, 'could not publish the tokenizer');
+      }
+    }
+    return digests;
   }
 
   /**
