@@ -1,6 +1,7 @@
 import { SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import type { BotContext } from '../src/discord/bot-context.ts';
 import { answerPrivately } from '../src/discord/job-messages.ts';
+import { modelChoices } from '../src/discord/model-choices.ts';
 import { startJob } from '../src/discord/start-job.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, offeredSizes, parseSize, quoteInput, sizeLabel, type ImagineOptions } from '../src/jobs/options.ts';
 import type { OfferedModels } from '../src/models/catalog.ts';
@@ -88,15 +89,6 @@ export async function autocomplete(interaction: AutocompleteInteraction, context
   const offered = context.queue.offeredModels();
   const choices = focused.name === 'model' ? modelChoices(offered) : sizeChoices(interaction, context, offered);
   await interaction.respond(choices.filter((choice) => choice.value.toLowerCase().includes(typed)).slice(0, MAX_AUTOCOMPLETE_CHOICES));
-}
-
-/** The models the queue offers, the default one marked. */
-function modelChoices(offered: OfferedModels | undefined): { name: string; value: string }[] {
-  return (offered?.models ?? []).map((model) => {
-    const kind = model.isTiny ? ', tiny test model' : model.isTurbo ? ', SD-Turbo' : '';
-    const isDefault = model.name === offered?.defaultName ? ' (default)' : '';
-    return { name: `${model.name} — ${model.nativeWidth}x${model.nativeHeight}${kind}${isDefault}`, value: model.name };
-  });
 }
 
 /** The sizes the chosen model (else the default one) accepts, native first. */

@@ -64,12 +64,21 @@ describe('imagine CLI', () => {
       [['a cat', '--steps', '1000'], /^imagine: steps must be between 1 and 150 for tiny\. \(see --help\)\n$/],
       [['a cat', '--guidance', '-1'], /^imagine: guidance must be a number of at least 0\. \(see --help\)\n$/],
       [['a cat', '--bogus'], /^imagine: Unknown option '--bogus'[^\n]*\(see --help\)\n$/],
+      [['1'.repeat(700)], /^imagine: The prompt is 700 tokens long \(10 chunks\); at most 600 fit \(8 chunks of 75\)\. Shorten it\. \(see --help\)\n$/],
+      [['(a:1.2.3) cat'], /^imagine: The prompt has a malformed weight: /],
+      [['a cat', '--prompt-syntax', 'sdxl'], /^imagine: --prompt-syntax must be one of a1111, plain \(got "sdxl"\) \(see --help\)\n$/],
     ];
     const failures = await Promise.all(cases.map(([args]) => imagine([...args, '--model', modelDir]).catch((error) => error)));
     for (const [index, failure] of failures.entries()) {
       expect(failure.code).toBe(2);
       expect(failure.stderr).toMatch(cases[index][1]);
     }
+  });
+
+  it('reads the prompt as plain text with --prompt-syntax plain: brackets are words, and a long prompt is cut, not refused', async () => {
+    const out = join(root, 'plain.png');
+    await imagine(['(a:1.2.3) cat ' + '1'.repeat(700), '--prompt-syntax', 'plain', '--steps', '1', '--size', '64x64', '--model', modelDir, '--out', out]);
+    expect(parseParameters(readPngParameters(readFileSync(out))!).prompt).toBe('(a:1.2.3) cat ' + '1'.repeat(700));
   });
 
   it('prints its flags with their defaults and the scheduler names on --help', async () => {
@@ -79,6 +88,21 @@ describe('imagine CLI', () => {
     for (const scheduler of SCHEDULERS) expect(stdout).toContain(`"${scheduler.name}"`);
     expect(stdout).toContain("(default: the model's native size)");
     expect(stdout).toContain('(default: imagine-<seed>.png)');
+  });
+});
+
+describe('tokens CLI', () => {
+  const tokens = (args: string[]) => run(process.execPath, [entryPoint('src/cli/tokens.ts'), ...args, '--model', modelDir], { cwd: projectRoot, env: { PATH: process.env.PATH } });
+
+  it('prints the token view of the model it is given, and exits 1 when the model would refuse the prompt', async () => {
+    const { stdout } = await tokens(['a (red:1.2) fox BREAK dog']);
+    expect(stdout).toMatch(/^tiny · 4 tokens in 2 chunks of 75 \(at most 8\) · AUTOMATIC1111 syntax\nchunk 1 · 3\/75 tokens · ends at BREAK\n/);
+    expect(stdout).toMatch(/^ {2}2 +\d+  red<\/w>  ×1\.2$/m);
+    const plain = await tokens(['a (red:1.2) fox', '--prompt-syntax', 'plain']);
+    expect(plain.stdout).toMatch(/^tiny · 9 tokens of 75 · plain text \(diffusers\)\n/);
+    const refused = await tokens(['1'.repeat(700)]).catch((error) => error);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe('tokens: The prompt is 700 tokens long (10 chunks); at most 600 fit (8 chunks of 75). Shorten it.\n');
   });
 });
 
@@ -93,6 +117,7 @@ describe('every command', () => {
       'src/cli/model-import.ts',
       'src/cli/model-list.ts',
       'src/cli/embeddings-list.ts',
+      'src/cli/tokens.ts',
       'src/cli/healthcheck.ts',
       'src/tiny-model/cli.ts',
       'src/tiny-model/bench-cli.ts',

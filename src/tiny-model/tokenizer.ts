@@ -1,4 +1,5 @@
 import { clipTokenizerConfigFiles } from '../graphs/stable-diffusion.ts';
+import { byteSymbols } from '../prompt/byte-level.ts';
 
 export const START_OF_TEXT = '<|startoftext|>';
 export const END_OF_TEXT = '<|endoftext|>';
@@ -22,20 +23,6 @@ blurry ugly bad low worst deformed text watermark
 `
   .split(/\s+/)
   .filter((word) => word.length > 0);
-
-/** GPT-2/CLIP's reversible byte → printable character table, in CLIP's vocabulary order (ids 0..255). */
-export function byteSymbols(): string[] {
-  const printable: number[] = [];
-  for (let b = '!'.charCodeAt(0); b <= '~'.charCodeAt(0); b++) printable.push(b);
-  for (let b = '¡'.charCodeAt(0); b <= '¬'.charCodeAt(0); b++) printable.push(b);
-  for (let b = '®'.charCodeAt(0); b <= 'ÿ'.charCodeAt(0); b++) printable.push(b);
-  const symbols = printable.map((b) => String.fromCharCode(b));
-  let shifted = 0;
-  for (let b = 0; b < 256; b++) {
-    if (!printable.includes(b)) symbols.push(String.fromCharCode(256 + shifted++));
-  }
-  return symbols;
-}
 
 /**
  * Learns merges the way BPE training does: split each word into characters with `</w>` on the last, then
