@@ -58,7 +58,7 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
     await answerPrivately(interaction, `⚠️ ${error instanceof Error ? error.message : String(error)}`);
     return;
   }
-  await startJob(interaction, options, context);
+  await startJob(interaction, options, context, { countChosen: interaction.options.getInteger('count') !== null });
 }
 
 /** The command's options; Midjourney-style parameters at the end of the prompt fill in those the command leaves out. */

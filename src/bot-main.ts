@@ -3,7 +3,7 @@ import { ConfigError, loadConfig, type RedisBackendConfig } from './config.ts';
 import { LOGGING_IN, startBot, type RunningBot } from './discord/bot.ts';
 import { describeError } from './log.ts';
 import { BullJobQueue } from './queue/bullmq-queue.ts';
-import { loadConfigOrExit, startHealthReport, startLogger } from './startup.ts';
+import { loadConfigOrExit, openSettingsStoreOrExit, startHealthReport, startLogger } from './startup.ts';
 
 acceptNoArguments({
   name: 'bot',
@@ -27,6 +27,7 @@ const backend = loadConfigOrExit((): RedisBackendConfig => {
   return config.backend;
 });
 const logger = startLogger(config.logLevel);
+const settings = await openSettingsStoreOrExit(config, logger);
 
 const queue = new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
 
@@ -48,7 +49,7 @@ process.on('SIGTERM', (signal) => void stop(signal));
 
 try {
   // Jobs are not cancelled: they stay queued in Redis for the restarted bot.
-  bot = await startBot({ config, queue, logger, onGatewayLost: () => process.exit(1) });
+  bot = await startBot({ config, queue, settings, logger, onGatewayLost: () => process.exit(1) });
 } catch (error) {
   logger.fatal({ error: describeError(error) }, 'could not log in to Discord');
   await queue.close(0);

@@ -58,6 +58,24 @@ const environmentSchema = z.object({
   EMBEDDINGS_DIR: optional(z.string().refine(isDirectory, 'must be an existing folder (of textual-inversion .safetensors files)')),
   MAX_QUEUE: integer(1, 20),
   MAX_JOBS_PER_USER: integer(1, 2),
+  DAILY_IMAGES_PER_USER: optional(z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(0)),
+  DAILY_IMAGES_PER_SERVER: optional(z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(0)),
+  OWNER_IDS: z.preprocess(
+    emptyAsUndefined,
+    z
+      .string()
+      .default('')
+      .transform((text, context) =>
+        text
+          .split(',')
+          .map((part) => part.trim())
+          .filter(Boolean)
+          .map((id) => {
+            if (!/^\d{17,20}$/.test(id)) context.addIssue({ code: 'custom', message: `"${id}" is not a Discord user ID (17 to 20 digits)` });
+            return id;
+          }),
+      ),
+  ),
   QUEUE_BACKEND: z.preprocess(emptyAsUndefined, z.enum(['local', 'bullmq']).default('local')),
   DATA_DIR: optional(z.string()),
   REDIS_URL: optional(z.url({ protocol: /^rediss?$/, error: 'must be a redis:// or rediss:// URL such as redis://127.0.0.1:6379' })),
@@ -97,6 +115,15 @@ export interface BotConfig {
   /** The textual-inversion embeddings /embeddings lists (the pipeline thread reads the same EMBEDDINGS_DIR). */
   embeddingsDir: string;
   queue: { maxQueue: number; maxJobsPerUser: number };
+  /** The ceilings of every server's /settings, and who may override a server's rules. */
+  servers: {
+    /** Images a member may make per day (UTC) on any one server; undefined: no limit. */
+    dailyImagesPerUser: number | undefined;
+    /** Images one server may make per day (UTC); undefined: no limit. */
+    dailyImagesPerServer: number | undefined;
+    /** Users who are never blocked or limited (besides the application's owner). */
+    ownerIds: string[];
+  };
   /** Where jobs run: this process's pipeline thread, or workers reached through Redis. */
   backend: LocalBackendConfig | RedisBackendConfig;
   timing: {
@@ -112,7 +139,7 @@ export interface BotConfig {
 
 export interface LocalBackendConfig {
   kind: 'local';
-  /** Where the queue keeps its journal of accepted jobs, so a restarted bot takes them up again. */
+  /** Where the queue keeps its journal of accepted jobs, so a restarted bot takes them up again, and the servers' settings. */
   dataDir: string;
 }
 
@@ -175,6 +202,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
     },
     embeddingsDir: defaultEmbeddingsDir(env),
     queue: { maxQueue: e.MAX_QUEUE, maxJobsPerUser: e.MAX_JOBS_PER_USER },
+    servers: { dailyImagesPerUser: e.DAILY_IMAGES_PER_USER, dailyImagesPerServer: e.DAILY_IMAGES_PER_SERVER, ownerIds: e.OWNER_IDS },
     backend,
     timing: {
       progressEditIntervalMs: e.PROGRESS_EDIT_INTERVAL_MS,

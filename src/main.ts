@@ -6,7 +6,7 @@ import { describeError } from './log.ts';
 import { BullJobQueue } from './queue/bullmq-queue.ts';
 import { LocalJobQueue } from './queue/local-queue.ts';
 import type { JobQueue } from './queue/types.ts';
-import { loadConfigOrExit, loadModelCatalogOrExit, openJournalOrExit, startHealthReport, startLogger } from './startup.ts';
+import { loadConfigOrExit, loadModelCatalogOrExit, openJournalOrExit, openSettingsStoreOrExit, startHealthReport, startLogger } from './startup.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
 
@@ -25,6 +25,7 @@ acceptNoArguments({
 const config = loadConfigOrExit(loadConfig);
 const journal = config.backend.kind === 'local' ? openJournalOrExit(config.backend.dataDir) : undefined;
 const logger = startLogger(config.logLevel);
+const settings = await openSettingsStoreOrExit(config, logger);
 const catalog = await loadModelCatalogOrExit(config.model, logger);
 const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider });
 const loadStarted = performance.now();
@@ -63,7 +64,7 @@ process.on('SIGTERM', (signal) => void stop(signal));
 
 try {
   // Jobs are not cancelled: they stay queued (in the local queue's journal, or in Redis) for the restarted bot.
-  bot = await startBot({ config, queue, logger, onGatewayLost: () => process.exit(1) });
+  bot = await startBot({ config, queue, settings, logger, onGatewayLost: () => process.exit(1) });
 } catch (error) {
   logger.fatal({ error: describeError(error) }, 'could not log in to Discord');
   await worker?.close(0);

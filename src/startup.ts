@@ -7,7 +7,11 @@ import { ModelCatalog } from './models/catalog.ts';
 import { resolveModelDir } from './models/default-model.ts';
 import { autoPull, noModelHelp } from './models/first-run.ts';
 import { listInstalledModels } from './models/installed.ts';
+import { botConnection } from './queue/bullmq-protocol.ts';
 import { JobJournal } from './queue/job-journal.ts';
+import { RedisSettingsStore } from './settings/redis-store.ts';
+import { SqliteSettingsStore } from './settings/sqlite-store.ts';
+import { SettingsStoreError, type SettingsStore } from './settings/store.ts';
 
 // What every process role (npm start, npm run bot, npm run worker) does before its own work.
 
@@ -65,4 +69,21 @@ export async function loadModelCatalogOrExit(model: BotConfig['model'], logger: 
 /** With HEALTH_FILE set, keeps that file saying what `probe` says, for the container's health check. */
 export function startHealthReport(path: string | undefined, logger: Logger, probe: () => HealthStatus): HealthReporter | undefined {
   return path === undefined ? undefined : reportHealth({ path, probe, logger });
+}
+
+/**
+ * The servers' settings: DATA_DIR/settings.db for the local backend, Redis (shared by every bot) for bullmq. Exits 1
+ * when the stored settings cannot be read: a bot must not go on as if a server had set no rules.
+ */
+export async function openSettingsStoreOrExit(config: BotConfig, logger: Logger): Promise<SettingsStore> {
+  try {
+    if (config.backend.kind === 'local') return SqliteSettingsStore.open(config.backend.dataDir);
+    const store = new RedisSettingsStore(botConnection(config.backend.redisUrl));
+    if (!(await store.checkAll())) logger.warn('Redis is not reachable yet: the servers’ settings are checked as they are read');
+    return store;
+  } catch (error) {
+    if (!(error instanceof SettingsStoreError)) throw error;
+    logger.fatal(`the servers' settings cannot be read, so the bot does not start: ${error.message}`);
+    process.exit(1);
+  }
 }

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import sharp from 'sharp';
 import { InteractionResponseType, MessageFlags } from 'discord.js';
@@ -8,6 +11,7 @@ import { deployCommands } from '../src/discord/deploy.ts';
 import type { ImageGenerator } from '../src/jobs/runner.ts';
 import { createLogger } from '../src/log.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
+import { SqliteSettingsStore } from '../src/settings/sqlite-store.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { PipelineThread } from '../src/worker/pipeline-thread.ts';
 import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
@@ -31,6 +35,8 @@ export interface Harness {
   bot: RunningBot;
   queue: LocalJobQueue;
   config: BotConfig;
+  /** Where the bot keeps its servers' settings (kept across restart()). */
+  dataDir: string;
   logs: Record<string, unknown>[];
   imagine(username: string, options: Record<string, OptionValue>, invocation?: InvocationOptions): InteractionHandle;
   /** The interaction's reply once it is final (no Cancel button left, not deferred), or throws after timeoutMs. */
@@ -104,9 +110,10 @@ export async function startHarness(
   });
   const logger = createLogger(config.logLevel, sink);
   await deployCommands(config);
+  const dataDir = mkdtempSync(join(tmpdir(), 'imagine-bot-data-'));
   const start = async () => {
     const queue = new LocalJobQueue({ generator, policy: config.generation, ...config.queue, logger });
-    const bot = await startBot({ config, queue, logger });
+    const bot = await startBot({ config, queue, settings: SqliteSettingsStore.open(dataDir), logger });
     await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
     return { queue, bot };
   };
@@ -115,6 +122,7 @@ export async function startHarness(
     fake,
     ...(await start()),
     config,
+    dataDir,
     logs,
     imagine: (username, options, invocation = {}) => fake.sendCommand({ name: 'imagine', options, user: fake.user(username), ...invocation }),
     async finalReply(handle, timeoutMs = 20_000) {
@@ -161,6 +169,7 @@ export async function startHarness(
     async stop() {
       await harness.bot.shutdown();
       await fake.close();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
   startedHarnesses.push(harness);

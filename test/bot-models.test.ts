@@ -12,6 +12,7 @@ import { readPngParameters } from '../src/image/png.ts';
 import { createLogger } from '../src/log.ts';
 import { ModelCatalog } from '../src/models/catalog.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
+import { SqliteSettingsStore } from '../src/settings/sqlite-store.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
 import { ModelSwitcher } from '../src/worker/model-switcher.ts';
 import { TEST_ENVIRONMENT, customIds, embedField } from './bot-harness.ts';
@@ -21,12 +22,14 @@ import { FakeDiscord, type InteractionHandle, type OptionValue, type StoredMessa
 // The bot offers what its queue's catalog holds; nothing reads the folder but the catalog.
 
 let modelsDir: string;
+let dataDir: string;
 let fake: FakeDiscord;
 let bot: RunningBot;
 let switcher: ModelSwitcher;
 
 beforeAll(async () => {
   modelsDir = await mkdtemp(join(tmpdir(), 'imagine-bot-models-'));
+  dataDir = await mkdtemp(join(tmpdir(), 'imagine-bot-data-'));
   await writeTinyModel(join(modelsDir, 'alpha'));
   await writeTinyModel(join(modelsDir, 'beta'), { seed: 7, scheduler: { _class_name: 'EulerAncestralDiscreteScheduler' } });
 
@@ -44,7 +47,7 @@ beforeAll(async () => {
   const catalog = await ModelCatalog.load(join(modelsDir, 'alpha'), modelsDir);
   switcher = new ModelSwitcher({ catalog });
   const queue = new LocalJobQueue({ generator: switcher, catalog, policy: config.generation, ...config.queue, logger });
-  bot = await startBot({ config, queue, logger });
+  bot = await startBot({ config, queue, settings: SqliteSettingsStore.open(dataDir), logger });
   await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
   await switcher.ready;
 });
@@ -54,6 +57,7 @@ afterAll(async () => {
   await fake?.close();
   await switcher?.dispose();
   await rm(modelsDir, { recursive: true, force: true });
+  await rm(dataDir, { recursive: true, force: true });
 });
 
 function imagine(username: string, options: Record<string, OptionValue>): InteractionHandle {

@@ -2,6 +2,10 @@ import type { Client } from 'discord.js';
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
 import type { JobQueue } from '../queue/types.ts';
+import type { JobAdmission } from '../settings/admission.ts';
+import type { BotOwners } from '../settings/owners.ts';
+import type { OperatorLimits } from '../settings/server-policy.ts';
+import type { SettingsStore } from '../settings/store.ts';
 import type { JobDelivery } from './job-delivery.ts';
 
 /** What command and button handlers get: the queue, never the pipeline. */
@@ -9,6 +13,13 @@ export interface BotContext {
   client: Client;
   config: BotConfig;
   queue: JobQueue;
+  /** Every server's /settings, blocks and daily counts. */
+  settings: SettingsStore;
+  /** The environment's limits, the ceiling of every server's settings. */
+  operator: OperatorLimits;
+  owners: BotOwners;
+  /** Checks each job against its server's rules and quotas before it is queued. */
+  admission: JobAdmission;
   logger: Logger;
   deliveries: DeliveryRegistry;
   isShuttingDown(): boolean;

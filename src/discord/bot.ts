@@ -5,6 +5,10 @@ import type { BotConfig } from '../config.ts';
 import type { HealthStatus } from '../health/health-file.ts';
 import { describeError } from '../log.ts';
 import type { DeliveryRecord, JobHandle, JobQueue } from '../queue/types.ts';
+import { JobAdmission } from '../settings/admission.ts';
+import { BotOwners } from '../settings/owners.ts';
+import { operatorLimits } from '../settings/server-policy.ts';
+import type { SettingsStore } from '../settings/store.ts';
 import { DeliveryRegistry, type BotContext } from './bot-context.ts';
 import { handleButton } from './buttons.ts';
 import { loadCommands, type CommandModule } from './commands.ts';
@@ -41,6 +45,8 @@ const FATAL_CLOSE_CODES: Readonly<Record<number, string>> = {
 export interface StartBotOptions {
   config: BotConfig;
   queue: JobQueue;
+  /** Closed by shutdown(). */
+  settings: SettingsStore;
   logger: Logger;
   commandsDir?: string;
   /** Called (after a fatal log line) when the gateway closed for good; a process should exit non-zero then. */
@@ -56,10 +62,16 @@ export async function startBot(options: StartBotOptions): Promise<RunningBot> {
     rest: restOptions(config.discord),
   });
   let shuttingDown = false;
+  const operator = operatorLimits(config);
+  const owners = new BotOwners(config.servers.ownerIds);
   const context: BotContext = {
     client,
     config,
     queue,
+    settings: options.settings,
+    operator,
+    owners,
+    admission: new JobAdmission(options.settings, operator, owners, logger),
     logger,
     deliveries: new DeliveryRegistry(),
     isShuttingDown: () => shuttingDown,
@@ -68,6 +80,7 @@ export async function startBot(options: StartBotOptions): Promise<RunningBot> {
   client.on(Events.InteractionCreate, (interaction) => void dispatch(interaction, commands, context));
   client.once(Events.ClientReady, (ready) => {
     logger.info({ user: ready.user.tag, guilds: ready.guilds.cache.size }, 'logged in to Discord');
+    owners.learn(applicationOwners(ready, logger));
     queue.recover?.((job, delivery) => resumeDelivery(job, delivery, ready, context));
   });
   client.on(Events.Error, (error) => logger.error({ error: describeError(error) }, 'discord.js client error'));
@@ -90,10 +103,23 @@ export async function startBot(options: StartBotOptions): Promise<RunningBot> {
       // The last messages get a bounded wait: a Discord outage must not keep the process alive forever.
       await Promise.race([context.deliveries.settled(), sleep(DELIVERY_DRAIN_MS)]);
       await client.destroy();
+      await options.settings.close();
       logger.info('logged out of Discord');
     },
     health: () => gatewayHealth(client),
   };
+}
+
+/** The application's owner, or its team's members, may override every server's rules (as OWNER_IDS may). */
+async function applicationOwners(client: Client<true>, logger: Logger): Promise<string[]> {
+  try {
+    const owner = (await client.application.fetch()).owner;
+    if (!owner) return [];
+    return 'members' in owner ? [...owner.members.keys()] : [owner.id];
+  } catch (error) {
+    logger.warn({ error: describeError(error) }, 'could not read the application’s owner; only OWNER_IDS can override server rules');
+    return [];
+  }
 }
 
 function gatewayHealth(client: Client): HealthStatus {

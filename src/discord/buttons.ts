@@ -31,7 +31,7 @@ export async function handleButton(interaction: ButtonInteraction, context: BotC
 async function reroll(interaction: ButtonInteraction, context: BotContext): Promise<void> {
   const options = await optionsFromMessage(interaction.message, context);
   if (!options) return ephemeral(interaction, 'I cannot read the settings of this image any more, so I cannot reroll it.');
-  await startJob(interaction, { ...options, seed: undefined }, context);
+  await startJob(interaction, { ...options, seed: undefined }, context, { countChosen: true });
 }
 
 async function remove(interaction: ButtonInteraction, requesterId: string): Promise<void> {

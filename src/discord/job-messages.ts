@@ -85,6 +85,8 @@ export function refusalText(reason: RejectionReason, limit: number): string {
       return `🚦 The queue is full (${limit} jobs). Please try again in a minute.`;
     case 'user_limit':
       return `🚦 You already have ${limit} job${limit === 1 ? '' : 's'} in the queue. Wait for one to finish, then try again.`;
+    case 'server_limit':
+      return `🚦 This server already has ${limit} job${limit === 1 ? '' : 's'} in the queue, its share. Please try again in a minute.`;
     case 'closed':
       return '🔌 The bot is shutting down and not taking new jobs. Please try again shortly.';
     case 'unavailable':

@@ -2,6 +2,8 @@ import { PermissionFlagsBits, type ButtonInteraction, type ChatInputCommandInter
 import { checkOptions, OptionError, type ImagineOptions } from '../jobs/options.ts';
 import { describeError } from '../log.ts';
 import { QueueRejection, type JobHandle } from '../queue/types.ts';
+import type { Admission } from '../settings/admission.ts';
+import { SettingsStoreError } from '../settings/store.ts';
 import type { BotContext } from './bot-context.ts';
 import { JobDelivery } from './job-delivery.ts';
 import { answerPrivately, refusalText } from './job-messages.ts';
@@ -17,23 +19,35 @@ const REQUIRED_CHANNEL_PERMISSIONS = [
 ] as const;
 
 /**
- * Queues a job for whoever sent the interaction and hands it to a JobDelivery. Refusals (bad options,
- * full queue, missing permissions, shutting down) are ephemeral replies; accepted jobs get a deferred
- * public reply at once, before anything slow happens.
+ * Queues a job for whoever sent the interaction and hands it to a JobDelivery. Refusals (bad options, the
+ * server's rules and quotas, full queue, missing permissions, shutting down) are ephemeral replies; accepted
+ * jobs get a deferred public reply at once, before anything slow happens.
  */
 export async function startJob(
   interaction: ChatInputCommandInteraction | ButtonInteraction,
-  options: ImagineOptions,
+  requested: ImagineOptions,
   context: BotContext,
+  /** Whether the user chose the number of images (else the server's default count applies). */
+  { countChosen }: { countChosen: boolean },
 ): Promise<void> {
-  const refusal = precheck(interaction, options, context);
+  const refusal = precheck(interaction, requested, context);
   if (refusal) return refuse(interaction, refusal);
+  const admission = await admit(interaction, requested, countChosen, context);
+  if (!admission.admitted) return refuse(interaction, admission.reason);
+  const { options } = admission;
 
   const target = liveTarget(interaction);
   let job: JobHandle;
   try {
-    job = await context.queue.enqueue(interaction.user.id, options, { id: interaction.id, delivery: deliveryRecord(interaction, target) });
+    job = await context.queue.enqueue(interaction.user.id, options, {
+      id: interaction.id,
+      delivery: deliveryRecord(interaction, target),
+      guildId: interaction.guildId ?? undefined,
+      policy: admission.policy,
+      queueShare: admission.queueShare,
+    });
   } catch (error) {
+    await admission.giveBack();
     if (error instanceof QueueRejection && error.reason === 'duplicate') {
       context.logger.info({ interactionId: interaction.id }, 'interaction already queued by another bot process; left to it');
       return;
@@ -42,6 +56,8 @@ export async function startJob(
     if (error instanceof OptionError) return refuse(interaction, `⚠️ ${error.message}`);
     throw error;
   }
+  // A job that made no image counts against no quota.
+  job.result.catch(() => admission.giveBack().catch((error: unknown) => context.logger.warn({ jobId: job.id, error: describeError(error) }, 'could not give back a quota')));
   try {
     await interaction.deferReply();
   } catch (error) {
@@ -79,6 +95,39 @@ function precheck(interaction: ChatInputCommandInteraction | ButtonInteraction, 
     throw error;
   }
   return undefined;
+}
+
+/** The server's verdict; a store that cannot be read refuses the job (it is never taken as "no rules"). */
+async function admit(
+  interaction: ChatInputCommandInteraction | ButtonInteraction,
+  options: ImagineOptions,
+  countChosen: boolean,
+  context: BotContext,
+): Promise<Admission> {
+  try {
+    return await context.admission.admit({
+      guildId: interaction.guildId ?? undefined,
+      channelId: interaction.channelId,
+      userId: interaction.user.id,
+      roleIds: memberRoleIds(interaction),
+      options,
+      countChosen,
+      offered: context.queue.offeredModels(),
+    });
+  } catch (error) {
+    if (error instanceof SettingsStoreError) {
+      context.logger.error({ guildId: interaction.guildId, error: error.message }, 'a server’s settings cannot be read; its jobs are refused');
+      return { admitted: false, reason: '⚠️ This server’s settings cannot be read right now, so I take no jobs here. The bot’s operator can see why in its log.' };
+    }
+    context.logger.warn({ error: describeError(error) }, 'the settings store did not answer');
+    return { admitted: false, reason: refusalText('unavailable', 0) };
+  }
+}
+
+function memberRoleIds(interaction: ChatInputCommandInteraction | ButtonInteraction): readonly string[] {
+  const member = interaction.member;
+  if (!member) return [];
+  return Array.isArray(member.roles) ? member.roles : [...member.roles.cache.keys()];
 }
 
 function refuse(interaction: ChatInputCommandInteraction | ButtonInteraction, content: string): Promise<void> {

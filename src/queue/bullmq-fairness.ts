@@ -13,6 +13,7 @@ import { KEYS } from './bullmq-protocol.ts';
 const ADMIT = `
 local live, virtualTimeKey, jobKey = KEYS[1], KEYS[2], KEYS[3]
 local jobId, userId, maxQueue, maxPerUser, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local guildId, maxPerGuild = ARGV[6], tonumber(ARGV[7])
 if redis.call('EXISTS', jobKey) == 1 or redis.call('HEXISTS', live, jobId) == 1 then return {'duplicate', 0} end
 local entries = redis.call('HVALS', live)
 if #entries >= maxQueue then return {'queue_full', 0} end
@@ -21,16 +22,18 @@ if #entries == 0 then
   virtualTime = 0
   redis.call('SET', virtualTimeKey, 0)
 end
-local tag, mine = virtualTime, 0
+local tag, mine, guild = virtualTime, 0, 0
 for _, raw in ipairs(entries) do
   local entry = cjson.decode(raw)
   if entry.user == userId then
     mine = mine + 1
     if entry.tag + 1 > tag then tag = entry.tag + 1 end
   end
+  if guildId ~= '' and entry.guild == guildId then guild = guild + 1 end
 end
 if mine >= maxPerUser then return {'user_limit', 0} end
-redis.call('HSET', live, jobId, cjson.encode({user = userId, tag = tag, at = now}))
+if maxPerGuild and guild >= maxPerGuild then return {'server_limit', 0} end
+redis.call('HSET', live, jobId, cjson.encode({user = userId, guild = guildId, tag = tag, at = now}))
 return {'ok', tag}
 `;
 
@@ -42,7 +45,7 @@ if tag > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS
 return 1
 `;
 
-export type Admission = { verdict: 'ok'; tag: number } | { verdict: 'duplicate' | 'queue_full' | 'user_limit' };
+export type Admission = { verdict: 'ok'; tag: number } | { verdict: 'duplicate' | 'queue_full' | 'user_limit' | 'server_limit' };
 
 export interface AdmissionRequest {
   jobId: string;
@@ -51,6 +54,9 @@ export interface AdmissionRequest {
   jobKey: string;
   maxQueue: number;
   maxJobsPerUser: number;
+  /** The server the job comes from, and the most jobs it may have waiting or running (its share). */
+  guildId?: string;
+  queueShare?: number;
 }
 
 /** Checks the limits and, when the job fits, records it and returns its fair-order tag. */
@@ -66,9 +72,11 @@ export async function admit(redis: Redis, request: AdmissionRequest): Promise<Ad
     request.maxQueue,
     request.maxJobsPerUser,
     Date.now(),
+    request.guildId ?? '',
+    request.queueShare ?? '',
   )) as [string, number];
   if (verdict === 'ok') return { verdict, tag };
-  if (verdict === 'duplicate' || verdict === 'queue_full' || verdict === 'user_limit') return { verdict };
+  if (verdict === 'duplicate' || verdict === 'queue_full' || verdict === 'user_limit' || verdict === 'server_limit') return { verdict };
   throw new Error(`unexpected admission verdict ${verdict}`);
 }
 

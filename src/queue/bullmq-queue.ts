@@ -105,7 +105,8 @@ export class BullJobQueue implements JobQueue {
 
   async enqueue(userId: string, options: ImagineOptions, extras: EnqueueExtras = {}): Promise<JobHandle> {
     if (this.closed) throw new QueueRejection('closed', 0);
-    const requests = await this.settledRequests(options);
+    const policy = extras.policy ?? this.options.policy;
+    const requests = await this.settledRequests(options, policy);
     if (this.redis.status !== 'ready' || !this.bullQueue) throw new QueueRejection('unavailable', 0);
     // BullMQ refuses ids that look like integers, as interaction ids (snowflakes) do.
     const jobId = `job-${extras.id ?? randomBytes(6).toString('base64url')}`;
@@ -116,9 +117,10 @@ export class BullJobQueue implements JobQueue {
       // Taken before the job exists, so no other bot's scan can take it over in between.
       owned = (await takeOwnership(this.redis, jobId, this.botId, LEASE_MS)) === 'mine';
       if (!owned) throw new QueueRejection('duplicate', 0);
-      const admission = await admit(this.redis, { jobId, userId, jobKey: this.queue.toKey(jobId), ...this.options });
-      if (admission.verdict !== 'ok') throw this.rejection(admission.verdict);
-      const data: RemoteJobData = { userId, options, requests, policy: this.options.policy, delivery: extras.delivery ?? null };
+      const { guildId, queueShare } = extras;
+      const admission = await admit(this.redis, { jobId, userId, jobKey: this.queue.toKey(jobId), ...this.options, guildId, queueShare });
+      if (admission.verdict !== 'ok') throw this.rejection(admission.verdict, queueShare);
+      const data: RemoteJobData = { userId, options, requests, policy, delivery: extras.delivery ?? null };
       const keepFor = { age: Math.ceil(this.options.resultTtlMs / 1000) };
       await this.queue.add('imagine', data, {
         jobId,
@@ -171,14 +173,14 @@ export class BullJobQueue implements JobQueue {
    * The job's requests, settled against the model the workers announce for it; null while no worker has announced
    * its models, and then the worker that takes the job settles them. Throws OptionError.
    */
-  private async settledRequests(options: ImagineOptions): Promise<GenerateRequest[] | null> {
+  private async settledRequests(options: ImagineOptions, policy: GenerationPolicy): Promise<GenerateRequest[] | null> {
     const offered = this.offeredModels();
     if (!offered) {
       checkOptions(options);
       return null;
     }
     const model = offeredModel(offered, options.model);
-    const requests = resolveRequests(options, this.options.policy, model);
+    const requests = resolveRequests(options, policy, model);
     await checkPromptLengthIfPossible(requests[0], model, (info) => this.tokenizer(info), this.log);
     return requests;
   }
@@ -209,8 +211,9 @@ export class BullJobQueue implements JobQueue {
     await this.redis.quit().catch(() => this.redis.disconnect());
   }
 
-  private rejection(verdict: 'duplicate' | 'queue_full' | 'user_limit'): QueueRejection {
+  private rejection(verdict: 'duplicate' | 'queue_full' | 'user_limit' | 'server_limit', queueShare: number | undefined): QueueRejection {
     if (verdict === 'queue_full') return new QueueRejection(verdict, this.options.maxQueue);
+    if (verdict === 'server_limit') return new QueueRejection(verdict, queueShare ?? 0);
     if (verdict === 'user_limit') return new QueueRejection(verdict, this.options.maxJobsPerUser);
     return new QueueRejection(verdict, 0);
   }

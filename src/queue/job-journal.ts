@@ -1,6 +1,6 @@
 import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ImagineOptions } from '../jobs/options.ts';
+import type { GenerationPolicy, ImagineOptions } from '../jobs/options.ts';
 import type { GenerateRequest } from '../pipeline/types.ts';
 import type { DeliveryRecord } from './types.ts';
 
@@ -11,6 +11,9 @@ export interface JournalEntry {
   options: ImagineOptions;
   /** Its settled requests (null when the model was not known at enqueue), so a job taken up again draws the same image. */
   requests?: GenerateRequest[] | null;
+  /** The defaults and limits it is settled with when its requests are null (its server's); the queue's when absent. */
+  policy?: GenerationPolicy;
+  guildId?: string;
   /** Where its messages go (it holds the interaction token: the journal is private to the bot). */
   delivery: DeliveryRecord | null;
 }

@@ -64,29 +64,32 @@ export class LocalJobQueue implements JobQueue {
   }
 
   async enqueue(userId: string, options: ImagineOptions, extras: EnqueueExtras = {}): Promise<JobHandle> {
-    this.checkRoom(userId);
+    const { guildId, queueShare } = extras;
+    const policy = extras.policy ?? this.options.policy;
+    this.checkRoom(userId, guildId, queueShare);
     // Settled now when the model to check against is known (always, with a catalog), else when the job starts.
     const model = this.modelFor(options);
-    const requests = model ? resolveRequests(options, this.options.policy, model) : null;
+    const requests = model ? resolveRequests(options, policy, model) : null;
     if (model && requests) {
       await checkPromptLengthIfPossible(requests[0], model, (info) => this.tokenizer(info), this.log);
-      this.checkRoom(userId);
+      this.checkRoom(userId, guildId, queueShare);
     }
     const id = randomBytes(6).toString('base64url');
-    this.options.journal?.accepted({ id, userId, options, requests, delivery: extras.delivery ?? null });
-    return this.admit(id, userId, options, requests, false);
+    this.options.journal?.accepted({ id, userId, options, requests, policy: extras.policy, guildId, delivery: extras.delivery ?? null });
+    return this.admit(id, userId, options, { requests, policy, guildId }, false);
   }
 
   /** The jobs the journal holds from before a crash, in their order, each with where its messages go. */
   recover(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): void {
     for (const entry of this.options.journal?.pending() ?? []) {
       if (this.closed || this.jobs.has(entry.id)) continue;
-      onJob(this.admit(entry.id, entry.userId, entry.options, entry.requests ?? null, true), entry.delivery ?? {});
+      const settlement = { requests: entry.requests ?? null, policy: entry.policy ?? this.options.policy, guildId: entry.guildId };
+      onJob(this.admit(entry.id, entry.userId, entry.options, settlement, true), entry.delivery ?? {});
     }
   }
 
-  private admit(id: string, userId: string, options: ImagineOptions, requests: GenerateRequest[] | null, possiblyPosted: boolean): LocalJob {
-    const job: LocalJob = new LocalJob(id, userId, options, requests, possiblyPosted, {
+  private admit(id: string, userId: string, options: ImagineOptions, settlement: JobSettlement, possiblyPosted: boolean): LocalJob {
+    const job: LocalJob = new LocalJob(id, userId, options, settlement, possiblyPosted, {
       cancel: (reason) => this.cancel(job, reason),
       acknowledge: () => this.options.journal?.finished(job.id),
     });
@@ -95,6 +98,10 @@ export class LocalJobQueue implements JobQueue {
     this.publishPositions();
     this.startNext();
     return job;
+  }
+
+  private countForServer(guildId: string): number {
+    return [...this.jobs.values()].filter((job) => job.settlement.guildId === guildId).length;
   }
 
   find(jobId: string): JobHandle | undefined {
@@ -145,8 +152,8 @@ export class LocalJobQueue implements JobQueue {
 
   private async run(job: LocalJob): Promise<void> {
     try {
-      const model = job.requests ? undefined : this.modelFor(job.options);
-      const requests = job.requests ?? (model && resolveRequests(job.options, this.options.policy, model));
+      const model = job.settlement.requests ? undefined : this.modelFor(job.options);
+      const requests = job.settlement.requests ?? (model && resolveRequests(job.options, job.settlement.policy, model));
       if (!requests) throw this.loadError;
       const result = await runJob(requests, job.options.model, this.options.generator, {
         signal: job.signal,
@@ -158,11 +165,14 @@ export class LocalJobQueue implements JobQueue {
     }
   }
 
-  private checkRoom(userId: string): void {
+  private checkRoom(userId: string, guildId: string | undefined, queueShare: number | undefined): void {
     if (this.closed) throw new QueueRejection('closed', 0);
     if (this.order.size >= this.options.maxQueue) throw new QueueRejection('queue_full', this.options.maxQueue);
     if (this.order.countFor(userId) >= this.options.maxJobsPerUser) {
       throw new QueueRejection('user_limit', this.options.maxJobsPerUser);
+    }
+    if (guildId !== undefined && queueShare !== undefined && this.countForServer(guildId) >= queueShare) {
+      throw new QueueRejection('server_limit', queueShare);
     }
   }
 
@@ -186,6 +196,15 @@ export class LocalJobQueue implements JobQueue {
   }
 }
 
+/** How a job is settled into pipeline requests, and the server it came from. */
+interface JobSettlement {
+  /** Settled at enqueue; null when the model was not known yet. */
+  requests: GenerateRequest[] | null;
+  /** The defaults and limits to settle it with when it starts (its server's). */
+  policy: GenerationPolicy;
+  guildId: string | undefined;
+}
+
 class LocalJob implements JobHandle {
   readonly result: Promise<JobResult>;
   resolve!: (result: JobResult) => void;
@@ -200,8 +219,7 @@ class LocalJob implements JobHandle {
     readonly id: string,
     readonly userId: string,
     readonly options: ImagineOptions,
-    /** Settled at enqueue; null when the model was not known yet. */
-    readonly requests: GenerateRequest[] | null,
+    readonly settlement: JobSettlement,
     /** Taken up again from the journal: a bot that crashed may have posted its outcome already. */
     readonly possiblyPosted: boolean,
     private readonly queue: { cancel(reason: CancelReason): boolean; acknowledge(): void },

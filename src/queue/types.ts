@@ -1,5 +1,5 @@
 import type { CancelReason } from '../jobs/errors.ts';
-import type { ImagineOptions } from '../jobs/options.ts';
+import type { GenerationPolicy, ImagineOptions } from '../jobs/options.ts';
 import type { JobProgress, JobResult } from '../jobs/runner.ts';
 import type { OfferedModels } from '../models/catalog.ts';
 import type { ClipTokenizer } from '../pipeline/tokenizer.ts';
@@ -37,6 +37,12 @@ export interface EnqueueExtras {
   /** Idempotency key (the interaction id): a second enqueue with the same id is refused as 'duplicate'. */
   id?: string;
   delivery?: DeliveryRecord;
+  /** The server the job comes from (for its share of the queue). */
+  guildId?: string;
+  /** The defaults and limits to settle this job with (a server's, within the operator's); the queue's own when absent. */
+  policy?: GenerationPolicy;
+  /** The most jobs the job's server may have waiting or running (its share of the queue). */
+  queueShare?: number;
 }
 
 export type ModelStatus = { state: 'loading' } | { state: 'ready'; model: ModelInfo } | { state: 'failed' };
@@ -68,7 +74,7 @@ export interface JobQueue {
   recover?(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): void;
 }
 
-export type RejectionReason = 'queue_full' | 'user_limit' | 'closed' | 'unavailable' | 'duplicate';
+export type RejectionReason = 'queue_full' | 'user_limit' | 'server_limit' | 'closed' | 'unavailable' | 'duplicate';
 
 export class QueueRejection extends Error {
   override name = 'QueueRejection';

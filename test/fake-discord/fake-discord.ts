@@ -33,6 +33,8 @@ export interface FakeDiscordOptions {
   readonly botUsername?: string;
   readonly guildName?: string;
   readonly channelName?: string;
+  /** Roles the guild has besides @everyone and the bot's (no permissions of their own); `fake.roleId(name)` gives their ids. */
+  readonly roleNames?: readonly string[];
   /** The address it listens on; `0.0.0.0` lets containers reach it. Default `127.0.0.1`. */
   readonly listenHost?: string;
   /** The host name in its URLs (apiUrl, the gateway URL it hands out), e.g. `host.containers.internal`. Default listenHost. */
@@ -84,6 +86,7 @@ export class FakeDiscord {
       botUsername: options.botUsername ?? 'imagine-bot',
       guildName: options.guildName ?? 'Fake Guild',
       channelName: options.channelName ?? 'general',
+      roleNames: options.roleNames ?? [],
     });
     this.applicationId = this.#world.applicationId;
     this.guildId = this.#world.guildId;
@@ -140,6 +143,13 @@ export class FakeDiscord {
     const server = createServer();
     const port = await listen(server, options.listenHost ?? '127.0.0.1');
     return new FakeDiscord(server, port, options);
+  }
+
+  /** The id of a role given in the roleNames option. */
+  roleId(name: string): string {
+    const id = this.#world.roleIds.get(name);
+    if (!id) throw new Error(`fake.roleId: no role "${name}" (start the fake with roleNames: ["${name}"])`);
+    return id;
   }
 
   /** The user with this username (created on first use, member of the guild). */

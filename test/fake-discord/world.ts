@@ -66,6 +66,8 @@ export interface WorldOptions {
   readonly botUsername: string;
   readonly guildName: string;
   readonly channelName: string;
+  /** Roles the guild has besides @everyone and the bot's, by name. */
+  readonly roleNames: readonly string[];
 }
 
 /** The fixed cast of the fake: one application with its bot user, one guild with one text channel, and users. */
@@ -76,6 +78,8 @@ export class World {
   readonly guildId: string;
   readonly guildName: string;
   readonly botRoleId: string;
+  /** The extra roles' ids, by name. */
+  readonly roleIds: ReadonlyMap<string, string>;
   readonly textChannel: FakeChannel;
   readonly #ids: SnowflakeGenerator;
   readonly #usersById = new Map<string, FakeUser>();
@@ -94,6 +98,7 @@ export class World {
     this.guildId = ids.next();
     this.guildName = options.guildName;
     this.botRoleId = ids.next();
+    this.roleIds = new Map(options.roleNames.map((name) => [name, ids.next()]));
     this.textChannel = this.#addChannel({
       id: ids.next(),
       type: ChannelType.GuildText,
@@ -227,6 +232,7 @@ export class World {
     return [
       role(this.guildId, '@everyone', 0, DEFAULT_MEMBER_PERMISSIONS, false),
       role(this.botRoleId, this.botUser.username, 1, DEFAULT_APP_PERMISSIONS, true),
+      ...[...this.roleIds].map(([name, id], index) => role(id, name, 2 + index, 0n, false)),
     ];
   }
 
