@@ -166,5 +166,16 @@ describe('npm start and npm run deploy-commands as processes', () => {
     expect(await bot.exit).toBe(1);
     expect(bot.stderr).toContain(`DATA_DIR: cannot keep the job journal in ${notAFolder}`);
   });
-});
 
+  it('refuses to start on a settings database it cannot read, naming the file, instead of dropping the servers’ rules', async () => {
+    fake = await FakeDiscord.start();
+    const environment = environmentFor(fake);
+    const database = join(environment.DATA_DIR, 'settings.db');
+    writeFileSync(database, 'not a database: a file a disk error or a bad copy left behind. '.repeat(100));
+    const bot = run('src/main.ts', environment);
+    expect(await bot.exit).toBe(1);
+    const fatal = bot.lines.find((line) => line.level === 60);
+    expect(fatal?.msg).toMatch(new RegExp(`^the servers' settings cannot be read, so the bot does not start: cannot use the settings database ${database}: `));
+    expect(fake.requests.filter((request) => request.route === '/gateway/bot')).toEqual([]);
+  });
+});

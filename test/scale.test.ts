@@ -1,8 +1,9 @@
-import { InteractionResponseType } from 'discord.js';
+import { InteractionResponseType, PermissionFlagsBits } from 'discord.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readPngParameters } from '../src/image/png.ts';
 import { ScaleCluster, type Role } from './scale-harness.ts';
 import type { InteractionHandle } from './fake-discord/index.ts';
+import { DEFAULT_MEMBER_PERMISSIONS } from './fake-discord/world.ts';
 
 // npm run bot and npm run worker as real processes, a real redis-server, the fake Discord and the tiny model.
 // The tiny model takes 20 to 50 ms a step at 512x512 on two cores: LONG runs for 2 to 4 s, well past the moment
@@ -216,6 +217,29 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     expect(posted.sort()).toEqual([...before, after].map(jobIdOf).sort());
     expect(newBot.logged('job delivered').map((line) => line.jobId)).toEqual(expect.arrayContaining([...tookOver, jobIdOf(after)]));
     await expectNothingLeft();
+  });
+
+  it('servers’ settings and daily quotas live in Redis: every bot process reads them, and a restarted bot keeps counting', async () => {
+    const [firstBot] = await Promise.all([cluster.readyBot(), cluster.readyWorkers(1)]);
+    const mod = { user: cluster.fake.user('mod'), memberPermissions: DEFAULT_MEMBER_PERMISSIONS | PermissionFlagsBits.ManageGuild };
+    const set = cluster.fake.sendCommand({ name: 'settings', options: { setting: 'user_daily_images', value: '2' }, ...mod });
+    expect(await cluster.refusal(set)).toMatch(/^✅ Images per member per day set to 2\./);
+    await expectImageOnce(cluster.imagine('alice', { prompt: 'alice one', ...SHORT }), 'alice one');
+
+    // New commands reach the newest gateway session: the second bot takes them, with what the first one stored.
+    const secondBot = await cluster.readyBot();
+    await expectImageOnce(cluster.imagine('alice', { prompt: 'alice two', ...SHORT }), 'alice two');
+    expect(secondBot.logged('job queued')).toHaveLength(1);
+    expect(await cluster.refusal(cluster.imagine('alice', { prompt: 'alice three', ...SHORT }))).toMatch(/^📅 You have used 2 of your 2 images for today\./);
+
+    firstBot.kill('SIGTERM');
+    secondBot.kill('SIGTERM');
+    await Promise.all([firstBot.exit, secondBot.exit]);
+    await cluster.readyBot();
+    expect(await cluster.refusal(cluster.imagine('alice', { prompt: 'alice four', ...SHORT }))).toMatch(/^📅 You have used 2 of your 2 images for today\./);
+    const shown = await cluster.refusal(cluster.fake.sendCommand({ name: 'settings', options: {}, ...mod }));
+    expect(shown).toContain('**Images per member per day**: 2\n');
+    expect(shown).toContain(`<@${mod.user.id}>: images per member per day set to 2`);
   });
 
   it('a bot killed between posting a result and marking it posted: the next bot finds it in Discord and does not post it again', async () => {
