@@ -36,12 +36,12 @@ pipeline.ready.then(
 const backend = config.backend;
 const queue: JobQueue =
   backend.kind === 'local'
-    ? new LocalJobQueue({ generator: pipeline, catalog, policy: config.generation, ...config.queue, journal, logger })
+    ? new LocalJobQueue({ generator: pipeline, catalog, policy: config.generation, ...config.queue, journal, executionProvider: config.model.executionProvider, logger })
     : new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
 // With QUEUE_BACKEND=bullmq this process is also one worker; `npm run worker` adds more on other machines.
 const worker =
   backend.kind === 'bullmq'
-    ? new RemoteWorker({ redisUrl: backend.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, logger })
+    ? new RemoteWorker({ redisUrl: backend.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, executionProvider: config.model.executionProvider, logger })
     : undefined;
 
 let bot: RunningBot | undefined;

@@ -21,7 +21,7 @@ const logger = startLogger(config.logLevel);
 const catalog = await loadModelCatalogOrExit(config.model, logger);
 
 const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider });
-const worker = new RemoteWorker({ redisUrl: config.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: config.stalledJobTimeoutMs, logger });
+const worker = new RemoteWorker({ redisUrl: config.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: config.stalledJobTimeoutMs, executionProvider: config.model.executionProvider, logger });
 
 const health = startHealthReport(config.healthFile, logger, () => worker.health());
 

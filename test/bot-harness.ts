@@ -112,7 +112,7 @@ export async function startHarness(
   await deployCommands(config);
   const dataDir = mkdtempSync(join(tmpdir(), 'imagine-bot-data-'));
   const start = async () => {
-    const queue = new LocalJobQueue({ generator, policy: config.generation, ...config.queue, logger });
+    const queue = new LocalJobQueue({ generator, policy: config.generation, ...config.queue, executionProvider: config.model.executionProvider, logger });
     const bot = await startBot({ config, queue, settings: SqliteSettingsStore.open(dataDir), logger });
     await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
     return { queue, bot };

@@ -74,8 +74,8 @@ describe('npm start and npm run deploy-commands as processes', () => {
 
     const deploy = run('src/cli/deploy-commands.ts', environment);
     expect(await deploy.exit).toBe(0);
-    expect(deploy.stdout).toContain(`Registered /embeddings, /imagine, /settings, /tokens in guild ${discord.guildId}.`);
-    expect(discord.guildCommands().map((command) => command.name)).toEqual(['embeddings', 'imagine', 'settings', 'tokens']);
+    expect(deploy.stdout).toContain(`Registered /embeddings, /imagine, /info, /queue, /settings, /tokens in guild ${discord.guildId}.`);
+    expect(discord.guildCommands().map((command) => command.name)).toEqual(['embeddings', 'imagine', 'info', 'queue', 'settings', 'tokens']);
 
     const bot = run('src/main.ts', environment);
     await discord.waitFor(() => bot.lines.some((line) => line.msg === 'model loaded') && bot.lines.some((line) => line.msg === 'logged in to Discord'), 30_000, 'bot up');

@@ -67,6 +67,8 @@ export interface RemoteJobData {
    */
   requests: GenerateRequest[] | null;
   policy: GenerationPolicy;
+  /** The server the job came from (absent in jobs of older bots). */
+  guildId?: string;
   delivery: DeliveryRecord | null;
 }
 
@@ -87,6 +89,8 @@ export interface WorkerHeartbeat {
   tokenizers?: Record<string, string>;
   host: string;
   pid: number;
+  /** What its models run on (EXECUTION_PROVIDER); absent in older workers' heartbeats. */
+  executionProvider?: string;
 }
 
 /** A job's progress as a worker reports it (job.updateProgress). */

@@ -36,6 +36,7 @@ import {
   type JobQueue,
   type JobStatus,
   type ModelStatus,
+  type QueuedJob,
 } from './types.ts';
 
 export interface BullQueueOptions {
@@ -120,7 +121,7 @@ export class BullJobQueue implements JobQueue {
       const { guildId, queueShare } = extras;
       const admission = await admit(this.redis, { jobId, userId, jobKey: this.queue.toKey(jobId), ...this.options, guildId, queueShare });
       if (admission.verdict !== 'ok') throw this.rejection(admission.verdict, queueShare);
-      const data: RemoteJobData = { userId, options, requests, policy, delivery: extras.delivery ?? null };
+      const data: RemoteJobData = { userId, options, requests, policy, ...(guildId === undefined ? {} : { guildId }), delivery: extras.delivery ?? null };
       const keepFor = { age: Math.ceil(this.options.resultTtlMs / 1000) };
       await this.queue.add('imagine', data, {
         jobId,
@@ -144,6 +145,22 @@ export class BullJobQueue implements JobQueue {
   find(jobId: string): JobHandle | undefined {
     const job = this.jobs.get(jobId);
     return job?.phase === 'following' ? job : undefined;
+  }
+
+  async list(): Promise<QueuedJob[]> {
+    if (this.redis.status !== 'ready') throw new QueueRejection('unavailable', 0);
+    const [running, waiting] = await Promise.all([this.queue.getActive(), this.waitingOrder()]);
+    const modelLoading = this.modelLoading();
+    const listed: QueuedJob[] = running.map((job) => ({ ...describe(job.id!, job.data), status: runningStatus(job.progress, job.data.options.count) }));
+    for (const [index, id] of waiting.entries()) {
+      const job = await this.queue.getJob(id);
+      if (job) listed.push({ ...describe(id, job.data), status: { state: 'waiting', position: index + 1, modelLoading } });
+    }
+    return listed;
+  }
+
+  executionProviders(): string[] {
+    return [...new Set(this.workers.flatMap((worker) => (worker.executionProvider ? [worker.executionProvider] : [])))];
   }
 
   /** From the workers' heartbeats: ready when one of them has its model loaded (all workers should run the same model). */
@@ -332,12 +349,12 @@ export class BullJobQueue implements JobQueue {
         await this.settle(job, this.lostOutcome(job));
       } else if (stored.finishedOn) {
         // A job taken over after it finished shows its last progress until its result replaces it.
-        if (stored.progress) job.setStatus(runningStatus(stored.progress, job));
+        if (stored.progress) job.setStatus(runningStatus(stored.progress, job.options.count));
         await this.settle(job, outcomeOf(stored, this.log));
       } else if (position >= 0) {
         job.setStatus({ state: 'waiting', position: position + 1, modelLoading });
       } else if (stored.processedOn) {
-        job.setStatus(runningStatus(stored.progress, job));
+        job.setStatus(runningStatus(stored.progress, job.options.count));
       }
     }
   }
@@ -451,11 +468,15 @@ function outcomeOf(job: Job, log: Logger): Outcome {
   }
 }
 
-function runningStatus(progress: unknown, job: RemoteJob): JobStatus {
+function describe(id: string, data: RemoteJobData): Omit<QueuedJob, 'status'> {
+  return { id, userId: data.userId, guildId: data.guildId, prompt: data.options.prompt };
+}
+
+function runningStatus(progress: unknown, count: number): JobStatus {
   const value = progress as Partial<RemoteProgress> | null;
   if (!value || typeof value !== 'object' || typeof value.step !== 'number') {
-    return { state: 'running', image: 1, images: job.options.count, step: 0, totalSteps: 0 };
+    return { state: 'running', image: 1, images: count, step: 0, totalSteps: 0 };
   }
-  const { image = 1, images = job.options.count, step, totalSteps = 0, loadingModel } = value;
+  const { image = 1, images = count, step, totalSteps = 0, loadingModel } = value;
   return { state: 'running', image, images, step, totalSteps, ...(typeof loadingModel === 'string' ? { loadingModel } : {}) };
 }

@@ -13,7 +13,7 @@ import { ClipTokenizer } from '../pipeline/tokenizer.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { FairOrder } from './fair-order.ts';
 import type { JobJournal } from './job-journal.ts';
-import { QueueRejection, type DeliveryRecord, type EnqueueExtras, type JobHandle, type JobQueue, type JobStatus, type ModelStatus } from './types.ts';
+import { QueueRejection, type DeliveryRecord, type EnqueueExtras, type JobHandle, type JobQueue, type JobStatus, type ModelStatus, type QueuedJob } from './types.ts';
 
 export interface LocalQueueOptions {
   generator: ImageGenerator;
@@ -25,6 +25,8 @@ export interface LocalQueueOptions {
   maxJobsPerUser: number;
   /** Keeps a record of the accepted jobs, so that a bot started again after a crash takes them up (see recover). */
   journal?: JobJournal;
+  /** What the generator runs on (EXECUTION_PROVIDER), for /info. */
+  executionProvider?: string;
   /** Where failures that are not the user's to fix are logged, with the job id the user is given. */
   logger: Logger;
 }
@@ -110,6 +112,20 @@ export class LocalJobQueue implements JobQueue {
 
   modelStatus(): ModelStatus {
     return this.model;
+  }
+
+  async list(): Promise<QueuedJob[]> {
+    return [...this.order.runningItems(), ...this.order.waitingItems()].map((job) => ({
+      id: job.id,
+      userId: job.userId,
+      guildId: job.settlement.guildId,
+      prompt: job.options.prompt,
+      status: job.status(),
+    }));
+  }
+
+  executionProviders(): string[] {
+    return this.options.executionProvider === undefined ? [] : [this.options.executionProvider];
   }
 
   offeredModels(): OfferedModels | undefined {

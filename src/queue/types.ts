@@ -45,6 +45,16 @@ export interface EnqueueExtras {
   queueShare?: number;
 }
 
+/** A job as /queue lists it. */
+export interface QueuedJob {
+  id: string;
+  userId: string;
+  /** The server it came from; undefined for a direct message (or a job queued before servers were recorded). */
+  guildId: string | undefined;
+  prompt: string;
+  status: JobStatus;
+}
+
 export type ModelStatus = { state: 'loading' } | { state: 'ready'; model: ModelInfo } | { state: 'failed' };
 
 /** A queue of image jobs in front of one or more generators; the Discord side sees only this. */
@@ -52,8 +62,12 @@ export interface JobQueue {
   /** Rejects with QueueRejection when the queue or the user's share of it is full, or the queue is closed or unreachable. */
   enqueue(userId: string, options: ImagineOptions, extras?: EnqueueExtras): Promise<JobHandle>;
   find(jobId: string): JobHandle | undefined;
+  /** Every job waiting or running, all bot processes' together: the running first, then in the order they will run. */
+  list(): Promise<QueuedJob[]>;
   /** The default model's state. */
   modelStatus(): ModelStatus;
+  /** The execution providers the models run on (this process's, or each worker's). */
+  executionProviders(): string[];
   /** The models jobs may name: the local catalog's, or the workers' heartbeats'; undefined until a worker has reported. */
   offeredModels(): OfferedModels | undefined;
   /**

@@ -38,6 +38,16 @@ export type Admission =
     }
   | { admitted: false; reason: string };
 
+export interface QuotaSummary {
+  /** The bot's owners are held to no quota. */
+  owner: boolean;
+  /** When today's counts reset (ms since the epoch). */
+  resetAt: number;
+  user?: { used: number; limit: number | undefined };
+  /** Absent in direct messages. */
+  server?: { used: number; limit: number | undefined };
+}
+
 /** The key server quotas of direct messages are counted under. */
 const DIRECT_MESSAGES = 'dm';
 /** Channels and roles named in a refusal, at most. */
@@ -59,6 +69,21 @@ export class JobAdmission {
 
   policyOf(settings: GuildSettings): ServerPolicy {
     return serverPolicy(this.operator, settings);
+  }
+
+  /** Today's counts against the quotas that apply to this user here (for /info); undefined limits: none. */
+  async quotas(guildId: string | undefined, userId: string): Promise<QuotaSummary> {
+    const now = this.now();
+    const resetAt = quotaResetAt(now);
+    if (await this.owners.isOwner(userId)) return { owner: true, resetAt };
+    const policy = this.policyOf(await this.settingsOf(guildId));
+    const used = await this.store.usage(guildId ?? DIRECT_MESSAGES, userId, quotaDay(now));
+    return {
+      owner: false,
+      resetAt,
+      user: { used: used.user, limit: policy.userDailyImages },
+      ...(guildId === undefined ? {} : { server: { used: used.server, limit: policy.serverDailyImages } }),
+    };
   }
 
   async admit(request: JobRequest): Promise<Admission> {

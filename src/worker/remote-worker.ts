@@ -36,6 +36,8 @@ export interface RemoteWorkerOptions {
   catalog?: ModelCatalog;
   /** Lock time of a running job: a worker that stops renewing it (killed, cut off) loses the job after this long. */
   stalledJobTimeoutMs: number;
+  /** What the generator runs on, announced in the heartbeat (for /info). */
+  executionProvider?: string;
   logger: Logger;
 }
 
@@ -160,6 +162,7 @@ export class RemoteWorker {
       tokenizers: await this.publishTokenizers(models?.models ?? []),
       host: hostname(),
       pid: process.pid,
+      executionProvider: this.options.executionProvider,
     };
     // close() removes the heartbeat: one that was being made meanwhile must not bring it back.
     if (this.closing) return;
