@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
-import { InteractionResponseType, MessageFlags } from 'discord.js';
+import { InteractionResponseType, MessageFlags, PermissionFlagsBits } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { startBot, type RunningBot } from '../src/discord/bot.ts';
@@ -17,6 +17,7 @@ import { writeTinyModel } from '../src/tiny-model/index.ts';
 import { ModelSwitcher } from '../src/worker/model-switcher.ts';
 import { TEST_ENVIRONMENT, customIds, embedField } from './bot-harness.ts';
 import { FakeDiscord, type InteractionHandle, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
+import { DEFAULT_MEMBER_PERMISSIONS } from './fake-discord/world.ts';
 
 // Two installed models in a models folder of their own: "alpha" (the default, PNDM) and "beta" (Euler a, other weights).
 // The bot offers what its queue's catalog holds; nothing reads the folder but the catalog.
@@ -143,4 +144,22 @@ describe('/imagine with several installed models', () => {
     const loadingShown = replies.filter((reply) => reply.revisions.some((revision) => /Loading the model (alpha|beta)/.test(revision.content)));
     expect(loadingShown.length).toBeGreaterThanOrEqual(1);
   }, 2 * FINAL_REPLY_TIMEOUT_MS);
+
+  it('a server’s allowed models and default model: others are refused, and a job that names none gets the server’s', async () => {
+    const settings = async (options: Record<string, OptionValue>) =>
+      ephemeralReply(fake.sendCommand({ name: 'settings', options, user: fake.user('mod'), memberPermissions: DEFAULT_MEMBER_PERMISSIONS | PermissionFlagsBits.ManageGuild }));
+    expect(await settings({ setting: 'allowed_models', value: 'beta, gamma' })).toBe('⚠️ No model is called "gamma"; the installed ones are alpha, beta.');
+    expect(await settings({ setting: 'allowed_models', value: 'beta' })).toMatch(/^✅ Allowed models set to beta\./);
+    try {
+      expect(await ephemeralReply(imagine('alice', { prompt: 'a fox', model: 'alpha' }))).toBe('⚠️ The model alpha is not used on this server; choose one of beta.');
+      // The operator's default (alpha) is not allowed here: the first allowed model is the server's default.
+      expect(pngParameters(await finalReply(imagine('alice', { prompt: 'a fox', steps: 2 }))).model).toBe('beta');
+      expect(await settings({ setting: 'allowed_models' })).toMatch(/^✅/);
+      expect(await settings({ setting: 'default_model', value: 'beta' })).toMatch(/^✅ Default model set to beta\./);
+      expect(pngParameters(await finalReply(imagine('bob', { prompt: 'a fox', steps: 2 }))).model).toBe('beta');
+    } finally {
+      await settings({ reset: true });
+    }
+  }, 2 * FINAL_REPLY_TIMEOUT_MS);
 });
+

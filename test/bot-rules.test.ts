@@ -56,6 +56,20 @@ describe('who may use /imagine, and where', () => {
   });
 });
 
+describe('queue share', () => {
+  it('a server holds at most its share of the queue', async () => {
+    const harness = await startHarness(pipeline);
+    await set(harness, 'queue_share', '2');
+    const blocker = imagine(harness, 'alice', BLOCKER_OPTIONS);
+    await harness.waitUntilRunning(blocker);
+    await accepted(harness, imagine(harness, 'bob'));
+    expect(await harness.refusal(imagine(harness, 'carol'))).toBe('🚦 This server already has 2 jobs in the queue, its share. Please try again in a minute.');
+    await harness.cancel(blocker);
+    await harness.finalReply(blocker);
+    await accepted(harness, imagine(harness, 'carol'));
+  });
+});
+
 describe('daily quotas', () => {
   it('per member and per server, kept across a restart, with when they reset; a cancelled job gives its images back', async () => {
     const harness = await startHarness(pipeline, { DAILY_IMAGES_PER_USER: '10' });
