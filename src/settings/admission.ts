@@ -63,11 +63,11 @@ export class JobAdmission {
   ) {}
 
   /** Reads the server's settings; throws SettingsStoreError when they cannot be read (never treated as "no rules"). */
-  async settingsOf(guildId: string | undefined): Promise<GuildSettings> {
+  private async settingsOf(guildId: string | undefined): Promise<GuildSettings> {
     return guildId === undefined ? {} : (await this.store.read(guildId)).settings;
   }
 
-  policyOf(settings: GuildSettings): ServerPolicy {
+  private policyOf(settings: GuildSettings): ServerPolicy {
     return serverPolicy(this.operator, settings);
   }
 
