@@ -87,8 +87,17 @@ export async function autocomplete(interaction: AutocompleteInteraction, context
   const focused = interaction.options.getFocused(true);
   const typed = focused.value.replace(/\s+/g, '').toLowerCase();
   const offered = context.queue.offeredModels();
-  const choices = focused.name === 'model' ? modelChoices(offered) : sizeChoices(interaction, context, offered);
+  const allowed = focused.name === 'model' ? await serverModels(interaction, context) : undefined;
+  const choices =
+    focused.name === 'model' ? modelChoices(offered).filter((choice) => !allowed || allowed.includes(choice.value)) : sizeChoices(interaction, context, offered);
   await interaction.respond(choices.filter((choice) => choice.value.toLowerCase().includes(typed)).slice(0, MAX_AUTOCOMPLETE_CHOICES));
+}
+
+/** The models this server allows (undefined: every one); an unreadable store offers every model (jobs are checked anyway). */
+async function serverModels(interaction: AutocompleteInteraction, context: BotContext): Promise<readonly string[] | undefined> {
+  if (interaction.guildId === null) return undefined;
+  const stored = await context.settings.read(interaction.guildId).catch(() => undefined);
+  return stored?.settings.allowedModels;
 }
 
 /** The sizes the chosen model (else the default one) accepts, native first. */

@@ -152,6 +152,10 @@ describe('/imagine with several installed models', () => {
     expect(await settings({ setting: 'allowed_models', value: 'beta' })).toMatch(/^✅ Allowed models set to beta\./);
     try {
       expect(await ephemeralReply(imagine('alice', { prompt: 'a fox', model: 'alpha' }))).toBe('⚠️ The model alpha is not used on this server; choose one of beta.');
+      const offered = fake.sendAutocomplete({ name: 'imagine', focused: 'model', options: { model: '' }, user: fake.user('alice') });
+      expect((await fake.waitFor(() => fake.interaction(offered).callback, 5_000, 'autocomplete')).data).toEqual({
+        choices: [{ name: 'beta — 256x256, tiny test model', value: 'beta' }],
+      });
       // The operator's default (alpha) is not allowed here: the first allowed model is the server's default.
       expect(pngParameters(await finalReply(imagine('alice', { prompt: 'a fox', steps: 2 }))).model).toBe('beta');
       expect(await settings({ setting: 'allowed_models' })).toMatch(/^✅/);
