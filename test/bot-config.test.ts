@@ -105,6 +105,13 @@ describe('loadConfig', () => {
     expect(message).toContain('EMBEDDINGS_DIR: must be an existing folder');
   });
 
+  it('reads the servers’ ceilings and the bot’s owners, naming a wrong one', () => {
+    const config = loadConfig({ ...minimal, DAILY_IMAGES_PER_USER: '25', OWNER_IDS: ' 123456789012345678 , 223456789012345678' });
+    expect(config.servers).toEqual({ dailyImagesPerUser: 25, dailyImagesPerServer: undefined, ownerIds: ['123456789012345678', '223456789012345678'] });
+    expect(() => loadConfig({ ...minimal, OWNER_IDS: '123456789012345678,@alice' })).toThrow('OWNER_IDS: "@alice" is not a Discord user ID (17 to 20 digits)');
+    expect(() => loadConfig({ ...minimal, DAILY_IMAGES_PER_SERVER: '-1' })).toThrow(/DAILY_IMAGES_PER_SERVER: /);
+  });
+
   it('refuses defaults above their limits', () => {
     expect(() => loadConfig({ ...minimal, DEFAULT_STEPS: '60' })).toThrow('DEFAULT_STEPS: 60 is above MAX_STEPS (50)');
   });
