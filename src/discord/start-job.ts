@@ -1,7 +1,7 @@
 import { PermissionFlagsBits, type ButtonInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import { checkOptions, OptionError, type ImagineOptions } from '../jobs/options.ts';
 import { describeError } from '../log.ts';
-import { QueueRejection, type JobHandle } from '../queue/types.ts';
+import { JobDetachedError, QueueRejection, type JobHandle } from '../queue/types.ts';
 import type { Admission } from '../settings/admission.ts';
 import { SettingsStoreError } from '../settings/store.ts';
 import type { BotContext } from './bot-context.ts';
@@ -56,8 +56,11 @@ export async function startJob(
     if (error instanceof OptionError) return refuse(interaction, `⚠️ ${error.message}`);
     throw error;
   }
-  // A job that made no image counts against no quota.
-  job.result.catch(() => admission.giveBack().catch((error: unknown) => context.logger.warn({ jobId: job.id, error: describeError(error) }, 'could not give back a quota')));
+  // A job that made no image counts against no quota (one that goes on without this process still counts).
+  job.result.catch((error: unknown) => {
+    if (error instanceof JobDetachedError) return;
+    admission.giveBack().catch((failure: unknown) => context.logger.warn({ jobId: job.id, error: describeError(failure) }, 'could not give back a quota'));
+  });
   try {
     await interaction.deferReply();
   } catch (error) {
