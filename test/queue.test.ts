@@ -411,6 +411,20 @@ describe('LocalJobQueue journal', () => {
     expect(new JobJournal(dataDir).pending().map((entry) => entry.id)).toEqual([done.id]);
   });
 
+  it('a job accepted while the model loaded is settled after a crash with its server’s defaults and limits', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'imagine-journal-'));
+    const before = newQueue({}, new JobJournal(dataDir));
+    const serverPolicy: GenerationPolicy = { ...policy, defaultSteps: 3, promptSyntax: 'plain' };
+    await before.queue.enqueue('alice', job('a (fox:1.2.3)'), { guildId: '100000000000000001', policy: serverPolicy });
+
+    const after = newQueue({}, new JobJournal(dataDir));
+    after.queue.recover(() => undefined);
+    expect((await after.queue.list()).map((entry) => [entry.userId, entry.guildId, entry.prompt])).toEqual([['alice', '100000000000000001', 'a (fox:1.2.3)']]);
+    after.ready.resolve(model);
+    const { request } = await after.call(0);
+    expect([request.steps, request.promptSyntax]).toEqual([3, 'plain']);
+  });
+
   it('survives a line cut short by a crash, keeps its file private, and stays small', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'imagine-journal-'));
     const journal = new JobJournal(dataDir);
