@@ -1,4 +1,4 @@
-import { InteractionContextType, PermissionFlagsBits, SlashCommandBuilder, type ChatInputCommandInteraction } from 'discord.js';
+import { InteractionContextType, PermissionFlagsBits, SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import type { BotContext } from '../src/discord/bot-context.ts';
 import { answerPrivately } from '../src/discord/job-messages.ts';
 import { settingsText } from '../src/discord/settings-text.ts';
@@ -8,6 +8,7 @@ import { changeSettings } from '../src/settings/store.ts';
 
 /** Enough for a long list of banned words or mentions. */
 const MAX_VALUE_LENGTH = 1000;
+const MAX_AUTOCOMPLETE_CHOICES = 25;
 
 export const data = new SlashCommandBuilder()
   .setName('settings')
@@ -21,7 +22,7 @@ export const data = new SlashCommandBuilder()
       .setDescription('The setting to change (leave value empty to go back to the bot’s default)')
       .addChoices(...SETTING_FIELDS.map((field) => ({ name: field.label, value: field.option }))),
   )
-  .addStringOption((option) => option.setName('value').setDescription('Its new value').setMaxLength(MAX_VALUE_LENGTH))
+  .addStringOption((option) => option.setName('value').setDescription('Its new value').setMaxLength(MAX_VALUE_LENGTH).setAutocomplete(true))
   .addBooleanOption((option) => option.setName('reset').setDescription('Put every setting back to the bot’s defaults'));
 
 export async function execute(interaction: ChatInputCommandInteraction, context: BotContext): Promise<void> {
@@ -59,6 +60,15 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
   const stored = await context.settings.read(guildId);
   const changes = await context.settings.changes(guildId, 5);
   await answerPrivately(interaction, confirmation + settingsText(stored.settings, changes, { operator: context.operator, offered }));
+}
+
+/** The values of the chosen setting that has a fixed set of them (models, schedulers, sizes, prompt syntaxes). */
+export async function autocomplete(interaction: AutocompleteInteraction, context: BotContext): Promise<void> {
+  const field = settingField(interaction.options.getString('setting') ?? '');
+  const typed = interaction.options.getFocused().trim().toLowerCase();
+  const values = field?.suggestions?.({ operator: context.operator, offered: context.queue.offeredModels() }) ?? [];
+  const matching = values.filter((value) => value.toLowerCase().includes(typed)).slice(0, MAX_AUTOCOMPLETE_CHOICES);
+  await interaction.respond(matching.map((value) => ({ name: value, value })));
 }
 
 function edited(settings: GuildSettings, field: SettingField, value: NonNullable<GuildSettings[keyof GuildSettings]> | undefined): GuildSettings {

@@ -74,6 +74,17 @@ describe('/settings', () => {
     expect(shown).toContain('**Default steps**: *2* (bot default)');
   });
 
+  it('suggests the values of settings that have a fixed set of them', async () => {
+    const harness = await startHarness(pipeline);
+    const suggested = async (setting: string, typed: string) => {
+      const handle = harness.fake.sendAutocomplete({ name: 'settings', focused: 'value', options: { setting, value: typed }, user: harness.fake.user('mod'), memberPermissions: MODERATOR });
+      return (await harness.fake.waitFor(() => harness.fake.interaction(handle).callback, 5_000, 'autocomplete')).data;
+    };
+    expect(await suggested('default_size', '128')).toEqual({ choices: [{ name: '128x64', value: '128x64' }] });
+    expect(await suggested('prompt_syntax', '')).toEqual({ choices: [{ name: 'a1111', value: 'a1111' }, { name: 'plain', value: 'plain' }] });
+    expect(await suggested('max_steps', '1')).toEqual({ choices: [] });
+  });
+
   it('turns the AUTOMATIC1111 prompt syntax off and on for one server', async () => {
     const harness = await startHarness(pipeline);
     const weighted = { prompt: 'a (fox:1.2.3)', seed: 1 };

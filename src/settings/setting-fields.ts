@@ -33,6 +33,8 @@ export interface SettingField<K extends SettingName = SettingName> {
   unset(context: Omit<SettingContext, 'settings'>): string;
   parse(text: string, context: SettingContext): NonNullable<GuildSettings[K]>;
   format(value: NonNullable<GuildSettings[K]>): string;
+  /** Values to suggest while a moderator types (those with a fixed set of choices). */
+  suggestions?(context: Omit<SettingContext, 'settings'>): string[];
 }
 
 /** Lists are short: a server's ids and words beyond these counts would be a mistake (or an attack on the store). */
@@ -89,6 +91,7 @@ export const SETTING_FIELDS = [
     unset: ({ offered }) => offered?.defaultName ?? 'the bot’s default model',
     parse: (text, { offered }) => installedModel(text, offered),
     format: (value) => value,
+    suggestions: ({ offered }) => offered?.models.map((model) => model.name) ?? [],
   }),
   field({
     key: 'defaultSteps',
@@ -126,6 +129,7 @@ export const SETTING_FIELDS = [
       return name;
     },
     format: (value) => value,
+    suggestions: () => SCHEDULERS.map((entry) => entry.name),
   }),
   field({
     key: 'defaultSize',
@@ -144,6 +148,7 @@ export const SETTING_FIELDS = [
       return label;
     },
     format: (value) => value,
+    suggestions: ({ operator }) => (operator.generation.sizes === 'any' ? [] : operator.generation.sizes.map(sizeLabel)),
   }),
   field({
     key: 'defaultCount',
@@ -167,6 +172,7 @@ export const SETTING_FIELDS = [
       return syntax;
     },
     format: (value) => value,
+    suggestions: () => [...PROMPT_SYNTAXES],
   }),
   field({
     key: 'maxSteps',
