@@ -35,3 +35,16 @@ export function expectMatch(pixels: Uint8Array, referenceFile: string): void {
   expect(max).toBeLessThanOrEqual(MAX_LEVELS);
   expect(mean).toBeLessThanOrEqual(MEAN_LEVELS);
 }
+
+/** A fixture pipeline case as a request: the prompt, seed, steps, guidance and size diffusers used. */
+export function requestOf(entry: { prompt: string; negative_prompt: string | null; seed: number; steps: number; guidance: number; width: number; height: number }): GenerateRequest {
+  return {
+    prompt: entry.prompt,
+    ...(entry.negative_prompt ? { negativePrompt: entry.negative_prompt } : {}),
+    seed: entry.seed,
+    steps: entry.steps,
+    guidanceScale: entry.guidance,
+    width: entry.width,
+    height: entry.height,
+  };
+}

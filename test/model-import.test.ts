@@ -15,7 +15,7 @@ import { SafetensorsFile, SafetensorsWriter } from '../src/models/safetensors.ts
 import { scanModels } from '../src/models/installed.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
 import { writeRenamedLora, writeSd2SingleFile, writeSharded } from './checkpoint-files.ts';
-import { draw, expectMatch, levels, referenceImage } from './drawing.ts';
+import { draw, expectMatch, levels, referenceImage, requestOf } from './drawing.ts';
 import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
 import { entryPoint } from './entry-point.ts';
 
@@ -38,19 +38,6 @@ const e2e2Models = (...parts: string[]) => fixturePath('e2e2', 'models', ...part
 
 function importInto(request: Omit<ImportRequest, 'modelsDir'>) {
   return importModel({ ...request, modelsDir });
-}
-
-/** A fixture pipeline case as a request: the prompt, seed, steps, guidance and size diffusers used. */
-function requestOf(entry: { prompt: string; negative_prompt: string | null; seed: number; steps: number; guidance: number; width: number; height: number }): GenerateRequest {
-  return {
-    prompt: entry.prompt,
-    ...(entry.negative_prompt ? { negativePrompt: entry.negative_prompt } : {}),
-    seed: entry.seed,
-    steps: entry.steps,
-    guidanceScale: entry.guidance,
-    width: entry.width,
-    height: entry.height,
-  };
 }
 
 describe.runIf(fixturesPresent)('imported models draw diffusers’ images', () => {

@@ -4,6 +4,7 @@ import { parseSeed, TorchGenerator } from '../random/torch-generator.ts';
 import { createScheduler } from '../schedulers/index.ts';
 import { checkModelRunsOn } from './export-operators.ts';
 import { describeModel, readModelConfig, vaeName, type ModelConfig } from './model-config.ts';
+import { lcmGuidanceCondition } from './lcm.ts';
 import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
 import { readOnnxOutline } from './onnx-outline.ts';
 import { PromptEncoder, type PromptEncoderPart, type TokenizedPrompt } from './prompt-encoder.ts';
@@ -101,7 +102,9 @@ export class StableDiffusionPipeline {
     const onnxBefore = this.clock.runMs;
     const { scheduler, entry } = createScheduler(options.scheduler, this.config.schedulerConfig);
     const settings = this.checkInputs(options, entry.name);
-    const doGuidance = settings.guidanceScale > 1;
+    // An LCM U-Net takes the guidance as an embedding instead of a second, unconditional batch.
+    const timeCondition = this.unet.timeCondition && this.unet.timeConditionTensor(lcmGuidanceCondition(settings.guidanceScale, this.unet.timeCondition.dim));
+    const doGuidance = !timeCondition && settings.guidanceScale > 1;
 
     const tokenizeStarted = performance.now();
     const prompts = options.promptEmbeds ? undefined : await this.tokenizePrompts(settings, doGuidance, options.promptSyntax ?? 'a1111');
@@ -109,7 +112,7 @@ export class StableDiffusionPipeline {
 
     const encodeStarted = performance.now();
     const embedding = prompts ? await this.encodePrompt(prompts.prompt, prompts.negative, doGuidance) : givenEmbedding(options.promptEmbeds!, doGuidance);
-    const conditioning = this.unet.conditioning(embedding, settings);
+    const conditioning = { ...this.unet.conditioning(embedding, settings), ...(timeCondition && { timestep_cond: timeCondition }) };
     const textEncoderMs = performance.now() - encodeStarted;
 
     scheduler.setTimesteps(settings.steps);

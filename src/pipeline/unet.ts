@@ -43,6 +43,8 @@ export class UNet {
     readonly fixedContextLength: number | undefined,
     /** The types of SDXL's `text_embeds` and `time_ids` inputs, when the U-Net has them. */
     private readonly addedConditionTypes: { textEmbeds: FloatType; timeIds: FloatType } | undefined,
+    /** An LCM U-Net's `timestep_cond`: the width and type of its guidance embedding (see lcm.ts). */
+    readonly timeCondition: { dim: number; type: FloatType } | undefined,
   ) {}
 
   /** Whether the U-Net takes SDXL's added conditions (the pooled text embedding and the size ids). */
@@ -57,7 +59,7 @@ export class UNet {
   static async load(modelDir: string, options: ModelLoadOptions): Promise<UNet> {
     const model = await OnnxModel.load(join(modelDir, 'unet', 'model.onnx'), 'unet', options);
     const added = ADDED_CONDITIONS.every((name) => model.hasInput(name));
-    model.expectOnlyInputs(['sample', 'timestep', 'encoder_hidden_states', ...(added ? ADDED_CONDITIONS : [])]);
+    model.expectOnlyInputs(['sample', 'timestep', 'encoder_hidden_states', ...(added ? ADDED_CONDITIONS : []), 'timestep_cond']);
     const sample = model.input('sample');
     const timestep = model.input('timestep');
     const context = model.input('encoder_hidden_states');
@@ -70,6 +72,7 @@ export class UNet {
         ? { height: latentHeight, width: latentWidth }
         : undefined;
     const [, contextLength, width] = context.shape;
+    const timeCondition = model.hasInput('timestep_cond') ? timeConditionOf(model.input('timestep_cond')) : undefined;
     return new UNet(
       model,
       floatTensorType(sample),
@@ -81,6 +84,7 @@ export class UNet {
       typeof width === 'number' && width > 0 ? width : undefined,
       typeof contextLength === 'number' && contextLength > 0 ? contextLength : undefined,
       added ? { textEmbeds: floatTensorType(model.input('text_embeds')), timeIds: floatTensorType(model.input('time_ids')) } : undefined,
+      timeCondition,
     );
   }
 
@@ -100,13 +104,19 @@ export class UNet {
     return feeds;
   }
 
+  /** An LCM U-Net's `timestep_cond` feed for one latent (see lcm.ts), made once per generation. */
+  timeConditionTensor(values: Float32Array): ort.Tensor {
+    if (values.length !== this.timeCondition?.dim) throw new Error(`unet: timestep_cond takes ${this.timeCondition?.dim ?? 'no'} values (got ${values.length})`);
+    return floatTensor(values, [1, values.length], this.timeCondition.type);
+  }
+
   /**
    * Predicts the noise (or v) for `batch` latents stacked in `sample` ([batch, 4, h, w]), each with its own row
-   * of the conditioning (from `conditioning`).
+   * of the conditioning (from `conditioning`; an LCM U-Net's, batch 1, with its `timestep_cond`).
    */
   async predict(sample: Float32Array, size: LatentSize, timestep: number, conditioning: UNetConditioning): Promise<Float32Array> {
     const batch = sample.length / (4 * size.height * size.width);
-    const feeds = {
+    const feeds: Record<string, ort.Tensor> = {
       sample: floatTensor(sample, [batch, 4, size.height, size.width], this.sampleType),
       timestep: this.timestepTensor(timestep, batch),
       ...conditioning,
@@ -136,6 +146,12 @@ export class UNet {
   release(): Promise<void> {
     return this.model.release();
   }
+}
+
+function timeConditionOf(meta: TensorInputMetadata): { dim: number; type: FloatType } {
+  const [, dim] = meta.shape;
+  if (typeof dim !== 'number' || dim <= 0) throw new Error(`unet: timestep_cond has no fixed width (shape [${meta.shape.join(', ')}])`);
+  return { dim, type: floatTensorType(meta) };
 }
 
 function timestepShapeOf(meta: TensorInputMetadata): TimestepShape {
