@@ -36,8 +36,19 @@ export function expectMatch(pixels: Uint8Array, referenceFile: string): void {
   expect(mean).toBeLessThanOrEqual(MEAN_LEVELS);
 }
 
+/** What a fixture's pipeline case asked diffusers for. */
+export interface ReferenceCase {
+  prompt: string;
+  negative_prompt: string | null;
+  seed: number;
+  steps: number;
+  guidance: number;
+  width: number;
+  height: number;
+}
+
 /** A fixture pipeline case as a request: the prompt, seed, steps, guidance and size diffusers used. */
-export function requestOf(entry: { prompt: string; negative_prompt: string | null; seed: number; steps: number; guidance: number; width: number; height: number }): GenerateRequest {
+export function requestOf(entry: ReferenceCase): GenerateRequest {
   return {
     prompt: entry.prompt,
     ...(entry.negative_prompt ? { negativePrompt: entry.negative_prompt } : {}),

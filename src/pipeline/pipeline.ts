@@ -4,9 +4,11 @@ import { parseSeed, TorchGenerator } from '../random/torch-generator.ts';
 import { createScheduler } from '../schedulers/index.ts';
 import { checkModelRunsOn } from './export-operators.ts';
 import { describeModel, readModelConfig, vaeName, type ModelConfig } from './model-config.ts';
+import { LatentPreviewer } from './latent-preview.ts';
 import { lcmGuidanceCondition } from './lcm.ts';
 import type { ExecutionProvider, ModelLoadOptions, OnnxClock } from './onnx-model.ts';
 import { readOnnxOutline } from './onnx-outline.ts';
+import { PreviewSchedule, type PreviewOptions } from './preview-schedule.ts';
 import { PromptEncoder, type PromptEncoderPart, type TokenizedPrompt } from './prompt-encoder.ts';
 import { SDXL_TEXT_ENCODERS, withZeroNegative } from './sdxl-conditioning.ts';
 import { SD_TEXT_ENCODERS, TextEncoder, type TextEmbedding } from './text-encoder.ts';
@@ -33,11 +35,18 @@ export interface PipelineOptions {
   embeddingsDir?: string;
   /** Decode with the VAE in this folder (e.g. an imported TAESD) instead of the model's own. */
   vaeDir?: string;
+  /**
+   * A tiny decoder (an AutoencoderTiny such as TAESD) loaded beside the model's own VAE: previews use it, and so do
+   * requests for `decoder: 'tiny'`.
+   */
+  tinyVaeDir?: string;
 }
 
 export interface GenerateOptions extends GenerateRequest {
   signal?: AbortSignal;
-  onStep?: (progress: StepProgress, latents: Float32Array) => void;
+  onStep?: (progress: StepProgress) => void;
+  /** Pictures of the image forming, decoded every few steps (see PreviewSchedule). */
+  preview?: PreviewOptions;
   /**
    * Conditioning made elsewhere, as diffusers' `prompt_embeds` / `negative_prompt_embeds`: `[77·k, width]` each,
    * the same length (the negative is used only with guidance), and for SDXL `pooled_prompt_embeds` /
@@ -71,6 +80,8 @@ export class StableDiffusionPipeline {
     private readonly textEncoders: readonly TextEncoder[],
     private readonly unet: UNet,
     private readonly vae: VaeDecoder,
+    private readonly tinyVae: VaeDecoder | undefined,
+    private readonly previewer: LatentPreviewer,
     private readonly clock: OnnxClock,
     readonly info: ModelInfo,
   ) {}
@@ -89,12 +100,17 @@ export class StableDiffusionPipeline {
     const unet = await UNet.load(config.dir, loadOptions);
     const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, loadOptions);
     const { stridedNodes } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
-    const described = describeModel(config, { fixedLatentSize: unet.fixedLatentSize, precision: unet.precision, stridedNodes, fixedContextLength: unet.fixedContextLength });
-    const info = options.vaeDir ? { ...described, vae: vaeName(options.vaeDir) } : described;
+    const tinyVae = options.tinyVaeDir ? await VaeDecoder.load(options.tinyVaeDir, loadOptions) : undefined;
+    const previewer = new LatentPreviewer(tinyVae ?? (vae.isTiny ? vae : undefined), vae.scalingFactor);
+    const info: ModelInfo = {
+      ...describeModel(config, { fixedLatentSize: unet.fixedLatentSize, precision: unet.precision, stridedNodes, fixedContextLength: unet.fixedContextLength }),
+      ...(options.vaeDir ? { vae: vaeName(options.vaeDir) } : {}),
+      ...(options.tinyVaeDir ? { tinyDecoder: vaeName(options.tinyVaeDir) } : {}),
+    };
     const prompts = new PromptEncoder(parts, info.maxPromptChunks);
     const embeddings = options.embeddingsDir === undefined ? undefined : new EmbeddingLibrary(options.embeddingsDir);
     const textEncoders = parts.map((part) => part.textEncoder);
-    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoders, unet, vae, clock, info);
+    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoders, unet, vae, tinyVae, previewer, clock, info);
   }
 
   async generate(options: GenerateOptions): Promise<GenerateOutput> {
@@ -123,20 +139,25 @@ export class StableDiffusionPipeline {
 
     const denoiseStarted = performance.now();
     const totalSteps = scheduler.timesteps.length;
+    const previews = options.preview && new PreviewSchedule(options.preview, this.previewer, latentSize);
     for (const [index, timestep] of scheduler.timesteps.entries()) {
       throwIfAborted(options.signal);
       const modelInput = scheduler.scaleModelInput(latents, timestep);
       const batchInput = doGuidance ? concat(modelInput, modelInput) : modelInput;
       const prediction = await this.unet.predict(batchInput, latentSize, timestep, conditioning);
       const noise = doGuidance ? applyGuidance(prediction, settings.guidanceScale) : prediction;
-      latents = scheduler.step(noise, timestep, latents, { generator }).prevSample;
-      options.onStep?.({ step: index + 1, totalSteps }, latents);
+      const { prevSample, predOriginalSample } = scheduler.step(noise, timestep, latents, { generator });
+      latents = prevSample;
+      const progress = { step: index + 1, totalSteps };
+      options.onStep?.(progress);
+      await previews?.afterStep(progress, predOriginalSample ?? latents);
     }
     const denoiseMs = performance.now() - denoiseStarted;
 
     throwIfAborted(options.signal);
     const vaeStarted = performance.now();
-    const image = await this.vae.decode(latents, latentSize);
+    const decoder = this.usesTinyDecoder(options) ? this.tinyVae! : this.vae;
+    const image = await decoder.decode(latents, latentSize);
     const vaeMs = performance.now() - vaeStarted;
 
     const timings = {
@@ -161,7 +182,12 @@ export class StableDiffusionPipeline {
   }
 
   async release(): Promise<void> {
-    await Promise.all([...this.textEncoders.map((encoder) => encoder.release()), this.unet.release(), this.vae.release()]);
+    await Promise.all([...this.textEncoders.map((encoder) => encoder.release()), this.unet.release(), this.vae.release(), this.tinyVae?.release()]);
+  }
+
+  /** Whether a request gets the tiny decoder: when it asks for it and one is loaded (else the model's own VAE). */
+  private usesTinyDecoder(request: GenerateRequest): boolean {
+    return request.decoder === 'tiny' && this.tinyVae !== undefined;
   }
 
   private checkInputs(options: GenerateRequest, schedulerName: string): GenerationSettings {
@@ -188,7 +214,7 @@ export class StableDiffusionPipeline {
       scheduler: schedulerName,
       model: info.name,
       ...(info.loras ? { loras: info.loras } : {}),
-      ...(info.vae ? { vae: info.vae } : {}),
+      ...(this.usesTinyDecoder(options) ? { vae: info.tinyDecoder } : info.vae ? { vae: info.vae } : {}),
     };
   }
 

@@ -30,7 +30,13 @@ export interface GenerateRequest {
   height: number;
   /** A scheduler name from the table (diffusers class name or AUTOMATIC1111 name); the model's own when absent. */
   scheduler?: string;
+  /** `tiny`: decode with the tiny decoder when one is loaded beside the model (faster, a little less detail). */
+  decoder?: Decoder;
 }
+
+/** How the final latents become the image: the model's own VAE, or a tiny decoder such as TAESD. */
+export type Decoder = 'full' | 'tiny';
+export const DECODERS: readonly Decoder[] = ['full', 'tiny'];
 
 /** The settings a generation actually used, after defaults were applied. */
 export interface GenerationSettings {
@@ -99,4 +105,6 @@ export interface ModelInfo {
   loras?: LoraInfo[];
   /** A VAE other than the model's own (given at import or at load). */
   vae?: string;
+  /** The tiny decoder loaded beside the model's VAE, by name: for previews and requests for `decoder: 'tiny'`. */
+  tinyDecoder?: string;
 }

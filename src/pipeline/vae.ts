@@ -26,13 +26,17 @@ export class VaeDecoder {
     private readonly latentType: FloatType,
     private readonly outputName: string,
     readonly scalingFactor: number,
+    /** An AutoencoderTiny (TAESD): decodes in a few percent of a full VAE's time, at a little less detail. */
+    readonly isTiny: boolean,
   ) {}
 
   static async load(modelDir: string, options: ModelLoadOptions): Promise<VaeDecoder> {
     const model = await OnnxModel.load(join(modelDir, 'vae_decoder', 'model.onnx'), 'vae_decoder', options);
     model.expectOnlyInputs(['latent_sample']);
     const latent = model.input('latent_sample');
-    return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), readScalingFactor(modelDir));
+    const config = readDecoderConfig(modelDir);
+    const scalingFactor = typeof config.scaling_factor === 'number' ? config.scaling_factor : DEFAULT_SCALING_FACTOR;
+    return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), scalingFactor, config._class_name === 'AutoencoderTiny');
   }
 
   async decode(latents: Float32Array, size: LatentSize): Promise<RgbImage> {
@@ -54,15 +58,14 @@ export class VaeDecoder {
   }
 }
 
-function readScalingFactor(modelDir: string): number {
+/** vae_decoder/config.json, which exporters write for the VAE's class and scaling factor (else: AutoencoderKL, 0.18215). */
+function readDecoderConfig(modelDir: string): { scaling_factor?: unknown; _class_name?: unknown } {
   const configPath = join(modelDir, 'vae_decoder', 'config.json');
-  if (!existsSync(configPath)) return DEFAULT_SCALING_FACTOR;
-  const config = JSON.parse(readFileSync(configPath, 'utf8')) as { scaling_factor?: unknown };
-  return typeof config.scaling_factor === 'number' ? config.scaling_factor : DEFAULT_SCALING_FACTOR;
+  return existsSync(configPath) ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
 }
 
 /** Planar [3, H, W] in [-1, 1] → interleaved RGB bytes, as diffusers: numpy round(clamp(x/2 + 0.5, 0, 1) * 255). */
-function toRgb8(planar: Float32Array, width: number, height: number): Uint8Array {
+export function toRgb8(planar: Float32Array, width: number, height: number): Uint8Array {
   const plane = width * height;
   const pixels = new Uint8Array(plane * 3);
   for (let channel = 0; channel < 3; channel++) {

@@ -134,7 +134,8 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     }
     if (this.lowerOrderCount < this.solverOrder) this.lowerOrderCount += 1;
     this.stepIndex = index + 1;
-    return { prevSample };
+    // The ++ algorithms integrate the model's x0 prediction: previews show it.
+    return this.algorithm.endsWith('++') ? { prevSample, predOriginalSample: converted } : { prevSample };
   }
 
   /** diffusers clips lambda(t) from below (`lambda_min_clipped`), which can shorten the schedule's top. */

@@ -146,7 +146,7 @@ export class UniPCMultistepScheduler implements Scheduler {
     const prevSample = this.predict(corrected, index, this.thisOrder);
     if (this.lowerOrderCount < this.solverOrder) this.lowerOrderCount += 1;
     this.stepIndex = index + 1;
-    return { prevSample };
+    return this.predictX0 ? { prevSample, predOriginalSample: converted } : { prevSample };
   }
 
   private convertModelOutput(modelOutput: Float32Array, sample: Float32Array, sigma: number): Float32Array {
