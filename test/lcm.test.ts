@@ -1,10 +1,12 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importModel } from '../src/import/import-model.ts';
+import { type ImportEvent, importModel } from '../src/import/import-model.ts';
 import { lcmGuidanceCondition } from '../src/pipeline/lcm.ts';
 import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
+import type { GenerateRequest } from '../src/pipeline/types.ts';
 import { fixturePath, fixturesPresent, maxAbsDiff, readF32, readFixtureJson } from './fixtures.ts';
 import { expectMatch, type ReferenceCase, requestOf } from './drawing.ts';
 
@@ -51,5 +53,50 @@ describe.runIf(fixturesPresent)('Latent Consistency Models, as diffusers’ Late
     const plain = await pipeline.generate(request);
     expect((await pipeline.generate({ ...request, negativePrompt: 'a cat' })).image.pixels).toEqual(plain.image.pixels);
     expect((await pipeline.generate({ ...request, guidanceScale: 2 })).image.pixels).not.toEqual(plain.image.pixels);
+  });
+});
+
+describe.runIf(fixturesPresent)('LCM-LoRA and --scheduler at import', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'lcm-lora-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function draw(dir: string, request: GenerateRequest) {
+    const pipeline = await StableDiffusionPipeline.fromPretrained(dir);
+    try {
+      return { info: pipeline.info, output: await pipeline.generate(request) };
+    } finally {
+      await pipeline.release();
+    }
+  }
+
+  it('an LCM-LoRA makes the model sample with LCM, as diffusers’ recipe (LCMScheduler from the model’s config)', async () => {
+    const lora = fixturePath('models', 'tiny-sd15-lora.safetensors');
+    const lcmLora = join(root, 'lcm-lora-tiny.safetensors');
+    await copyFile(lora, lcmLora);
+    const events: ImportEvent[] = [];
+    const merged = await importModel({ source: fixturePath('models', 'tiny-sd15'), name: 'lcm', modelsDir: root, loras: [{ path: lcmLora, weight: 1 }] }, { onEvent: (event) => events.push(event) });
+    expect(events.find((event) => event.type === 'plan')).toMatchObject({ notes: expect.arrayContaining([expect.stringMatching(/^LCM-LoRA lcm-lora-tiny\.safetensors: the model samples with LCM/)]) });
+    const plain = await importModel({ source: fixturePath('models', 'tiny-sd15'), name: 'plain', modelsDir: root, loras: [{ path: lora, weight: 1 }] });
+
+    const request = { prompt: 'a dog wearing hat', seed: 5, steps: 4, guidanceScale: 1, width: 64, height: 64 };
+    const lcm = await draw(merged.dir, request);
+    expect(lcm.info).toMatchObject({ defaultScheduler: 'LCM', defaultSteps: 4, defaultGuidance: 1 });
+    expect(lcm.output.settings.scheduler).toBe('LCM');
+    const recipe = await draw(plain.dir, { ...request, scheduler: 'LCM' });
+    expect(recipe.info.defaultScheduler).toBe('PNDM');
+    expect(lcm.output.image.pixels).toEqual(recipe.output.image.pixels);
+  });
+
+  it('--scheduler names the model’s own scheduler; an unknown one is refused before anything is written', async () => {
+    const result = await importModel({ source: fixturePath('models', 'tiny-sd15'), name: 'karras', modelsDir: root, scheduler: 'DPM++ 2M Karras' });
+    const { info } = await draw(result.dir, { prompt: 'x', seed: 1, steps: 2, guidanceScale: 7.5, width: 64, height: 64 });
+    expect(info.defaultScheduler).toBe('DPM++ 2M Karras');
+    await expect(importModel({ source: fixturePath('models', 'tiny-sd15'), name: 'nope', modelsDir: root, scheduler: 'Warp drive' })).rejects.toThrow(/Unknown scheduler "Warp drive"/);
+    expect(existsSync(join(root, 'nope'))).toBe(false);
   });
 });

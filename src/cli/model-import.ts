@@ -35,10 +35,11 @@ const SPEC = {
       type: 'string',
       multiple: true,
       value: 'FILE[:WEIGHT]',
-      help: 'Merge a LoRA (kohya / AUTOMATIC1111 or diffusers / PEFT format) at WEIGHT (default 1).',
+      help: 'Merge a LoRA (kohya / AUTOMATIC1111 or diffusers / PEFT format) at WEIGHT (default 1). An LCM-LoRA (a file or folder named lcm…) makes a 4-step model sampled with LCM.',
     },
     revision: { type: 'string', value: 'REV', help: 'Branch, tag or commit of a hub repository.', default: 'main' },
     subfolder: { type: 'string', value: 'DIR', help: 'Folder of a hub repository that holds the model.' },
+    scheduler: { type: 'string', value: 'NAME', help: 'The model\'s own scheduler (e.g. "Euler a", "DPM++ 2M Karras", LCM), built from its config.' },
     force: { type: 'boolean', help: 'Replace an installed model of the same name.' },
   },
   notes: [
@@ -78,6 +79,7 @@ function readCommandLine({ values, positionals }: CommandLine<typeof SPEC.flags>
     precision,
     vae: values.vae,
     loras: (values.lora ?? []).map(parseLora),
+    scheduler: values.scheduler,
     force: values.force ?? false,
   };
   return fromHub ? { request, hub: { repo: source, revision: values.revision, subfolder: values.subfolder } } : { request };

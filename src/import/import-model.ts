@@ -1,13 +1,15 @@
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { textEncoderParameters, unetParameters, vaeParameters, writeTextEncoder, writeUNet, writeVae } from '../graphs/components.ts';
+import type { ConfigJson } from '../graphs/configs.ts';
 import type { AttentionKind, ParameterSpec, Precision } from '../graphs/onnx-graph.ts';
 import { type ComponentName, clipTokenizerConfigFiles, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
 import { EXTERNAL_DATA_FILE, countValues } from '../graphs/write-graph.ts';
 import { checkModelName, defaultModelsDir } from '../models/installed.ts';
 import { placeModel } from '../models/pull.ts';
 import { FUSED_ATTENTION_MARKER, IMPORT_MANIFEST_FILE, type ImportManifest } from '../pipeline/model-config.ts';
+import { resolveSchedulerName } from '../schedulers/index.ts';
 import { unetLdmKey } from './ldm-keys.ts';
 import { type LoraMatch, type LoraRequest, LoraSet } from './lora.ts';
 import { type ImportPlan, type PipelinePlan, type PlanOptions, planImport, planVae } from './plan.ts';
@@ -23,6 +25,11 @@ export interface ImportRequest extends PlanOptions {
   /** Another VAE (folder or .safetensors) in place of the model's own. */
   vae?: string;
   loras?: LoraRequest[];
+  /**
+   * The model's own scheduler (a name from the scheduler table): its config is the source's with this class and
+   * the name's settings. An LCM-LoRA among the LoRAs implies LCM.
+   */
+  scheduler?: string;
   /** Replace an installed model of the same name. */
   force?: boolean;
   /** Written into the manifest: where the source came from when it was downloaded (a hub repository). */
@@ -81,11 +88,13 @@ export async function importModel(request: ImportRequest, options: ImportOptions
   const vaePlan = request.vae ? openReplacementVae(plan, request) : undefined;
   try {
     if (plan.kind === 'vae' && (request.loras?.length ?? 0) > 0) throw new Error('LoRAs change a model, not a VAE: import the model with --lora');
+    if (plan.kind === 'vae' && request.scheduler !== undefined) throw new Error('--scheduler sets a model\'s scheduler; the source is a VAE');
     const loras = plan.kind === 'pipeline' ? matchLoras(plan, request.loras ?? []) : undefined;
+    const scheduler = plan.kind === 'pipeline' ? schedulerFor(plan, request) : undefined;
     const emit = options.onEvent ?? (() => {});
     // A downloaded source is named by where it came from, not by the folder it was downloaded to.
     const description = request.origin ? `${request.origin.repo} (PyTorch ${plan.kind === 'vae' ? 'VAE' : 'weights'})` : plan.description;
-    emit({ type: 'plan', description, notes: [...plan.notes, ...(vaePlan?.notes ?? [])], loras: loras?.matches ?? [] });
+    emit({ type: 'plan', description, notes: [...plan.notes, ...(vaePlan?.notes ?? []), ...(scheduler?.note ? [scheduler.note] : [])], loras: loras?.matches ?? [] });
     const tokenizerDir = plan.kind === 'pipeline' ? await tokenizerFor(plan, modelsDir, options, emit) : undefined;
 
     const staging = join(modelsDir, `.${name}${STAGING_SUFFIX}`);
@@ -129,7 +138,7 @@ export async function importModel(request: ImportRequest, options: ImportOptions
       await step('vae', bytesOf(vaeParameters(vae.config), vaePrecision), () =>
         writeVae(staging, vae.config, { ...common('vae'), precision: vaePrecision, weights: vae.weights }),
       );
-      if (plan.kind === 'pipeline') await writePipelineFiles(staging, plan, tokenizerDir!, request, attention);
+      if (plan.kind === 'pipeline') await writePipelineFiles(staging, plan, scheduler!.config, tokenizerDir!, request, attention);
 
       const manifest: ImportManifest = {
         source: request.origin?.repo ?? request.source,
@@ -138,7 +147,7 @@ export async function importModel(request: ImportRequest, options: ImportOptions
         kind: plan.kind,
         precision,
         attention,
-        ...(plan.kind === 'pipeline' ? { prediction: String(plan.scheduler.prediction_type ?? 'epsilon') } : {}),
+        ...(scheduler ? { prediction: String(scheduler.config.prediction_type ?? 'epsilon') } : {}),
         ...(vaePlan ? { vae: { source: request.vae!, description: vaePlan.description } } : {}),
         loras: (loras?.matches ?? []).map(({ name: loraName, weight }) => ({ name: loraName, weight })),
         importedAt: new Date().toISOString(),
@@ -189,6 +198,24 @@ function matchLoras(plan: PipelinePlan, requests: readonly LoraRequest[]): LoraS
   ]);
 }
 
+/** LCM-LoRAs (latent-consistency/lcm-lora-*) are named for what they are; the weights alone do not tell. */
+const LCM_LORA_NAME = /lcm/i;
+
+/**
+ * The scheduler config to write: the source's, or with --scheduler that class built from it (as diffusers'
+ * `Class.from_config(config, **overrides)`). An LCM-LoRA turns the model into a few-step one sampled with LCM,
+ * as diffusers' LCM-LoRA recipe does (`pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)`).
+ */
+function schedulerFor(plan: PipelinePlan, request: ImportRequest): { config: ConfigJson; note?: string } {
+  const lcmLora = (request.loras ?? []).find(({ path }) => LCM_LORA_NAME.test(basename(path)) || (/^pytorch_lora_weights\./.test(basename(path)) && LCM_LORA_NAME.test(basename(dirname(resolve(path))))));
+  const name = request.scheduler ?? (lcmLora ? 'LCM' : undefined);
+  if (name === undefined) return { config: plan.scheduler };
+  const { className, overrides, name: shown } = resolveSchedulerName(name, plan.scheduler);
+  const config = { ...plan.scheduler, ...overrides, _class_name: className };
+  const note = request.scheduler === undefined ? `LCM-LoRA ${basename(lcmLora!.path)}: the model samples with LCM (about 4 steps, guidance 1-2)` : `scheduler: ${shown}`;
+  return { config, note };
+}
+
 /** CLIP's vocabulary: every SD 1.x and 2.x tokenizer has these 49,408 entries and the same merges. */
 const CLIP_VOCABULARY_SIZE = 49408;
 
@@ -212,12 +239,12 @@ async function tokenizerFor(plan: PipelinePlan, modelsDir: string, options: Impo
   throw new Error(`${plan.description} has no tokenizer: pass --config DIR (a diffusers folder of the same family, e.g. the model's original repository)`);
 }
 
-async function writePipelineFiles(staging: string, plan: PipelinePlan, tokenizerDir: string, request: ImportRequest, attention: AttentionKind): Promise<void> {
-  const schedulerClass = String(plan.scheduler._class_name ?? 'PNDMScheduler');
+async function writePipelineFiles(staging: string, plan: PipelinePlan, scheduler: ConfigJson, tokenizerDir: string, request: ImportRequest, attention: AttentionKind): Promise<void> {
+  const schedulerClass = String(scheduler._class_name ?? 'PNDMScheduler');
   const origin = request.origin?.repo ?? basename(request.source);
   const components: ComponentName[] = ['text_encoder', ...(plan.textEncoder2 ? ['text_encoder_2' as const] : []), 'unet', 'vae_decoder', 'vae_encoder'];
   await mkdir(join(staging, 'scheduler'), { recursive: true });
-  await writeFile(join(staging, 'scheduler', 'scheduler_config.json'), jsonFile(plan.scheduler));
+  await writeFile(join(staging, 'scheduler', 'scheduler_config.json'), jsonFile(scheduler));
   await writeFile(
     join(staging, 'model_index.json'),
     jsonFile(
