@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ImportEvent, importModel } from '../src/import/import-model.ts';
+import { describeInstalledModel } from '../src/models/installed.ts';
 import { lcmGuidanceCondition } from '../src/pipeline/lcm.ts';
 import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
@@ -31,6 +32,13 @@ describe.runIf(fixturesPresent)('Latent Consistency Models, as diffusers’ Late
   afterAll(async () => {
     await pipeline?.release();
     await rm(root, { recursive: true, force: true });
+  });
+
+  it('is described as an LCM: 4 steps, diffusers’ guidance 8.5, up to its distillation schedule’s 50 steps', async () => {
+    const expected = { isLcm: true, defaultScheduler: 'LCM', defaultSteps: 4, defaultGuidance: 8.5, maxSteps: 50 };
+    expect(pipeline.info).toMatchObject(expected);
+    const installed = await describeInstalledModel(pipeline.info.dir);
+    expect(installed).toMatchObject({ type: 'LCM', info: expected });
   });
 
   it('embeds guidance − 1 as the U-Net’s timestep_cond', () => {
@@ -85,7 +93,8 @@ describe.runIf(fixturesPresent)('LCM-LoRA and --scheduler at import', () => {
 
     const request = { prompt: 'a dog wearing hat', seed: 5, steps: 4, guidanceScale: 1, width: 64, height: 64 };
     const lcm = await draw(merged.dir, request);
-    expect(lcm.info).toMatchObject({ defaultScheduler: 'LCM', defaultSteps: 4, defaultGuidance: 1 });
+    expect(lcm.info).toMatchObject({ isLcm: true, defaultScheduler: 'LCM', defaultSteps: 4, defaultGuidance: 1 });
+    expect((await describeInstalledModel(merged.dir)).type).toBe('SD 1.x');
     expect(lcm.output.settings.scheduler).toBe('LCM');
     const recipe = await draw(plain.dir, { ...request, scheduler: 'LCM' });
     expect(recipe.info.defaultScheduler).toBe('PNDM');

@@ -27,6 +27,7 @@ const model: ModelInfo = {
   precision: 'fp32',
   maxPromptChunks: 8,
   isTurbo: false,
+  isLcm: false,
   isTiny: false,
 };
 
@@ -320,6 +321,9 @@ describe('LocalJobQueue count and defaults', () => {
     const turbo = { ...model, name: 'sd-turbo', isTurbo: true, defaultSteps: 1, defaultGuidance: 0, maxSteps: 4 };
     expect(resolveRequests(job('p', { seed: '7' }), withDefaults, turbo)[0]).toMatchObject({ steps: 1, guidanceScale: 0 });
     expect(() => resolveRequests(job('p', { steps: 5 }), withDefaults, turbo)).toThrow('steps must be between 1 and 4 for sd-turbo');
+    const lcm = { ...model, name: 'lcm', isLcm: true, defaultScheduler: 'LCM', defaultSteps: 4, defaultGuidance: 8.5, maxSteps: 50 };
+    expect(resolveRequests(job('p', { seed: '7' }), withDefaults, lcm)[0]).toMatchObject({ steps: 4, guidanceScale: 8.5 });
+    expect(resolveRequests(job('p', { seed: '7', steps: 8, guidance: 2 }), withDefaults, lcm)[0]).toMatchObject({ steps: 8, guidanceScale: 2 });
   });
 
   it('names each option a client sent out of range', () => {

@@ -134,14 +134,19 @@ export interface StepRange {
   default: number;
 }
 
+/** Distilled to draw in a few steps (SD-Turbo, LCM): the operator's defaults, meant for other models, do not apply. */
+function isFewStep(model: ModelInfo): boolean {
+  return model.isTurbo || model.isLcm;
+}
+
 export function stepRange(policy: GenerationPolicy, model: ModelInfo): StepRange {
   const max = Math.min(policy.maxSteps, model.maxSteps);
-  const configured = model.isTurbo ? undefined : policy.defaultSteps;
+  const configured = isFewStep(model) ? undefined : policy.defaultSteps;
   return { max, default: Math.min(configured ?? model.defaultSteps, max) };
 }
 
 export function defaultGuidance(policy: GenerationPolicy, model: ModelInfo): number {
-  return model.isTurbo ? model.defaultGuidance : (policy.defaultGuidance ?? model.defaultGuidance);
+  return isFewStep(model) ? model.defaultGuidance : (policy.defaultGuidance ?? model.defaultGuidance);
 }
 
 /** Checks what needs no model: prompt lengths, count, seed. Throws OptionError. */

@@ -21,7 +21,7 @@ export interface PullManifest {
 export interface InstalledModel {
   name: string;
   dir: string;
-  /** "SD 1.x", "SD 2.x", "SD-Turbo", "SDXL", "SDXL-Turbo" or "tiny test model". */
+  /** "SD 1.x", "SD 2.x", "SD-Turbo", "SDXL", "SDXL-Turbo", "LCM" or "tiny test model". */
   type: string;
   precision: 'fp32' | 'fp16';
   /** Bytes on disk. */
@@ -117,12 +117,13 @@ export async function describeInstalledModel(dir: string): Promise<InstalledMode
   const fixedLatentSize = typeof height === 'number' && typeof width === 'number' && height > 0 && width > 0 ? { height, width } : undefined;
   const [, contextLength, contextWidth] = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape ?? [];
   const fixedContextLength = typeof contextLength === 'number' && contextLength > 0 ? contextLength : undefined;
-  const info = describeModel(config, { fixedLatentSize, precision, stridedNodes, fixedContextLength });
+  const guidanceEmbedding = inputs.some((input) => input.name === 'timestep_cond');
+  const info = describeModel(config, { fixedLatentSize, precision, stridedNodes, fixedContextLength, guidanceEmbedding });
   const type = info.isTiny
     ? 'tiny test model'
     : config.sdxl
       ? info.isTurbo ? 'SDXL-Turbo' : 'SDXL'
-      : info.isTurbo ? 'SD-Turbo' : await family(config.dir, typeof contextWidth === 'number' ? contextWidth : undefined);
+      : info.isTurbo ? 'SD-Turbo' : guidanceEmbedding ? 'LCM' : await family(config.dir, typeof contextWidth === 'number' ? contextWidth : undefined);
   const manifest = (await readJsonIfPresent(join(config.dir, PULL_MANIFEST_FILE))) as PullManifest | undefined;
   const imported = (await readJsonIfPresent(join(config.dir, IMPORT_MANIFEST_FILE))) as ImportManifest | undefined;
   return {

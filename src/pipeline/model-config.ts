@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { CHUNK_LENGTH } from '../prompt/chunker.ts';
 import { MAX_PROMPT_CHUNKS } from '../prompt/prompt-tokens.ts';
+import { LCM_DEFAULTS } from '../schedulers/lcm.ts';
 import { schedulerDisplayName } from '../schedulers/index.ts';
 import type { ModelInfo } from './types.ts';
 import type { LatentSize } from './unet.ts';
@@ -113,15 +114,18 @@ export interface UnetStructure {
   stridedNodes: number;
   /** Set when the graph was exported for one encoder_hidden_states length only (77: one chunk of a prompt). */
   fixedContextLength?: number;
+  /** It takes the guidance as an embedding (`timestep_cond`): a Latent Consistency Model. */
+  guidanceEmbedding: boolean;
 }
 
 /** What callers may ask of this model: native size, size multiple, defaults for steps, guidance and scheduler. */
-export function describeModel(config: ModelConfig, { fixedLatentSize, precision, stridedNodes, fixedContextLength }: UnetStructure): ModelInfo {
+export function describeModel(config: ModelConfig, { fixedLatentSize, precision, stridedNodes, fixedContextLength, guidanceEmbedding }: UnetStructure): ModelInfo {
   const scheduler = config.schedulerConfig;
   const className = String(scheduler._class_name ?? 'PNDMScheduler');
   const predictionType = (scheduler.prediction_type ?? 'epsilon') as ModelInfo['predictionType'];
   const isTurbo = scheduler.timestep_spacing === 'trailing' || config.origins.some((origin) => /turbo/i.test(origin));
-  const isLcm = className === 'LCMScheduler';
+  // An LCM, or a model with an LCM-LoRA merged in (see model:import): LCM sampling in about 4 steps.
+  const isLcm = className === 'LCMScheduler' || guidanceEmbedding;
 
   const sampleSize = config.unetConfig?.sample_size;
   const nativeLatent =
@@ -143,16 +147,24 @@ export function describeModel(config: ModelConfig, { fixedLatentSize, precision,
     fixedSize: fixedLatentSize !== undefined,
     defaultScheduler: schedulerDisplayName(className, scheduler),
     defaultSteps: isTurbo ? 1 : isLcm ? 4 : 20,
-    defaultGuidance: isTurbo ? 0 : isLcm ? 1 : 7.5,
-    maxSteps: isTurbo ? 4 : 150,
+    // diffusers' defaults: LatentConsistencyModelPipeline's 8.5 (embedded, no second batch); LCM-LoRAs are made for 1 to 2.
+    defaultGuidance: isTurbo ? 0 : guidanceEmbedding ? 8.5 : isLcm ? 1 : 7.5,
+    // LCMScheduler draws its timesteps from the distillation's schedule, and takes no more steps than it has.
+    maxSteps: isTurbo ? 4 : isLcm ? lcmScheduleLength(scheduler) : 150,
     predictionType,
     precision,
     maxPromptChunks: fixedContextLength === undefined ? MAX_PROMPT_CHUNKS : Math.max(1, Math.floor(fixedContextLength / (CHUNK_LENGTH + 2))),
     isTurbo,
+    isLcm,
     isTiny: config.isTiny,
     ...(config.imported?.loras.length ? { loras: config.imported.loras } : {}),
     ...(config.imported?.vae ? { vae: vaeName(config.imported.vae.source) } : {}),
   };
+}
+
+function lcmScheduleLength(scheduler: Record<string, unknown>): number {
+  const steps = scheduler.original_inference_steps;
+  return typeof steps === 'number' && Number.isInteger(steps) && steps > 0 ? steps : LCM_DEFAULTS.original_inference_steps;
 }
 
 /** How a VAE is named in the parameters and the embed: its folder or file name. */

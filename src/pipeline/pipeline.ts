@@ -103,7 +103,7 @@ export class StableDiffusionPipeline {
     const tinyVae = options.tinyVaeDir ? await VaeDecoder.load(options.tinyVaeDir, loadOptions) : undefined;
     const previewer = new LatentPreviewer(tinyVae ?? (vae.isTiny ? vae : undefined), vae.scalingFactor);
     const info: ModelInfo = {
-      ...describeModel(config, { fixedLatentSize: unet.fixedLatentSize, precision: unet.precision, stridedNodes, fixedContextLength: unet.fixedContextLength }),
+      ...describeModel(config, { fixedLatentSize: unet.fixedLatentSize, precision: unet.precision, stridedNodes, fixedContextLength: unet.fixedContextLength, guidanceEmbedding: unet.timeCondition !== undefined }),
       ...(options.vaeDir ? { vae: vaeName(options.vaeDir) } : {}),
       ...(options.tinyVaeDir ? { tinyDecoder: vaeName(options.tinyVaeDir) } : {}),
     };

@@ -99,6 +99,8 @@ export interface ModelInfo {
   maxPromptChunks: number;
   /** A distilled few-step model (SD-Turbo style): 1-4 steps, guidance 0. */
   isTurbo: boolean;
+  /** Samples with LCM in about 4 steps: a Latent Consistency Model, or a model with an LCM-LoRA merged in. */
+  isLcm: boolean;
   /** True for the project's generated tiny model, which draws noise, not pictures. */
   isTiny: boolean;
   /** LoRAs merged into the model when it was imported. */
