@@ -230,7 +230,7 @@ describe('model:pull against a mock hub', () => {
     expect(await autoPull({ preset: 'sd-turbo', modelsDir, hub: settings() })).toBe(dir);
     expect(hub.log).toEqual([]);
     expect(await autoPull({ preset: '', modelsDir })).toBeUndefined();
-    await expect(autoPull({ preset: 'sd-9', modelsDir })).rejects.toThrow(/AUTO_PULL=sd-9 is not a preset; use one of sd-turbo, sd-1\.5/);
+    await expect(autoPull({ preset: 'sd-9', modelsDir })).rejects.toThrow(/AUTO_PULL=sd-9 is not a preset; use one of sd-turbo, lcm-dreamshaper, sd-1\.5/);
   });
 
   it('model:pull --auto pulls the AUTO_PULL preset unless it is installed, and nothing without AUTO_PULL', async () => {
