@@ -56,6 +56,7 @@ describe('readOnnxOutline', () => {
     // As many stride-2 convolutions as the config's resolutions less one.
     const config = JSON.parse(readFileSync(join(modelsDir, name, 'unet', 'config.json'), 'utf8'));
     expect(outline.stridedNodes).toBe(config.block_out_channels.length - 1);
+    expect(outline.float16Weights).toBe(name === 'tiny-fp16');
   });
 
   it('without unet/config.json, takes the size rule from the graph: a two-resolution U-Net draws 96x64', async () => {
@@ -85,6 +86,8 @@ describe('installed models', () => {
     const models = await listInstalledModels(modelsDir);
     expect(models.map((model) => model.name)).toEqual(['tiny-fp16', 'tiny-fp32']);
     for (const model of models) {
+      // Before loading: on the CPU, an fp16 model's first load adds its float32 copy.
+      const bytes = bytesOnDisk(model.dir);
       const pipeline = await StableDiffusionPipeline.fromPretrained(model.dir);
       const { info } = pipeline;
       await pipeline.release();
@@ -94,7 +97,7 @@ describe('installed models', () => {
         defaultScheduler: info.defaultScheduler,
         nativeWidth: info.nativeWidth,
         nativeHeight: info.nativeHeight,
-        bytes: bytesOnDisk(model.dir),
+        bytes,
       });
       expect(model.info).toEqual(info);
     }

@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
+import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { writeTinyModel, type TinyModelOptions } from '../src/tiny-model/index.ts';
 import { pixelDifference } from './fixtures.ts';
 
@@ -11,10 +11,10 @@ const SMALL = { width: 32, height: 32, guidanceScale: 7.5 };
 const root = mkdtempSync(join(tmpdir(), 'imagine-pipeline-'));
 const pipelines = new Map<string, StableDiffusionPipeline>();
 
-async function load(name: string, options: TinyModelOptions = {}): Promise<StableDiffusionPipeline> {
+async function load(name: string, options: TinyModelOptions = {}, pipelineOptions: PipelineOptions = {}): Promise<StableDiffusionPipeline> {
   const dir = join(root, name);
   await writeTinyModel(dir, options);
-  const pipeline = await StableDiffusionPipeline.fromPretrained(dir);
+  const pipeline = await StableDiffusionPipeline.fromPretrained(dir, pipelineOptions);
   pipelines.set(name, pipeline);
   return pipeline;
 }
@@ -122,12 +122,34 @@ describe('exporter variations', () => {
     expect(meanAbsDifference(variant.image.pixels, reference.image.pixels)).toBeLessThan(0.01);
   });
 
-  it('fp16 model matches fp32 within 2 levels per pixel on average', async () => {
-    const fp16 = await load('fp16', { precision: 'fp16', timestepType: 'float16' });
+  it('fp16 model, run as it is (as on a GPU), matches fp32 within 2 levels per pixel on average', async () => {
+    const fp16 = await load('fp16', { precision: 'fp16', timestepType: 'float16' }, { float32OnCpu: false });
     expect(fp16.info.precision).toBe('fp16');
     const reference = await fp32.generate(request);
     const half = await fp16.generate(request);
     expect(meanAbsDifference(half.image.pixels, reference.image.pixels)).toBeLessThan(2);
+  });
+
+  it('on the CPU, an fp16 model runs as its float32 copy, made once beside each graph and made again when a graph changes', async () => {
+    const widened = await load('fp16-widened', { precision: 'fp16', timestepType: 'float16', unetExternalData: 'weights.pb' });
+    // The model stays fp16; it runs in float32, where its attention can be fused.
+    expect(widened.info.precision).toBe('fp16');
+    expect(widened.fusedAttentions.unet).toBeGreaterThan(0);
+    const dir = join(root, 'fp16-widened');
+    for (const component of ['text_encoder', 'unet', 'vae_decoder']) {
+      expect(readdirSync(join(dir, component, '.float32')).sort()).toEqual(['model.onnx', 'model.onnx_data', 'source.json']);
+    }
+    const copy = join(dir, 'unet', '.float32', 'model.onnx');
+    const madeAt = statSync(copy).mtimeMs;
+    const reference = await fp32.generate(request);
+    expect(meanAbsDifference((await widened.generate(request)).image.pixels, reference.image.pixels)).toBeLessThan(1);
+
+    const again = await StableDiffusionPipeline.fromPretrained(dir);
+    pipelines.set('fp16-widened-again', again);
+    expect(statSync(copy).mtimeMs).toBe(madeAt);
+    utimesSync(join(dir, 'unet', 'model.onnx'), new Date(), new Date(Date.now() + 5_000));
+    pipelines.set('fp16-widened-changed', await StableDiffusionPipeline.fromPretrained(dir));
+    expect(statSync(copy).mtimeMs).not.toBe(madeAt);
   });
 
   it('reads the VAE scaling factor from vae_decoder/config.json', async () => {
@@ -157,8 +179,8 @@ describe('attention fusion', () => {
     expect(meanAbsDifference(fused.image.pixels, reference.image.pixels)).toBeLessThan(0.01);
   });
 
-  it('leaves an fp16 model unfused (no CPU kernel) and still generates', async () => {
-    const fp16 = await load('fp16-unfused', { precision: 'fp16' });
+  it('leaves an fp16 model run as it is unfused (no CPU kernel) and still generates', async () => {
+    const fp16 = await load('fp16-unfused', { precision: 'fp16' }, { float32OnCpu: false });
     expect(fp16.fusedAttentions.unet).toBe(0);
     expect((await fp16.generate(request)).image.pixels).toHaveLength(32 * 32 * 3);
   });

@@ -87,7 +87,7 @@ describe('text encoder with token-embedding overrides', () => {
   it.each([['fp16'], ['int64 ids']])('is added to the %s tiny model too', async (variant) => {
     const dir = join(root, variant.replace(' ', '-'));
     await writeTinyModel(dir, variant === 'fp16' ? { precision: 'fp16' } : { inputIdsType: 'int64' });
-    const encoder = await TextEncoder.load(dir, { executionProvider: 'cpu', clock, fuseAttention: false });
+    const encoder = await TextEncoder.load(dir, { executionProvider: 'cpu', clock, fuseAttention: false, float32OnCpu: false });
     try {
       const ids = tokenizer.encode('a red dog');
       const [red, dog] = tokenizer.tokenize('red dog');

@@ -109,10 +109,10 @@ async function family(dir: string, contextWidth: number | undefined): Promise<'S
 /** Describes the model in `dir` from its files alone (JSON configs and the U-Net's declared inputs). */
 export async function describeInstalledModel(dir: string): Promise<InstalledModel> {
   const config = readModelConfig(dir);
-  const { inputs, stridedNodes } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
+  const { inputs, stridedNodes, float16Weights } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
   const sample = inputs.find((input) => input.name === 'sample');
   if (!sample) throw new Error(`unet/model.onnx has no "sample" input (inputs: ${inputs.map((input) => input.name).join(', ')})`);
-  const precision = sample.elemType === ONNX_FLOAT16 ? 'fp16' : 'fp32';
+  const precision = float16Weights ? 'fp16' : 'fp32';
   const [, , height, width] = sample.shape;
   const fixedLatentSize = typeof height === 'number' && typeof width === 'number' && height > 0 && width > 0 ? { height, width } : undefined;
   const [, contextLength, contextWidth] = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape ?? [];

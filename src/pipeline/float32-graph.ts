@@ -1,10 +1,11 @@
-import { closeSync, openSync, readSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { closeSync, existsSync, openSync, readSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import { ExternalDataFile } from '../graphs/external-data.ts';
 import { float16ToFloat32 } from './float16.ts';
+import { readOnnxOutline } from './onnx-outline.ts';
 
 // onnx-proto is CommonJS (module.exports = root), so its namespace is reached through the default export.
 const { onnx } = onnxProto;
@@ -14,6 +15,31 @@ type GraphProto = OnnxTypes.IGraphProto;
 type TensorProto = OnnxTypes.ITensorProto;
 
 const DATA_FILE = 'model.onnx_data';
+/** Where the float32 copy of `<component>/model.onnx` goes: `<component>/.float32/`. */
+const COPY_DIR = '.float32';
+/** Beside the copy: the size and time of the file it was made from, so a replaced source is converted again. */
+const SOURCE_STAMP = 'source.json';
+
+/**
+ * The graph file to run on the CPU: `path` itself, or for a graph with float16 weights its float32 copy, written
+ * once beside it (and again when the source changes). Where that cannot be written (a read-only folder), the
+ * graph as it is: slower, but it runs.
+ */
+export async function graphForCpu(path: string): Promise<string> {
+  if (!(await readOnnxOutline(path)).float16Weights) return path;
+  const copyDir = join(dirname(path), COPY_DIR);
+  const copy = join(copyDir, 'model.onnx');
+  const { size, mtimeMs } = await stat(path);
+  const stamp = JSON.stringify({ size, mtimeMs });
+  if (existsSync(copy) && (await readFile(join(copyDir, SOURCE_STAMP), 'utf8').catch(() => '')) === stamp) return copy;
+  try {
+    await writeFloat32Graph(path, copyDir, { [SOURCE_STAMP]: stamp });
+    return copy;
+  } catch (error) {
+    if (['EACCES', 'EPERM', 'EROFS', 'ENOSPC'].includes((error as NodeJS.ErrnoException).code ?? '')) return path;
+    throw error;
+  }
+}
 /** Tensors smaller than this stay inside model.onnx, as onnx.save_model(save_as_external_data=True) does. */
 const EXTERNAL_THRESHOLD_BYTES = 1024;
 
@@ -24,22 +50,28 @@ const EXTERNAL_THRESHOLD_BYTES = 1024;
  * float32 throughout (BENCHMARKS.md). Widening is exact, so the result computes what the fp16 graph approximates.
  * Memory holds the graph and one tensor at a time besides the source file; the folder appears only when complete.
  */
-export async function writeFloat32Graph(sourcePath: string, targetDir: string): Promise<void> {
+export async function writeFloat32Graph(sourcePath: string, targetDir: string, extraFiles: Record<string, string> = {}): Promise<void> {
   const model = onnx.ModelProto.decode(await readFile(sourcePath));
-  const staging = `${targetDir}.writing`;
+  const staging = `${targetDir}.writing-${process.pid}`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
-  const output = ExternalDataFile.create(join(staging, DATA_FILE), DATA_FILE);
-  const sources = new SourceData(dirname(sourcePath));
   try {
-    widenGraph(model.graph!, (tensor) => placeTensor(tensor, sources, output));
-  } finally {
-    sources.close();
-    output.close();
+    const output = ExternalDataFile.create(join(staging, DATA_FILE), DATA_FILE);
+    const sources = new SourceData(dirname(sourcePath));
+    try {
+      widenGraph(model.graph!, (tensor) => placeTensor(tensor, sources, output));
+    } finally {
+      sources.close();
+      output.close();
+    }
+    await writeFile(join(staging, 'model.onnx'), onnx.ModelProto.encode(model).finish());
+    for (const [name, contents] of Object.entries(extraFiles)) await writeFile(join(staging, name), contents);
+    await rm(targetDir, { recursive: true, force: true });
+    await rename(staging, targetDir);
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
   }
-  await writeFile(join(staging, 'model.onnx'), onnx.ModelProto.encode(model).finish());
-  await rm(targetDir, { recursive: true, force: true });
-  await rename(staging, targetDir);
 }
 
 /** Widens every float16 type in `graph` and its subgraphs; `place` stores each (widened) tensor's data. */

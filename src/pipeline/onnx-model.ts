@@ -6,6 +6,7 @@ import type { onnx as OnnxTypes } from 'onnx-proto';
 import ort from 'onnxruntime-node';
 import { fuseAttention } from './attention-fusion.ts';
 import { float16ToFloat32, float32ToFloat16 } from './float16.ts';
+import { graphForCpu } from './float32-graph.ts';
 import { providerStartFailure } from './provider-check.ts';
 
 // onnx-proto is CommonJS (module.exports = root), so its namespace is reached through the default export.
@@ -32,6 +33,8 @@ export interface ModelLoadOptions {
    * the same numbers to float rounding, without the score matrices that dominate SD's memory at 512x512.
    */
   fuseAttention: boolean;
+  /** On the CPU, run a graph with float16 weights as its float32 copy (default true; see float32-graph.ts). */
+  float32OnCpu?: boolean;
 }
 
 /** One ONNX graph of the model (text encoder, U-Net, VAE decoder) with its inputs described by the session. */
@@ -48,6 +51,7 @@ export class OnnxModel {
   static async load(path: string, label: string, options: ModelLoadOptions, edit?: GraphEdit): Promise<OnnxModel> {
     if (!existsSync(path)) throw new Error(`${label}: missing ${path}`);
     try {
+      if (options.executionProvider === 'cpu' && (options.float32OnCpu ?? true)) path = await graphForCpu(path);
       let fusedAttentions = 0;
       const fuse = options.fuseAttention && options.executionProvider === 'cpu';
       const fusion: GraphEdit | undefined = fuse ? (model) => (fusedAttentions = fuseAttention(model)) > 0 : undefined;

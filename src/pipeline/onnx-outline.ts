@@ -20,6 +20,8 @@ export interface OnnxOutline {
   stridedNodes: number;
   /** The types of onnxruntime's own operators (domain com.microsoft) the graph uses, each once: fused kernels some providers lack. */
   microsoftOperators: string[];
+  /** It stores weights as float16 (an fp16 export, including those whose inputs and outputs stay float32). */
+  float16Weights: boolean;
 }
 
 // Field numbers from onnx.proto: ModelProto.graph = 7; GraphProto.node = 1, .input = 11; NodeProto.op_type = 4,
@@ -27,7 +29,9 @@ export interface OnnxOutline {
 // Tensor.elem_type = 1, .shape = 2; TensorShapeProto.dim = 1; Dimension.dim_value = 1, .dim_param = 2.
 const MODEL_GRAPH = 7;
 const GRAPH_NODE = 1;
+const GRAPH_INITIALIZER = 5;
 const GRAPH_INPUT = 11;
+const TENSOR_DATA_TYPE = 2;
 const STRIDED_OPS = /(Conv|Pool)$/;
 const MICROSOFT_DOMAIN = 'com.microsoft';
 const WIRE_VARINT = 0;
@@ -184,6 +188,16 @@ function describeNode(node: Buffer): { opType: string; domain: string; strided: 
   return { opType, domain, strided: strided && STRIDED_OPS.test(opType) };
 }
 
+/** A TensorProto's data_type, which writers put before its name and data (fields in number order); 0 when absent. */
+async function tensorDataType(cursor: Cursor, end: number): Promise<number> {
+  while (cursor.position < end) {
+    const key = await cursor.varint();
+    if (Math.floor(key / 8) === TENSOR_DATA_TYPE && (key & 7) === WIRE_VARINT) return cursor.varint();
+    await cursor.skip(key & 7);
+  }
+  return 0;
+}
+
 /**
  * The declared inputs of an ONNX model and its strided nodes, read without loading it: the file is walked field by
  * field and weight data are skipped over, so even a multi-gigabyte graph costs a few reads per node.
@@ -193,7 +207,7 @@ export async function readOnnxOutline(path: string): Promise<OnnxOutline> {
   try {
     const size = (await handle.stat()).size;
     const cursor = new Cursor(handle, 0);
-    const outline: OnnxOutline = { inputs: [], stridedNodes: 0, microsoftOperators: [] };
+    const outline: OnnxOutline = { inputs: [], stridedNodes: 0, microsoftOperators: [], float16Weights: false };
     while (cursor.position < size) {
       const key = await cursor.varint();
       if (Math.floor(key / 8) !== MODEL_GRAPH || (key & 7) !== WIRE_BYTES) {
@@ -205,12 +219,16 @@ export async function readOnnxOutline(path: string): Promise<OnnxOutline> {
       while (cursor.position < graphEnd) {
         const graphKey = await cursor.varint();
         const field = Math.floor(graphKey / 8);
-        if ((field !== GRAPH_INPUT && field !== GRAPH_NODE) || (graphKey & 7) !== WIRE_BYTES) {
+        if ((field !== GRAPH_INPUT && field !== GRAPH_NODE && field !== GRAPH_INITIALIZER) || (graphKey & 7) !== WIRE_BYTES) {
           await cursor.skip(graphKey & 7);
           continue;
         }
         const length = await cursor.varint();
-        if (field === GRAPH_INPUT) {
+        if (field === GRAPH_INITIALIZER) {
+          const end = cursor.position + length;
+          if (!outline.float16Weights && (await tensorDataType(cursor, end)) === ONNX_FLOAT16) outline.float16Weights = true;
+          cursor.position = end;
+        } else if (field === GRAPH_INPUT) {
           if (length > MAX_MESSAGE_BYTES) throw new Error('graph input description is implausibly large');
           outline.inputs.push(parseValueInfo(await cursor.bytes(length)));
         } else if (length > MAX_MESSAGE_BYTES) {

@@ -29,6 +29,8 @@ export interface PipelineOptions {
   executionProvider?: ExecutionProvider;
   /** Fuse the U-Net's and VAE's attention on the CPU (default true; see attention-fusion.ts). */
   fuseAttention?: boolean;
+  /** On the CPU, run fp16 graphs as their float32 copies, made once beside them (default true; see float32-graph.ts). */
+  float32OnCpu?: boolean;
   /** Told the duration of every onnxruntime session.run, by model label ('text_encoder', 'unet', 'vae_decoder'). */
   onOnnxRun?: (label: string, ms: number) => void;
   /** A folder of textual-inversion embeddings (.safetensors), read again whenever its contents change. */
@@ -92,18 +94,30 @@ export class StableDiffusionPipeline {
     const clock: OnnxClock = { runMs: 0, onRun: options.onOnnxRun };
     await checkModelRunsOn(executionProvider, config, options.vaeDir);
     // Graphs the builder wrote fused have nothing to rewrite: skip reading them twice.
-    const loadOptions: ModelLoadOptions = { executionProvider, clock, fuseAttention: (options.fuseAttention ?? true) && !config.builtFused };
+    const loadOptions: ModelLoadOptions = {
+      executionProvider,
+      clock,
+      fuseAttention: (options.fuseAttention ?? true) && !config.builtFused,
+      float32OnCpu: options.float32OnCpu ?? true,
+    };
     const parts: PromptEncoderPart[] = [];
     for (const role of config.sdxl ? SDXL_TEXT_ENCODERS : SD_TEXT_ENCODERS) {
       parts.push({ tokenizer: await ClipTokenizer.fromDirectory(join(config.dir, role.tokenizer)), textEncoder: await TextEncoder.load(config.dir, loadOptions, role) });
     }
     const unet = await UNet.load(config.dir, loadOptions);
     const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, loadOptions);
-    const { stridedNodes } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
+    const { stridedNodes, float16Weights } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
     const tinyVae = options.tinyVaeDir ? await VaeDecoder.load(options.tinyVaeDir, loadOptions) : undefined;
     const previewer = new LatentPreviewer(tinyVae ?? (vae.isTiny ? vae : undefined), vae.scalingFactor);
     const info: ModelInfo = {
-      ...describeModel(config, { fixedLatentSize: unet.fixedLatentSize, precision: unet.precision, stridedNodes, fixedContextLength: unet.fixedContextLength, guidanceEmbedding: unet.timeCondition !== undefined }),
+      ...describeModel(config, {
+        fixedLatentSize: unet.fixedLatentSize,
+        // The model's, as its files hold it (on the CPU an fp16 model runs as its float32 copy).
+        precision: float16Weights ? 'fp16' : 'fp32',
+        stridedNodes,
+        fixedContextLength: unet.fixedContextLength,
+        guidanceEmbedding: unet.timeCondition !== undefined,
+      }),
       ...(options.vaeDir ? { vae: vaeName(options.vaeDir) } : {}),
       ...(options.tinyVaeDir ? { tinyDecoder: vaeName(options.tinyVaeDir) } : {}),
     };

@@ -52,10 +52,6 @@ export class UNet {
     return this.addedConditionTypes !== undefined;
   }
 
-  get precision(): 'fp32' | 'fp16' {
-    return this.sampleType === 'float16' ? 'fp16' : 'fp32';
-  }
-
   static async load(modelDir: string, options: ModelLoadOptions): Promise<UNet> {
     const model = await OnnxModel.load(join(modelDir, 'unet', 'model.onnx'), 'unet', options);
     const added = ADDED_CONDITIONS.every((name) => model.hasInput(name));
