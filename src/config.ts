@@ -5,7 +5,7 @@ import { parseSize, type GenerationPolicy } from './jobs/options.ts';
 import { defaultEmbeddingsDir } from './models/embeddings.ts';
 import { PRESETS } from './models/presets.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from './pipeline/onnx-model.ts';
-import { PROMPT_SYNTAXES } from './pipeline/types.ts';
+import { DECODERS, PROMPT_SYNTAXES } from './pipeline/types.ts';
 import { PROJECT_ROOT } from './runtime.ts';
 
 function isDirectory(path: string): boolean {
@@ -55,6 +55,8 @@ const environmentSchema = z.object({
       ),
   ),
   PROMPT_SYNTAX: z.preprocess(emptyAsUndefined, z.enum(PROMPT_SYNTAXES, { error: `must be one of ${PROMPT_SYNTAXES.join(', ')}` }).default('a1111')),
+  DEFAULT_DECODER: z.preprocess(emptyAsUndefined, z.enum(DECODERS, { error: `must be one of ${DECODERS.join(', ')}` }).default('full')),
+  PREVIEW_EVERY_STEPS: integer(0, 1),
   EMBEDDINGS_DIR: optional(z.string().refine(isDirectory, 'must be an existing folder (of textual-inversion .safetensors files)')),
   MAX_QUEUE: integer(1, 20),
   MAX_JOBS_PER_USER: integer(1, 2),
@@ -199,6 +201,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       defaultSize: e.DEFAULT_SIZE,
       sizes: e.SIZES,
       promptSyntax: e.PROMPT_SYNTAX,
+      defaultDecoder: e.DEFAULT_DECODER,
+      // Never faster than the reply is edited.
+      ...(e.PREVIEW_EVERY_STEPS > 0 && { previews: { everySteps: e.PREVIEW_EVERY_STEPS, minIntervalMs: e.PROGRESS_EDIT_INTERVAL_MS } }),
     },
     embeddingsDir: defaultEmbeddingsDir(env),
     queue: { maxQueue: e.MAX_QUEUE, maxJobsPerUser: e.MAX_JOBS_PER_USER },

@@ -56,6 +56,9 @@ describe('loadConfig', () => {
       PROMPT_SYNTAX: 'plain',
       EMBEDDINGS_DIR: tmpdir(),
       DISCORD_REST_TIMEOUT_MS: '4000',
+      DEFAULT_DECODER: 'tiny',
+      PREVIEW_EVERY_STEPS: '2',
+      PREVIEW_BUDGET_PERCENT: '5',
     });
     expect(config.embeddingsDir).toBe(tmpdir());
     expect(config.discord.apiUrl).toBe('http://127.0.0.1:8080/api');
@@ -74,6 +77,9 @@ describe('loadConfig', () => {
         { width: 96, height: 64 },
       ],
       promptSyntax: 'plain',
+      defaultDecoder: 'tiny',
+      // Previews no faster than the reply is edited.
+      previews: { everySteps: 2, minIntervalMs: 0, maxShare: 0.05 },
     });
     expect(config.queue).toEqual({ maxQueue: 5, maxJobsPerUser: 1 });
     expect(config.timing.interactionTokenTtlMs).toBe(5000);
@@ -91,18 +97,22 @@ describe('loadConfig', () => {
         DISCORD_API_URL: 'localhost',
         PROMPT_SYNTAX: 'midjourney',
         EMBEDDINGS_DIR: '/no/such/folder',
+        DEFAULT_DECODER: 'fastest',
+        PREVIEW_BUDGET_PERCENT: '0',
       });
     } catch (caught) {
       error = caught;
     }
     expect(error).toBeInstanceOf(ConfigError);
     const message = (error as Error).message;
-    for (const name of ['DISCORD_TOKEN', 'DISCORD_APPLICATION_ID', 'EXECUTION_PROVIDER', 'MAX_QUEUE', 'SIZES', 'DISCORD_API_URL', 'PROMPT_SYNTAX', 'EMBEDDINGS_DIR']) {
+    for (const name of ['DISCORD_TOKEN', 'DISCORD_APPLICATION_ID', 'EXECUTION_PROVIDER', 'MAX_QUEUE', 'SIZES', 'DISCORD_API_URL', 'PROMPT_SYNTAX', 'EMBEDDINGS_DIR', 'DEFAULT_DECODER', 'PREVIEW_BUDGET_PERCENT']) {
       expect(message).toMatch(new RegExp(`^  ${name}: `, 'm'));
     }
     expect(message).toContain('"big" is not WIDTHxHEIGHT');
     expect(message).toContain('PROMPT_SYNTAX: must be one of a1111, plain');
     expect(message).toContain('EMBEDDINGS_DIR: must be an existing folder');
+    expect(message).toContain('DEFAULT_DECODER: must be one of full, tiny');
+    expect(message).toContain('PREVIEW_BUDGET_PERCENT: must be more than 0');
   });
 
   it('reads the servers’ ceilings and the bot’s owners, naming a wrong one', () => {

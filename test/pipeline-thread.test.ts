@@ -43,6 +43,30 @@ describe('PipelineThread', () => {
     expect(result.settings).toMatchObject({ prompt: 'a dog wearing hat', negativePrompt: 'cat', seed: '42', steps: 3, scheduler: 'Euler a', model: 'tiny' });
   });
 
+  it('sends previews as small JPEGs, each before the next step and all before the image', async () => {
+    const events: string[] = [];
+    const jpegs: Uint8Array[] = [];
+    const result = await thread.generate(
+      { ...SMALL_REQUEST, steps: 5, width: 64, height: 32, scheduler: 'Euler' },
+      {
+        onStep: ({ step }) => events.push(`step ${step}`),
+        preview: {
+          everySteps: 2,
+          // No budget: on the tiny model a JPEG takes longer than a step.
+          maxShare: Infinity,
+          onPreview: ({ step, totalSteps, jpeg }) => {
+            events.push(`preview ${step}/${totalSteps}`);
+            jpegs.push(jpeg);
+          },
+        },
+      },
+    );
+    expect(events).toEqual(['step 1', 'step 2', 'preview 2/5', 'step 3', 'step 4', 'preview 4/5', 'step 5']);
+    // Linear previews are 8x4 pixels here: scaled up so that Discord shows them at a readable size.
+    for (const jpeg of jpegs) expect(await sharp(jpeg).metadata()).toMatchObject({ format: 'jpeg', width: 384, height: 192 });
+    expect(result.settings.steps).toBe(5);
+  });
+
   it('passes the pipeline error through and keeps serving', async () => {
     await expect(thread.generate({ ...SMALL_REQUEST, width: 50 })).rejects.toThrow(/multiple of 16/);
     const result = await thread.generate(SMALL_REQUEST);

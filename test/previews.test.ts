@@ -99,7 +99,7 @@ describe('previews from a generation on the tiny model', () => {
   it('arrive after the steps asked for, as linear previews at the latents’ size, and change nothing in the image', async () => {
     const request: GenerateRequest = { prompt: 'a red fox', seed: 4, steps: 6, guidanceScale: 7.5, width: 64, height: 32, scheduler: 'Euler' };
     const previews: LatentPreview[] = [];
-    const withPreviews = await pipeline.generate({ ...request, preview: { everySteps: 2, maxShare: 1, onPreview: (preview) => void previews.push(preview) } });
+    const withPreviews = await pipeline.generate({ ...request, preview: { everySteps: 2, maxShare: Infinity, onPreview: (preview) => void previews.push(preview) } });
     expect(previews.map(({ step, totalSteps, method }) => ({ step, totalSteps, method }))).toEqual([
       { step: 2, totalSteps: 6, method: 'linear' },
       { step: 4, totalSteps: 6, method: 'linear' },
@@ -140,7 +140,7 @@ describe.runIf(fixturesPresent)('the tiny decoder (TAESD) beside the model’s o
   it('previews with it at the image’s size: the picture converges on the image', async () => {
     const request: GenerateRequest = { prompt: 'a dog wearing hat', seed: 3, steps: 12, guidanceScale: 7.5, width: 64, height: 64, scheduler: 'Euler', decoder: 'tiny' };
     const previews: LatentPreview[] = [];
-    const { image } = await pipeline.generate({ ...request, preview: { everySteps: 1, maxShare: 1, onPreview: (preview) => void previews.push(preview) } });
+    const { image } = await pipeline.generate({ ...request, preview: { everySteps: 1, maxShare: Infinity, onPreview: (preview) => void previews.push(preview) } });
     expect(previews.map(({ step }) => step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     expect(previews.every(({ method, image: { width, height } }) => method === 'tiny-decoder' && width === 64 && height === 64)).toBe(true);
     const first = meanDifference(previews[0].image, image);
@@ -154,7 +154,7 @@ describe.runIf(fixturesPresent)('the tiny decoder (TAESD) beside the model’s o
     const plain = await StableDiffusionPipeline.fromPretrained(join(root, 'models', 'sd'));
     try {
       const previews: LatentPreview[] = [];
-      await plain.generate({ prompt: 'a dog', seed: 3, steps: 4, guidanceScale: 7.5, width: 64, height: 64, scheduler: 'Euler', decoder: 'tiny', preview: { everySteps: 3, maxShare: 1, onPreview: (preview) => void previews.push(preview) } });
+      await plain.generate({ prompt: 'a dog', seed: 3, steps: 4, guidanceScale: 7.5, width: 64, height: 64, scheduler: 'Euler', decoder: 'tiny', preview: { everySteps: 3, maxShare: Infinity, onPreview: (preview) => void previews.push(preview) } });
       expect(previews.map(({ step, method, image }) => [step, method, image.width, image.height])).toEqual([[3, 'linear', 8, 8]]);
     } finally {
       await plain.release();

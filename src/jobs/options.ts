@@ -1,4 +1,5 @@
-import { REQUEST_LIMITS, RequestError, type GenerateRequest, type ModelInfo, type PromptSyntax } from '../pipeline/types.ts';
+import type { PreviewCadence } from '../pipeline/preview-schedule.ts';
+import { DECODERS, REQUEST_LIMITS, RequestError, type Decoder, type GenerateRequest, type ModelInfo, type PromptSyntax } from '../pipeline/types.ts';
 import { PromptSyntaxError, parsePromptAttention } from '../prompt/attention-parser.ts';
 import { randomSeed } from '../random/torch-generator.ts';
 import { isSchedulerName, SCHEDULERS } from '../schedulers/index.ts';
@@ -28,6 +29,8 @@ export interface ImagineOptions {
   promptSyntax?: PromptSyntax;
   /** The name of an installed model (never a path); the operator's default model when absent. */
   model?: string;
+  /** `tiny`: decode with the model's tiny decoder (faster, a little less detail); the policy's when absent. */
+  decoder?: Decoder;
   /** Images in the job, 1 to MAX_IMAGES_PER_JOB. */
   count: number;
 }
@@ -47,6 +50,10 @@ export interface GenerationPolicy {
   sizes: readonly ImageSize[] | 'any';
   /** How prompts are read unless a job says otherwise (AUTOMATIC1111's syntax, or diffusers' plain text). */
   promptSyntax: PromptSyntax;
+  /** The decoder jobs get unless they say otherwise: `tiny` where the model has one installed; `full` when absent. */
+  defaultDecoder?: Decoder;
+  /** Previews of each image while it is drawn, this often; none when absent. */
+  previews?: PreviewCadence;
 }
 
 const SEED_LIMIT = 2n ** 64n;
@@ -171,6 +178,9 @@ export function checkOptions(options: ImagineOptions): void {
   if (options.guidance !== undefined && !(Number.isFinite(options.guidance) && options.guidance >= 0)) {
     throw new OptionError('guidance must be a number of at least 0.');
   }
+  if (options.decoder !== undefined && !DECODERS.includes(options.decoder)) {
+    throw new OptionError(`decoder must be one of ${DECODERS.join(', ')}.`);
+  }
   const scheduler = options.scheduler;
   if (scheduler !== undefined && !isSchedulerName(scheduler)) {
     throw new OptionError(`Unknown scheduler ${quoteInput(scheduler)}; choose one of ${SCHEDULERS.map((entry) => entry.name).join(', ')}.`);
@@ -201,6 +211,10 @@ export function resolveRequests(options: ImagineOptions, policy: GenerationPolic
   }
   const promptSyntax = options.promptSyntax ?? policy.promptSyntax;
   if (promptSyntax === 'a1111') checkWeights(options);
+  if (options.decoder === 'tiny' && model.tinyDecoder === undefined) {
+    throw new OptionError(`${model.name} has no tiny decoder installed here; leave the decoder out to use its own.`);
+  }
+  const decoder = options.decoder ?? policy.defaultDecoder;
   const firstSeed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
   const scheduler = options.scheduler ?? policy.defaultScheduler;
   return Array.from({ length: options.count }, (_, index) => ({
@@ -213,6 +227,7 @@ export function resolveRequests(options: ImagineOptions, policy: GenerationPolic
     width: size.width,
     height: size.height,
     ...(scheduler === undefined ? {} : { scheduler }),
+    ...(decoder === 'tiny' ? { decoder } : {}),
   }));
 }
 

@@ -1,3 +1,5 @@
+import type { PreviewImage } from '../image/preview.ts';
+import type { PreviewCadence } from '../pipeline/preview-schedule.ts';
 import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from '../pipeline/types.ts';
 
 /** One finished image: PNG bytes with its parameters chunk and the settings that made it (plain data, so any backend can carry it). */
@@ -15,6 +17,8 @@ export interface GeneratorCallOptions {
   model?: string;
   /** Called when the requested model has to be loaded first. */
   onModelLoad?: (model: string) => void;
+  /** Previews of the image forming (see PipelineThread). */
+  preview?: PreviewCadence & { onPreview: (preview: PreviewImage) => void };
 }
 
 /** What runs a backend's jobs: one model (PipelineThread fits this shape), or one at a time of several (ModelSwitcher). */
@@ -38,12 +42,16 @@ export interface JobProgress {
   totalSteps: number;
   /** Set while the job's model is being loaded. */
   loadingModel?: string;
+  /** The newest preview of the image being drawn. */
+  preview?: PreviewImage;
 }
 
 export interface RunOptions {
   signal: AbortSignal;
-  /** Told at the start of each image, at every step, and when the job's model has to be loaded first. */
+  /** Told at the start of each image, at every step and preview, and when the job's model has to be loaded first. */
   onProgress(progress: JobProgress): void;
+  /** Previews as often as this (none when absent). */
+  previews?: PreviewCadence;
   /** Awaited before each image: a backend's chance to notice a cancel that reached it some other way. */
   beforeImage?(): Promise<void>;
 }
@@ -60,12 +68,22 @@ export async function runJob(requests: readonly GenerateRequest[], model: string
     options.signal.throwIfAborted();
     const position = { image: index + 1, images: requests.length, step: 0, totalSteps: request.steps };
     options.onProgress(position);
+    let preview: PreviewImage | undefined;
     images.push(
       await generator.generate(request, {
         model,
         signal: options.signal,
         onModelLoad: (loadingModel) => options.onProgress({ ...position, loadingModel }),
-        onStep: ({ step, totalSteps }) => options.onProgress({ ...position, step, totalSteps }),
+        onStep: ({ step, totalSteps }) => options.onProgress({ ...position, step, totalSteps, ...(preview && { preview }) }),
+        ...(options.previews && {
+          preview: {
+            ...options.previews,
+            onPreview: (latest) => {
+              preview = latest;
+              options.onProgress({ ...position, step: latest.step, totalSteps: latest.totalSteps, preview });
+            },
+          },
+        }),
       }),
     );
   }

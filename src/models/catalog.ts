@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { OptionError, quoteInput } from '../jobs/options.ts';
 import type { ModelInfo } from '../pipeline/types.ts';
-import { defaultModelsDir, describeInstalledModel, listInstalledModels } from './installed.ts';
+import { defaultModelsDir, describeInstalledModel, scanModels, tinyDecoderFor, type InstalledModel } from './installed.ts';
 
 /** The models jobs may name, as a bot offers them: the default one's name and each model's description. */
 export interface OfferedModels {
@@ -15,6 +15,8 @@ export interface CatalogEntry {
   dir: string;
   /** Read from the model's files, without loading it: what requests for it are checked against. */
   info: ModelInfo;
+  /** The installed tiny decoder the model's pipeline loads beside its VAE (its name is info.tinyDecoder). */
+  tinyVaeDir?: string;
 }
 
 /**
@@ -28,13 +30,18 @@ export class ModelCatalog {
   ) {}
 
   static async load(defaultModelDir: string, modelsDir: string = defaultModelsDir()): Promise<ModelCatalog> {
+    const { models, vaes } = await scanModels(modelsDir);
+    const entryOf = (model: InstalledModel): CatalogEntry => {
+      const tiny = tinyDecoderFor(model, vaes);
+      return tiny ? { name: model.name, dir: model.dir, info: { ...model.info, tinyDecoder: tiny.name }, tinyVaeDir: tiny.dir } : { name: model.name, dir: model.dir, info: model.info };
+    };
     const entries = new Map<string, CatalogEntry>();
-    for (const model of await listInstalledModels(modelsDir)) entries.set(model.name, { name: model.name, dir: model.dir, info: model.info });
+    for (const model of models) entries.set(model.name, entryOf(model));
     const installedDefault = [...entries.values()].find((entry) => resolve(entry.dir) === resolve(defaultModelDir));
     if (installedDefault) return new ModelCatalog(entries, installedDefault.name);
     const described = await describeInstalledModel(defaultModelDir);
     // A default model from elsewhere that shares a name with an installed one wins: jobs without a model get it.
-    entries.set(described.name, { name: described.name, dir: described.dir, info: described.info });
+    entries.set(described.name, entryOf(described));
     return new ModelCatalog(entries, described.name);
   }
 

@@ -162,6 +162,15 @@ export async function describeInstalledVae(dir: string): Promise<InstalledVae> {
   };
 }
 
+/**
+ * The installed tiny decoder (an AutoencoderTiny VAE, e.g. TAESD) that fits a model: one named for SDXL ("taesdxl")
+ * for an SDXL model, one not so named for the others. Undefined when none is installed.
+ */
+export function tinyDecoderFor(model: InstalledModel, vaes: readonly InstalledVae[]): InstalledVae | undefined {
+  const sdxl = /xl/i.test(model.type);
+  return vaes.find((vae) => vae.type === 'AutoencoderTiny' && /xl/i.test(vae.name) === sdxl);
+}
+
 /** Every directory under `modelsDir` (dot-directories aside), as a usable model, a VAE, or with the reason it is neither. */
 export async function scanModels(modelsDir: string = defaultModelsDir()): Promise<{ models: InstalledModel[]; vaes: InstalledVae[]; skipped: SkippedModel[] }> {
   const entries = await readdir(modelsDir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {

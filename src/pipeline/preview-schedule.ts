@@ -8,7 +8,8 @@ export interface LatentPreview extends StepProgress {
   method: PreviewMethod;
 }
 
-export interface PreviewOptions {
+/** How often previews are wanted: what a caller in another thread or process can ask for. */
+export interface PreviewCadence {
   /** A preview after every `everySteps`-th step, never after the last one (the image itself comes next). */
   everySteps: number;
   /** At least this long after the previous preview: its receiver shows them no faster. Default 0. */
@@ -18,6 +19,9 @@ export interface PreviewOptions {
    * (judged by the last one's cost), so they slow a job by at most this much on any machine. Default 0.03.
    */
   maxShare?: number;
+}
+
+export interface PreviewOptions extends PreviewCadence {
   /** Awaited: its own time (encoding, say) counts as the preview's. */
   onPreview(preview: LatentPreview): void | Promise<void>;
   /** Milliseconds from any fixed origin (tests pass a fake clock). Default performance.now. */

@@ -1,7 +1,7 @@
 import type { CancelReason } from '../jobs/errors.ts';
 import type { ImagineOptions } from '../jobs/options.ts';
 import type { JobResult } from '../jobs/runner.ts';
-import { JobDetachedError, type JobHandle, type JobStatus } from './types.ts';
+import { JobDetachedError, sameStatus, type JobHandle, type JobStatus } from './types.ts';
 
 export type Outcome = { result: JobResult } | { error: Error };
 
@@ -59,7 +59,7 @@ export class RemoteJob implements JobHandle {
   }
 
   setStatus(status: JobStatus): void {
-    if (this.phase !== 'following' || JSON.stringify(status) === JSON.stringify(this.current)) return;
+    if (this.phase !== 'following' || sameStatus(status, this.current)) return;
     this.current = status;
     for (const listener of this.listeners) listener(status);
   }

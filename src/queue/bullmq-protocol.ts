@@ -28,6 +28,8 @@ export const KEYS = {
   delivery: (jobId: string) => `${OWN}:delivery:${jobId}`,
   /** Set when a bot starts posting the job's outcome: a bot taking the job over checks Discord before posting again. */
   posting: (jobId: string) => `${OWN}:posting:${jobId}`,
+  /** Hash {step, totalSteps, jpeg}: the running job's newest preview (its bytes stay out of the progress the bot polls). */
+  preview: (jobId: string) => `${OWN}:preview:${jobId}`,
   /** Set of worker ids; each has a heartbeat key that expires when the worker stops renewing it. */
   workers: `${OWN}:workers`,
   worker: (workerId: string) => `${OWN}:worker:${workerId}`,
@@ -93,8 +95,14 @@ export interface WorkerHeartbeat {
   executionProvider?: string;
 }
 
-/** A job's progress as a worker reports it (job.updateProgress). */
-export type RemoteProgress = JobProgress;
+/**
+ * A job's progress as a worker reports it (job.updateProgress). A preview is announced by its step; its JPEG is in
+ * KEYS.preview, fetched by the bot once per preview.
+ */
+export type RemoteProgress = Omit<JobProgress, 'preview'> & { previewStep?: number };
+
+/** A preview outlives its job by this much at most (the worker deletes it when the job ends). */
+export const PREVIEW_TTL_MS = 10 * 60_000;
 
 /** failedReason of a job a worker stopped because it was cancelled: "cancelled:user". */
 export const CANCELLED_PREFIX = 'cancelled:';

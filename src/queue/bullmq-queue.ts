@@ -354,9 +354,21 @@ export class BullJobQueue implements JobQueue {
       } else if (position >= 0) {
         job.setStatus({ state: 'waiting', position: position + 1, modelLoading });
       } else if (stored.processedOn) {
-        job.setStatus(runningStatus(stored.progress, job.options.count));
+        job.setStatus(await this.withPreview(runningStatus(stored.progress, job.options.count), stored.progress, job));
       }
     }
+  }
+
+  /** The status with the preview its progress announces: the one the job shows already, else fetched from Redis. */
+  private async withPreview(status: JobStatus, progress: unknown, job: RemoteJob): Promise<JobStatus> {
+    const step = (progress as Partial<RemoteProgress> | null)?.previewStep;
+    if (status.state !== 'running' || typeof step !== 'number') return status;
+    const shown = job.status();
+    if (shown.state === 'running' && shown.image === status.image && shown.preview?.step === step) return { ...status, preview: shown.preview };
+    const stored = await this.redis.hgetallBuffer(KEYS.preview(job.id));
+    const jpeg = stored.jpeg;
+    if (!jpeg || jpeg.length === 0) return status;
+    return { ...status, preview: { step: Number(stored.step), totalSteps: Number(stored.totalSteps), jpeg: new Uint8Array(jpeg) } };
   }
 
   private async settle(job: RemoteJob, outcome: Outcome): Promise<void> {

@@ -13,7 +13,7 @@ import { ClipTokenizer } from '../pipeline/tokenizer.ts';
 import type { GenerateRequest, ModelInfo } from '../pipeline/types.ts';
 import { FairOrder } from './fair-order.ts';
 import type { JobJournal } from './job-journal.ts';
-import { QueueRejection, type DeliveryRecord, type EnqueueExtras, type JobHandle, type JobQueue, type JobStatus, type ModelStatus, type QueuedJob } from './types.ts';
+import { QueueRejection, sameStatus, type DeliveryRecord, type EnqueueExtras, type JobHandle, type JobQueue, type JobStatus, type ModelStatus, type QueuedJob } from './types.ts';
 
 export interface LocalQueueOptions {
   generator: ImageGenerator;
@@ -174,6 +174,7 @@ export class LocalJobQueue implements JobQueue {
       const result = await runJob(requests, job.options.model, this.options.generator, {
         signal: job.signal,
         onProgress: (progress) => job.setStatus({ state: 'running', ...progress }),
+        previews: this.options.policy.previews,
       });
       this.finish(job, () => job.resolve(result));
     } catch (error) {
@@ -282,7 +283,7 @@ class LocalJob implements JobHandle {
   }
 
   setStatus(status: JobStatus): void {
-    if (this.settled || JSON.stringify(this.current) === JSON.stringify(status)) return;
+    if (this.settled || sameStatus(this.current, status)) return;
     this.current = status;
     for (const listener of this.listeners) listener(status);
   }

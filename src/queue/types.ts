@@ -7,6 +7,13 @@ import type { ModelInfo } from '../pipeline/types.ts';
 
 export type JobStatus = { state: 'waiting'; /** 1 = next to run. */ position: number; modelLoading: boolean } | ({ state: 'running' } & JobProgress);
 
+/** Whether two statuses say the same: a preview by identity (the same preview is the same object), the rest by value. */
+export function sameStatus(a: JobStatus, b: JobStatus): boolean {
+  const previewOf = (status: JobStatus) => (status.state === 'running' ? status.preview : undefined);
+  const withoutPreview = (status: JobStatus) => JSON.stringify({ ...status, preview: undefined });
+  return previewOf(a) === previewOf(b) && withoutPreview(a) === withoutPreview(b);
+}
+
 export interface JobHandle {
   readonly id: string;
   readonly userId: string;

@@ -46,7 +46,7 @@ export class ModelSwitcher implements ImageGenerator {
     await last;
   }
 
-  private async run(request: GenerateRequest, { model, onModelLoad, signal, onStep }: GeneratorCallOptions): Promise<GeneratedImage> {
+  private async run(request: GenerateRequest, { model, onModelLoad, signal, onStep, preview }: GeneratorCallOptions): Promise<GeneratedImage> {
     if (this.disposed) throw new Error('The pipeline has been shut down');
     const entry = this.options.catalog.resolve(model);
     if (entry.name !== this.loaded) {
@@ -62,12 +62,12 @@ export class ModelSwitcher implements ImageGenerator {
       this.loaded = undefined;
       throw new Error(`The model ${entry.name} could not be loaded: ${(error as Error).message}`, { cause: error });
     }
-    return this.thread.generate(request, { signal, onStep });
+    return this.thread.generate(request, { signal, onStep, preview });
   }
 
   private startThread(name: string): PipelineThread {
-    const { dir } = this.options.catalog.resolve(name);
+    const { dir, tinyVaeDir } = this.options.catalog.resolve(name);
     this.loaded = name;
-    return PipelineThread.start({ modelDir: dir, executionProvider: this.options.executionProvider });
+    return PipelineThread.start({ modelDir: dir, tinyVaeDir, executionProvider: this.options.executionProvider });
   }
 }

@@ -1,4 +1,6 @@
 import { Worker } from 'node:worker_threads';
+import type { PreviewImage } from '../image/preview.ts';
+import type { PreviewCadence } from '../pipeline/preview-schedule.ts';
 import { RequestError, type GenerateRequest, type ModelInfo, type StepProgress } from '../pipeline/types.ts';
 import { RUNNING_FROM_SOURCE, siblingModule } from '../runtime.ts';
 import type { FromWorker, GenerateResult, PipelineThreadOptions, ToWorker } from './protocol.ts';
@@ -8,12 +10,15 @@ export type { GenerateResult, PipelineThreadOptions } from './protocol.ts';
 export interface ThreadGenerateOptions {
   signal?: AbortSignal;
   onStep?: (progress: StepProgress) => void;
+  /** Previews of the image forming, decoded and encoded in the pipeline's thread. */
+  preview?: PreviewCadence & { onPreview: (preview: PreviewImage) => void };
 }
 
 interface PendingGeneration {
   resolve: (result: GenerateResult) => void;
   reject: (error: Error) => void;
   onStep?: (progress: StepProgress) => void;
+  onPreview?: (preview: PreviewImage) => void;
 }
 
 const WORKER_URL = RUNNING_FROM_SOURCE ? new URL('./source-entry.mjs', import.meta.url) : siblingModule(import.meta.url, 'pipeline-worker');
@@ -54,8 +59,10 @@ export class PipelineThread {
             resolve: (result) => (settle(), resolve(result)),
             reject: (error) => (settle(), reject(error)),
             onStep: options.onStep,
+            onPreview: options.preview?.onPreview,
           });
-          this.post({ type: 'generate', id, request });
+          const preview = options.preview && { everySteps: options.preview.everySteps, minIntervalMs: options.preview.minIntervalMs, maxShare: options.preview.maxShare };
+          this.post({ type: 'generate', id, request, preview });
         }),
     );
   }
@@ -101,6 +108,10 @@ export class PipelineThread {
     if (!pending) return;
     if (message.type === 'step') {
       pending.onStep?.(message.progress);
+      return;
+    }
+    if (message.type === 'preview') {
+      pending.onPreview?.(message.preview);
       return;
     }
     this.pending.delete(message.id);

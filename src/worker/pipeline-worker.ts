@@ -3,6 +3,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { formatParameters } from '../image/parameters.ts';
 import { encodePng } from '../image/png.ts';
+import { encodePreview } from '../image/preview.ts';
 import { defaultEmbeddingsDir } from '../models/embeddings.ts';
 import { StableDiffusionPipeline } from '../pipeline/pipeline.ts';
 import { RequestError } from '../pipeline/types.ts';
@@ -20,13 +21,14 @@ const loading = StableDiffusionPipeline.fromPretrained(options.modelDir, {
   executionProvider: options.executionProvider,
   embeddingsDir: options.embeddingsDir ?? defaultEmbeddingsDir(),
   vaeDir: options.vaeDir,
+  tinyVaeDir: options.tinyVaeDir,
 });
 loading.then(
   (pipeline) => send({ type: 'ready', info: pipeline.info }),
   (error: Error) => send({ type: 'load-error', message: error.message }),
 );
 
-async function generate(id: number, request: Extract<ToWorker, { type: 'generate' }>['request']): Promise<void> {
+async function generate({ id, request, preview }: Extract<ToWorker, { type: 'generate' }>): Promise<void> {
   const controller = new AbortController();
   running.set(id, controller);
   try {
@@ -35,6 +37,15 @@ async function generate(id: number, request: Extract<ToWorker, { type: 'generate
       ...request,
       signal: controller.signal,
       onStep: (progress) => send({ type: 'step', id, progress }),
+      ...(preview && {
+        preview: {
+          ...preview,
+          onPreview: async ({ step, totalSteps, image }) => {
+            const jpeg = await encodePreview(image);
+            send({ type: 'preview', id, preview: { step, totalSteps, jpeg } }, [jpeg.buffer as ArrayBuffer]);
+          },
+        },
+      }),
     });
     const pngStarted = performance.now();
     const parameters = formatParameters(output.settings);
@@ -52,7 +63,7 @@ async function generate(id: number, request: Extract<ToWorker, { type: 'generate
 port.on('message', (message: ToWorker) => {
   switch (message.type) {
     case 'generate':
-      void generate(message.id, message.request);
+      void generate(message);
       break;
     case 'cancel':
       running.get(message.id)?.abort();

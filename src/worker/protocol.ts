@@ -1,10 +1,14 @@
+import type { PreviewImage } from '../image/preview.ts';
 import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
+import type { PreviewCadence } from '../pipeline/preview-schedule.ts';
 import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from '../pipeline/types.ts';
 
 export interface PipelineThreadOptions {
   modelDir: string;
   /** A VAE folder to decode with instead of the model's own. */
   vaeDir?: string;
+  /** A tiny decoder (TAESD) to load beside the model's VAE, for previews and requests for it. */
+  tinyVaeDir?: string;
   executionProvider?: ExecutionProvider;
   /** Textual-inversion embeddings; EMBEDDINGS_DIR or `<repo>/embeddings` when absent. */
   embeddingsDir?: string;
@@ -19,7 +23,7 @@ export interface GenerateResult {
 }
 
 export type ToWorker =
-  | { type: 'generate'; id: number; request: GenerateRequest }
+  | { type: 'generate'; id: number; request: GenerateRequest; preview?: PreviewCadence }
   | { type: 'cancel'; id: number }
   | { type: 'dispose' };
 
@@ -27,6 +31,7 @@ export type FromWorker =
   | { type: 'ready'; info: ModelInfo }
   | { type: 'load-error'; message: string }
   | { type: 'step'; id: number; progress: StepProgress }
+  | { type: 'preview'; id: number; preview: PreviewImage }
   | { type: 'result'; id: number; result: GenerateResult }
   /** forUser: the pipeline threw a RequestError, whose message is for the requester. */
   | { type: 'error'; id: number; name: string; message: string; forUser: boolean }

@@ -6,6 +6,7 @@ import { WaitingError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { HealthStatus } from '../health/health-file.ts';
+import type { PreviewImage } from '../image/preview.ts';
 import { failureForUser, type CancelReason } from '../jobs/errors.ts';
 import { resolveRequests } from '../jobs/options.ts';
 import { runJob, type ImageGenerator } from '../jobs/runner.ts';
@@ -20,12 +21,14 @@ import {
   encodeResult,
   failedReason,
   KEYS,
+  PREVIEW_TTL_MS,
   QUEUE_NAME,
   TOKENIZER_TTL_S,
   tokenizerPayload,
   workerConnection,
   type RemoteJobData,
   type RemoteJobResult,
+  type RemoteProgress,
   type WorkerHeartbeat,
 } from '../queue/bullmq-protocol.ts';
 
@@ -238,6 +241,7 @@ export class RemoteWorker {
       throw new Error(failedReason(failureForUser(error, jobId, this.log).message));
     } finally {
       this.running = undefined;
+      await this.redis.del(KEYS.preview(jobId)).catch(() => undefined);
       if (!requeued) await release(this.redis, jobId).catch(() => undefined);
     }
   }
@@ -249,20 +253,37 @@ export class RemoteWorker {
     if (!model) throw new Error('RemoteWorker took a job before its model was loaded');
     const requests = job.data.requests ?? resolveRequests(options, policy, model);
     let lastReport = 0;
+    let lastPreview: PreviewImage | undefined;
+    // In order: a preview's bytes are in Redis before the progress that announces it.
+    let reports = Promise.resolve();
+    const previewKey = KEYS.preview(running.id);
     const result = await runJob(requests, options.model, this.options.generator, {
+      previews: policy.previews,
       signal: running.controller.signal,
       // The published cancel may have gone out before this worker took the job (or while it was reconnecting).
       beforeImage: async () => {
         const cancelled = await this.redis.get(KEYS.cancel(running.id));
         if (cancelled) this.abortIfRunning(running.id, cancelled === 'shutdown' ? 'shutdown' : 'user');
       },
-      onProgress: (progress) => {
-        const milestone = progress.step === 0 || progress.step === progress.totalSteps;
+      onProgress: ({ preview, ...progress }) => {
+        const newPreview = preview !== undefined && preview !== lastPreview;
+        const milestone = progress.step === 0 || progress.step === progress.totalSteps || newPreview;
         if (!milestone && performance.now() - lastReport < PROGRESS_INTERVAL_MS) return;
         lastReport = performance.now();
-        job.updateProgress(progress).catch((error: unknown) => this.log.debug({ error: String(error) }, 'progress update failed'));
+        lastPreview = preview;
+        const remote: RemoteProgress = { ...progress, ...(preview && { previewStep: preview.step }) };
+        reports = reports
+          .then(async () => {
+            if (newPreview) {
+              const stored = { step: String(preview.step), totalSteps: String(preview.totalSteps), jpeg: Buffer.from(preview.jpeg) };
+              await this.redis.multi().hset(previewKey, stored).pexpire(previewKey, PREVIEW_TTL_MS).exec();
+            }
+            await job.updateProgress(remote);
+          })
+          .catch((error: unknown) => this.log.debug({ error: String(error) }, 'progress update failed'));
       },
     });
+    await reports;
     return encodeResult(result);
   }
 }
