@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,17 @@ describe('imagine CLI', () => {
     expect(stdout).toContain(out);
     const settings = parseParameters(readPngParameters(readFileSync(out))!);
     expect(settings).toMatchObject({ prompt: 'a dog wearing hat', seed: '42', steps: 20, width: 64, height: 64, scheduler: 'PNDM' });
+  });
+
+  it('writes a JPEG preview after each step into --preview-dir (made when missing), and the image unchanged', async () => {
+    const previewDir = join(root, 'previews', 'fox');
+    const args = ['a fox', '--seed', '5', '--steps', '12', '--size', '64x64', '--scheduler', 'Euler', '--model', modelDir];
+    await imagine([...args, '--out', join(root, 'fox.png'), '--preview-dir', previewDir]);
+    const names = readdirSync(previewDir).sort();
+    expect(names).toEqual(Array.from({ length: 11 }, (_, index) => `step-${String(index + 1).padStart(2, '0')}.jpg`));
+    for (const name of names) expect(await sharp(join(previewDir, name)).metadata()).toMatchObject({ format: 'jpeg', width: 384, height: 384 });
+    await imagine([...args, '--out', join(root, 'fox-plain.png')]);
+    expect(readFileSync(join(root, 'fox.png')).equals(readFileSync(join(root, 'fox-plain.png')))).toBe(true);
   });
 
   it('writes a JPEG for --out x.jpg, its settings in EXIF as AUTOMATIC1111 stores them', async () => {

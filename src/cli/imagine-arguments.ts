@@ -1,12 +1,12 @@
-import { accessSync, constants, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { dirname, extname, join, resolve } from 'node:path';
 import { OptionError, parseSize, resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
 import { checkPromptLength } from '../jobs/prompt-length.ts';
 import { resolveModelDir } from '../models/default-model.ts';
-import { describeInstalledModel, resolveVae, type InstalledVae } from '../models/installed.ts';
+import { describeInstalledModel, resolveVae, scanModels, tinyDecoderFor, type InstalledModel, type InstalledVae } from '../models/installed.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../pipeline/onnx-model.ts';
 import { ClipTokenizer } from '../pipeline/tokenizer.ts';
-import { REQUEST_LIMITS, type GenerateRequest, type ModelInfo } from '../pipeline/types.ts';
+import { REQUEST_LIMITS, type GenerateRequest } from '../pipeline/types.ts';
 import { SCHEDULERS } from '../schedulers/index.ts';
 import { UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
 import { PROMPT_SYNTAX_FLAG, readPromptSyntax } from './prompt-syntax.ts';
@@ -44,6 +44,12 @@ export const IMAGINE_SPEC = {
     },
     out: { type: 'string', value: 'FILE', help: 'The file to write: .png, or .jpg/.jpeg for a JPEG.', default: 'imagine-<seed>.png' },
     'prompt-syntax': PROMPT_SYNTAX_FLAG,
+    'preview-dir': {
+      type: 'string',
+      value: 'DIR',
+      help: 'Also write a small JPEG of the image forming after each step (step-NN.jpg; made with the installed tiny decoder, else a rough color map).',
+      default: 'no previews',
+    },
   },
   notes: [
     `EXECUTION_PROVIDER picks where it runs: ${EXECUTION_PROVIDERS.join(', ')} (default: cpu).`,
@@ -105,6 +111,24 @@ function checkOutput(out: string | undefined): 'png' | 'jpeg' {
   return format;
 }
 
+/** The folder previews go to, made when missing; it must be writable. */
+function checkPreviewDir(dir: string | undefined): string | undefined {
+  if (dir === undefined) return undefined;
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new UsageError(`--preview-dir: cannot write into ${resolve(dir)}`);
+  }
+  return dir;
+}
+
+/** The installed tiny decoder that fits the model, for previews (none when no models folder or none installed). */
+async function tinyDecoderForPreviews(model: InstalledModel): Promise<InstalledVae | undefined> {
+  const { vaes } = await scanModels().catch(() => ({ vaes: [] }));
+  return tinyDecoderFor(model, vaes);
+}
+
 function executionProviderFromEnv(): ExecutionProvider | undefined {
   const value = process.env.EXECUTION_PROVIDER;
   if (value === undefined || value === '') return undefined;
@@ -114,21 +138,18 @@ function executionProviderFromEnv(): ExecutionProvider | undefined {
 }
 
 /** Everything a mistake could be found in, found before the model loads: the complete request and its model. */
-async function settle(options: ImagineOptions, modelChoice: string | undefined): Promise<{ request: GenerateRequest; modelDir: string }> {
+async function settle(options: ImagineOptions, modelChoice: string | undefined): Promise<{ request: GenerateRequest; model: InstalledModel }> {
   const model = await resolveModelDir(modelChoice).catch((error: Error) => {
     throw new UsageError(error.message);
   });
   if (model.notice) process.stderr.write(`${model.notice}\n`);
-  const info: ModelInfo = await describeInstalledModel(model.dir).then(
-    (installed) => installed.info,
-    (error: Error) => {
-      throw new UsageError(error.message);
-    },
-  );
+  const installed = await describeInstalledModel(model.dir).catch((error: Error) => {
+    throw new UsageError(error.message);
+  });
   try {
-    const [request] = resolveRequests(options, COMMAND_LINE_POLICY, info);
-    checkPromptLength(request, await ClipTokenizer.fromDirectory(join(model.dir, 'tokenizer')), info);
-    return { request, modelDir: model.dir };
+    const [request] = resolveRequests(options, COMMAND_LINE_POLICY, installed.info);
+    checkPromptLength(request, await ClipTokenizer.fromDirectory(join(model.dir, 'tokenizer')), installed.info);
+    return { request, model: installed };
   } catch (error) {
     if (error instanceof OptionError) throw new UsageError(error.message);
     throw error;
@@ -143,6 +164,9 @@ export interface ImagineArguments {
   executionProvider: ExecutionProvider | undefined;
   out: string | undefined;
   format: 'png' | 'jpeg';
+  /** Where previews go (none when absent), and the tiny decoder that draws them, when one is installed. */
+  previewDir: string | undefined;
+  tinyVae: InstalledVae | undefined;
 }
 
 /** Reads the command line (and EXECUTION_PROVIDER); throws UsageError naming the first mistake. */
@@ -150,8 +174,10 @@ export async function readImagineArguments(commandLine: CommandLine<typeof IMAGI
   const { values } = commandLine;
   const options = readOptions(commandLine);
   const format = checkOutput(values.out);
+  const previewDir = checkPreviewDir(values['preview-dir']);
   const executionProvider = executionProviderFromEnv();
-  const { request, modelDir } = await settle(options, values.model);
+  const { request, model } = await settle(options, values.model);
   const vae = values.vae === undefined ? undefined : await resolveVae(values.vae).catch((error: Error) => Promise.reject(new UsageError(error.message)));
-  return { request, modelDir, vae, executionProvider, out: values.out, format };
+  const tinyVae = previewDir === undefined ? undefined : await tinyDecoderForPreviews(model);
+  return { request, modelDir: model.dir, vae, executionProvider, out: values.out, format, previewDir, tinyVae };
 }

@@ -1,5 +1,6 @@
 // npm run imagine -- "<prompt>" [options]   (--help lists them)
 import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { config as loadDotenv } from 'dotenv';
 import { encodeJpeg } from '../image/jpeg.ts';
 import { PipelineThread } from '../worker/pipeline-thread.ts';
@@ -10,18 +11,30 @@ import { ProgressBar } from './progress-bar.ts';
 async function main(commandLine: CommandLine<typeof IMAGINE_SPEC.flags>): Promise<number> {
   loadDotenv({ quiet: true });
   const args = await readImagineArguments(commandLine);
-  const { vae } = args;
-  const pipeline = PipelineThread.start({ modelDir: args.modelDir, vaeDir: vae?.dir, executionProvider: args.executionProvider });
+  const { vae, previewDir } = args;
+  const pipeline = PipelineThread.start({ modelDir: args.modelDir, vaeDir: vae?.dir, tinyVaeDir: args.tinyVae?.dir, executionProvider: args.executionProvider });
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
   const progress = new ProgressBar(process.stderr);
   try {
     const info = await pipeline.ready;
-    process.stderr.write(`Loaded ${info.name}${vae ? ` with the VAE ${vae.name} (${vae.type})` : ''}\n`);
+    process.stderr.write(`Loaded ${info.name}${vae ? ` with the VAE ${vae.name} (${vae.type})` : ''}${args.tinyVae ? `, previews with ${args.tinyVae.name}` : ''}\n`);
+    const previewsWritten: Promise<void>[] = [];
     const result = await pipeline.generate(args.request, {
       signal: controller.signal,
       onStep: ({ step, totalSteps }) => progress.update(step, totalSteps),
+      // Every step's, however long they take: whoever asks for them wants to see each.
+      ...(previewDir !== undefined && {
+        preview: {
+          everySteps: 1,
+          maxShare: Infinity,
+          onPreview: ({ step, totalSteps, jpeg }) => {
+            previewsWritten.push(writeFile(join(previewDir, `step-${String(step).padStart(String(totalSteps).length, '0')}.jpg`), jpeg));
+          },
+        },
+      }),
     });
+    await Promise.all(previewsWritten);
     progress.finish();
     const out = args.out ?? `imagine-${result.settings.seed}.png`;
     await writeFile(out, args.format === 'png' ? result.png : await encodeJpeg(result.png, result.parameters));
