@@ -57,6 +57,7 @@ const environmentSchema = z.object({
   PROMPT_SYNTAX: z.preprocess(emptyAsUndefined, z.enum(PROMPT_SYNTAXES, { error: `must be one of ${PROMPT_SYNTAXES.join(', ')}` }).default('a1111')),
   DEFAULT_DECODER: z.preprocess(emptyAsUndefined, z.enum(DECODERS, { error: `must be one of ${DECODERS.join(', ')}` }).default('full')),
   PREVIEW_EVERY_STEPS: integer(0, 1),
+  PREVIEW_BUDGET_PERCENT: z.preprocess(emptyAsUndefined, z.coerce.number({ error: 'must be a number' }).positive('must be more than 0').default(3)),
   EMBEDDINGS_DIR: optional(z.string().refine(isDirectory, 'must be an existing folder (of textual-inversion .safetensors files)')),
   MAX_QUEUE: integer(1, 20),
   MAX_JOBS_PER_USER: integer(1, 2),
@@ -203,7 +204,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       promptSyntax: e.PROMPT_SYNTAX,
       defaultDecoder: e.DEFAULT_DECODER,
       // Never faster than the reply is edited.
-      ...(e.PREVIEW_EVERY_STEPS > 0 && { previews: { everySteps: e.PREVIEW_EVERY_STEPS, minIntervalMs: e.PROGRESS_EDIT_INTERVAL_MS } }),
+      ...(e.PREVIEW_EVERY_STEPS > 0 && { previews: { everySteps: e.PREVIEW_EVERY_STEPS, minIntervalMs: e.PROGRESS_EDIT_INTERVAL_MS, maxShare: e.PREVIEW_BUDGET_PERCENT / 100 } }),
     },
     embeddingsDir: defaultEmbeddingsDir(env),
     queue: { maxQueue: e.MAX_QUEUE, maxJobsPerUser: e.MAX_JOBS_PER_USER },

@@ -14,7 +14,7 @@ import { LocalJobQueue } from '../src/queue/local-queue.ts';
 import { SqliteSettingsStore } from '../src/settings/sqlite-store.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { PipelineThread } from '../src/worker/pipeline-thread.ts';
-import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
+import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type MessageRevision, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
 
 /** Settings that keep the tiny model fast and the timings short; a test overrides what it exercises. */
 export const TEST_ENVIRONMENT: Record<string, string> = {
@@ -192,6 +192,11 @@ export async function bobWaitingBehindBlocker(
   const bob = h.imagine('bob', { prompt: 'bob’s picture', seed: 3, ...bobOptions }, invocation);
   await h.replyMatching(bob, /next in the queue/);
   return { blocker, bob };
+}
+
+/** Whether a message (or one revision of it) carries a result's images, not just a preview of one. */
+export function hasImages(message: Pick<MessageRevision, 'attachments'>): boolean {
+  return message.attachments.some((attachment) => attachment.filename !== 'preview.jpg');
 }
 
 /** The seed(s) an embed lists. */

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { deployCommands } from '../src/discord/deploy.ts';
-import { BLOCKER_OPTIONS } from './bot-harness.ts';
+import { BLOCKER_OPTIONS, hasImages } from './bot-harness.ts';
 import { FakeDiscord, type InteractionHandle } from './fake-discord/index.ts';
 import { entryPoint } from './entry-point.ts';
 
@@ -84,7 +84,7 @@ describe('npm start and npm run deploy-commands as processes', () => {
     const imagine = (username: string, options: Record<string, string | number>): InteractionHandle =>
       discord.sendCommand({ name: 'imagine', options, user: discord.user(username) });
     const done = imagine('dora', { prompt: 'before shutdown' });
-    await discord.waitFor(() => discord.originalResponse(done)?.attachments.length, 10_000, 'first image');
+    await discord.waitFor(() => { const reply = discord.originalResponse(done); return reply && hasImages(reply); }, 10_000, 'first image');
 
     const blocker = imagine('alice', BLOCKER_OPTIONS);
     await discord.waitFor(() => /Generating/.test(discord.originalResponse(blocker)?.content ?? ''), 10_000, 'blocker running');
@@ -145,7 +145,7 @@ describe('npm start and npm run deploy-commands as processes', () => {
     const cancelId = JSON.stringify(reply(blocker)?.components).match(/imagine:cancel:[\w-]+/)?.[0];
     expect(cancelId).toBeDefined();
     discord.clickButton({ messageId: reply(blocker)!.id, customId: cancelId!, user: discord.user('alice') });
-    const delivered = await discord.waitFor(() => reply(waiting)?.attachments.length && reply(waiting), 30_000, 'bob’s image');
+    const delivered = await discord.waitFor(() => { const posted = reply(waiting); return posted && hasImages(posted) && posted; }, 30_000, 'bob’s image');
     expect(delivered.attachments.map((attachment) => attachment.filename)).toEqual(['imagine-11-1.png']);
     expect(delivered.components.map((row) => JSON.stringify(row))).not.toContain('imagine:cancel');
     await discord.waitFor(() => /🛑 Cancelled\.$/.test(reply(blocker)?.content ?? ''), 10_000, 'blocker cancelled');

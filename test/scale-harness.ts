@@ -7,6 +7,7 @@ import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.ts';
 import { deployCommands } from '../src/discord/deploy.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
+import { hasImages } from './bot-harness.ts';
 import { FakeDiscord, type InteractionHandle, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
 import { RedisServer } from './redis-server.ts';
 import { entryPoint } from './entry-point.ts';
@@ -133,11 +134,11 @@ export class ScaleCluster {
     this.fake.clickButton({ messageId: reply.id, customId, user: this.fake.interaction(handle).user });
   }
 
-  /** How many times the job's images were posted: revisions of the reply with files, follow-ups, channel messages. */
+  /** How many times the job's images were posted: revisions of the reply with images (previews aside), follow-ups, channel messages. */
   deliveries(handle: InteractionHandle): number {
     const reply = this.fake.originalResponse(handle);
     const userId = this.fake.interaction(handle).user.id;
-    const inReply = reply?.revisions.filter((revision) => revision.attachments.length > 0).length ?? 0;
+    const inReply = reply?.revisions.filter(hasImages).length ?? 0;
     const followups = this.fake.followups(handle).filter((message) => message.attachments.length > 0).length;
     const command = this.commands.get(handle.id);
     if (!command) throw new Error(`interaction ${handle.id} was not sent by cluster.imagine`);

@@ -1,4 +1,5 @@
 import { InteractionResponseType, PermissionFlagsBits } from 'discord.js';
+import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readPngParameters } from '../src/image/png.ts';
 import { ScaleCluster, type Role } from './scale-harness.ts';
@@ -108,6 +109,29 @@ describe('npm run bot with npm run worker processes over Redis (QUEUE_BACKEND=bu
     await expectImageOnce(aliceSecond, 'alice again');
     const started = worker.logged('job started').map((line) => line.jobId);
     expect(started).toEqual([blocker, bobFirst, aliceSecond].map(jobIdOf));
+    await expectNothingLeft();
+  });
+
+  it('previews travel through Redis: the reply shows the image forming, then only the image, and no preview is left behind', async () => {
+    const worker = cluster.startWorker({ PREVIEW_BUDGET_PERCENT: '1000' });
+    await Promise.all([cluster.readyBot(), worker.waitForLog('taking jobs', {}, 60_000)]);
+    const handle = cluster.imagine('alice', { prompt: 'previewed over redis', size: '256x256', steps: 60 });
+    await expectImageOnce(handle, 'previewed over redis');
+    const reply = await cluster.finalReply(handle);
+    const previews = reply.revisions.filter((revision) => revision.attachments.some((attachment) => attachment.filename === 'preview.jpg'));
+    expect(previews.length).toBeGreaterThanOrEqual(1);
+    for (const revision of previews) {
+      expect(await sharp(revision.attachments[0].data).metadata()).toMatchObject({ format: 'jpeg', width: 384, height: 384 });
+      expect(revision.embeds[0].image?.url).toBe('attachment://preview.jpg');
+      expect(revision.embeds[0].footer?.text).toMatch(/^Preview after step \d+\//);
+    }
+    expect(reply.embeds[0].image).toBeUndefined();
+    const redis = cluster.connect();
+    try {
+      expect(await redis.keys('imagine-bot:preview:*')).toEqual([]);
+    } finally {
+      await redis.quit();
+    }
     await expectNothingLeft();
   });
 

@@ -7,7 +7,7 @@ import type { JobResult } from '../jobs/runner.ts';
 import { describeError } from '../log.ts';
 import { JobDetachedError, type JobHandle, type JobStatus } from '../queue/types.ts';
 import { formatBytes, planAttachments, type OutgoingFile } from './attachments.ts';
-import { finalText, handedToChannelMessage, offersCancel, resultRow, statusMessage, type MessageContent } from './job-messages.ts';
+import { finalText, handedToChannelMessage, offersCancel, PREVIEW_FILE_NAME, resultRow, statusMessage, type MessageContent } from './job-messages.ts';
 import type { ReplyTarget } from './reply-target.ts';
 import { classifyFailure, failureText } from './rest-errors.ts';
 import { resultEmbed } from './result-embed.ts';
@@ -165,8 +165,11 @@ export class JobDelivery {
     this.logger.info('interaction token about to expire: the result will be posted as a channel message');
   }
 
+  /** Every status edit names its files: the preview its embed shows, or none (which removes an earlier one). */
   private status(status: JobStatus): OutgoingMessage {
-    return { ...statusMessage(this.job.id, this.job.options, status), files: [] };
+    const message = statusMessage(this.job.id, this.job.options, status);
+    const preview = message.embeds.length > 0 && status.state === 'running' ? status.preview : undefined;
+    return { ...message, files: preview ? [{ name: PREVIEW_FILE_NAME, data: Buffer.from(preview.jpeg) }] : [] };
   }
 
   private async editStatus(message: OutgoingMessage): Promise<void> {

@@ -1,4 +1,5 @@
-import { ActionRowBuilder, ButtonBuilder, ButtonStyle, MessageFlags, type EmbedBuilder, type Message, type RepliableInteraction } from 'discord.js';
+import { ActionRowBuilder, ButtonBuilder, ButtonStyle, EmbedBuilder, MessageFlags, type Message, type RepliableInteraction } from 'discord.js';
+import type { PreviewImage } from '../image/preview.ts';
 import type { ImagineOptions } from '../jobs/options.ts';
 import type { JobStatus, RejectionReason } from '../queue/types.ts';
 import { encodeButton } from './custom-id.ts';
@@ -53,8 +54,21 @@ export function statusText(status: JobStatus): string {
   return status.position === 1 ? '⏳ You are next in the queue.' : `⏳ Queued — #${status.position} in line.`;
 }
 
+/** The file name a preview is uploaded as, which its embed shows. */
+export const PREVIEW_FILE_NAME = 'preview.jpg';
+const PREVIEW_COLOR = 0x4f545c;
+
+/** The reply while a job waits or runs; a running job's newest preview (uploaded as PREVIEW_FILE_NAME) in an embed marked as one. */
 export function statusMessage(jobId: string, options: ImagineOptions, status: JobStatus): MessageContent {
-  return { content: `${promptPreview(options)}\n${statusText(status)}`, embeds: [], components: [cancelRow(jobId)] };
+  const preview = status.state === 'running' && !status.loadingModel ? status.preview : undefined;
+  return { content: `${promptPreview(options)}\n${statusText(status)}`, embeds: preview ? [previewEmbed(preview)] : [], components: [cancelRow(jobId)] };
+}
+
+function previewEmbed({ step, totalSteps }: PreviewImage): EmbedBuilder {
+  return new EmbedBuilder()
+    .setColor(PREVIEW_COLOR)
+    .setImage(`attachment://${PREVIEW_FILE_NAME}`)
+    .setFooter({ text: `Preview after step ${step}/${totalSteps} — the finished image replaces it` });
 }
 
 export function handedToChannelMessage(jobId: string, options: ImagineOptions, status: JobStatus): MessageContent {
