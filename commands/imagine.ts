@@ -5,7 +5,7 @@ import { modelChoices } from '../src/discord/model-choices.ts';
 import { startJob } from '../src/discord/start-job.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, offeredSizes, parseSize, quoteInput, sizeLabel, type ImagineOptions } from '../src/jobs/options.ts';
 import type { OfferedModels } from '../src/models/catalog.ts';
-import type { ModelInfo } from '../src/pipeline/types.ts';
+import type { Decoder, ModelInfo } from '../src/pipeline/types.ts';
 import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
 import { SCHEDULERS } from '../src/schedulers/index.ts';
 
@@ -47,6 +47,12 @@ export const data = new SlashCommandBuilder()
   // Its choices are whatever the running bot's queue offers (the local catalog, or the workers' heartbeats).
   .addStringOption((option) =>
     option.setName('model').setDescription('Installed model (the default when empty)').setAutocomplete(true).setMaxLength(MAX_MODEL_NAME_LENGTH),
+  )
+  .addStringOption((option) =>
+    option
+      .setName('decoder')
+      .setDescription('Quality or speed for the last stage (the server’s default when empty)')
+      .addChoices({ name: 'Full — the model’s own VAE, best detail', value: 'full' }, { name: 'Tiny — TAESD, much faster, a little softer', value: 'tiny' }),
   );
 
 export async function execute(interaction: ChatInputCommandInteraction, context: BotContext): Promise<void> {
@@ -79,6 +85,7 @@ function readOptions(interaction: ChatInputCommandInteraction): ImagineOptions {
     ...(size === undefined && inline.aspectRatio ? { aspectRatio: inline.aspectRatio } : {}),
     scheduler: interaction.options.getString('scheduler') ?? undefined,
     model: interaction.options.getString('model') ?? undefined,
+    decoder: (interaction.options.getString('decoder') as Decoder | null) ?? undefined,
     count: interaction.options.getInteger('count') ?? 1,
   };
 }

@@ -116,6 +116,7 @@ describe('/imagine end to end', () => {
       [{ prompt: 'x', steps: 11 }, /steps must be between 1 and 10/],
       [{ prompt: 'x', guidance: 13 }, /guidance must be between 0 and 12/],
       [{ prompt: '   ' }, /The prompt is empty/],
+      [{ prompt: 'x', decoder: 'tiny' }, /has no tiny decoder installed here; leave the decoder out/],
     ];
     for (const [options, expected] of cases) {
       expect(await harness.refusal(harness.imagine('alice', options))).toMatch(expected);

@@ -279,12 +279,14 @@ describe('commands', () => {
       'scheduler',
       'count',
       'model',
+      'decoder',
     ]);
     const byName = Object.fromEntries((imagine?.options ?? []).map((option) => [option.name, option as unknown as Record<string, unknown>]));
     expect(byName.prompt).toMatchObject({ required: true, max_length: 1000 });
     expect(byName.count).toMatchObject({ min_value: 1, max_value: 4 });
     expect(byName.size).toMatchObject({ autocomplete: true });
     expect((byName.scheduler.choices as { value: string }[]).map((choice) => choice.value)).toContain('DPM++ 2M Karras');
+    expect((byName.decoder.choices as { value: string }[]).map((choice) => choice.value)).toEqual(['full', 'tiny']);
   });
 
   it('parses PNG parameters written by the pipeline', async () => {
