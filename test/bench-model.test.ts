@@ -13,12 +13,14 @@ import { countParameters } from '../src/graphs/write-graph.ts';
 import { importModel } from '../src/import/import-model.ts';
 import { SafetensorsFile } from '../src/models/safetensors.ts';
 import { writeBenchCheckpoint } from '../src/tiny-model/bench-checkpoint.ts';
-import { type BenchModelConfigs, SD15_CONFIGS, writeBenchModel } from '../src/tiny-model/bench-model.ts';
+import { type BenchModelConfigs, LCM_CONFIGS, SD15_CONFIGS, writeBenchModel, writeBenchTinyVae } from '../src/tiny-model/bench-model.ts';
+import { describeInstalledModel, describeInstalledVae } from '../src/models/installed.ts';
 
 const { onnx } = onnxProto;
 
 /** SD 1.5's architecture at a few channels, so the same graph code runs in a moment. */
 const SMALL: BenchModelConfigs = {
+  ...SD15_CONFIGS,
   unet: { ...SD15_CONFIGS.unet, block_out_channels: [32, 32, 64, 64], cross_attention_dim: 64 },
   textEncoder: { ...SD15_CONFIGS.textEncoder, vocab_size: 1000, hidden_size: 64, num_attention_heads: 4, num_hidden_layers: 2, intermediate_size: 128 },
   vae: { ...SD15_CONFIGS.vae, block_out_channels: [32, 32, 64, 64] },
@@ -82,6 +84,36 @@ describe('benchmark-size model', () => {
     await expect(writeBenchModel(failing, { configs: SMALL, tokenizerDir: join(root, 'no-such-tokenizer') })).rejects.toThrow(/no vocab.json/);
     expect(existsSync(failing)).toBe(false);
     expect(existsSync(`${failing}.partial-${process.pid}`)).toBe(false);
+  });
+});
+
+describe('benchmark-size LCM and tiny decoder', () => {
+  let root: string;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'bench-lcm-test-'));
+  });
+  afterAll(async () => {
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('an LCM (guidance embedding, LCM scheduler) is one, and draws in 4 steps decoded by the tiny decoder beside it', async () => {
+    const lcmDir = join(root, 'lcm');
+    await writeBenchModel(lcmDir, { configs: { ...SMALL, unet: { ...SMALL.unet, time_cond_proj_dim: LCM_CONFIGS.unet.time_cond_proj_dim }, scheduler: LCM_CONFIGS.scheduler } });
+    const taesdDir = join(root, 'taesd-bench');
+    await writeBenchTinyVae(taesdDir);
+    expect(await describeInstalledVae(taesdDir)).toMatchObject({ name: 'taesd-bench', type: 'AutoencoderTiny', precision: 'fp32' });
+    expect((await describeInstalledModel(lcmDir)).type).toBe('LCM');
+
+    const pipeline = await StableDiffusionPipeline.fromPretrained(lcmDir, { tinyVaeDir: taesdDir });
+    try {
+      expect(pipeline.info).toMatchObject({ defaultSteps: 4, defaultScheduler: 'LCM', tinyDecoder: 'taesd-bench' });
+      const { image, settings } = await pipeline.generate({ prompt: 'a dog', steps: 4, guidanceScale: 8.5, width: 128, height: 128, seed: 1, decoder: 'tiny' });
+      expect([image.width, image.height]).toEqual([128, 128]);
+      expect(new Set(image.pixels).size).toBeGreaterThan(16);
+      expect(settings).toMatchObject({ scheduler: 'LCM', vae: 'taesd-bench' });
+    } finally {
+      await pipeline.release();
+    }
   });
 });
 

@@ -9,6 +9,7 @@ import { runImageBench } from '../src/bench/image-bench.ts';
 import { runQueueBench } from '../src/bench/queue-bench.ts';
 import { formatReport } from '../src/bench/report.ts';
 import { median, quantile } from '../src/bench/stats.ts';
+import { writeBenchTinyVae } from '../src/tiny-model/bench-model.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { entryPoint } from './entry-point.ts';
 
@@ -115,6 +116,36 @@ describe('image bench', () => {
     for (const label of ['model load', 'tokenize', 'text encoder', 'U-Net per step', 'scheduler + own code per step', 'VAE decode', 'PNG encode', 'total per image', 'it/s', 'overhead ratio', 'peak RSS']) {
       expect(table).toContain(label);
     }
+  });
+
+  it('with a tiny decoder: decodes the image with it when asked, and times the previews it makes', async () => {
+    const taesdDir = join(scratch, 'taesd-bench');
+    await writeBenchTinyVae(taesdDir);
+    const result = await runImageBench({
+      modelDir: tinyDir,
+      width: 128,
+      height: 128,
+      steps: 4,
+      scheduler: 'Euler',
+      guidance: 7.5,
+      runs: 1,
+      executionProvider: 'cpu',
+      fuseAttention: true,
+      prompt: 'a red fox in the snow',
+      seed: '7',
+      tinyVaeDir: taesdDir,
+      decoder: 'tiny',
+      previewEverySteps: 1,
+    });
+    const [image] = result.runs;
+    // The first preview is always made (the budget judges the next ones by its cost).
+    expect(image.previews).toBeGreaterThanOrEqual(1);
+    expect(image.previewMs).toBeGreaterThan(0);
+    expect(image.previewMs).toBeLessThan(image.totalMs);
+    const table = formatReport(result);
+    expect(table).toContain('tiny decoder taesd-bench');
+    expect(table).toMatch(/VAE decode \(tiny decoder\)/);
+    expect(table).toMatch(/previews \(decode \+ JPEG\), share of image +\d+\.\d\d %/);
   });
 
   it('runs from npm run bench and writes the JSON with the machine', async () => {

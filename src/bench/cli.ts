@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { runCli, UsageError, usageErrorOf, type CommandLine, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from '../pipeline/onnx-model.ts';
+import { DECODERS, type Decoder } from '../pipeline/types.ts';
 import { runImageBench } from './image-bench.ts';
 import { parseBenchSize, parseCount } from './options.ts';
 import { formatReport } from './report.ts';
@@ -21,6 +22,9 @@ const SPEC = {
     'unfused-attention': { type: 'boolean', help: "Run attention as exported, not fused (to compare)." },
     prompt: { type: 'string', value: 'TEXT', help: 'The prompt.', default: 'an astronaut riding a horse' },
     seed: { type: 'string', value: 'N', help: 'Seed of the first image.', default: '42' },
+    'tiny-vae': { type: 'string', value: 'DIR', help: 'A tiny decoder (TAESD) to load beside the model: previews use it (npm run model:bench-build -- --taesd writes one).' },
+    decoder: { type: 'string', value: 'full|tiny', help: 'What decodes the image: the model\'s VAE or the tiny decoder.', default: 'full' },
+    previews: { type: 'string', value: 'N', help: 'Previews after every N steps, as the bot makes them (3 % budget, JPEG).', default: 'none' },
     json: { type: 'string', value: 'FILE', help: 'Also write the results, with the machine, as JSON.' },
   },
 } satisfies CommandSpec<Record<string, Flag>>;
@@ -32,6 +36,9 @@ function parseOptions(values: CommandLine<typeof SPEC.flags>['values']) {
   const ep = values.ep ?? 'cpu';
   if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new UsageError(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')} (got ${ep})`);
   const guidance = Number(values.guidance ?? '7.5');
+  const decoder = values.decoder ?? 'full';
+  if (!(DECODERS as readonly string[]).includes(decoder)) throw new UsageError(`--decoder must be one of ${DECODERS.join(', ')} (got ${decoder})`);
+  if (decoder === 'tiny' && !values['tiny-vae']) throw new UsageError('--decoder tiny needs --tiny-vae DIR');
   if (!Number.isFinite(guidance) || guidance < 0) throw new UsageError(`--guidance must be a number of at least 0 (got ${values.guidance})`);
   return usageErrorOf(() => ({
     bench: {
@@ -45,6 +52,9 @@ function parseOptions(values: CommandLine<typeof SPEC.flags>['values']) {
       fuseAttention: !values['unfused-attention'],
       prompt: values.prompt ?? DEFAULT_PROMPT,
       seed: values.seed ?? '42',
+      tinyVaeDir: values['tiny-vae'],
+      decoder: decoder as Decoder,
+      previewEverySteps: values.previews === undefined ? undefined : parseCount('previews', values.previews),
     },
     json: values.json,
   }));

@@ -1,7 +1,9 @@
 import { basename, resolve } from 'node:path';
 import { formatParameters } from '../image/parameters.ts';
 import { encodePng } from '../image/png.ts';
+import { encodePreview } from '../image/preview.ts';
 import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
+import type { Decoder } from '../pipeline/types.ts';
 import { StableDiffusionPipeline } from '../pipeline/pipeline.ts';
 import { describeMachine, modelFileBytes, peakRssBytes, type MachineInfo } from './machine.ts';
 import { sum } from './stats.ts';
@@ -20,6 +22,12 @@ export interface ImageBenchOptions {
   fuseAttention: boolean;
   prompt: string;
   seed: string;
+  /** A tiny decoder (TAESD) loaded beside the model's VAE: previews use it, and the final image with decoder 'tiny'. */
+  tinyVaeDir?: string;
+  /** Which decodes the final image (default full: the model's own VAE). */
+  decoder?: Decoder;
+  /** Previews after every this many steps, under the bot's default budget, each encoded as the bot sends it. */
+  previewEverySteps?: number;
 }
 
 /** One image, start to PNG, as the worker makes it. */
@@ -32,6 +40,9 @@ export interface ImageRun {
   ownStepMs: number;
   vaeMs: number;
   pngMs: number;
+  /** Previews made, and their time: the tiny decoder's runs for them plus their JPEG encoding (a linear map's decode, microseconds, not counted). */
+  previews: number;
+  previewMs: number;
   /** From generate() to the PNG's bytes. */
   totalMs: number;
   /** Time inside onnxruntime's session.run, all models together. */
@@ -63,13 +74,16 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
   const machine = describeMachine(options.executionProvider);
   const fileBytes = modelFileBytes(modelDir);
   let unetCalls: number[] = [];
+  let vaeCalls: number[] = [];
 
   const loadStarted = performance.now();
   const pipeline = await StableDiffusionPipeline.fromPretrained(modelDir, {
     executionProvider: options.executionProvider,
     fuseAttention: options.fuseAttention,
+    tinyVaeDir: options.tinyVaeDir,
     onOnnxRun: (label, ms) => {
       if (label === 'unet') unetCalls.push(ms);
+      if (label === 'vae_decoder') vaeCalls.push(ms);
     },
   });
   const loadMs = performance.now() - loadStarted;
@@ -82,6 +96,9 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
   try {
     for (let run = 0; run < options.runs; run++) {
       unetCalls = [];
+      vaeCalls = [];
+      let previews = 0;
+      let previewEncodeMs = 0;
       const output = await pipeline.generate({
         prompt: options.prompt,
         seed: options.seed,
@@ -90,6 +107,18 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
         width: options.width,
         height: options.height,
         scheduler: options.scheduler,
+        ...(options.decoder && { decoder: options.decoder }),
+        ...(options.previewEverySteps && {
+          preview: {
+            everySteps: options.previewEverySteps,
+            onPreview: async ({ image }) => {
+              const started = performance.now();
+              await encodePreview(image);
+              previewEncodeMs += performance.now() - started;
+              previews++;
+            },
+          },
+        }),
         onStep: ({ step, totalSteps }) => onProgress(`run ${run + 1}/${options.runs}: step ${step}/${totalSteps}`),
       });
       const pngStarted = performance.now();
@@ -98,6 +127,8 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
 
       const { timings } = output;
       const totalMs = timings.totalMs + pngMs;
+      // The last decoder run is the image's; those before it (with a tiny decoder) were previews.
+      const previewDecodeMs = sum(vaeCalls.slice(0, -1));
       runs.push({
         tokenizeMs: timings.tokenizeMs,
         textEncoderMs: timings.textEncoderMs,
@@ -105,6 +136,8 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
         ownStepMs: (timings.denoiseMs - sum(unetCalls)) / unetCalls.length,
         vaeMs: timings.vaeMs,
         pngMs,
+        previews,
+        previewMs: previewDecodeMs + previewEncodeMs,
         totalMs,
         onnxMs: timings.onnxMs,
         overheadRatio: totalMs / timings.onnxMs,

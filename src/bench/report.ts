@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 import { formatBytes, formatDuration, formatTable } from './format.ts';
 import type { ImageBenchResult, ImageRun } from './image-bench.ts';
 import { max, median, min } from './stats.ts';
@@ -19,7 +20,13 @@ export function formatReport(result: ImageBenchResult): string {
     row('text encoder', of((run) => run.textEncoderMs), formatDuration),
     row('U-Net per step', runs.flatMap((run) => run.unetStepMs), formatDuration),
     row('scheduler + own code per step', of((run) => run.ownStepMs), formatDuration),
-    row('VAE decode', of((run) => run.vaeMs), formatDuration),
+    row(options.decoder === 'tiny' ? 'VAE decode (tiny decoder)' : 'VAE decode', of((run) => run.vaeMs), formatDuration),
+    ...(options.previewEverySteps
+      ? [
+          row('previews per image', of((run) => run.previews), String, true),
+          row('previews (decode + JPEG), share of image', of((run) => run.previewMs / run.totalMs), (value) => `${(value * 100).toFixed(2)} %`),
+        ]
+      : []),
     row('PNG encode', of((run) => run.pngMs), formatDuration),
     row('total per image', of((run) => run.totalMs), formatDuration),
     row('it/s', of((run) => run.iterationsPerSecond), (value) => value.toFixed(3), true),
@@ -31,7 +38,7 @@ export function formatReport(result: ImageBenchResult): string {
   const attention = result.builtFused ? 'attention fused when built' : unet + vae > 0 ? `attention fused at load (U-Net ${unet}, VAE ${vae})` : 'attention unfused';
   return [
     `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
-      `guidance ${options.guidance}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}`,
+      `guidance ${options.guidance}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}`,
     `${machine.cpuModel}, ${machine.cores} cores, ${memory}, ${machine.os}, Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, ` +
       `load average ${machine.loadAverage.toFixed(1)} at start`,
     '',

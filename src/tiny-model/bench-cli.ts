@@ -4,7 +4,7 @@ import { join, relative, resolve } from 'node:path';
 import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { PROJECT_ROOT } from '../runtime.ts';
 import { writeBenchCheckpoint } from './bench-checkpoint.ts';
-import { writeBenchModel } from './bench-model.ts';
+import { LCM_CONFIGS, writeBenchModel, writeBenchTinyVae } from './bench-model.ts';
 
 const SPEC = {
   name: 'model:bench-build',
@@ -18,6 +18,8 @@ const SPEC = {
     out: { type: 'string', value: 'DIR', help: 'Where to write the ONNX folder.', default: 'models/sd15-bench' },
     fp16: { type: 'boolean', help: 'Float16 weights.' },
     'fused-attention': { type: 'boolean', help: 'Attention fused, as model:import writes it.' },
+    lcm: { type: 'boolean', help: "LCM Dreamshaper v7's architecture: SD 1.5's U-Net with the guidance embedding, the LCM scheduler (default out: models/lcm-bench)." },
+    taesd: { type: 'boolean', help: "Only a tiny decoder with TAESD's architecture, a VAE folder to load beside a model (default out: models/taesd-bench)." },
     checkpoint: { type: 'string', value: 'FILE', help: 'Write a single-file .safetensors checkpoint instead.' },
     fp32: { type: 'boolean', help: 'With --checkpoint: float32 weights (default float16).' },
     tokenizer: { type: 'string', value: 'DIR', help: 'A CLIP tokenizer folder (vocab.json, merges.txt).', default: "CLIP's from ../shared/fixtures when there, else the tiny model's" },
@@ -46,7 +48,19 @@ async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number>
     console.log(`Import it with: npm run model:import -- ${relative(process.cwd(), path)} --name sd15-import-bench`);
     return 0;
   }
-  const dir = resolve(values.out ?? join(PROJECT_ROOT, 'models', 'sd15-bench'));
+  if (values.taesd) {
+    const dir = resolve(values.out ?? join(PROJECT_ROOT, 'models', 'taesd-bench'));
+    if (existsSync(join(dir, 'vae_decoder')) && !values.force) {
+      console.log(`The benchmark tiny decoder is already in ${dir} (--force writes it again)`);
+      return 0;
+    }
+    if (values.force) await rm(dir, { recursive: true, force: true });
+    const written = await writeBenchTinyVae(dir, seed);
+    console.log(`Wrote a TAESD-size tiny decoder to ${dir}: ${(written.parameters / 1e6).toFixed(2)}M parameters (encoder and decoder), ${(written.bytes / 1e6).toFixed(1)} MB`);
+    console.log(`Benchmark it with: npm run bench -- --model DIR --tiny-vae ${relative(process.cwd(), dir)}`);
+    return 0;
+  }
+  const dir = resolve(values.out ?? join(PROJECT_ROOT, 'models', values.lcm ? 'lcm-bench' : 'sd15-bench'));
   if (existsSync(join(dir, 'model_index.json')) && !values.force) {
     console.log(`The benchmark model is already in ${dir} (--force writes it again)`);
     return 0;
@@ -56,13 +70,14 @@ async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number>
 
   const started = performance.now();
   const attention = values['fused-attention'] ? 'fused' : 'unfused';
-  console.log(`Writing an SD 1.5-size model with random weights (${values.fp16 ? 'fp16' : 'fp32'}, attention ${attention}) to ${dir}`);
+  console.log(`Writing ${values.lcm ? 'an LCM' : 'an SD 1.5'}-size model with random weights (${values.fp16 ? 'fp16' : 'fp32'}, attention ${attention}) to ${dir}`);
   console.log(tokenizerDir ? `Tokenizer: CLIP's vocabulary from ${tokenizerDir}` : "Tokenizer: the tiny model's (CLIP's vocabulary was not found)");
   const summary = await writeBenchModel(dir, {
     precision: values.fp16 ? 'fp16' : 'fp32',
     attention,
     tokenizerDir,
     seed,
+    ...(values.lcm && { configs: LCM_CONFIGS }),
     onPart: (part) => console.log(`  ${part}…`),
   });
   const parameters = Object.entries(summary.parameters).map(([part, count]) => `${part} ${(count / 1e6).toFixed(1)}M`);

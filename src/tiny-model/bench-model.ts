@@ -2,12 +2,13 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeTextEncoder, writeUNet, writeVae } from '../graphs/components.ts';
-import { type ConfigJson, resolveAutoencoderKLConfig, resolveClipTextConfig, resolveUnetConfig } from '../graphs/configs.ts';
+import { type ConfigJson, resolveAutoencoderKLConfig, resolveAutoencoderTinyConfig, resolveClipTextConfig, resolveUnetConfig } from '../graphs/configs.ts';
 import type { AttentionKind, Precision } from '../graphs/onnx-graph.ts';
 import { SD1_SCHEDULER, SD1_TEXT_ENCODER, SD1_UNET, SD_VAE, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
 import { RandomWeights, componentSeed } from '../graphs/weights.ts';
 import { EXTERNAL_DATA_FILE, type WrittenGraph } from '../graphs/write-graph.ts';
 import { FUSED_ATTENTION_MARKER } from '../pipeline/model-config.ts';
+import { LCM_DEFAULTS } from '../schedulers/lcm.ts';
 import { END_OF_TEXT, buildTokenizer } from './tokenizer.ts';
 
 /** The config.json of each part, in diffusers' / transformers' form. */
@@ -15,10 +16,18 @@ export interface BenchModelConfigs {
   textEncoder: ConfigJson;
   unet: ConfigJson;
   vae: ConfigJson;
+  scheduler: ConfigJson;
 }
 
 /** Stable Diffusion 1.5's architecture: 1.07 billion parameters, 4.3 GB in fp32. */
-export const SD15_CONFIGS: BenchModelConfigs = { textEncoder: SD1_TEXT_ENCODER, unet: SD1_UNET, vae: SD_VAE };
+export const SD15_CONFIGS: BenchModelConfigs = { textEncoder: SD1_TEXT_ENCODER, unet: SD1_UNET, vae: SD_VAE, scheduler: SD1_SCHEDULER };
+
+/** LCM Dreamshaper v7's: SD 1.5's with the guidance embedding (time_cond_proj_dim 256) and the LCM scheduler. */
+export const LCM_CONFIGS: BenchModelConfigs = {
+  ...SD15_CONFIGS,
+  unet: { ...SD1_UNET, time_cond_proj_dim: 256 },
+  scheduler: { _class_name: 'LCMScheduler', ...LCM_DEFAULTS },
+};
 
 export interface BenchModelOptions {
   precision?: Precision;
@@ -86,6 +95,29 @@ export async function writeBenchModel(dir: string, options: BenchModelOptions = 
   }
 }
 
+/**
+ * Writes a VAE folder (vae_decoder/, vae_encoder/) with TAESD's architecture (diffusers' AutoencoderTiny defaults,
+ * 2.4 million parameters) and random weights: what a tiny decoder costs, to measure beside a benchmark model.
+ */
+export async function writeBenchTinyVae(dir: string, seed = DEFAULT_SEED): Promise<WrittenGraph> {
+  if (existsSync(dir)) throw new Error(`${dir} already exists; remove it first`);
+  const staging = `${dir}.partial-${process.pid}`;
+  await rm(staging, { recursive: true, force: true });
+  try {
+    const written = await writeVae(staging, resolveAutoencoderTinyConfig({}), {
+      precision: 'fp32',
+      attention: 'unfused',
+      weights: new RandomWeights(componentSeed(seed, 'vae')),
+      externalDataFile: EXTERNAL_DATA_FILE,
+    });
+    await rename(staging, dir);
+    return written;
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
 async function writeConfigs(dir: string, configs: BenchModelConfigs, tokenizerDir: string | undefined, builtFused: boolean): Promise<void> {
   const tokenizer = buildTokenizer(END_OF_TEXT);
   const vocabSize = Number(configs.textEncoder.vocab_size);
@@ -94,9 +126,9 @@ async function writeConfigs(dir: string, configs: BenchModelConfigs, tokenizerDi
   }
   const files: Record<string, string> = {
     'model_index.json': jsonFile(
-      onnxPipelineIndex(SD1_SCHEDULER._class_name, ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'], builtFused ? { [FUSED_ATTENTION_MARKER]: true } : {}),
+      onnxPipelineIndex(String(configs.scheduler._class_name), ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'], builtFused ? { [FUSED_ATTENTION_MARKER]: true } : {}),
     ),
-    'scheduler/scheduler_config.json': jsonFile(SD1_SCHEDULER),
+    'scheduler/scheduler_config.json': jsonFile(configs.scheduler),
     'tokenizer/tokenizer_config.json': tokenizer.files['tokenizer_config.json'],
     'tokenizer/special_tokens_map.json': tokenizer.files['special_tokens_map.json'],
   };
