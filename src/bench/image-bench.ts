@@ -26,6 +26,8 @@ export interface ImageBenchOptions {
   tinyVaeDir?: string;
   /** Which decodes the final image (default full: the model's own VAE). */
   decoder?: Decoder;
+  /** On the CPU, run fp16 graphs as they are instead of their float32 copies (to measure what fp16 costs there). */
+  fp16AsIs?: boolean;
   /** Previews after every this many steps, under the bot's default budget, each encoded as the bot sends it. */
   previewEverySteps?: number;
 }
@@ -81,6 +83,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     executionProvider: options.executionProvider,
     fuseAttention: options.fuseAttention,
     tinyVaeDir: options.tinyVaeDir,
+    float32OnCpu: !options.fp16AsIs,
     onOnnxRun: (label, ms) => {
       if (label === 'unet') unetCalls.push(ms);
       if (label === 'vae_decoder') vaeCalls.push(ms);

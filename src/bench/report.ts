@@ -38,7 +38,7 @@ export function formatReport(result: ImageBenchResult): string {
   const attention = result.builtFused ? 'attention fused when built' : unet + vae > 0 ? `attention fused at load (U-Net ${unet}, VAE ${vae})` : 'attention unfused';
   return [
     `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
-      `guidance ${options.guidance}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}`,
+      `guidance ${options.guidance}${options.fp16AsIs ? ', fp16 graphs as they are' : ''}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}`,
     `${machine.cpuModel}, ${machine.cores} cores, ${memory}, ${machine.os}, Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, ` +
       `load average ${machine.loadAverage.toFixed(1)} at start`,
     '',
