@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EventLoopLagSampler } from '../src/bench/event-loop-lag.ts';
 import { runImageBench } from '../src/bench/image-bench.ts';
-import { runQueueBench } from '../src/bench/queue-bench.ts';
+import { formatQueueReport, runQueueBench } from '../src/bench/queue-bench.ts';
 import { formatReport } from '../src/bench/report.ts';
 import { median, quantile } from '../src/bench/stats.ts';
 import { writeBenchTinyVae } from '../src/tiny-model/bench-model.ts';
@@ -179,7 +179,7 @@ describe('session-options sweep', () => {
 
 describe('queue bench', () => {
   it('measures lag and acknowledgements while the real queue and worker generate', async () => {
-    const result = await runQueueBench({ jobs: 3, users: 2, steps: 3, probeEveryMs: 20, executionProvider: 'cpu' }, () => {});
+    const result = await runQueueBench({ jobs: 3, users: 2, steps: 3, probeEveryMs: 20, progressIntervalMs: 0, executionProvider: 'cpu' }, () => {});
     expect(result.jobs).toBe(3);
     expect(result.busyLagMs.count).toBeGreaterThan(5);
     expect(result.idleLagMs.count).toBeGreaterThan(50);
@@ -188,5 +188,10 @@ describe('queue bench', () => {
     expect(result.mainThreadRunningShare).toBeGreaterThan(0);
     expect(result.mainThreadRunningShare).toBeLessThan(1);
     expect(result.imagesPerMinute).toBeGreaterThan(0);
+    // Every job's first preview (always made) reaches the job's status after its step did.
+    expect(result.firstPreviewMs.count).toBe(3);
+    expect(result.previewDelayMs.count).toBeGreaterThanOrEqual(3);
+    expect(result.previewDelayMs.p50).toBeGreaterThanOrEqual(0);
+    expect(formatQueueReport(result)).toContain('first preview: job start → its JPEG');
   });
 });

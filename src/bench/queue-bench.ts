@@ -45,6 +45,10 @@ export interface QueueBenchResult {
   mainThreadWaitingShare: number;
   /** From the moment a command arrives (its timer was due) to its job being queued with a known position. */
   acknowledgeMs: Distribution;
+  /** Previews every step (the bot's cadence and budget): each one's delay from its step's progress to its JPEG in the job's status. */
+  previewDelayMs: Distribution;
+  /** The first preview of each job: from the job's start to its JPEG in the status. */
+  firstPreviewMs: Distribution;
   peakRssBytes: number;
 }
 
@@ -63,6 +67,10 @@ export interface QueueBenchOptions {
   steps: number;
   /** How often a new command arrives while the jobs run. */
   probeEveryMs: number;
+  /** Reply edits at most this often, and previews no faster (the bot's PROGRESS_EDIT_INTERVAL_MS). */
+  progressIntervalMs: number;
+  /** A tiny decoder (TAESD) for the previews; linear previews without one. */
+  tinyVaeDir?: string;
   executionProvider: ExecutionProvider;
 }
 
@@ -70,7 +78,7 @@ export async function runQueueBench(options: QueueBenchOptions, onProgress: (lin
   const machine = describeMachine(options.executionProvider);
   const modelDir = options.modelDir ?? (await ensureTinyModel());
   const loadStarted = performance.now();
-  const pipeline = PipelineThread.start({ modelDir, executionProvider: options.executionProvider });
+  const pipeline = PipelineThread.start({ modelDir, tinyVaeDir: options.tinyVaeDir, executionProvider: options.executionProvider });
   try {
     const model = await pipeline.ready;
     const loadMs = performance.now() - loadStarted;
@@ -84,6 +92,7 @@ export async function runQueueBench(options: QueueBenchOptions, onProgress: (lin
       defaultSize: size,
       sizes: [size],
       promptSyntax: 'a1111',
+      previews: { everySteps: 1, minIntervalMs: options.progressIntervalMs },
     };
     const probes = 1000;
     // A failed job's cause goes to stderr, away from the report on stdout.
@@ -99,8 +108,25 @@ export async function runQueueBench(options: QueueBenchOptions, onProgress: (lin
     sampler.start();
     const busyStarted = performance.now();
     const results: Array<Promise<JobResult>> = [];
+    const previewDelayMs: number[] = [];
+    const firstPreviewMs: number[] = [];
     for (let index = 0; index < options.jobs; index++) {
       const handle = await queue.enqueue(`user-${index % options.users}`, request(index));
+      // When each step's progress reached the bot, and when the preview made after it did.
+      const stepSeenAt = new Map<number, number>();
+      let startedAt: number | undefined;
+      let lastPreview: unknown;
+      handle.onStatus((status) => {
+        if (status.state !== 'running') return;
+        const now = performance.now();
+        startedAt ??= now;
+        if (!stepSeenAt.has(status.step)) stepSeenAt.set(status.step, now);
+        if (status.preview && status.preview !== lastPreview) {
+          if (lastPreview === undefined) firstPreviewMs.push(now - startedAt);
+          lastPreview = status.preview;
+          previewDelayMs.push(now - (stepSeenAt.get(status.preview.step) ?? now));
+        }
+      });
       results.push(handle.result.then((result) => (onProgress(`job ${index + 1}/${options.jobs} done`), result)));
     }
 
@@ -141,6 +167,8 @@ export async function runQueueBench(options: QueueBenchOptions, onProgress: (lin
       mainThreadRunningShare: sum(busyLags.map((tick) => tick.runningMs)) / busyMs,
       mainThreadWaitingShare: sum(busyLags.map((tick) => tick.waitingMs)) / busyMs,
       acknowledgeMs: distribution(acknowledgeMs),
+      previewDelayMs: distribution(previewDelayMs),
+      firstPreviewMs: distribution(firstPreviewMs),
       peakRssBytes: peakRssBytes(),
     };
   } finally {
@@ -168,6 +196,8 @@ export function formatQueueReport(result: QueueBenchResult): string {
         line('  main thread running, per tick', result.busyRunningMs),
         line('  main thread waiting for a CPU, per tick', result.busyWaitingMs),
         line('acknowledge a new command', result.acknowledgeMs),
+        line('preview: its step → its JPEG in the status', result.previewDelayMs),
+        line('first preview: job start → its JPEG', result.firstPreviewMs),
       ],
     ),
     '',

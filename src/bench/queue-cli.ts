@@ -8,7 +8,7 @@ const SPEC = {
   name: 'bench:queue',
   command: 'npm run bench:queue --',
   usage: '[options]',
-  description: "Measures the bot's event-loop lag and acknowledgement time while the real queue and pipeline thread generate.",
+  description: "Measures the bot's event-loop lag, acknowledgement time and previews' delay while the real queue and pipeline thread generate.",
   flags: {
     model: { type: 'string', value: 'DIR', help: 'The model to generate with.', default: 'the generated tiny model' },
     jobs: { type: 'string', value: 'N', help: 'Jobs to queue.', default: '8' },
@@ -16,6 +16,8 @@ const SPEC = {
     size: { type: 'string', value: 'WxH', help: 'Image size, in multiples of 8.', default: "the model's native size" },
     steps: { type: 'string', value: 'N', help: 'Denoising steps per image.', default: '4' },
     'probe-every': { type: 'string', value: 'MS', help: 'How often a simulated command arrives, in milliseconds.', default: '250' },
+    'progress-interval': { type: 'string', value: 'MS', help: "The bot's PROGRESS_EDIT_INTERVAL_MS: previews come no faster.", default: '2000' },
+    'tiny-vae': { type: 'string', value: 'DIR', help: 'A tiny decoder (TAESD) to make previews with.', default: 'none: linear previews' },
     ep: { type: 'string', value: 'EP', help: `Execution provider: ${EXECUTION_PROVIDERS.join(', ')}.`, default: 'cpu' },
     json: { type: 'string', value: 'FILE', help: 'Also write the results as JSON.' },
   },
@@ -31,6 +33,8 @@ async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number>
     size: values.size === undefined ? undefined : parseBenchSize(values.size),
     steps: parseCount('steps', values.steps ?? '4'),
     probeEveryMs: parseCount('probe-every', values['probe-every'] ?? '250'),
+    progressIntervalMs: parseCount('progress-interval', values['progress-interval'] ?? '2000', 0),
+    tinyVaeDir: values['tiny-vae'],
     executionProvider: ep as ExecutionProvider,
   }));
   const result = await runQueueBench(options, (line) => console.error(line));
