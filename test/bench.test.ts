@@ -118,7 +118,7 @@ describe('image bench', () => {
     }
   });
 
-  it('with a tiny decoder: decodes the image with it when asked, and times the previews it makes', async () => {
+  it('with a tiny decoder: the two decoders in turns, and what the previews cost', async () => {
     const taesdDir = join(scratch, 'taesd-bench');
     await writeBenchTinyVae(taesdDir);
     const result = await runImageBench({
@@ -128,16 +128,17 @@ describe('image bench', () => {
       steps: 4,
       scheduler: 'Euler',
       guidance: 7.5,
-      runs: 1,
       executionProvider: 'cpu',
       fuseAttention: true,
       prompt: 'a red fox in the snow',
       seed: '7',
       tinyVaeDir: taesdDir,
-      decoder: 'tiny',
+      decoder: 'alternate',
+      runs: 2,
       previewEverySteps: 1,
     });
-    const [image] = result.runs;
+    expect(result.runs.map((run) => run.decoder)).toEqual(['full', 'tiny']);
+    const image = result.runs[1];
     // The first preview is always made (the budget judges the next ones by its cost).
     expect(image.previews).toBeGreaterThanOrEqual(1);
     expect(image.previewMs).toBeGreaterThan(0);
@@ -145,6 +146,7 @@ describe('image bench', () => {
     const table = formatReport(result);
     expect(table).toContain('tiny decoder taesd-bench');
     expect(table).toMatch(/VAE decode \(tiny decoder\)/);
+    expect(table).toMatch(/tiny decoder ÷ full, run by run +\d+\.\d\d %/);
     expect(table).toMatch(/previews \(decode \+ JPEG\), share of image +\d+\.\d\d %/);
   });
 

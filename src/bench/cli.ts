@@ -24,7 +24,7 @@ const SPEC = {
     seed: { type: 'string', value: 'N', help: 'Seed of the first image.', default: '42' },
     'fp16-as-is': { type: 'boolean', help: 'On the CPU, run an fp16 model as it is, not as its float32 copy (to compare).' },
     'tiny-vae': { type: 'string', value: 'DIR', help: 'A tiny decoder (TAESD) to load beside the model: previews use it (npm run model:bench-build -- --taesd writes one).' },
-    decoder: { type: 'string', value: 'full|tiny', help: 'What decodes the image: the model\'s VAE or the tiny decoder.', default: 'full' },
+    decoder: { type: 'string', value: 'full|tiny|alternate', help: 'What decodes the image: the model\'s VAE, the tiny decoder, or the two in turns (to compare them).', default: 'full' },
     previews: { type: 'string', value: 'N', help: 'Previews after every N steps, as the bot makes them (3 % budget, JPEG).', default: 'none' },
     json: { type: 'string', value: 'FILE', help: 'Also write the results, with the machine, as JSON.' },
   },
@@ -38,8 +38,9 @@ function parseOptions(values: CommandLine<typeof SPEC.flags>['values']) {
   if (!(EXECUTION_PROVIDERS as readonly string[]).includes(ep)) throw new UsageError(`--ep must be one of ${EXECUTION_PROVIDERS.join(', ')} (got ${ep})`);
   const guidance = Number(values.guidance ?? '7.5');
   const decoder = values.decoder ?? 'full';
-  if (!(DECODERS as readonly string[]).includes(decoder)) throw new UsageError(`--decoder must be one of ${DECODERS.join(', ')} (got ${decoder})`);
-  if (decoder === 'tiny' && !values['tiny-vae']) throw new UsageError('--decoder tiny needs --tiny-vae DIR');
+  const decoders: readonly string[] = [...DECODERS, 'alternate'];
+  if (!decoders.includes(decoder)) throw new UsageError(`--decoder must be one of ${decoders.join(', ')} (got ${decoder})`);
+  if (decoder !== 'full' && !values['tiny-vae']) throw new UsageError(`--decoder ${decoder} needs --tiny-vae DIR`);
   if (!Number.isFinite(guidance) || guidance < 0) throw new UsageError(`--guidance must be a number of at least 0 (got ${values.guidance})`);
   return usageErrorOf(() => ({
     bench: {
@@ -55,7 +56,7 @@ function parseOptions(values: CommandLine<typeof SPEC.flags>['values']) {
       seed: values.seed ?? '42',
       tinyVaeDir: values['tiny-vae'],
       fp16AsIs: values['fp16-as-is'] ?? false,
-      decoder: decoder as Decoder,
+      decoder: decoder as Decoder | 'alternate',
       previewEverySteps: values.previews === undefined ? undefined : parseCount('previews', values.previews),
     },
     json: values.json,

@@ -24,8 +24,11 @@ export interface ImageBenchOptions {
   seed: string;
   /** A tiny decoder (TAESD) loaded beside the model's VAE: previews use it, and the final image with decoder 'tiny'. */
   tinyVaeDir?: string;
-  /** Which decodes the final image (default full: the model's own VAE). */
-  decoder?: Decoder;
+  /**
+   * Which decodes the final image (default full: the model's own VAE); `alternate`: full and tiny in turns, run by
+   * run, so the two are timed in the same process under the same conditions.
+   */
+  decoder?: Decoder | 'alternate';
   /** On the CPU, run fp16 graphs as they are instead of their float32 copies (to measure what fp16 costs there). */
   fp16AsIs?: boolean;
   /** Previews after every this many steps, under the bot's default budget, each encoded as the bot sends it. */
@@ -42,6 +45,8 @@ export interface ImageRun {
   ownStepMs: number;
   vaeMs: number;
   pngMs: number;
+  /** Which decoded this run's image. */
+  decoder: Decoder;
   /** Previews made, and their time: the tiny decoder's runs for them plus their JPEG encoding (a linear map's decode, microseconds, not counted). */
   previews: number;
   previewMs: number;
@@ -100,6 +105,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     for (let run = 0; run < options.runs; run++) {
       unetCalls = [];
       vaeCalls = [];
+      const decoder: Decoder = options.decoder === 'alternate' ? (run % 2 === 0 ? 'full' : 'tiny') : (options.decoder ?? 'full');
       let previews = 0;
       let previewEncodeMs = 0;
       const output = await pipeline.generate({
@@ -110,7 +116,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
         width: options.width,
         height: options.height,
         scheduler: options.scheduler,
-        ...(options.decoder && { decoder: options.decoder }),
+        decoder,
         ...(options.previewEverySteps && {
           preview: {
             everySteps: options.previewEverySteps,
@@ -139,6 +145,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
         ownStepMs: (timings.denoiseMs - sum(unetCalls)) / unetCalls.length,
         vaeMs: timings.vaeMs,
         pngMs,
+        decoder,
         previews,
         previewMs: previewDecodeMs + previewEncodeMs,
         totalMs,

@@ -8,6 +8,20 @@ function row(label: string, values: number[], format: (value: number) => string,
   return [label, format(higherIsBetter ? max(values) : min(values)), format(median(values))];
 }
 
+/** The VAE's row; with decoders in turns, one row for each and their ratio (each tiny run against the full run before it). */
+function vaeRows({ options, runs }: ImageBenchResult): string[][] {
+  const label = 'VAE decode';
+  if (options.decoder !== 'alternate') return [row(`${label}${options.decoder === 'tiny' ? ' (tiny decoder)' : ''}`, runs.map((run) => run.vaeMs), formatDuration)];
+  const full = runs.filter((run) => run.decoder === 'full').map((run) => run.vaeMs);
+  const tiny = runs.filter((run) => run.decoder === 'tiny').map((run) => run.vaeMs);
+  const ratios = tiny.map((ms, index) => ms / full[index]);
+  return [
+    row(label, full, formatDuration),
+    row(`${label} (tiny decoder)`, tiny, formatDuration),
+    row('tiny decoder ÷ full, run by run', ratios, (value) => `${(value * 100).toFixed(2)} %`),
+  ];
+}
+
 export function formatReport(result: ImageBenchResult): string {
   const { options, machine, runs } = result;
   const of = (pick: (run: ImageRun) => number) => runs.map(pick);
@@ -20,7 +34,7 @@ export function formatReport(result: ImageBenchResult): string {
     row('text encoder', of((run) => run.textEncoderMs), formatDuration),
     row('U-Net per step', runs.flatMap((run) => run.unetStepMs), formatDuration),
     row('scheduler + own code per step', of((run) => run.ownStepMs), formatDuration),
-    row(options.decoder === 'tiny' ? 'VAE decode (tiny decoder)' : 'VAE decode', of((run) => run.vaeMs), formatDuration),
+    ...vaeRows(result),
     ...(options.previewEverySteps
       ? [
           row('previews per image', of((run) => run.previews), String, true),
