@@ -139,7 +139,7 @@ describe('image bench', () => {
     });
     expect(result.runs.map((run) => run.decoder)).toEqual(['full', 'tiny']);
     const image = result.runs[1];
-    // The first preview is always made (the budget judges the next ones by its cost).
+    // The first preview is made to learn its cost (the budget judges the next ones by it).
     expect(image.previews).toBeGreaterThanOrEqual(1);
     expect(image.previewMs).toBeGreaterThan(0);
     expect(image.previewMs).toBeLessThan(image.totalMs);
@@ -190,9 +190,9 @@ describe('queue bench', () => {
     expect(result.mainThreadRunningShare).toBeGreaterThan(0);
     expect(result.mainThreadRunningShare).toBeLessThan(1);
     expect(result.imagesPerMinute).toBeGreaterThan(0);
-    // Every job's first preview (always made) reaches the job's status after its step did.
-    expect(result.firstPreviewMs.count).toBe(3);
-    expect(result.previewDelayMs.count).toBeGreaterThanOrEqual(3);
+    // The first job's first preview is made to learn its cost; it reaches the job's status after its step did.
+    expect(result.firstPreviewMs.count).toBeGreaterThanOrEqual(1);
+    expect(result.previewDelayMs.count).toBeGreaterThanOrEqual(result.firstPreviewMs.count);
     expect(result.previewDelayMs.p50).toBeGreaterThanOrEqual(0);
     expect(formatQueueReport(result)).toContain('first preview: job start → its JPEG');
   });

@@ -8,7 +8,7 @@ import { LatentPreviewer } from '../src/pipeline/latent-preview.ts';
 import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { type LatentPreview, PreviewSchedule } from '../src/pipeline/preview-schedule.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
-import type { RgbImage } from '../src/pipeline/vae.ts';
+import type { RgbImage, VaeDecoder } from '../src/pipeline/vae.ts';
 import { TorchGenerator } from '../src/random/torch-generator.ts';
 import { createScheduler } from '../src/schedulers/index.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
@@ -45,7 +45,6 @@ describe('the linear latent→RGB preview', () => {
 
 describe('PreviewSchedule', () => {
   const size = { width: 2, height: 2 };
-  const previewer = new LatentPreviewer(undefined, 0.18215);
 
   /** Steps of `stepMs` each on a fake clock, previews costing `previewMs`; the steps that got one. */
   async function run(totalSteps: number, stepMs: number, previewMs: number, options: { everySteps: number; minIntervalMs?: number; maxShare?: number }) {
@@ -60,7 +59,7 @@ describe('PreviewSchedule', () => {
           clock += previewMs;
         },
       },
-      previewer,
+      new LatentPreviewer(undefined, 0.18215),
       size,
     );
     for (let step = 1; step <= totalSteps; step++) {
@@ -81,10 +80,37 @@ describe('PreviewSchedule', () => {
   });
 
   it('skips previews that would make them more than the allowed share of the denoising time', async () => {
-    // 100 ms previews after 1 s steps: at 3 %, one whenever the total stays within 3 % of the steps so far.
+    // 100 ms previews after 1 s steps: at 3 %, one whenever the total stays within 3 % of the steps so far (the
+    // first is made to learn its cost).
     const shown = await run(20, 1000, 100, { everySteps: 1, maxShare: 0.03 });
     expect(shown).toEqual([1, 7, 10, 14, 17]);
     expect(shown.length * 100).toBeLessThanOrEqual(0.03 * 20 * 1000 + 100);
+  });
+
+  it('falls back to the linear map where the tiny decoder does not fit the budget, and remembers costs across jobs', async () => {
+    const tinyDecoder = { decode: async () => ({ pixels: new Uint8Array(16 * 16 * 3), width: 16, height: 16 }) } as unknown as VaeDecoder;
+    const previewer = new LatentPreviewer(tinyDecoder, 0.18215);
+    const costMs = { 'tiny-decoder': 500, linear: 1 };
+    /** A job of 10 steps of 1 s, previews allowed 10 % of it; the methods used, by step. */
+    async function job(): Promise<string[]> {
+      let clock = 0;
+      const shown: string[] = [];
+      const onPreview = ({ step, method }: LatentPreview) => {
+        shown.push(`${step} ${method}`);
+        clock += costMs[method];
+      };
+      const schedule = new PreviewSchedule({ everySteps: 1, maxShare: 0.1, now: () => clock, onPreview }, previewer, size);
+      for (let step = 1; step <= 10; step++) {
+        clock += 1000;
+        await schedule.afterStep({ step, totalSteps: 10 }, new Float32Array(16));
+      }
+      return shown;
+    }
+    // The first job times the tiny decoder once (500 ms, over its 100 ms budget), then waits for the budget to catch
+    // up before timing the linear map, which fits from then on.
+    expect(await job()).toEqual(['1 tiny-decoder', '5 linear', '6 linear', '7 linear', '8 linear', '9 linear']);
+    // The next job knows both costs: linear previews, and the tiny decoder once the budget has room for it.
+    expect(await job()).toEqual(['1 linear', '2 linear', '3 linear', '4 linear', '5 linear', '6 tiny-decoder', '7 linear', '8 linear', '9 linear']);
   });
 });
 

@@ -34,6 +34,8 @@ export type PreviewMethod = 'tiny-decoder' | 'linear';
  */
 export class LatentPreviewer {
   private readonly factors: LatentRgbFactors;
+  /** What each method's last preview cost per latent pixel, so that the next one (in any job) can be budgeted. */
+  private readonly costPerLatent = new Map<PreviewMethod, number>();
 
   /** `scalingFactor`: the model's own VAE's, which tells its latent space (SD or SDXL) for the linear map. */
   constructor(
@@ -43,12 +45,23 @@ export class LatentPreviewer {
     this.factors = scalingFactor === SDXL_SCALING_FACTOR ? SDXL_LATENT_RGB : SD_LATENT_RGB;
   }
 
-  get method(): PreviewMethod {
-    return this.tinyDecoder ? 'tiny-decoder' : 'linear';
+  /** The methods this previewer has, best first: the tiny decoder when loaded, and the linear map. */
+  get methods(): readonly PreviewMethod[] {
+    return this.tinyDecoder ? ['tiny-decoder', 'linear'] : ['linear'];
   }
 
-  decode(latents: Float32Array, size: LatentSize): Promise<RgbImage> {
-    return this.tinyDecoder ? this.tinyDecoder.decode(latents, size) : Promise.resolve(this.linear(latents, size));
+  decode(latents: Float32Array, size: LatentSize, method: PreviewMethod = this.methods[0]): Promise<RgbImage> {
+    return method === 'tiny-decoder' && this.tinyDecoder ? this.tinyDecoder.decode(latents, size) : Promise.resolve(this.linear(latents, size));
+  }
+
+  /** What a preview by `method` at `size` is expected to cost, from the last one's; undefined before the first. */
+  expectedCostMs(method: PreviewMethod, { width, height }: LatentSize): number | undefined {
+    const perLatent = this.costPerLatent.get(method);
+    return perLatent === undefined ? undefined : perLatent * width * height;
+  }
+
+  recordCost(method: PreviewMethod, { width, height }: LatentSize, ms: number): void {
+    this.costPerLatent.set(method, ms / (width * height));
   }
 
   private linear(latents: Float32Array, { width, height }: LatentSize): RgbImage {

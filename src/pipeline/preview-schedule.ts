@@ -15,8 +15,9 @@ export interface PreviewCadence {
   /** At least this long after the previous preview: its receiver shows them no faster. Default 0. */
   minIntervalMs?: number;
   /**
-   * A preview is skipped when previews would take more than this share of the time spent denoising so far
-   * (judged by the last one's cost), so they slow a job by at most this much on any machine. Default 0.03.
+   * Previews take at most this share of the time spent denoising so far, so they slow a job by at most this much on
+   * any machine: each is made with the best method whose expected cost (its last preview's, in this job or an
+   * earlier one) fits what is left, else skipped. Default 0.03.
    */
   maxShare?: number;
 }
@@ -30,12 +31,11 @@ export interface PreviewOptions extends PreviewCadence {
 
 const DEFAULT_MAX_SHARE = 0.03;
 
-/** Decides after each denoising step whether a preview is due, and makes it. */
+/** Decides after each denoising step whether a preview is due and how to make it, and makes it. */
 export class PreviewSchedule {
   private readonly now: () => number;
   private readonly started: number;
   private spentMs = 0;
-  private lastCostMs = 0;
   private lastAt = -Infinity;
 
   constructor(
@@ -50,18 +50,22 @@ export class PreviewSchedule {
   /** `latents`: what the step predicts the final latents to be (the scheduler's x0), else its current latents. */
   async afterStep(progress: StepProgress, latents: Float32Array): Promise<void> {
     const started = this.now();
-    if (!this.due(progress, started)) return;
-    const image = await this.previewer.decode(latents, this.size);
-    await this.options.onPreview({ ...progress, image, method: this.previewer.method });
+    const method = this.due(progress, started);
+    if (!method) return;
+    const image = await this.previewer.decode(latents, this.size, method);
+    await this.options.onPreview({ ...progress, image, method });
     this.lastAt = this.now();
-    this.lastCostMs = this.lastAt - started;
-    this.spentMs += this.lastCostMs;
+    const cost = this.lastAt - started;
+    this.previewer.recordCost(method, this.size, cost);
+    this.spentMs += cost;
   }
 
-  private due({ step, totalSteps }: StepProgress, now: number): boolean {
+  /** The method for a preview now, or undefined when none is due or none fits the budget. */
+  private due({ step, totalSteps }: StepProgress, now: number): PreviewMethod | undefined {
     const { everySteps, minIntervalMs = 0, maxShare = DEFAULT_MAX_SHARE } = this.options;
-    if (step >= totalSteps || step % everySteps !== 0 || now - this.lastAt < minIntervalMs) return false;
-    const denoisingMs = now - this.started - this.spentMs;
-    return this.spentMs + this.lastCostMs <= maxShare * denoisingMs;
+    if (step >= totalSteps || step % everySteps !== 0 || now - this.lastAt < minIntervalMs) return undefined;
+    const left = maxShare * (now - this.started - this.spentMs) - this.spentMs;
+    // A method not yet timed is tried once when the budget is not spent: its cost is known from then on.
+    return this.previewer.methods.find((method) => (this.previewer.expectedCostMs(method, this.size) ?? 0) <= left);
   }
 }
