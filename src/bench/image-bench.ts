@@ -2,6 +2,7 @@ import { basename, resolve } from 'node:path';
 import { formatParameters } from '../image/parameters.ts';
 import { encodePng } from '../image/png.ts';
 import { encodePreview } from '../image/preview.ts';
+import type { GpuFusions } from '../pipeline/gpu-fusion.ts';
 import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
 import type { Decoder } from '../pipeline/types.ts';
 import { StableDiffusionPipeline } from '../pipeline/pipeline.ts';
@@ -20,6 +21,10 @@ export interface ImageBenchOptions {
   executionProvider: ExecutionProvider;
   /** Fuse attention on the CPU, as the pipeline does by default. */
   fuseAttention: boolean;
+  /** On cuda and webgpu, rewrite the graphs into those providers' fused operators (gpu-fusion.ts). */
+  gpuFusion?: boolean;
+  /** Fix the graphs' input shapes to this size and batch (PipelineOptions.staticShape). */
+  staticShape?: boolean;
   prompt: string;
   seed: string;
   /** A tiny decoder (TAESD) loaded beside the model's VAE: previews use it, and the final image with decoder 'tiny'. */
@@ -69,6 +74,8 @@ export interface ImageBenchResult {
   fusedAttentions: { unet: number; vae: number };
   /** The graphs were written with attention already fused (nothing was rewritten at load). */
   builtFused: boolean;
+  /** What the GPU rewrite fused at load, per model (absent where it did not run). */
+  gpuFusions: { unet?: GpuFusions; vae?: GpuFusions };
   runs: ImageRun[];
   peakRssBytes: number;
   /** Peak RSS over the model's file size; the target is at most 1.3. */
@@ -89,6 +96,8 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     fuseAttention: options.fuseAttention,
     tinyVaeDir: options.tinyVaeDir,
     float32OnCpu: !options.fp16AsIs,
+    gpuFusion: options.gpuFusion,
+    ...(options.staticShape && { staticShape: { width: options.width, height: options.height, unetBatch: options.guidance > 1 ? 2 : 1 } }),
     onOnnxRun: (label, ms) => {
       if (label === 'unet') unetCalls.push(ms);
       if (label === 'vae_decoder') vaeCalls.push(ms);
@@ -98,6 +107,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
   const rssAfterLoadBytes = process.memoryUsage.rss();
   const fusedAttentions = pipeline.fusedAttentions;
   const builtFused = pipeline.builtFused;
+  const gpuFusions = pipeline.gpuFusions;
   onProgress(`loaded in ${(loadMs / 1000).toFixed(1)} s`);
 
   const runs: ImageRun[] = [];
@@ -169,6 +179,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     rssAfterLoadBytes,
     fusedAttentions,
     builtFused,
+    gpuFusions,
     runs,
     peakRssBytes: peak,
     peakRssRatio: peak / fileBytes,

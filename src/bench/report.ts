@@ -1,4 +1,5 @@
 import { basename } from 'node:path';
+import type { GpuFusions } from '../pipeline/gpu-fusion.ts';
 import { formatBytes, formatDuration, formatTable } from './format.ts';
 import type { ImageBenchResult, ImageRun } from './image-bench.ts';
 import { max, median, min } from './stats.ts';
@@ -50,12 +51,27 @@ export function formatReport(result: ImageBenchResult): string {
   const memory = `${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB`;
   const { unet, vae } = result.fusedAttentions;
   const attention = result.builtFused ? 'attention fused when built' : unet + vae > 0 ? `attention fused at load (U-Net ${unet}, VAE ${vae})` : 'attention unfused';
+  const gpu = result.gpuFusions.unet ?? result.gpuFusions.vae ? `, GPU fusion at load (${describeGpuFusions(result.gpuFusions)})` : '';
   return [
     `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
-      `guidance ${options.guidance}${options.fp16AsIs ? ', fp16 graphs as they are' : ''}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}`,
+      `guidance ${options.guidance}${options.fp16AsIs ? ', fp16 graphs as they are' : ''}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}${gpu}${options.staticShape ? ', static shapes' : ''}`,
     `${machine.cpuModel}, ${machine.cores} cores, ${memory}, ${machine.os}, Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, ` +
       `load average ${machine.loadAverage.toFixed(1)} at start`,
     '',
     formatTable(['', 'best', 'median'], rows),
   ].join('\n');
+}
+
+/** "U-Net: 16 MultiHeadAttention, 32 SkipLayerNormalization, …; VAE: …", the operators each model got. */
+function describeGpuFusions(fusions: ImageBenchResult['gpuFusions']): string {
+  const names: Record<keyof GpuFusions, string> = {
+    multiHeadAttention: 'MultiHeadAttention',
+    skipLayerNormalization: 'SkipLayerNormalization',
+    biasSplitGelu: 'BiasSplitGelu',
+    groupNorm: 'GroupNorm',
+  };
+  const parts = (Object.entries({ 'U-Net': fusions.unet, VAE: fusions.vae }) as [string, GpuFusions | undefined][])
+    .filter(([, counts]) => counts !== undefined)
+    .map(([model, counts]) => `${model}: ${(Object.keys(names) as (keyof GpuFusions)[]).map((key) => `${counts![key]} ${names[key]}`).join(', ')}`);
+  return parts.join('; ');
 }

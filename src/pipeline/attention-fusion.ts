@@ -1,5 +1,6 @@
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
+import { fromHalfBits } from './float16.ts';
 
 // onnx-proto is CommonJS (module.exports = root), so its namespace is reached through the default export.
 const { onnx } = onnxProto;
@@ -25,12 +26,10 @@ const UNSUPPORTED_FLOAT_TYPES = new Set<number>([DataType.FLOAT16, DataType.BFLO
  * match this, with Q and K already scaled or not. Attention with a real mask (CLIP's causal one) does not.
  * Returns how many attentions were fused; the model is changed in place.
  */
-export function fuseAttention(model: ModelProto): number {
+export function fuseAttention(model: ModelProto, options: AttentionFusionOptions = {}): number {
   const graph = model.graph;
-  if (!graph?.node || graph.node.some((node) => node.attribute?.some((attribute) => attribute.g || attribute.graphs?.length))) {
-    return 0; // subgraphs (If, Loop) read outer tensors without naming them as inputs; leave such graphs alone
-  }
-  if ((graph.initializer ?? []).some((tensor) => UNSUPPORTED_FLOAT_TYPES.has(tensor.dataType ?? 0))) return 0;
+  if (!graph?.node || hasSubgraphs(graph)) return 0;
+  if (!options.float16 && (graph.initializer ?? []).some((tensor) => UNSUPPORTED_FLOAT_TYPES.has(tensor.dataType ?? 0))) return 0;
 
   const index = new GraphIndex(graph, defaultOpset(model));
   const replacements = new Map<NodeProto, NodeProto[]>();
@@ -46,10 +45,25 @@ export function fuseAttention(model: ModelProto): number {
   graph.node = graph.node.flatMap((node) => replacements.get(node) ?? (removed.has(node) ? [] : [node]));
   removeDeadNodes(graph);
   removeUnreadInitializers(graph);
+  importMicrosoftDomain(model);
+  return replacements.size;
+}
+
+/** Declares the com.microsoft operator set (onnxruntime's contrib operators) when the model does not yet. */
+export function importMicrosoftDomain(model: ModelProto): void {
   if (!(model.opsetImport ?? []).some((opset) => opset.domain === MICROSOFT_DOMAIN)) {
     model.opsetImport = [...(model.opsetImport ?? []), { domain: MICROSOFT_DOMAIN, version: 1 }];
   }
-  return replacements.size;
+}
+
+export interface AttentionFusionOptions {
+  /** Fuse float16 graphs too: for the GPU providers, whose MultiHeadAttention kernels take float16 (the CPU's does not). */
+  float16?: boolean;
+}
+
+/** Subgraphs (If, Loop) read outer tensors without naming them as inputs: graph rewrites leave such graphs alone. */
+export function hasSubgraphs(graph: OnnxTypes.IGraphProto): boolean {
+  return (graph.node ?? []).some((node) => node.attribute?.some((attribute) => attribute.g || attribute.graphs?.length));
 }
 
 interface AttentionMatch {
@@ -155,8 +169,8 @@ function attentionNodes(graph: OnnxTypes.IGraphProto, match: AttentionMatch, ord
   return nodes;
 }
 
-/** Producers, consumers and constants of one graph, and the little shape reasoning the matcher needs. */
-class GraphIndex {
+/** Producers, consumers and constants of one graph, and the little shape reasoning the matchers need. */
+export class GraphIndex {
   private readonly producers = new Map<string, NodeProto>();
   private readonly consumers = new Map<string, NodeProto[]>();
   private readonly initializers = new Map<string, TensorProto>();
@@ -189,6 +203,22 @@ class GraphIndex {
   soleConsumer(tensor: string): NodeProto | undefined {
     const consumers = this.consumers.get(tensor) ?? [];
     return consumers.length === 1 && !this.graphOutputs.has(tensor) ? consumers[0] : undefined;
+  }
+
+  isGraphOutput(tensor: string): boolean {
+    return this.graphOutputs.has(tensor);
+  }
+
+  producerOf(tensor: string): NodeProto | undefined {
+    return this.producers.get(tensor);
+  }
+
+  consumersOf(tensor: string): readonly NodeProto[] {
+    return this.consumers.get(tensor) ?? [];
+  }
+
+  initializer(tensor: string): TensorProto | undefined {
+    return this.initializers.get(tensor);
   }
 
   /** The node that produces `tensor`, when nothing else reads it (so the node can go with the attention). */
@@ -276,7 +306,8 @@ class GraphIndex {
     return false;
   }
 
-  private constantValues(tensor: string): number[] | undefined {
+  /** The values of a small constant (an inline initializer or a Constant node's output); undefined otherwise. */
+  constantValues(tensor: string): number[] | undefined {
     const initializer = this.initializers.get(tensor);
     if (initializer) return tensorValues(initializer);
     const producer = this.producers.get(tensor);
@@ -300,6 +331,7 @@ function tensorValues(tensor: TensorProto): number[] | undefined {
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
     const read: Partial<Record<number, [number, (offset: number) => number]>> = {
       [DataType.FLOAT]: [4, (offset) => view.getFloat32(offset, true)],
+      [DataType.FLOAT16]: [2, (offset) => fromHalfBits(view.getUint16(offset, true))],
       [DataType.DOUBLE]: [8, (offset) => view.getFloat64(offset, true)],
       [DataType.INT64]: [8, (offset) => Number(view.getBigInt64(offset, true))],
       [DataType.INT32]: [4, (offset) => view.getInt32(offset, true)],
@@ -312,12 +344,12 @@ function tensorValues(tensor: TensorProto): number[] | undefined {
   return values && values.length === count ? Array.from(values, Number) : undefined;
 }
 
-function defaultOpset(model: ModelProto): number {
+export function defaultOpset(model: ModelProto): number {
   return Number((model.opsetImport ?? []).find((entry) => !entry.domain)?.version ?? 1);
 }
 
 /** Drops nodes none of whose outputs is read any more (the fill that fed a removed `+ zeros`, say). */
-function removeDeadNodes(graph: OnnxTypes.IGraphProto): void {
+export function removeDeadNodes(graph: OnnxTypes.IGraphProto): void {
   const graphOutputs = new Set((graph.output ?? []).map((output) => output.name ?? ''));
   for (;;) {
     const read = new Set<string>(graphOutputs);
@@ -329,7 +361,7 @@ function removeDeadNodes(graph: OnnxTypes.IGraphProto): void {
 }
 
 /** Drops initializers nothing reads any more (the scale constants now in the fused nodes' attributes). */
-function removeUnreadInitializers(graph: OnnxTypes.IGraphProto): void {
+export function removeUnreadInitializers(graph: OnnxTypes.IGraphProto): void {
   const read = new Set((graph.node ?? []).flatMap((node) => node.input ?? []));
   for (const output of graph.output ?? []) read.add(output.name ?? '');
   const unread = new Set((graph.initializer ?? []).map((tensor) => tensor.name ?? '').filter((name) => !read.has(name)));

@@ -7,6 +7,7 @@ import ort from 'onnxruntime-node';
 import { fuseAttention } from './attention-fusion.ts';
 import { float16ToFloat32, float32ToFloat16 } from './float16.ts';
 import { graphForCpu } from './float32-graph.ts';
+import { type GpuFusions, fixInputDimensions, fuseForGpu, totalFusions } from './gpu-fusion.ts';
 import { providerStartFailure } from './provider-check.ts';
 
 // onnx-proto is CommonJS (module.exports = root), so its namespace is reached through the default export.
@@ -35,6 +36,13 @@ export interface ModelLoadOptions {
   fuseAttention: boolean;
   /** On the CPU, run a graph with float16 weights as its float32 copy (default true; see float32-graph.ts). */
   float32OnCpu?: boolean;
+  /**
+   * On cuda and webgpu, rewrite the graph into the fused operators those providers implement (see gpu-fusion.ts).
+   * Off by default until measured on GPUs; nothing changes on the CPU.
+   */
+  gpuFusion?: boolean;
+  /** Per graph input, sizes to fix its free dimensions to (see fixInputDimensions); the session then runs only those. */
+  inputDimensions?: Record<string, readonly (number | undefined)[]>;
 }
 
 /** One ONNX graph of the model (text encoder, U-Net, VAE decoder) with its inputs described by the session. */
@@ -45,6 +53,8 @@ export class OnnxModel {
     private readonly clock: OnnxClock,
     /** How many attention blocks run fused (0 when fusion was off or found none). */
     readonly fusedAttentions: number,
+    /** What the GPU rewrite fused (undefined when it did not run or onnxruntime refused its graph). */
+    readonly gpuFusions?: GpuFusions,
   ) {}
 
   /** `edit` changes the graph before the session is made (see createSession). */
@@ -53,11 +63,17 @@ export class OnnxModel {
     try {
       if (options.executionProvider === 'cpu' && (options.float32OnCpu ?? true)) path = await graphForCpu(path);
       let fusedAttentions = 0;
-      const fuse = options.fuseAttention && options.executionProvider === 'cpu';
+      let gpuFusions: GpuFusions | undefined;
+      const provider = options.executionProvider;
+      const fuse = options.fuseAttention && provider === 'cpu';
       const fusion: GraphEdit | undefined = fuse ? (model) => (fusedAttentions = fuseAttention(model)) > 0 : undefined;
-      const edits = [fusion, edit].filter((candidate) => candidate !== undefined);
-      const { session, edited } = await createSession(path, sessionOptions(options.executionProvider), edits.length > 0 ? (model) => edits.map((apply) => apply(model)).some(Boolean) : undefined);
-      return new OnnxModel(label, session, options.clock, edited ? fusedAttentions : 0);
+      const gpuFusion: GraphEdit | undefined =
+        options.gpuFusion && (provider === 'cuda' || provider === 'webgpu') ? (model) => totalFusions((gpuFusions = fuseForGpu(model, provider))) > 0 : undefined;
+      const dimensions = options.inputDimensions;
+      const staticShape: GraphEdit | undefined = dimensions ? (model) => fixInputDimensions(model, dimensions).size > 0 : undefined;
+      const edits = [fusion, gpuFusion, staticShape, edit].filter((candidate) => candidate !== undefined);
+      const { session, edited } = await createSession(path, sessionOptions(provider), edits.length > 0 ? (model) => edits.map((apply) => apply(model)).some(Boolean) : undefined);
+      return new OnnxModel(label, session, options.clock, edited ? fusedAttentions : 0, edited ? gpuFusions : undefined);
     } catch (error) {
       const providerProblem = providerStartFailure(options.executionProvider, error);
       if (providerProblem) throw new Error(providerProblem, { cause: error });

@@ -24,6 +24,7 @@ import {
 } from './types.ts';
 import { UNet, type LatentSize } from './unet.ts';
 import { VaeDecoder, type RgbImage } from './vae.ts';
+import type { GpuFusions } from './gpu-fusion.ts';
 
 export interface PipelineOptions {
   executionProvider?: ExecutionProvider;
@@ -31,6 +32,14 @@ export interface PipelineOptions {
   fuseAttention?: boolean;
   /** On the CPU, run fp16 graphs as their float32 copies, made once beside them (default true; see float32-graph.ts). */
   float32OnCpu?: boolean;
+  /** On cuda and webgpu, rewrite the graphs into those providers' fused operators at load (see gpu-fusion.ts; default false). */
+  gpuFusion?: boolean;
+  /**
+   * Fix the U-Net's and VAE decoder's input shapes to one image size and U-Net batch (2 with guidance, else 1), so
+   * a GPU provider can plan for one shape (onnxruntime's freeDimensionOverrides, done on the graph); the pipeline
+   * then makes only that size. For benchmarks.
+   */
+  staticShape?: { width: number; height: number; unetBatch: number };
   /** Told the duration of every onnxruntime session.run, by model label ('text_encoder', 'unet', 'vae_decoder'). */
   onOnnxRun?: (label: string, ms: number) => void;
   /** A folder of textual-inversion embeddings (.safetensors), read again whenever its contents change. */
@@ -99,13 +108,19 @@ export class StableDiffusionPipeline {
       clock,
       fuseAttention: (options.fuseAttention ?? true) && !config.builtFused,
       float32OnCpu: options.float32OnCpu ?? true,
+      gpuFusion: options.gpuFusion,
     };
     const parts: PromptEncoderPart[] = [];
     for (const role of config.sdxl ? SDXL_TEXT_ENCODERS : SD_TEXT_ENCODERS) {
       parts.push({ tokenizer: await ClipTokenizer.fromDirectory(join(config.dir, role.tokenizer)), textEncoder: await TextEncoder.load(config.dir, loadOptions, role) });
     }
-    const unet = await UNet.load(config.dir, loadOptions);
-    const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, loadOptions);
+    const shape = options.staticShape;
+    const [height, width] = shape ? [shape.height / 8, shape.width / 8] : [];
+    const unet = await UNet.load(config.dir, {
+      ...loadOptions,
+      ...(shape && { inputDimensions: { sample: [shape.unetBatch, undefined, height, width], encoder_hidden_states: [shape.unetBatch, undefined, undefined] } }),
+    });
+    const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, { ...loadOptions, ...(shape && { inputDimensions: { latent_sample: [1, undefined, height, width] } }) });
     const { stridedNodes, float16Weights } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
     const tinyVae = options.tinyVaeDir ? await VaeDecoder.load(options.tinyVaeDir, loadOptions) : undefined;
     const previewer = new LatentPreviewer(tinyVae ?? (vae.isTiny ? vae : undefined), vae.scalingFactor);
@@ -188,6 +203,11 @@ export class StableDiffusionPipeline {
   /** Attention blocks fused at load per model (none off the CPU, with fuseAttention: false, or when built fused). */
   get fusedAttentions(): { unet: number; vae: number } {
     return { unet: this.unet.fusedAttentions, vae: this.vae.fusedAttentions };
+  }
+
+  /** What the GPU rewrite fused at load per model (undefined where it did not run). */
+  get gpuFusions(): { unet?: GpuFusions; vae?: GpuFusions } {
+    return { unet: this.unet.gpuFusions, vae: this.vae.gpuFusions };
   }
 
   /** The model's graphs were written with attention already fused (see src/graphs). */

@@ -3,6 +3,7 @@ import ort from 'onnxruntime-node';
 import { toHalfBits } from './float16.ts';
 import { repeatRows, timeIds } from './sdxl-conditioning.ts';
 import type { TextEmbedding } from './text-encoder.ts';
+import type { GpuFusions } from './gpu-fusion.ts';
 import {
   OnnxModel,
   floatTensor,
@@ -137,6 +138,11 @@ export class UNet {
   /** Attention blocks running as onnxruntime's fused MultiHeadAttention. */
   get fusedAttentions(): number {
     return this.model.fusedAttentions;
+  }
+
+  /** What the GPU rewrite fused at load (see gpu-fusion.ts); undefined when it did not run. */
+  get gpuFusions(): GpuFusions | undefined {
+    return this.model.gpuFusions;
   }
 
   release(): Promise<void> {

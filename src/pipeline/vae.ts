@@ -9,6 +9,7 @@ import {
   type ModelLoadOptions,
 } from './onnx-model.ts';
 import type { LatentSize } from './unet.ts';
+import type { GpuFusions } from './gpu-fusion.ts';
 
 const DEFAULT_SCALING_FACTOR = 0.18215;
 
@@ -51,6 +52,11 @@ export class VaeDecoder {
   /** Attention blocks running as onnxruntime's fused MultiHeadAttention. */
   get fusedAttentions(): number {
     return this.model.fusedAttentions;
+  }
+
+  /** What the GPU rewrite fused at load (see gpu-fusion.ts); undefined when it did not run. */
+  get gpuFusions(): GpuFusions | undefined {
+    return this.model.gpuFusions;
   }
 
   release(): Promise<void> {
