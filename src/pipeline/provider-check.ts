@@ -4,13 +4,49 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { ExecutionProvider } from './onnx-model.ts';
 
-/** The shared libraries onnxruntime's CUDA provider loads, and what provides each (onnxruntime 1.30: CUDA 12, cuDNN 9). */
+/**
+ * The shared libraries onnxruntime 1.30's CUDA provider loads, what provides each, and the Debian/Ubuntu package
+ * that installs it from NVIDIA's CUDA apt repository (the CUDA 12.8 the project's CUDA container uses).
+ */
 const CUDA_LIBRARIES = [
-  ['libcudart.so.12', 'the CUDA 12 runtime'],
-  ['libcublasLt.so.12', 'cuBLAS for CUDA 12'],
-  ['libcufft.so.11', 'cuFFT for CUDA 12'],
-  ['libcudnn.so.9', 'cuDNN 9 for CUDA 12'],
+  ['libcuda.so.1', 'the NVIDIA driver', undefined],
+  ['libcudart.so.12', 'the CUDA 12 runtime', 'cuda-libraries-12-8'],
+  ['libcublas.so.12', 'cuBLAS for CUDA 12', 'cuda-libraries-12-8'],
+  ['libcublasLt.so.12', 'cuBLAS for CUDA 12', 'cuda-libraries-12-8'],
+  ['libcurand.so.10', 'cuRAND for CUDA 12', 'cuda-libraries-12-8'],
+  ['libcufft.so.11', 'cuFFT for CUDA 12', 'cuda-libraries-12-8'],
+  ['libcudnn.so.9', 'cuDNN 9 for CUDA 12', 'libcudnn9-cuda-12'],
 ] as const;
+
+/** What the CUDA check looks at: whether install-cuda's provider is there, and whether the linker finds a library. */
+export interface CudaProbe {
+  providerInstalled: boolean;
+  libraryFound: (name: string) => boolean;
+}
+
+/**
+ * Why the CUDA provider cannot start, in one line naming what is missing and the one command that fixes it.
+ * `failedLibrary` is the library onnxruntime's own message names, when it names one.
+ */
+export function cudaStartFailure(probe: CudaProbe, failedLibrary?: string): string {
+  if (!probe.providerInstalled) {
+    return "EXECUTION_PROVIDER=cuda: onnxruntime-node's CUDA provider is not installed (every npm ci removes it): run `npm run install-cuda` once on a machine with internet access.";
+  }
+  const missing = CUDA_LIBRARIES.filter(([library]) => !probe.libraryFound(library) || library === failedLibrary);
+  if (missing.some(([library]) => library === 'libcuda.so.1')) {
+    return 'EXECUTION_PROVIDER=cuda: libcuda.so.1 (the NVIDIA driver) cannot be loaded: install the NVIDIA driver (one that runs CUDA 12; `nvidia-smi` must work), or use EXECUTION_PROVIDER=webgpu or cpu.';
+  }
+  if (missing.length === 0) {
+    const named = failedLibrary ? `${failedLibrary} ` : 'a CUDA 12 or cuDNN 9 library (onnxruntime names it above) ';
+    return `EXECUTION_PROVIDER=cuda: ${named}cannot be loaded: install CUDA 12 and cuDNN 9 and add their lib folders to LD_LIBRARY_PATH.`;
+  }
+  const names = missing.map(([library, what]) => `${library} (${what})`).join(', ');
+  const packages = [...new Set(missing.map(([, , debianPackage]) => debianPackage))].join(' ');
+  return (
+    `EXECUTION_PROVIDER=cuda: ${names} cannot be loaded: install ${missing.length === 1 ? 'it' : 'them'} with \`sudo apt-get install ${packages}\` ` +
+    "(NVIDIA's CUDA apt repository; or run the CUDA container, compose.cuda.yaml) and make sure the linker finds them (ldconfig or LD_LIBRARY_PATH)."
+  );
+}
 
 /**
  * One line that names what keeps an execution provider from starting and how to fix it, for the errors onnxruntime
@@ -23,12 +59,9 @@ export function providerStartFailure(provider: ExecutionProvider, error: unknown
     return `EXECUTION_PROVIDER=${provider}: onnxruntime-node has no ${provider} provider on ${process.platform} (dml is for Windows, coreml for macOS): use cpu, webgpu or cuda.`;
   }
   if (provider === 'cuda' && /shared library|cannot open shared object/i.test(message)) {
-    if (!existsSync(join(onnxruntimeBinaryDir(), 'libonnxruntime_providers_cuda.so'))) {
-      return 'EXECUTION_PROVIDER=cuda: onnxruntime-node\'s CUDA provider is not installed (every npm ci removes it): run `npm run install-cuda` once on a machine with internet access.';
-    }
-    const missing = CUDA_LIBRARIES.filter(([library]) => !libraryFound(library)).map(([library, what]) => `${library} (${what})`);
-    const names = missing.length > 0 ? missing.join(', ') : 'a CUDA 12 or cuDNN 9 library (onnxruntime names it above)';
-    return `EXECUTION_PROVIDER=cuda: ${names} cannot be loaded: install CUDA 12 and cuDNN 9 and add their lib folders to LD_LIBRARY_PATH.`;
+    const failedLibrary = /(lib[\w+.-]+\.so[\d.]*): cannot open shared object/.exec(message)?.[1];
+    const probe = { providerInstalled: existsSync(join(onnxruntimeBinaryDir(), 'libonnxruntime_providers_cuda.so')), libraryFound };
+    return cudaStartFailure(probe, failedLibrary === 'libonnxruntime_providers_cuda.so' ? undefined : failedLibrary);
   }
   if (provider === 'webgpu' && /adapter/i.test(message)) {
     if (process.platform === 'linux' && !libraryFound('libvulkan.so.1')) {
@@ -46,7 +79,7 @@ function onnxruntimeBinaryDir(): string {
 }
 
 /** Whether the dynamic linker would find the library: in LD_LIBRARY_PATH or in its cache (ldconfig -p). */
-function libraryFound(name: string): boolean {
+export function libraryFound(name: string): boolean {
   const paths = (process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean);
   if (paths.some((dir) => existsSync(join(dir, name)))) return true;
   for (const ldconfig of ['ldconfig', '/sbin/ldconfig', '/usr/sbin/ldconfig']) {
