@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
-# The image benchmark on a GPU: writes a fresh SD 1.5-size model, then runs `npm run bench` with --ep webgpu and
-# with --ep cpu on it, and saves the tables, the JSON and the GPU's name.
+# The image benchmark on a GPU, in one command: writes fresh fp16 models with Stable Diffusion 1.5's and SD-Turbo's
+# architectures (random weights), then with WebGPU and with CUDA measures the graphs as written ("today's") against
+# the graphs rewritten into the provider's fused operators at load (--gpu-fusion), and those with static shapes:
+#   - a 512x512 SD 1.5 image (U-Net at batch 2: classifier-free guidance), STEPS steps, RUNS runs;
+#   - a 1-step SD-Turbo 512x512 image without guidance, end to end, TURBO_RUNS runs;
+# and saves the tables, the JSON, the GPU's name and a summary.txt of the U-Net step and image times.
 #
 #   scripts/gpu-bench.sh          run it (on the GPU machine)
+#   scripts/gpu-bench.sh summarize DIR   print summary.txt's table again from a results folder
 #   scripts/gpu-bench.sh pack     prepare .gpu-bench/bundle.tar.xz (x86-64 Linux): Node itself, the bench bundled
 #                                 into two .mjs files, onnxruntime-node's and sharp's Linux x64 binaries and CLIP's
-#                                 vocabulary, about 45 MB, for a GPU machine without Node or node_modules
+#                                 vocabulary, about 45 MB, for a GPU machine without Node or node_modules; with
+#                                 CUDA_PROVIDER_DIR=DIR, onnxruntime's CUDA provider libraries from DIR too (what
+#                                 `npm run install-cuda` puts beside libonnxruntime.so)
 #
-# The run needs Node 20+ with `npm ci` done, or the bundle; and a Vulkan loader (libvulkan.so.1) with the GPU's
-# Vulkan driver, which onnxruntime-node's bundled WebGPU provider (Dawn) uses on Linux. No CUDA is needed.
+# The run needs Node 20+ with `npm ci` done, or the bundle. WebGPU needs a Vulkan loader (libvulkan.so.1) and the
+# GPU's Vulkan driver; CUDA needs onnxruntime's CUDA provider (npm run install-cuda, or CUDA_PROVIDER_DIR at pack
+# time), CUDA 12 and cuDNN 9. A provider that cannot start is reported (the bench prints why) and the rest go on.
 #
-# Settings (environment): SIZE (512x512), STEPS and RUNS for WebGPU (20, 3), CPU_STEPS and CPU_RUNS (4, 2),
-# FP16=1 to add a WebGPU run on an fp16 copy of the model, OUT (results folder; ./gpu-bench-results),
-# MODEL_DIR (where to write the model; a temporary folder, removed afterwards).
+# Settings (environment): EPS (providers, "webgpu cuda"), STEPS and RUNS (10, 2), TURBO_RUNS (5), SIZE (512x512),
+# RUN_TIMEOUT (seconds per measurement, 300), CPU=1 to add the CPU runs on an fp32 model (CPU_STEPS, CPU_RUNS: 4, 2),
+# FP32=1 to add WebGPU on that fp32 model, OUT (results folder; ./gpu-bench-results), MODEL_DIR (where to write the
+# models; a temporary folder, removed afterwards).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +47,13 @@ pack() {
   local ort="node_modules/onnxruntime-node"
   cp -r "$ort/package.json" "$ort/dist" "$stage/app/$ort/"
   cp -r "$ort/bin/napi-v6/linux/x64" "$stage/app/$ort/bin/napi-v6/linux/"
+  if [[ -n "${CUDA_PROVIDER_DIR:-}" ]]; then
+    local provider
+    for provider in libonnxruntime_providers_cuda.so libonnxruntime_providers_shared.so; do
+      [[ -f "$CUDA_PROVIDER_DIR/$provider" ]] || { echo "CUDA_PROVIDER_DIR has no $provider" >&2; exit 1; }
+      cp "$CUDA_PROVIDER_DIR/$provider" "$stage/app/$ort/bin/napi-v6/linux/x64/"
+    done
+  fi
   cp -r node_modules/onnxruntime-common node_modules/sharp node_modules/detect-libc node_modules/semver "$stage/app/node_modules/"
   cp -r node_modules/@img/colour node_modules/@img/sharp-linux-x64 node_modules/@img/sharp-libvips-linux-x64 "$stage/app/node_modules/@img/"
 
@@ -49,9 +65,9 @@ pack() {
 
   mkdir -p "$bundle_dir"
   tar -C "$stage" -cJf "$bundle" .
-  # Keep the bundle out of git; it travels to a device machine only when named explicitly.
-  if [[ -d .git ]] && ! grep -qsx '/.gpu-bench/' .git/info/exclude; then mkdir -p .git/info && echo '/.gpu-bench/' >> .git/info/exclude; fi
-  echo "wrote $bundle ($(du -h "$bundle" | cut -f1))"
+  local cuda="without onnxruntime's CUDA provider"
+  [[ -f "$stage/app/$ort/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so" ]] && cuda="with onnxruntime's CUDA provider"
+  echo "wrote $bundle ($(du -h "$bundle" | cut -f1), $cuda)"
 }
 
 run() {
@@ -59,7 +75,7 @@ run() {
   mkdir -p "$out"
   out="$(cd "$out" && pwd)"
 
-  local node build bench tokenizer=() unpacked=""
+  local node build bench tokenizer=() unpacked="" ort_dir
   if [[ -f "$bundle" ]]; then
     command -v xz > /dev/null || { echo "the bundle is xz-compressed: install xz-utils" >&2; exit 1; }
     unpacked="$(mktemp -d)"
@@ -67,6 +83,7 @@ run() {
     node="$unpacked/bin/node"
     build=("$node" "$unpacked/app/bench-model.mjs")
     bench=("$node" "$unpacked/app/bench.mjs")
+    ort_dir="$unpacked/app/node_modules/onnxruntime-node/bin/napi-v6/linux/x64"
     [[ -f "$unpacked/tokenizer/vocab.json" ]] && tokenizer=(--tokenizer "$unpacked/tokenizer")
   else
     command -v node > /dev/null || { echo "no Node: install Node 20+ and run npm ci, or bring a bundle (scripts/gpu-bench.sh pack)" >&2; exit 1; }
@@ -74,12 +91,8 @@ run() {
     node="node"
     build=(node --import tsx "$root/src/tiny-model/bench-cli.ts")
     bench=(node --import tsx "$root/src/bench/cli.ts")
+    ort_dir="$root/node_modules/onnxruntime-node/bin/napi-v6/linux/x64"
     cd "$root"
-  fi
-
-  if ! ldconfig -p 2> /dev/null | grep 'libvulkan\.so\.1' > /dev/null; then
-    echo "no Vulkan loader (libvulkan.so.1) on this machine: install libvulkan1 (Debian/Ubuntu) or vulkan-loader" >&2
-    exit 1
   fi
 
   {
@@ -91,38 +104,88 @@ run() {
       echo "gpu: $(lspci 2> /dev/null | grep -iE 'vga|3d|display' | head -1 || echo unknown)"
     fi
     echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(nproc) cores"
+    echo "vulkan loader: $(ldconfig -p 2> /dev/null | grep -o 'libvulkan\.so\.1' | head -1 || true)"
+    echo "onnxruntime CUDA provider: $([[ -f "$ort_dir/libonnxruntime_providers_cuda.so" ]] && echo present || echo absent)"
+    echo "CUDA libraries: $(ldconfig -p 2> /dev/null | grep -oE 'lib(cuda|cudart|cublas|cublasLt|cudnn|cufft|curand)\.so\.[0-9]+' | sort -u | xargs || true)"
   } | tee "$out/machine.txt"
 
-  local model="${MODEL_DIR:-}" cleanup_model=""
-  if [[ -z "$model" ]]; then
-    model="$(mktemp -d)/sd15-bench"
-    cleanup_model="$(dirname "$model")"
+  local models="${MODEL_DIR:-}" cleanup_models=""
+  if [[ -z "$models" ]]; then
+    models="$(mktemp -d)"
+    cleanup_models="$models"
   fi
-  trap 'rm -rf ${unpacked:+"$unpacked"} ${cleanup_model:+"$cleanup_model"}' EXIT
+  trap 'rm -rf ${unpacked:+"$unpacked"} ${cleanup_models:+"$cleanup_models"}' EXIT
 
-  # A failed run (say, no WebGPU adapter) is reported and the next one still runs.
+  # A failed run (say, no WebGPU adapter, or no CUDA provider) is reported and the next one still runs.
   local failed=0
   measure() {
     local name="$1"
     shift
     echo "== $name"
-    "${bench[@]}" --size "$size" --json "$out/$name.json" "$@" | tee "$out/$name.txt" || { echo "== $name FAILED" >&2; failed=1; }
+    if ! timeout "${RUN_TIMEOUT:-300}" "${bench[@]}" --size "$size" --json "$out/$name.json" "$@" 2> >(tee "$out/$name.log" >&2) | tee "$out/$name.txt"; then
+      echo "== $name FAILED" >&2
+      local why
+      why="$(grep -m1 'EXECUTION_PROVIDER=' "$out/$name.log" || grep -m1 -iE 'error|timed out|killed' "$out/$name.log" || echo "see $name.log")"
+      echo "FAILED: $why" > "$out/$name.txt"
+      rm -f "$out/$name.json"
+      failed=1
+    fi
   }
 
-  "${build[@]}" --out "$model" ${tokenizer[@]+"${tokenizer[@]}"}
-  measure webgpu --model "$model" --ep webgpu --steps "${STEPS:-20}" --runs "${RUNS:-3}"
-  measure cpu --model "$model" --ep cpu --steps "${CPU_STEPS:-4}" --runs "${CPU_RUNS:-2}"
-  measure cpu-unfused --model "$model" --ep cpu --steps "${CPU_STEPS:-4}" --runs "${CPU_RUNS:-2}" --unfused-attention
-  if [[ "${FP16:-0}" == 1 ]]; then
-    "${build[@]}" --out "$model-fp16" --fp16 ${tokenizer[@]+"${tokenizer[@]}"}
-    measure webgpu-fp16 --model "$model-fp16" --ep webgpu --steps "${STEPS:-20}" --runs "${RUNS:-3}"
+  local steps=(--steps "${STEPS:-10}" --runs "${RUNS:-2}")
+  local turbo=(--steps 1 --guidance 0 --scheduler "Euler Trailing" --runs "${TURBO_RUNS:-5}")
+  "${build[@]}" --out "$models/sd15-fp16" --fp16 ${tokenizer[@]+"${tokenizer[@]}"}
+  "${build[@]}" --out "$models/sd-turbo-fp16" --fp16 --turbo ${tokenizer[@]+"${tokenizer[@]}"}
+  local ep
+  for ep in ${EPS:-webgpu cuda}; do
+    measure "$ep-fp16" --model "$models/sd15-fp16" --ep "$ep" "${steps[@]}"
+    measure "$ep-fp16-fused" --model "$models/sd15-fp16" --ep "$ep" --gpu-fusion "${steps[@]}"
+    measure "$ep-fp16-fused-static" --model "$models/sd15-fp16" --ep "$ep" --gpu-fusion --static-shape "${steps[@]}"
+    measure "turbo-$ep-fp16" --model "$models/sd-turbo-fp16" --ep "$ep" "${turbo[@]}"
+    measure "turbo-$ep-fp16-fused-static" --model "$models/sd-turbo-fp16" --ep "$ep" --gpu-fusion --static-shape "${turbo[@]}"
+  done
+  if [[ "${CPU:-0}" == 1 || "${FP32:-0}" == 1 ]]; then
+    "${build[@]}" --out "$models/sd15" ${tokenizer[@]+"${tokenizer[@]}"}
   fi
+  if [[ "${FP32:-0}" == 1 ]]; then
+    measure webgpu-fp32 --model "$models/sd15" --ep webgpu "${steps[@]}"
+  fi
+  if [[ "${CPU:-0}" == 1 ]]; then
+    measure cpu --model "$models/sd15" --ep cpu --steps "${CPU_STEPS:-4}" --runs "${CPU_RUNS:-2}"
+    measure cpu-unfused --model "$models/sd15" --ep cpu --steps "${CPU_STEPS:-4}" --runs "${CPU_RUNS:-2}" --unfused-attention
+  fi
+
+  summarize "$out" | tee "$out/summary.txt"
   echo "results in $out"
   return "$failed"
+}
+
+# One line per run: the U-Net step's and the image's best and median, from each run's JSON (or why it failed).
+summarize() {
+  "$node" --input-type=module - "$1" <<'JS'
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+const dir = process.argv[2];
+const median = (values) => { const s = [...values].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const ms = (value) => (value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(1)} ms`);
+console.log(`${'run'.padEnd(30)} ${'U-Net step best / median'.padEnd(26)} ${'image best / median'.padEnd(22)} fused at load`);
+const runs = readdirSync(dir).filter((name) => name.endsWith('.txt') && !['machine.txt', 'summary.txt'].includes(name));
+for (const file of runs.sort((a, b) => statSync(join(dir, a)).mtimeMs - statSync(join(dir, b)).mtimeMs)) {
+  const name = file.slice(0, -4);
+  let result;
+  try { result = JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8')); } catch { console.log(`${name.padEnd(30)} ${readFileSync(join(dir, file), 'utf8').split('\n')[0]}`); continue; }
+  const steps = result.runs.flatMap((run) => run.unetStepMs);
+  const totals = result.runs.map((run) => run.totalMs);
+  const fusions = Object.entries(result.gpuFusions ?? {}).filter(([, f]) => f).map(([model, f]) => `${model} ${Object.values(f).join('/')}`).join(', ');
+  console.log(`${name.padEnd(30)} ${`${ms(Math.min(...steps))} / ${ms(median(steps))}`.padEnd(26)} ${`${ms(Math.min(...totals))} / ${ms(median(totals))}`.padEnd(22)} ${fusions || '-'}`);
+}
+console.log('(fused at load: MultiHeadAttention/SkipLayerNormalization/BiasSplitGelu/GroupNorm per model)');
+JS
 }
 
 case "${1:-run}" in
   pack) pack ;;
   run) run ;;
-  *) echo "usage: scripts/gpu-bench.sh [run|pack]" >&2; exit 2 ;;
+  summarize) node="${NODE:-node}" && summarize "${2:?usage: scripts/gpu-bench.sh summarize RESULTS_DIR}" ;;
+  *) echo "usage: scripts/gpu-bench.sh [run|pack|summarize DIR]" >&2; exit 2 ;;
 esac

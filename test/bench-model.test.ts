@@ -13,7 +13,7 @@ import { countParameters } from '../src/graphs/write-graph.ts';
 import { importModel } from '../src/import/import-model.ts';
 import { SafetensorsFile } from '../src/models/safetensors.ts';
 import { writeBenchCheckpoint } from '../src/tiny-model/bench-checkpoint.ts';
-import { type BenchModelConfigs, LCM_CONFIGS, SD15_CONFIGS, writeBenchModel, writeBenchTinyVae } from '../src/tiny-model/bench-model.ts';
+import { type BenchModelConfigs, LCM_CONFIGS, SD15_CONFIGS, SD_TURBO_CONFIGS, writeBenchModel, writeBenchTinyVae } from '../src/tiny-model/bench-model.ts';
 import { describeInstalledModel, describeInstalledVae } from '../src/models/installed.ts';
 
 const { onnx } = onnxProto;
@@ -33,6 +33,14 @@ describe('benchmark-size model', () => {
     expect(countParameters((g) => buildUNet(g, resolveUnetConfig(SD15_CONFIGS.unet), timestep))).toBe(859_520_964);
     expect(countParameters((g) => buildClipTextModel(g, resolveClipTextConfig(SD15_CONFIGS.textEncoder), { inputIdsType: 'int32' }))).toBe(123_060_480);
     expect(countParameters((g) => buildVaeDecoder(g, resolveAutoencoderKLConfig(SD15_CONFIGS.vae)))).toBe(49_490_199);
+  });
+
+  // stabilityai/sd-turbo's U-Net and text encoder (SD 2.1's), as torch counts them.
+  it('has exactly SD-Turbo parameter counts with --turbo, and its trailing Euler scheduler', () => {
+    const timestep = { timestepType: 'float32', timestepShape: 'batch' } as const;
+    expect(countParameters((g) => buildUNet(g, resolveUnetConfig(SD_TURBO_CONFIGS.unet), timestep))).toBe(865_910_724);
+    expect(countParameters((g) => buildClipTextModel(g, resolveClipTextConfig(SD_TURBO_CONFIGS.textEncoder), { inputIdsType: 'int32' }))).toBe(340_387_840);
+    expect(SD_TURBO_CONFIGS.scheduler).toMatchObject({ _class_name: 'EulerDiscreteScheduler', timestep_spacing: 'trailing' });
   });
 
   let root: string;

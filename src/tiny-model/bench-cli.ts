@@ -4,7 +4,7 @@ import { join, relative, resolve } from 'node:path';
 import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { PROJECT_ROOT } from '../runtime.ts';
 import { writeBenchCheckpoint } from './bench-checkpoint.ts';
-import { LCM_CONFIGS, writeBenchModel, writeBenchTinyVae } from './bench-model.ts';
+import { LCM_CONFIGS, SD_TURBO_CONFIGS, writeBenchModel, writeBenchTinyVae } from './bench-model.ts';
 
 const SPEC = {
   name: 'model:bench-build',
@@ -17,6 +17,7 @@ const SPEC = {
   flags: {
     out: { type: 'string', value: 'DIR', help: 'Where to write the ONNX folder.', default: 'models/sd15-bench' },
     fp16: { type: 'boolean', help: 'Float16 weights.' },
+    turbo: { type: 'boolean', help: "SD-Turbo's architecture (SD 2.1 at 512x512) and 1-step scheduler instead of SD 1.5's." },
     'fused-attention': { type: 'boolean', help: 'Attention fused, as model:import writes it.' },
     lcm: { type: 'boolean', help: "LCM Dreamshaper v7's architecture: SD 1.5's U-Net with the guidance embedding, the LCM scheduler (default out: models/lcm-bench)." },
     taesd: { type: 'boolean', help: "Only a tiny decoder with TAESD's architecture, a VAE folder to load beside a model (default out: models/taesd-bench)." },
@@ -60,7 +61,7 @@ async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number>
     console.log(`Benchmark it with: npm run bench -- --model DIR --tiny-vae ${relative(process.cwd(), dir)}`);
     return 0;
   }
-  const dir = resolve(values.out ?? join(PROJECT_ROOT, 'models', values.lcm ? 'lcm-bench' : 'sd15-bench'));
+  const dir = resolve(values.out ?? join(PROJECT_ROOT, 'models', values.lcm ? 'lcm-bench' : values.turbo ? 'sd-turbo-bench' : 'sd15-bench'));
   if (existsSync(join(dir, 'model_index.json')) && !values.force) {
     console.log(`The benchmark model is already in ${dir} (--force writes it again)`);
     return 0;
@@ -70,7 +71,7 @@ async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number>
 
   const started = performance.now();
   const attention = values['fused-attention'] ? 'fused' : 'unfused';
-  console.log(`Writing ${values.lcm ? 'an LCM' : 'an SD 1.5'}-size model with random weights (${values.fp16 ? 'fp16' : 'fp32'}, attention ${attention}) to ${dir}`);
+  console.log(`Writing ${values.lcm ? 'an LCM' : values.turbo ? 'an SD-Turbo' : 'an SD 1.5'}-size model with random weights (${values.fp16 ? 'fp16' : 'fp32'}, attention ${attention}) to ${dir}`);
   console.log(tokenizerDir ? `Tokenizer: CLIP's vocabulary from ${tokenizerDir}` : "Tokenizer: the tiny model's (CLIP's vocabulary was not found)");
   const summary = await writeBenchModel(dir, {
     precision: values.fp16 ? 'fp16' : 'fp32',
@@ -78,6 +79,7 @@ async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number>
     tokenizerDir,
     seed,
     ...(values.lcm && { configs: LCM_CONFIGS }),
+    ...(values.turbo && { configs: SD_TURBO_CONFIGS }),
     onPart: (part) => console.log(`  ${part}…`),
   });
   const parameters = Object.entries(summary.parameters).map(([part, count]) => `${part} ${(count / 1e6).toFixed(1)}M`);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { writeTextEncoder, writeUNet, writeVae } from '../graphs/components.ts';
 import { type ConfigJson, resolveAutoencoderKLConfig, resolveAutoencoderTinyConfig, resolveClipTextConfig, resolveUnetConfig } from '../graphs/configs.ts';
 import type { AttentionKind, Precision } from '../graphs/onnx-graph.ts';
-import { SD1_SCHEDULER, SD1_TEXT_ENCODER, SD1_UNET, SD_VAE, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
+import { SD1_SCHEDULER, SD1_TEXT_ENCODER, SD1_UNET, SD2_TEXT_ENCODER, SD2_UNET, SD_VAE, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
 import { RandomWeights, componentSeed } from '../graphs/weights.ts';
 import { EXTERNAL_DATA_FILE, type WrittenGraph } from '../graphs/write-graph.ts';
 import { FUSED_ATTENTION_MARKER } from '../pipeline/model-config.ts';
@@ -27,6 +27,17 @@ export const LCM_CONFIGS: BenchModelConfigs = {
   ...SD15_CONFIGS,
   unet: { ...SD1_UNET, time_cond_proj_dim: 256 },
   scheduler: { _class_name: 'LCMScheduler', ...LCM_DEFAULTS },
+};
+
+/**
+ * SD-Turbo's architecture (stabilityai/sd-turbo: SD 2.1 at 512x512, OpenCLIP ViT-H's text model, 64-wide heads,
+ * linear projections) with its trailing Euler scheduler, which the pipeline runs in 1 step without guidance.
+ */
+export const SD_TURBO_CONFIGS: BenchModelConfigs = {
+  textEncoder: SD2_TEXT_ENCODER,
+  unet: { ...SD2_UNET, sample_size: 64, upcast_attention: false },
+  vae: SD_VAE,
+  scheduler: { ...SD1_SCHEDULER, _class_name: 'EulerDiscreteScheduler', timestep_spacing: 'trailing' },
 };
 
 export interface BenchModelOptions {
