@@ -1,37 +1,14 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import onnxProto from 'onnx-proto';
-import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { fuseAttention } from '../src/pipeline/attention-fusion.ts';
 import { attention } from '../src/graphs/layers.ts';
 import { encodeModel, GraphBuilder, intAttr, type ModelProto, type Precision } from '../src/graphs/onnx-graph.ts';
-import { mulberry32, RandomWeights } from '../src/graphs/weights.ts';
+import { RandomWeights } from '../src/graphs/weights.ts';
+import { maxAbsDifference, randomTensor, runOnCpu } from './onnx-cpu.ts';
 
 const { onnx } = onnxProto;
 const torchExports = new URL('./fixtures/torch-attention/', import.meta.url);
-
-function randomTensor(dims: number[], seed: number): ort.Tensor {
-  const random = mulberry32(seed);
-  const values = Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => 2 * random() - 1);
-  return new ort.Tensor('float32', values, dims);
-}
-
-async function run(model: Uint8Array, feeds: Record<string, ort.Tensor>): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(model, { executionProviders: ['cpu'], graphOptimizationLevel: 'all' });
-  try {
-    const outputs = await session.run(feeds);
-    return outputs[session.outputNames[0]].data as Float32Array;
-  } finally {
-    await session.release();
-  }
-}
-
-function maxAbsDifference(a: Float32Array, b: Float32Array): number {
-  expect(a.length).toBe(b.length);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]));
-  return worst;
-}
 
 /** Decodes, fuses, re-encodes: what OnnxModel.load does with a model on the CPU. */
 function fuse(bytes: Uint8Array): { count: number; model: ModelProto; bytes: Uint8Array } {
@@ -66,8 +43,8 @@ describe('attention fusion on the graphs torch exports for diffusers', () => {
 
     for (const [batch, tokens, contextTokens] of [[2, 16, 7], [1, 96, 77], [3, 5, 1]]) {
       const feeds = { x: randomTensor([batch, tokens, 64], tokens), context: randomTensor([batch, contextTokens, 32], contextTokens) };
-      const expected = await run(original, feeds);
-      const actual = await run(fused.bytes, feeds);
+      const expected = await runOnCpu(original, feeds);
+      const actual = await runOnCpu(fused.bytes, feeds);
       expect(actual).toHaveLength(batch * tokens * 64);
       expect(maxAbsDifference(actual, expected)).toBeLessThan(1e-5);
     }
@@ -96,7 +73,7 @@ describe('attention fusion on built graphs', () => {
     const fused = fuse(original);
     expect(fused.count).toBe(1);
     const feeds = { x: randomTensor([1, 8, 16], 5) };
-    expect(maxAbsDifference(await run(fused.bytes, feeds), await run(original, feeds))).toBeLessThan(1e-6);
+    expect(maxAbsDifference(await runOnCpu(fused.bytes, feeds), await runOnCpu(original, feeds))).toBeLessThan(1e-6);
   });
 
   it('leaves masked attention alone (CLIP is causal)', () => {
@@ -127,7 +104,7 @@ describe('attention fusion on built graphs', () => {
     const fused = fuse(original);
     expect(fused.count).toBe(1);
     const feeds = { q: randomTensor([6, 10, 4], 1), k_t: randomTensor([6, 4, 12], 2), v: randomTensor([6, 12, 4], 3) };
-    expect(maxAbsDifference(await run(fused.bytes, feeds), await run(original, feeds))).toBeLessThan(1e-6);
+    expect(maxAbsDifference(await runOnCpu(fused.bytes, feeds), await runOnCpu(original, feeds))).toBeLessThan(1e-6);
   });
 
   it('keeps the scores when the graph also returns them', () => {
