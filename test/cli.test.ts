@@ -181,6 +181,31 @@ describe('the imagine command line, read before any model loads', () => {
     else expect((failure as Error).message).toMatch(message);
   });
 
+  it('reads --image and --strength into the job: the file, its size, the strength (0.75 unless given), its name', async () => {
+    const picture = join(root, 'start.png');
+    await sharp({ create: { width: 100, height: 60, channels: 3, background: '#336699' } }).png().toFile(picture);
+    const args = await read('a lake', '--image', picture, '--strength', '0.4', '--steps', '10');
+    expect(args.request).toMatchObject({ width: 96, height: 64, initImage: { image: readFileSync(picture).toString('base64'), strength: 0.4 } });
+    expect((await read('a lake', '--image', picture, '--size', '64x64')).request).toMatchObject({ width: 64, height: 64, initImage: { strength: 0.75 } });
+    const noise = await read('a lake');
+    expect(noise.request.initImage).toBeUndefined();
+  });
+
+  it.each([
+    [['a cat', '--strength', '0.5'], '--strength needs --image (the picture to start from)'],
+    [['a cat', '--image', '/nonexistent/cat.png'], '--image: cannot read /nonexistent/cat.png (ENOENT)'],
+    [['a cat', '--image', 'package.json'], '--image package.json: that file is not a picture (PNG, JPEG or WebP)'],
+    [['a cat', '--image', 'IMAGE', '--strength', '1.5'], '--strength must be more than 0 and at most 1 (got 1.5)'],
+    [['a cat', '--image', 'IMAGE', '--strength', '0'], '--strength must be more than 0 and at most 1 (got 0)'],
+    [['a cat', '--image', 'IMAGE', '--strength', '0.1', '--steps', '5'], 'strength 0.1 of 5 steps leaves no step to run: use at least 10 steps or a higher strength.'],
+  ])('refuses img2img arguments %j', async (args, message) => {
+    const picture = join(root, 'refusals.png');
+    await sharp({ create: { width: 32, height: 32, channels: 3, background: '#000' } }).png().toFile(picture);
+    const failure = await read(...(args as string[]).map((arg) => (arg === 'IMAGE' ? picture : arg))).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(UsageError);
+    expect((failure as Error).message).toBe(message);
+  });
+
   it('refuses a model that does not exist as a bad argument', async () => {
     await expect(readImagineArguments(parseCommandLine(['a cat', '--model', join(root, 'missing')], IMAGINE_SPEC))).rejects.toBeInstanceOf(UsageError);
   });

@@ -46,6 +46,14 @@ describe('AUTOMATIC1111 parameters text', () => {
     });
   });
 
+  it('writes an img2img strength as AUTOMATIC1111 does, and reads it back (also from its own img2img text)', () => {
+    const img2img = { ...settings, strength: 0.35 };
+    expect(formatParameters(img2img).split('\n')[2]).toBe('Steps: 20, Sampler: PNDM, CFG scale: 7.5, Seed: 42, Size: 512x768, Model: sd15, Denoising strength: 0.35');
+    expect(parseParameters(formatParameters(img2img))).toEqual(img2img);
+    const a1111 = 'a castle\nSteps: 20, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 9, Size: 512x512, Model: v1-5, Denoising strength: 0.75, Version: v1.10.1';
+    expect(parseParameters(a1111).strength).toBe(0.75);
+  });
+
   it('names the missing field of text it cannot use', () => {
     expect(() => parseParameters('a cat\nSteps: 20, Sampler: DDIM, Seed: 1, Size: 512x512')).toThrow(/CFG scale/);
   });

@@ -1,6 +1,7 @@
 import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { writeTinyModel, type TinyModelOptions } from '../src/tiny-model/index.ts';
@@ -228,5 +229,43 @@ describe('unusable model directories', () => {
     await writeTinyModel(dir, { unetExternalData: 'weights.pb' });
     rmSync(join(dir, 'unet', 'weights.pb'));
     await expect(StableDiffusionPipeline.fromPretrained(dir)).rejects.toThrow(/unet.*weights\.pb/);
+  });
+});
+
+describe('img2img on the tiny model', () => {
+  let picture: { image: string };
+  const request = { prompt: 'a dog wearing hat', seed: 5, steps: 4, ...SMALL };
+  beforeAll(async () => {
+    const raw = Uint8Array.from({ length: 48 * 32 * 3 }, (_, i) => (i * 7) % 256);
+    picture = { image: (await sharp(raw, { raw: { width: 48, height: 32, channels: 3 } }).png().toBuffer()).toString('base64') };
+  });
+
+  it('a seed reproduces the image from a picture of another size; the strength is recorded and runs its share of the steps', async () => {
+    const steps: number[] = [];
+    const first = await fp32.generate({ ...request, scheduler: 'Euler', initImage: { ...picture, strength: 0.5 }, onStep: ({ step }) => steps.push(step) });
+    const again = await fp32.generate({ ...request, scheduler: 'Euler', initImage: { ...picture, strength: 0.5 } });
+    const stronger = await fp32.generate({ ...request, scheduler: 'Euler', initImage: { ...picture, strength: 1 } });
+    expect(steps).toEqual([1, 2]);
+    expect(first.settings.strength).toBe(0.5);
+    expect(again.image.pixels).toEqual(first.image.pixels);
+    expect(meanAbsDifference(stronger.image.pixels, first.image.pixels)).toBeGreaterThan(1);
+  });
+
+  it('refuses what is not a picture, a strength outside (0, 1] and one that leaves no step', async () => {
+    await expect(fp32.generate({ ...request, initImage: { image: Buffer.from('not a picture').toString('base64'), strength: 0.5 } })).rejects.toThrow('that file is not a picture (PNG, JPEG or WebP)');
+    await expect(fp32.generate({ ...request, initImage: { ...picture, strength: 0 } })).rejects.toThrow('strength must be more than 0 and at most 1 (got 0)');
+    await expect(fp32.generate({ ...request, initImage: { ...picture, strength: 1.5 } })).rejects.toThrow('strength must be more than 0 and at most 1');
+    await expect(fp32.generate({ ...request, initImage: { ...picture, strength: 0.2 } })).rejects.toThrow('strength 0.2 of 4 steps leaves no step to run: use at least 5 steps');
+  });
+
+  it('says so when the model has no VAE encoder', async () => {
+    const dir = join(root, 'no-encoder');
+    await writeTinyModel(dir);
+    rmSync(join(dir, 'vae_encoder'), { recursive: true });
+    const pipeline = await StableDiffusionPipeline.fromPretrained(dir);
+    pipelines.set('no-encoder', pipeline);
+    expect(pipeline.info.imageToImage).toBe(false);
+    expect(fp32.info.imageToImage).toBe(true);
+    await expect(pipeline.generate({ ...request, initImage: { ...picture, strength: 0.5 } })).rejects.toThrow('no-encoder has no vae_encoder, so it cannot start from an image');
   });
 });

@@ -29,6 +29,7 @@ const model: ModelInfo = {
   isTurbo: false,
   isLcm: false,
   isTiny: false,
+  imageToImage: true,
 };
 
 const policy: GenerationPolicy = {

@@ -1,5 +1,7 @@
 import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
-import { dirname, extname, join, resolve } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, extname, join, resolve } from 'node:path';
+import { InitImageError, inspectPicture, MAX_INIT_IMAGE_PIXELS } from '../image/init-image.ts';
 import { OptionError, parseSize, resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
 import { checkPromptLength } from '../jobs/prompt-length.ts';
 import { resolveModelDir } from '../models/default-model.ts';
@@ -10,6 +12,9 @@ import { REQUEST_LIMITS, type GenerateRequest } from '../pipeline/types.ts';
 import { SCHEDULERS } from '../schedulers/index.ts';
 import { UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
 import { PROMPT_SYNTAX_FLAG, readPromptSyntax } from './prompt-syntax.ts';
+
+/** AUTOMATIC1111's default denoising strength. */
+const DEFAULT_STRENGTH = 0.75;
 
 export const IMAGINE_SPEC = {
   name: 'imagine',
@@ -41,6 +46,18 @@ export const IMAGINE_SPEC = {
       value: 'DIR|NAME',
       help: 'Decode with another VAE: one imported with npm run model:import (e.g. TAESD, much faster).',
       default: "the model's own",
+    },
+    image: {
+      type: 'string',
+      value: 'FILE',
+      help: 'Start from this picture (PNG, JPEG or WebP): img2img. Drawn at its proportions unless --size says otherwise.',
+      default: 'none: from noise',
+    },
+    strength: {
+      type: 'string',
+      value: 'X',
+      help: 'With --image: how much of it to redraw, more than 0 and at most 1 (AUTOMATIC1111\'s denoising strength).',
+      default: String(DEFAULT_STRENGTH),
     },
     out: { type: 'string', value: 'FILE', help: 'The file to write: .png, or .jpg/.jpeg for a JPEG.', default: 'imagine-<seed>.png' },
     'prompt-syntax': PROMPT_SYNTAX_FLAG,
@@ -88,6 +105,29 @@ function readOptions({ values, positionals }: CommandLine<typeof IMAGINE_SPEC.fl
     promptSyntax: readPromptSyntax(values['prompt-syntax']),
     count: 1,
   };
+}
+
+/** --image and --strength as the job's picture: the file read and its header checked now, before the model loads. */
+async function readInitImage(file: string | undefined, strengthText: string | undefined): Promise<Pick<ImagineOptions, 'initImage'>> {
+  if (file === undefined) {
+    if (strengthText !== undefined) throw new UsageError('--strength needs --image (the picture to start from)');
+    return {};
+  }
+  const strength = strengthText === undefined ? DEFAULT_STRENGTH : parseNumber('--strength', strengthText);
+  if (!(strength > 0 && strength <= 1)) throw new UsageError(`--strength must be more than 0 and at most 1 (got ${strengthText})`);
+  let data: Buffer;
+  try {
+    data = await readFile(file);
+  } catch (error) {
+    throw new UsageError(`--image: cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`);
+  }
+  try {
+    const { width, height } = await inspectPicture(data, MAX_INIT_IMAGE_PIXELS);
+    return { initImage: { image: data.toString('base64'), width, height, strength, source: basename(file) } };
+  } catch (error) {
+    if (error instanceof InitImageError) throw new UsageError(`--image ${file}: ${error.message}`);
+    throw error;
+  }
 }
 
 function parseNumber(flag: string, text: string): number {
@@ -172,7 +212,7 @@ export interface ImagineArguments {
 /** Reads the command line (and EXECUTION_PROVIDER); throws UsageError naming the first mistake. */
 export async function readImagineArguments(commandLine: CommandLine<typeof IMAGINE_SPEC.flags>): Promise<ImagineArguments> {
   const { values } = commandLine;
-  const options = readOptions(commandLine);
+  const options = { ...readOptions(commandLine), ...(await readInitImage(values.image, values.strength)) };
   const format = checkOutput(values.out);
   const previewDir = checkPreviewDir(values['preview-dir']);
   const executionProvider = executionProviderFromEnv();

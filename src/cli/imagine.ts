@@ -40,7 +40,8 @@ async function main(commandLine: CommandLine<typeof IMAGINE_SPEC.flags>): Promis
     await writeFile(out, args.format === 'png' ? result.png : await encodeJpeg(result.png, result.parameters));
     const seconds = (result.timings.totalMs / 1000).toFixed(1);
     const { settings } = result;
-    process.stdout.write(`Seed: ${settings.seed}\nSaved ${out} (${settings.width}x${settings.height}, ${settings.steps} steps, ${settings.scheduler}) in ${seconds} s\n`);
+    const strength = settings.strength === undefined ? '' : `, strength ${settings.strength}`;
+    process.stdout.write(`Seed: ${settings.seed}\nSaved ${out} (${settings.width}x${settings.height}, ${settings.steps} steps, ${settings.scheduler}${strength}) in ${seconds} s\n`);
     return 0;
   } finally {
     progress.finish();

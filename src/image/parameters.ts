@@ -4,7 +4,7 @@ import type { GenerationSettings } from '../pipeline/types.ts';
 // re-creates the generation:
 //   <prompt>
 //   Negative prompt: <negative>
-//   Steps: 20, Sampler: PNDM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: <name>
+//   Steps: 20, Sampler: PNDM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: <name>[, Denoising strength: 0.6]
 
 const NEGATIVE_PREFIX = 'Negative prompt: ';
 
@@ -17,6 +17,7 @@ export function formatParameters(settings: GenerationSettings): string {
     ['Size', `${settings.width}x${settings.height}`],
     ['Model', settings.model],
   ];
+  if (settings.strength !== undefined) fields.push(['Denoising strength', settings.strength]);
   if (settings.loras?.length) fields.push(['Lora', settings.loras.map(({ name, weight }) => `${name}:${weight}`).join(', ')]);
   if (settings.vae) fields.push(['VAE', settings.vae]);
   const lines = [settings.prompt];
@@ -46,6 +47,7 @@ export function parseParameters(text: string): GenerationSettings {
     model: fields.get('Model') ?? '',
     ...loraField(fields.get('Lora')),
     ...(fields.get('VAE') ? { vae: fields.get('VAE') } : {}),
+    ...strengthField(fields.get('Denoising strength')),
   };
 }
 
@@ -56,6 +58,11 @@ function loraField(value: string | undefined): Pick<GenerationSettings, 'loras'>
     return { name: entry.slice(0, separator).trim(), weight: Number(entry.slice(separator + 1)) };
   });
   return loras.every((lora) => lora.name && Number.isFinite(lora.weight)) ? { loras } : {};
+}
+
+function strengthField(value: string | undefined): Pick<GenerationSettings, 'strength'> {
+  const strength = Number(value);
+  return value && strength > 0 && strength <= 1 ? { strength } : {};
 }
 
 function quoteIfNeeded(value: string): string {

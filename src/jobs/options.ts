@@ -1,5 +1,7 @@
 import type { PreviewCadence } from '../pipeline/preview-schedule.ts';
 import { DECODERS, REQUEST_LIMITS, RequestError, type Decoder, type GenerateRequest, type ModelInfo, type PromptSyntax } from '../pipeline/types.ts';
+import { sizeForPicture } from '../image/init-image.ts';
+import { minimumSteps } from '../pipeline/img2img.ts';
 import { PromptSyntaxError, parsePromptAttention } from '../prompt/attention-parser.ts';
 import { randomSeed } from '../random/torch-generator.ts';
 import { isSchedulerName, SCHEDULERS } from '../schedulers/index.ts';
@@ -33,6 +35,20 @@ export interface ImagineOptions {
   decoder?: Decoder;
   /** Images in the job, 1 to MAX_IMAGES_PER_JOB. */
   count: number;
+  /** img2img: the picture the job starts from; without a size the job draws it at its own proportions. */
+  initImage?: SourcePicture;
+}
+
+/** A picture a job starts from: its file, its size as shown, how much of it to redraw, and where it came from. */
+export interface SourcePicture {
+  /** The file (PNG, JPEG or WebP), base64: plain data, so the journal and every queue carry it. */
+  image: string;
+  width: number;
+  height: number;
+  /** 0 < strength ≤ 1 (AUTOMATIC1111's "Denoising strength"). */
+  strength: number;
+  /** Where it came from (an attachment's or a message's link, or a file name), to show with the result. */
+  source?: string;
 }
 
 export const MAX_IMAGES_PER_JOB = 4;
@@ -181,6 +197,10 @@ export function checkOptions(options: ImagineOptions): void {
   if (options.decoder !== undefined && !DECODERS.includes(options.decoder)) {
     throw new OptionError(`decoder must be one of ${DECODERS.join(', ')}.`);
   }
+  const strength = options.initImage?.strength;
+  if (strength !== undefined && !(strength > 0 && strength <= 1)) {
+    throw new OptionError(`strength must be more than 0 and at most 1 (got ${strength}).`);
+  }
   const scheduler = options.scheduler;
   if (scheduler !== undefined && !isSchedulerName(scheduler)) {
     throw new OptionError(`Unknown scheduler ${quoteInput(scheduler)}; choose one of ${SCHEDULERS.map((entry) => entry.name).join(', ')}.`);
@@ -203,7 +223,15 @@ export function resolveRequests(options: ImagineOptions, policy: GenerationPolic
     throw new OptionError(`guidance must be between 0 and ${policy.maxGuidance}.`);
   }
   const sizes = offeredSizes(policy, model);
-  const size = options.size ?? (options.aspectRatio && nearestSize(sizes, options.aspectRatio)) ?? policy.defaultSize ?? { width: model.nativeWidth, height: model.nativeHeight };
+  const picture = options.initImage;
+  if (picture && !model.imageToImage) throw new OptionError(`${model.name} has no VAE encoder, so it cannot start from a picture.`);
+  // A picture is drawn at its own proportions: any size of them the model takes, else the offered size nearest to them.
+  const pictureSize = picture && !model.fixedSize ? (policy.sizes === 'any' ? sizeForPicture(picture, model, REQUEST_LIMITS.maxSide) : nearestSize(sizes, picture)) : undefined;
+  const size =
+    options.size ??
+    (options.aspectRatio && nearestSize(sizes, options.aspectRatio)) ??
+    pictureSize ??
+    policy.defaultSize ?? { width: model.nativeWidth, height: model.nativeHeight };
   const problem = policy.sizes === 'any' ? sizeProblem(size, model) : undefined;
   if (problem) throw new OptionError(problem);
   if (policy.sizes !== 'any' && !sizes.some((offered) => offered.width === size.width && offered.height === size.height)) {
@@ -215,19 +243,24 @@ export function resolveRequests(options: ImagineOptions, policy: GenerationPolic
     throw new OptionError(`${model.name} has no tiny decoder installed here; leave the decoder out to use its own.`);
   }
   const decoder = options.decoder ?? policy.defaultDecoder;
+  const stepCount = options.steps ?? steps.default;
+  if (picture && Math.floor(stepCount * picture.strength) < 1) {
+    throw new OptionError(`strength ${picture.strength} of ${stepCount} steps leaves no step to run: use at least ${minimumSteps(picture.strength)} steps or a higher strength.`);
+  }
   const firstSeed = options.seed === undefined ? randomSeed() : BigInt(options.seed);
   const scheduler = options.scheduler ?? policy.defaultScheduler;
   return Array.from({ length: options.count }, (_, index) => ({
     prompt: options.prompt,
     negativePrompt: options.negativePrompt ?? '',
     promptSyntax,
-    steps: options.steps ?? steps.default,
+    steps: stepCount,
     guidanceScale: options.guidance ?? defaultGuidance(policy, model),
     seed: ((firstSeed + BigInt(index)) % SEED_LIMIT).toString(),
     width: size.width,
     height: size.height,
     ...(scheduler === undefined ? {} : { scheduler }),
     ...(decoder === 'tiny' ? { decoder } : {}),
+    ...(picture ? { initImage: { image: picture.image, strength: picture.strength } } : {}),
   }));
 }
 

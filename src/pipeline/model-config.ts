@@ -157,6 +157,7 @@ export function describeModel(config: ModelConfig, { fixedLatentSize, precision,
     isTurbo,
     isLcm,
     isTiny: config.isTiny,
+    imageToImage: existsSync(join(config.dir, 'vae_encoder', 'model.onnx')),
     ...(config.imported?.loras.length ? { loras: config.imported.loras } : {}),
     ...(config.imported?.vae ? { vae: vaeName(config.imported.vae.source) } : {}),
   };

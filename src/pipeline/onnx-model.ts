@@ -81,6 +81,10 @@ export class OnnxModel {
     }
   }
 
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
   hasInput(name: string): boolean {
     return this.session.inputNames.includes(name);
   }
@@ -115,6 +119,10 @@ export class OnnxModel {
   requireOutput(name: string, what: string): string {
     if (this.session.outputNames.includes(name)) return name;
     throw new Error(`${this.label}: the model has no output "${name}", ${what} (its outputs: ${this.session.outputNames.join(', ')})`);
+  }
+
+  hasOutput(name: string): boolean {
+    return this.session.outputNames.includes(name);
   }
 
   async run(feeds: Record<string, ort.Tensor>, outputName: string): Promise<ort.Tensor> {

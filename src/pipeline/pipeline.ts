@@ -1,8 +1,11 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmbeddingLibrary } from '../models/embeddings.ts';
 import { parseSeed, TorchGenerator } from '../random/torch-generator.ts';
 import { createScheduler } from '../schedulers/index.ts';
 import { checkModelRunsOn } from './export-operators.ts';
+import { loadInitImage, MAX_INIT_IMAGE_PIXELS } from '../image/init-image.ts';
+import { noisedImageLatents, timestepsForStrength } from './img2img.ts';
 import { describeModel, readModelConfig, vaeName, type ModelConfig } from './model-config.ts';
 import { LatentPreviewer } from './latent-preview.ts';
 import { lcmGuidanceCondition } from './lcm.ts';
@@ -17,12 +20,14 @@ import {
   REQUEST_LIMITS,
   type GenerateRequest,
   type GenerationSettings,
+  type InitImage,
   type ModelInfo,
   type PromptSyntax,
   type StageTimings,
   type StepProgress,
 } from './types.ts';
 import { UNet, type LatentSize } from './unet.ts';
+import { VaeEncoder } from './vae-encoder.ts';
 import { VaeDecoder, type RgbImage } from './vae.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
 
@@ -80,10 +85,14 @@ export class GenerationAbortedError extends Error {
 }
 
 /**
- * Stable Diffusion in the diffusers ONNX layout, mirroring diffusers' StableDiffusionPipeline.__call__ (and, for a
- * model with two text encoders, StableDiffusionXLPipeline's: see sdxl-conditioning.ts).
+ * Stable Diffusion in the diffusers ONNX layout, mirroring diffusers' StableDiffusionPipeline.__call__ (for a model
+ * with two text encoders StableDiffusionXLPipeline's: see sdxl-conditioning.ts; given an init image,
+ * StableDiffusionImg2ImgPipeline's).
  */
 export class StableDiffusionPipeline {
+  /** Loaded on the first img2img request: text-to-image never needs it. */
+  private encoder: Promise<VaeEncoder | undefined> | undefined;
+
   private constructor(
     private readonly config: ModelConfig,
     private readonly prompts: PromptEncoder,
@@ -95,6 +104,7 @@ export class StableDiffusionPipeline {
     private readonly previewer: LatentPreviewer,
     private readonly clock: OnnxClock,
     readonly info: ModelInfo,
+    private readonly loadEncoder: () => Promise<VaeEncoder | undefined>,
   ) {}
 
   static async fromPretrained(dir: string, options: PipelineOptions = {}): Promise<StableDiffusionPipeline> {
@@ -124,6 +134,7 @@ export class StableDiffusionPipeline {
     const { stridedNodes, float16Weights } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
     const tinyVae = options.tinyVaeDir ? await VaeDecoder.load(options.tinyVaeDir, loadOptions) : undefined;
     const previewer = new LatentPreviewer(tinyVae ?? (vae.isTiny ? vae : undefined), vae.scalingFactor);
+    const vaeDir = options.vaeDir ?? config.dir;
     const info: ModelInfo = {
       ...describeModel(config, {
         fixedLatentSize: unet.fixedLatentSize,
@@ -133,13 +144,15 @@ export class StableDiffusionPipeline {
         fixedContextLength: unet.fixedContextLength,
         guidanceEmbedding: unet.timeCondition !== undefined,
       }),
-      ...(options.vaeDir ? { vae: vaeName(options.vaeDir) } : {}),
+      // A VAE given at load encodes too: its own encoder, when it has one.
+      ...(options.vaeDir ? { vae: vaeName(options.vaeDir), imageToImage: existsSync(join(vaeDir, 'vae_encoder', 'model.onnx')) } : {}),
       ...(options.tinyVaeDir ? { tinyDecoder: vaeName(options.tinyVaeDir) } : {}),
     };
     const prompts = new PromptEncoder(parts, info.maxPromptChunks);
     const embeddings = options.embeddingsDir === undefined ? undefined : new EmbeddingLibrary(options.embeddingsDir);
     const textEncoders = parts.map((part) => part.textEncoder);
-    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoders, unet, vae, tinyVae, previewer, clock, info);
+    const loadEncoder = () => VaeEncoder.load(vaeDir, loadOptions);
+    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoders, unet, vae, tinyVae, previewer, clock, info, loadEncoder);
   }
 
   async generate(options: GenerateOptions): Promise<GenerateOutput> {
@@ -161,15 +174,21 @@ export class StableDiffusionPipeline {
     const textEncoderMs = performance.now() - encodeStarted;
 
     scheduler.setTimesteps(settings.steps);
+    const initImage = options.initImage;
+    const timesteps = initImage ? timestepsForStrength(scheduler, settings.steps, initImage.strength) : scheduler.timesteps;
 
     const latentSize = { height: settings.height / 8, width: settings.width / 8 };
     const generator = new TorchGenerator(BigInt(settings.seed));
-    let latents = this.prepareLatents(generator, latentSize, scheduler.initNoiseSigma);
+    const imageEncodeStarted = performance.now();
+    let latents = initImage
+      ? await noisedImageLatents(await this.imageEncoder(), await fitInitImage(initImage, settings), generator, scheduler, timesteps[0])
+      : this.prepareLatents(generator, latentSize, scheduler.initNoiseSigma);
+    const vaeEncodeMs = performance.now() - imageEncodeStarted;
 
     const denoiseStarted = performance.now();
-    const totalSteps = scheduler.timesteps.length;
+    const totalSteps = timesteps.length;
     const previews = options.preview && new PreviewSchedule(options.preview, this.previewer, latentSize);
-    for (const [index, timestep] of scheduler.timesteps.entries()) {
+    for (const [index, timestep] of timesteps.entries()) {
       throwIfAborted(options.signal);
       const modelInput = scheduler.scaleModelInput(latents, timestep);
       const batchInput = doGuidance ? concat(modelInput, modelInput) : modelInput;
@@ -187,7 +206,7 @@ export class StableDiffusionPipeline {
     const vaeStarted = performance.now();
     const decoder = this.usesTinyDecoder(options) ? this.tinyVae! : this.vae;
     const image = await decoder.decode(latents, latentSize);
-    const vaeMs = performance.now() - vaeStarted;
+    const vaeMs = performance.now() - vaeStarted + (initImage ? vaeEncodeMs : 0);
 
     const timings = {
       tokenizeMs,
@@ -216,12 +235,23 @@ export class StableDiffusionPipeline {
   }
 
   async release(): Promise<void> {
-    await Promise.all([...this.textEncoders.map((encoder) => encoder.release()), this.unet.release(), this.vae.release(), this.tinyVae?.release()]);
+    const encoder = await this.encoder?.catch(() => undefined);
+    await Promise.all([...this.textEncoders.map((textEncoder) => textEncoder.release()), this.unet.release(), this.vae.release(), this.tinyVae?.release(), encoder?.release()]);
   }
 
   /** Whether a request gets the tiny decoder: when it asks for it and one is loaded (else the model's own VAE). */
   private usesTinyDecoder(request: GenerateRequest): boolean {
     return request.decoder === 'tiny' && this.tinyVae !== undefined;
+  }
+
+  private async imageEncoder(): Promise<VaeEncoder> {
+    this.encoder ??= this.loadEncoder();
+    const encoder = await this.encoder.catch((error: unknown) => {
+      this.encoder = undefined;
+      throw error;
+    });
+    if (!encoder) throw new Error(`${this.info.name} has no vae_encoder, so it cannot start from an image`);
+    return encoder;
   }
 
   private checkInputs(options: GenerateRequest, schedulerName: string): GenerationSettings {
@@ -237,6 +267,8 @@ export class StableDiffusionPipeline {
     this.checkSide('width', width, info.nativeWidth);
     this.checkSide('height', height, info.nativeHeight);
     const seed = parseSeed(options.seed);
+    const strength = options.initImage?.strength;
+    if (strength !== undefined && !(strength > 0 && strength <= 1)) throw new Error(`strength must be more than 0 and at most 1 (got ${strength})`);
     return {
       prompt: options.prompt,
       negativePrompt: options.negativePrompt ?? '',
@@ -249,6 +281,7 @@ export class StableDiffusionPipeline {
       model: info.name,
       ...(info.loras ? { loras: info.loras } : {}),
       ...(this.usesTinyDecoder(options) ? { vae: info.tinyDecoder } : info.vae ? { vae: info.vae } : {}),
+      ...(options.initImage ? { strength: options.initImage.strength } : {}),
     };
   }
 
@@ -306,6 +339,11 @@ export class StableDiffusionPipeline {
     }
     return latents;
   }
+}
+
+/** The picture as RGB at the request's size (diffusers' pipeline resizes its `image` too). */
+function fitInitImage({ image }: InitImage, size: { width: number; height: number }): Promise<RgbImage> {
+  return loadInitImage(Buffer.from(image, 'base64'), size, MAX_INIT_IMAGE_PIXELS);
 }
 
 function givenEmbedding({ prompt, negative, width, pooled }: NonNullable<GenerateOptions['promptEmbeds']>, doGuidance: boolean): TextEmbedding {

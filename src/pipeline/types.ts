@@ -32,6 +32,19 @@ export interface GenerateRequest {
   scheduler?: string;
   /** `tiny`: decode with the tiny decoder when one is loaded beside the model (faster, a little less detail). */
   decoder?: Decoder;
+  /** img2img: start from this picture (fitted to `width`×`height`) rather than from noise. */
+  initImage?: InitImage;
+}
+
+/** A picture to start from (img2img), and how much of it to redraw. Plain data, so every queue can carry it. */
+export interface InitImage {
+  /** The picture's file (PNG, JPEG or WebP), base64; it is fitted to the request's size (see loadInitImage). */
+  image: string;
+  /**
+   * 0 < strength ≤ 1: the share of the schedule run from the noised picture (AUTOMATIC1111's "Denoising strength").
+   * 1 keeps only what the noised latents still hold of the picture; 0.3 keeps most of it.
+   */
+  strength: number;
 }
 
 /** How the final latents become the image: the model's own VAE, or a tiny decoder such as TAESD. */
@@ -56,6 +69,8 @@ export interface GenerationSettings {
   loras?: LoraInfo[];
   /** A VAE other than the model's own (given at import or at load). */
   vae?: string;
+  /** img2img: the strength the picture was redrawn with (absent: drawn from noise). */
+  strength?: number;
 }
 
 export interface LoraInfo {
@@ -67,6 +82,7 @@ export interface StageTimings {
   tokenizeMs: number;
   textEncoderMs: number;
   denoiseMs: number;
+  /** The VAE encoder (img2img) and decoder. */
   vaeMs: number;
   totalMs: number;
   /** Time inside onnxruntime's session.run, all models together. */
@@ -103,6 +119,8 @@ export interface ModelInfo {
   isLcm: boolean;
   /** True for the project's generated tiny model, which draws noise, not pictures. */
   isTiny: boolean;
+  /** The model has a VAE encoder, so it can start from a picture (img2img). */
+  imageToImage: boolean;
   /** LoRAs merged into the model when it was imported. */
   loras?: LoraInfo[];
   /** A VAE other than the model's own (given at import or at load). */

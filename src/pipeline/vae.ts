@@ -35,9 +35,8 @@ export class VaeDecoder {
     const model = await OnnxModel.load(join(modelDir, 'vae_decoder', 'model.onnx'), 'vae_decoder', options);
     model.expectOnlyInputs(['latent_sample']);
     const latent = model.input('latent_sample');
-    const config = readDecoderConfig(modelDir);
-    const scalingFactor = typeof config.scaling_factor === 'number' ? config.scaling_factor : DEFAULT_SCALING_FACTOR;
-    return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), scalingFactor, config._class_name === 'AutoencoderTiny');
+    const config = readVaeConfig(modelDir, 'vae_decoder');
+    return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), scalingFactorOf(config), config._class_name === 'AutoencoderTiny');
   }
 
   async decode(latents: Float32Array, size: LatentSize): Promise<RgbImage> {
@@ -64,10 +63,23 @@ export class VaeDecoder {
   }
 }
 
-/** vae_decoder/config.json, which exporters write for the VAE's class and scaling factor (else: AutoencoderKL, 0.18215). */
-function readDecoderConfig(modelDir: string): { scaling_factor?: unknown; _class_name?: unknown } {
-  const configPath = join(modelDir, 'vae_decoder', 'config.json');
-  return existsSync(configPath) ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
+/**
+ * The config.json exporters write beside a VAE half, for its class and scaling factor: the component's own, else the
+ * other half's (the same VAE), else none (AutoencoderKL, 0.18215).
+ */
+function readVaeConfig(modelDir: string, component: 'vae_decoder' | 'vae_encoder'): { scaling_factor?: unknown; _class_name?: unknown } {
+  const other = component === 'vae_decoder' ? 'vae_encoder' : 'vae_decoder';
+  const configPath = [component, other].map((folder) => join(modelDir, folder, 'config.json')).find((path) => existsSync(path));
+  return configPath ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
+}
+
+function scalingFactorOf(config: { scaling_factor?: unknown }): number {
+  return typeof config.scaling_factor === 'number' ? config.scaling_factor : DEFAULT_SCALING_FACTOR;
+}
+
+/** The VAE's `scaling_factor` (see readVaeConfig). */
+export function readScalingFactor(modelDir: string, component: 'vae_decoder' | 'vae_encoder'): number {
+  return scalingFactorOf(readVaeConfig(modelDir, component));
 }
 
 /** Planar [3, H, W] in [-1, 1] → interleaved RGB bytes, as diffusers: numpy round(clamp(x/2 + 0.5, 0, 1) * 255). */

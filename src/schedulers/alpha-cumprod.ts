@@ -1,6 +1,7 @@
 /** Shared pieces of the schedulers that step on the training ᾱ table at integer timesteps (DDIM, PNDM, LCM). */
 import type { PredictionType, SchedulerConfig } from './config.ts';
 import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
+import { noiseToAlpha } from './sample-ops.ts';
 
 /**
  * The surface DDIM, PNDM and LCM share: integer timesteps that index `alphas_cumprod`, an unscaled model input
@@ -9,6 +10,7 @@ import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
 export abstract class AlphaCumprodScheduler implements Scheduler {
   readonly integerTimesteps = true;
   readonly initNoiseSigma = 1;
+  readonly order = 1;
   timesteps: number[] = [];
   /** 1 with `set_alpha_to_one`, else ᾱ_0. */
   private readonly finalAlphaCumprod: number;
@@ -27,6 +29,13 @@ export abstract class AlphaCumprodScheduler implements Scheduler {
 
   scaleModelInput(sample: Float32Array): Float32Array {
     return sample;
+  }
+
+  /** DDIM and PNDM take no begin index in diffusers: each step works from its timestep alone. */
+  setBeginIndex(_index: number): void {}
+
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    return noiseToAlpha(original, noise, this.alphaAt(timestep));
   }
 
   protected alphaAt(timestep: number): number {

@@ -1,5 +1,5 @@
 import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
-import { dataPrediction, MULTISTEP_SOLVER_DEFAULTS, noisePrediction, timestepsForSigmas } from './multistep.ts';
+import { dataPrediction, MULTISTEP_SOLVER_DEFAULTS, noisePrediction, noiseToSigma, timestepsForSigmas } from './multistep.ts';
 import type { Scheduler, StepOptions, StepResult } from './scheduler.ts';
 import { assertSameLength, drawNoise, dynamicThreshold, requireGenerator } from './sample-ops.ts';
 import {
@@ -38,6 +38,7 @@ type Algorithm = (typeof ALGORITHMS)[number];
 export class DPMSolverMultistepScheduler implements Scheduler {
   readonly integerTimesteps = true;
   readonly initNoiseSigma = 1;
+  readonly order = 1;
   readonly alphasCumprod: Float32Array;
   timesteps: number[] = [];
   /** One per timestep plus the final sigma (float32). */
@@ -50,6 +51,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   private modelOutputs: Float32Array[] = [];
   private lowerOrderCount = 0;
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
 
   constructor(readonly config: SchedulerConfig) {
     rejectUnsupportedSigmas(config);
@@ -101,16 +103,26 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     this.modelOutputs = [];
     this.lowerOrderCount = 0;
     this.stepIndex = null;
+    this.beginIndex = null;
+  }
+
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
   }
 
   scaleModelInput(sample: Float32Array): Float32Array {
     return sample;
   }
 
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    const index = this.stepIndex ?? this.beginIndex ?? indexForTimestep(this.timesteps, timestep, 'last');
+    return noiseToSigma(original, noise, this.sigmas[index]);
+  }
+
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
     assertSameLength(modelOutput, sample);
     if (this.timesteps.length === 0) throw new Error('DPMSolverMultistepScheduler.step called before setTimesteps');
-    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'last');
+    this.stepIndex ??= this.beginIndex ?? indexForTimestep(this.timesteps, timestep, 'last');
     const index = this.stepIndex;
     const count = this.timesteps.length;
     const lowerOrderFinal =

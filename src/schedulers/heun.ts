@@ -33,6 +33,7 @@ interface PendingCorrection {
  * two model calls, so `timesteps` has 2N − 1 entries: t0, then each later timestep twice.
  */
 export class HeunDiscreteScheduler extends KDiffusionScheduler {
+  override readonly order = 2;
   private pending: PendingCorrection | null = null;
 
   constructor(config: SchedulerConfig) {

@@ -101,11 +101,13 @@ export interface StepSchedule {
  */
 export abstract class KDiffusionScheduler implements Scheduler {
   readonly integerTimesteps = false;
+  readonly order: number = 1;
   timesteps: number[] = [];
   /** The sigma of each step index, then the sigma the last step ends at (float32). */
   sigmas: Float32Array = new Float32Array(0);
   initNoiseSigma = 1;
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
 
   constructor(
     readonly config: SchedulerConfig,
@@ -119,6 +121,11 @@ export abstract class KDiffusionScheduler implements Scheduler {
     this.sigmas = schedule.sigmas;
     this.initNoiseSigma = initNoiseSigma(this.config, this.sigmas);
     this.stepIndex = null;
+    this.beginIndex = null;
+  }
+
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
   }
 
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
@@ -133,13 +140,20 @@ export abstract class KDiffusionScheduler implements Scheduler {
     return result;
   }
 
+  /** x0 + sigma·noise at the sigma of the step about to be taken (diffusers' `add_noise`). */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    assertSameLength(noise, original);
+    const sigma = this.sigmas[this.stepIndex ?? this.beginIndex ?? indexForTimestep(this.timesteps, timestep, 'error')];
+    return original.map((x, i) => x + Math.fround(noise[i] * sigma));
+  }
+
   protected abstract buildSchedule(steps: number): StepSchedule;
 
   /** The update from step index `index` (whose sigma is `sigmas[index]`). */
   protected abstract stepAt(index: number, modelOutput: Float32Array, sample: Float32Array, options?: StepOptions): StepResult;
 
   private currentIndex(timestep: number): number {
-    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'error');
+    this.stepIndex ??= this.beginIndex ?? indexForTimestep(this.timesteps, timestep, 'error');
     return this.stepIndex;
   }
 }

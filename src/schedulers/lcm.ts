@@ -35,6 +35,7 @@ const SIGMA_DATA = 0.5;
  */
 export class LCMScheduler extends AlphaCumprodScheduler {
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
 
   constructor(config: SchedulerConfig) {
     super(config, predictionType(config), trainingAlphasCumprod(config));
@@ -51,12 +52,17 @@ export class LCMScheduler extends AlphaCumprodScheduler {
     const origin = Array.from({ length: originalSteps }, (_, i) => (originalSteps - i) * skip - 1);
     this.timesteps = linspace(0, originalSteps, steps, false).map((position) => origin[Math.floor(position)]);
     this.stepIndex = null;
+    this.beginIndex = null;
+  }
+
+  override setBeginIndex(index: number): void {
+    this.beginIndex = index;
   }
 
   override step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult {
     assertSameLength(modelOutput, sample);
     const f = Math.fround;
-    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'error');
+    this.stepIndex ??= this.beginIndex ?? indexForTimestep(this.timesteps, timestep, 'error');
     const index = this.stepIndex;
     const isLast = index === this.timesteps.length - 1;
     const prevTimestep = isLast ? timestep : this.timesteps[index + 1];

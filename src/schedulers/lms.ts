@@ -53,12 +53,15 @@ export class LMSDiscreteScheduler extends KDiffusionScheduler {
     this.derivatives.push(sample.map((x, i) => (x - predOriginalSample[i]) / sigma));
     if (this.derivatives.length > MAX_ORDER) this.derivatives.shift();
 
+    // The polynomial's order follows the step index, not the derivatives at hand: a run begun mid-schedule
+    // (img2img) has fewer, and diffusers' zip() then uses as many coefficients as there are derivatives.
     const order = Math.min(index + 1, MAX_ORDER);
-    const coefficients = Array.from({ length: order }, (_, k) => this.lmsCoefficient(order, index, k));
     const newestFirst = [...this.derivatives].reverse();
+    const terms = Math.min(order, newestFirst.length);
+    const coefficients = Array.from({ length: terms }, (_, k) => this.lmsCoefficient(order, index, k));
     const prevSample = sample.map((x, i) => {
       let sum = 0;
-      for (let k = 0; k < order; k++) sum += coefficients[k] * newestFirst[k][i];
+      for (let k = 0; k < terms; k++) sum += coefficients[k] * newestFirst[k][i];
       return x + sum;
     });
     return { prevSample, predOriginalSample };

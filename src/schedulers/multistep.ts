@@ -3,6 +3,7 @@
  * variance-preserving sample x_t = alpha_t·x0 + sigma_t·noise and step in lambda = log(alpha_t / sigma_t).
  */
 import type { PredictionType } from './config.ts';
+import { assertSameLength } from './sample-ops.ts';
 import { alphaSigma, sigmaToTimestep } from './sigmas.ts';
 import { roundHalfEven } from './timesteps.ts';
 
@@ -59,6 +60,18 @@ export function noisePrediction(type: PredictionType, modelOutput: Float32Array,
     case 'sample':
       return sample.map((x, i) => (x - alpha * modelOutput[i]) / sigmaT);
   }
+}
+
+/**
+ * x0 noised to the variance-preserving level of `sigma`: alpha_t·x0 + sigma_t·noise, in float32 like diffusers'
+ * `add_noise` of DPM-Solver and UniPC.
+ */
+export function noiseToSigma(original: Float32Array, noise: Float32Array, sigma: number): Float32Array {
+  assertSameLength(noise, original);
+  const f = Math.fround;
+  const alpha = f(1 / f(Math.sqrt(f(f(sigma * sigma) + 1))));
+  const sigmaT = f(sigma * alpha);
+  return original.map((x, i) => f(alpha * x) + f(sigmaT * noise[i]));
 }
 
 /**

@@ -52,6 +52,18 @@ export function drawNoise(generator: NoiseSource, sample: Float32Array): Float32
   return noise;
 }
 
+/**
+ * The forward process at ᾱ, sqrt(ᾱ)·x0 + sqrt(1 − ᾱ)·noise, in float32 like diffusers' DDPM-style `add_noise`
+ * (DDIM, PNDM, LCM).
+ */
+export function noiseToAlpha(original: Float32Array, noise: Float32Array, alphaProd: number): Float32Array {
+  assertSameLength(noise, original);
+  const f = Math.fround;
+  const signal = f(Math.sqrt(alphaProd));
+  const noiseScale = f(Math.sqrt(f(1 - alphaProd)));
+  return original.map((x, i) => f(signal * x) + f(noiseScale * noise[i]));
+}
+
 export function assertSameLength(modelOutput: Float32Array, sample: Float32Array): void {
   if (modelOutput.length !== sample.length) {
     throw new Error(`model output has ${modelOutput.length} values but the sample has ${sample.length}`);

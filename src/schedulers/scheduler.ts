@@ -31,7 +31,20 @@ export interface Scheduler {
   readonly integerTimesteps: boolean;
   /** The scale of the initial noise (`init_noise_sigma`). */
   readonly initNoiseSigma: number;
+  /** Model calls per step (diffusers' `order`): 2 for Heun, whose timesteps repeat, 1 for the others. */
+  readonly order: number;
+  /** Sets `timesteps` for `numInferenceSteps` steps and forgets any earlier run (and begin index). */
   setTimesteps(numInferenceSteps: number): void;
+  /**
+   * The run starts at `timesteps[index]` rather than at the first one (img2img, diffusers' `set_begin_index`):
+   * schedulers that count steps start counting there. DDIM and PNDM find everything from the timestep itself.
+   */
+  setBeginIndex(index: number): void;
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, options?: StepOptions): StepResult;
+  /**
+   * Clean latents noised to the noise level of `timestep` (the begin index's, for the schedulers that have one),
+   * as diffusers' `add_noise`: where a run that starts at that timestep expects its first sample.
+   */
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array;
 }

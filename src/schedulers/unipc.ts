@@ -1,5 +1,5 @@
 import { predictionType, type PredictionType, SchedulerConfig, trainingAlphasCumprod } from './config.ts';
-import { dataPrediction, MULTISTEP_SOLVER_DEFAULTS, noisePrediction, timestepsForSigmas } from './multistep.ts';
+import { dataPrediction, MULTISTEP_SOLVER_DEFAULTS, noisePrediction, noiseToSigma, timestepsForSigmas } from './multistep.ts';
 import type { Scheduler, StepResult } from './scheduler.ts';
 import { assertSameLength, dynamicThreshold } from './sample-ops.ts';
 import {
@@ -67,6 +67,7 @@ interface UniCoefficients {
 export class UniPCMultistepScheduler implements Scheduler {
   readonly integerTimesteps = true;
   readonly initNoiseSigma = 1;
+  readonly order = 1;
   readonly alphasCumprod: Float32Array;
   timesteps: number[] = [];
   /** One per timestep plus the final sigma (float32). */
@@ -82,6 +83,7 @@ export class UniPCMultistepScheduler implements Scheduler {
   private lastSample: Float32Array | null = null;
   private thisOrder = 1;
   private stepIndex: number | null = null;
+  private beginIndex: number | null = null;
 
   constructor(readonly config: SchedulerConfig) {
     rejectUnsupportedSigmas(config);
@@ -122,16 +124,26 @@ export class UniPCMultistepScheduler implements Scheduler {
     this.lowerOrderCount = 0;
     this.lastSample = null;
     this.stepIndex = null;
+    this.beginIndex = null;
+  }
+
+  setBeginIndex(index: number): void {
+    this.beginIndex = index;
   }
 
   scaleModelInput(sample: Float32Array): Float32Array {
     return sample;
   }
 
+  addNoise(original: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    const index = this.stepIndex ?? this.beginIndex ?? indexForTimestep(this.timesteps, timestep, 'last');
+    return noiseToSigma(original, noise, this.sigmas[index]);
+  }
+
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array): StepResult {
     assertSameLength(modelOutput, sample);
     if (this.timesteps.length === 0) throw new Error('UniPCMultistepScheduler.step called before setTimesteps');
-    this.stepIndex ??= indexForTimestep(this.timesteps, timestep, 'last');
+    this.stepIndex ??= this.beginIndex ?? indexForTimestep(this.timesteps, timestep, 'last');
     const index = this.stepIndex;
     const converted = this.convertModelOutput(modelOutput, sample, this.sigmas[index]);
     const useCorrector = index > 0 && !this.disableCorrector.includes(index - 1) && this.lastSample !== null;
