@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseSize, type GenerationPolicy } from './jobs/options.ts';
 import { defaultEmbeddingsDir } from './models/embeddings.ts';
-import { PRESETS } from './models/presets.ts';
+import { PIPELINE_PRESETS } from './models/presets.ts';
 import { EXECUTION_PROVIDERS, type ExecutionProvider } from './pipeline/onnx-model.ts';
 import { DECODERS, PROMPT_SYNTAXES } from './pipeline/types.ts';
 import { PROJECT_ROOT } from './runtime.ts';
@@ -32,7 +32,7 @@ const environmentSchema = z.object({
   SD_MODEL_DIR: optional(z.string()),
   EXECUTION_PROVIDER: z.preprocess(emptyAsUndefined, z.enum(EXECUTION_PROVIDERS).default('cpu')),
   MODELS_DIR: optional(z.string()),
-  AUTO_PULL: optional(z.enum(PRESETS.map((preset) => preset.name) as [string, ...string[]], { error: `must be a preset: ${PRESETS.map((preset) => preset.name).join(', ')}` })),
+  AUTO_PULL: optional(z.enum(PIPELINE_PRESETS.map((preset) => preset.name) as [string, ...string[]], { error: `must be a preset: ${PIPELINE_PRESETS.map((preset) => preset.name).join(', ')}` })),
   HF_TOKEN: optional(z.string()),
   HF_ENDPOINT: optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as https://huggingface.co' })),
   DEFAULT_STEPS: optional(z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1)),

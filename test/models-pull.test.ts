@@ -7,7 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { readPngParameters } from '../src/image/png.ts';
+import { encodeModel } from '../src/graphs/onnx-graph.ts';
+import { buildRrdbNet } from '../src/graphs/rrdbnet.ts';
+import { RandomWeights } from '../src/graphs/weights.ts';
 import { autoPull } from '../src/models/first-run.ts';
+import { findPreset } from '../src/models/presets.ts';
+import { resolveUpscaler } from '../src/models/upscalers.ts';
+import { OnnxUpscaler } from '../src/upscale/upscaler.ts';
 import type { HubSettings } from '../src/models/hub-client.ts';
 import { listInstalledModels } from '../src/models/installed.ts';
 import { PULL_MANIFEST_FILE } from '../src/pipeline/model-config.ts';
@@ -26,6 +32,7 @@ const HOSTILE_REPO = 'acme/hostile-sd-onnx';
 /** Listing names a hostile repository adds to a working model: paths that leave the folder on Windows, a terminal escape. */
 const HOSTILE_NAMES = ['unet/a\\..\\..\\..\\..\\x.bat', 'unet/..\\..\\escape.onnx_data', 'text_encoder/\u001b]0;owned\u0007\u001b[2Jtitle.json', 'vae_decoder/C:evil.pb'];
 
+const upscalerPreset = findPreset('real-esrgan-x4')!;
 let hub: MockHub;
 let files: Map<string, Buffer>;
 let root: string;
@@ -67,6 +74,14 @@ beforeAll(async () => {
       'acme/sd-in-a-folder': { files: new Map([...files].map(([path, content]) => [`onnx/${path}`, content])), revisions: ['refs/pr/1'] },
       [HOSTILE_REPO]: { files: new Map([...files, ...HOSTILE_NAMES.map((name): [string, Buffer] => [name, Buffer.from('@echo owned\r\n')])]) },
       'acme/escape-codes': { files: new Map([['\u001b[2J\u001b[31mred/readme.txt', Buffer.from('x')]]) },
+      [upscalerPreset.repo]: {
+        files: new Map([
+          [upscalerPreset.file!, Buffer.from(encodeModel(buildRrdbNet({ features: 4, growth: 2, blocks: 1 }, { precision: 'fp32', attention: 'unfused', weights: new RandomWeights(3) })))],
+          ['Real-ESRGAN-x4plus.tflite', Buffer.alloc(100)],
+          ['README.md', Buffer.from('# Real-ESRGAN')],
+        ]),
+        revisions: [upscalerPreset.revision],
+      },
     },
     { pageSize: 7, renamed: { 'old-acme/tiny-sd-onnx': REPO } },
   );
@@ -231,6 +246,22 @@ describe('model:pull against a mock hub', () => {
     expect(hub.log).toEqual([]);
     expect(await autoPull({ preset: '', modelsDir })).toBeUndefined();
     await expect(autoPull({ preset: 'sd-9', modelsDir })).rejects.toThrow(/AUTO_PULL=sd-9 is not a preset; use one of sd-turbo, lcm-dreamshaper, sd-1\.5/);
+  });
+
+  it('pulls the upscaler preset as its one .onnx file, which the Upscale buttons then find and load (never as AUTO_PULL)', async () => {
+    const { stdout } = await cli('src/cli/model-pull.ts', ['real-esrgan-x4'], { HF_ENDPOINT: hub.url });
+    expect(stdout).toContain('Installed real-esrgan-x4 from qualcomm/Real-ESRGAN-x4plus');
+    expect(stdout).toContain('The Upscale buttons use it');
+    const dir = join(modelsDir, 'real-esrgan-x4');
+    expect(await filesUnder(dir)).toEqual([PULL_MANIFEST_FILE, 'Real-ESRGAN-x4plus.onnx']);
+    const found = await resolveUpscaler(undefined, modelsDir);
+    expect(found).toMatchObject({ name: 'real-esrgan-x4', file: join(dir, 'Real-ESRGAN-x4plus.onnx') });
+    const upscaler = await OnnxUpscaler.load(found!.file, found!.name, { executionProvider: 'cpu', clock: { runMs: 0 }, fuseAttention: false });
+    expect(upscaler.scale).toBe(4);
+    await upscaler.release();
+    expect(await resolveUpscaler('lanczos', modelsDir)).toBeUndefined();
+    await expect(resolveUpscaler('esrgan-9', modelsDir)).rejects.toThrow('UPSCALER=esrgan-9 is not an installed upscaler (real-esrgan-x4), an .onnx file, or "lanczos"');
+    await expect(autoPull({ preset: 'real-esrgan-x4', modelsDir })).rejects.toThrow(/AUTO_PULL=real-esrgan-x4 is not a preset; use one of sd-turbo/);
   });
 
   it('model:pull --auto pulls the AUTO_PULL preset unless it is installed, and nothing without AUTO_PULL', async () => {

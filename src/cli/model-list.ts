@@ -24,7 +24,7 @@ async function main({ positionals }: CommandLine<typeof SPEC.flags>): Promise<nu
   if (positionals.length > 0) throw new UsageError(`model:list takes no arguments (got "${positionals[0]}")`);
   const modelsDir = defaultModelsDir();
   const shownDir = displayPath(modelsDir);
-  const { models, vaes, skipped } = await scanModels(modelsDir);
+  const { models, vaes, upscalers, skipped } = await scanModels(modelsDir);
   const chosen = await resolveModelDir(undefined, modelsDir).catch((error: Error) => ({ dir: '', notice: undefined, error }));
   if (models.length === 0) {
     process.stdout.write(`No models in ${shownDir}/. Pull one with: npm run model:pull -- sd-turbo   (presets: npm run model:pull -- --list)\n`);
@@ -45,6 +45,10 @@ async function main({ positionals }: CommandLine<typeof SPEC.flags>): Promise<nu
   if (vaes.length > 0) {
     process.stdout.write(`\nVAEs (npm run imagine -- … --vae NAME):\n`);
     process.stdout.write(formatTable(['name', 'type', 'precision', 'size', 'source'], vaes.map((vae) => [vae.name, vae.type, vae.precision, formatBytes(vae.bytes), vae.imported ? basename(vae.imported.source) : ''])));
+  }
+  if (upscalers.length > 0) {
+    process.stdout.write(`\nUpscalers (the Upscale buttons; UPSCALER=NAME picks one):\n`);
+    process.stdout.write(formatTable(['name', 'file', 'size'], upscalers.map((upscaler) => [upscaler.name, basename(upscaler.file), formatBytes(upscaler.bytes)])));
   }
   for (const model of skipped) process.stdout.write(`skipped ${displayPath(model.dir)}: ${model.reason}\n`);
 

@@ -75,6 +75,7 @@ function readCommandLine({ values, positionals }: CommandLine<typeof SPEC.flags>
       revision: values.revision ?? preset?.revision,
       subfolder: values.subfolder ?? preset?.subfolder,
       name: values.name ?? preset?.name ?? defaultModelName(source),
+      ...(preset?.file ? { file: preset.file } : {}),
       force: values.force ?? false,
     },
   } as const;
@@ -114,13 +115,14 @@ async function main(commandLine: CommandLine<typeof SPEC.flags>): Promise<number
         },
       },
     );
+    const upscaler = args.request.file !== undefined;
     progress.finish();
     const shown = displayPath(result.dir);
     const commit = result.commit ? ` (commit ${result.commit.slice(0, 10)})` : '';
     const files = `${result.files} files, ${formatBytes(result.bytes)}, all verified`;
     process.stdout.write(
       `Installed ${result.name} from ${result.repo}${commit} into ${shown}${result.imported ? `, built from its PyTorch weights (${files})` : `: ${files}`}.\n` +
-        `Try it: npm run imagine -- "a lighthouse at dusk" --model ${shown}\n`,
+        (upscaler ? `The Upscale buttons use it (UPSCALER=${result.name} when several are installed).\n` : `Try it: npm run imagine -- "a lighthouse at dusk" --model ${shown}\n`),
     );
     return 0;
   } catch (error) {

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { HubSettings } from './hub-client.ts';
 import { defaultModelsDir } from './installed.ts';
-import { PRESETS, findPreset } from './presets.ts';
+import { PIPELINE_PRESETS, findPreset } from './presets.ts';
 import { PullProgress } from './pull-progress.ts';
 import { pullModel, type PullEvent } from './pull.ts';
 
@@ -41,7 +41,7 @@ export async function autoPull(options: AutoPullOptions = {}): Promise<string | 
   const presetName = (options.preset ?? process.env.AUTO_PULL ?? '').trim();
   if (presetName === '') return undefined;
   const preset = findPreset(presetName);
-  if (!preset) throw new Error(`AUTO_PULL=${presetName} is not a preset; use one of ${PRESETS.map((p) => p.name).join(', ')}`);
+  if (preset?.kind !== 'pipeline') throw new Error(`AUTO_PULL=${presetName} is not a preset; use one of ${PIPELINE_PRESETS.map((p) => p.name).join(', ')}`);
   const modelsDir = options.modelsDir ?? defaultModelsDir();
   const dir = join(modelsDir, preset.name);
   if (existsSync(dir)) return dir;

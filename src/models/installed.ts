@@ -5,6 +5,7 @@ import { describeModel, IMPORT_MANIFEST_FILE, type ImportManifest, PULL_MANIFEST
 import type { ModelInfo } from '../pipeline/types.ts';
 import { PROJECT_ROOT } from '../runtime.ts';
 import { ONNX_FLOAT16, readOnnxOutline } from '../pipeline/onnx-outline.ts';
+import { readUpscalerFolder, type InstalledUpscaler } from './upscalers.ts';
 
 /** Written into a pulled model's directory: where it came from and what was verified. */
 export interface PullManifest {
@@ -171,26 +172,31 @@ export function tinyDecoderFor(model: InstalledModel, vaes: readonly InstalledVa
   return vaes.find((vae) => vae.type === 'AutoencoderTiny' && /xl/i.test(vae.name) === sdxl);
 }
 
-/** Every directory under `modelsDir` (dot-directories aside), as a usable model, a VAE, or with the reason it is neither. */
-export async function scanModels(modelsDir: string = defaultModelsDir()): Promise<{ models: InstalledModel[]; vaes: InstalledVae[]; skipped: SkippedModel[] }> {
+/** Every directory under `modelsDir` (dot-directories aside), as a usable model, a VAE, an upscaler, or with the reason it is none. */
+export async function scanModels(
+  modelsDir: string = defaultModelsDir(),
+): Promise<{ models: InstalledModel[]; vaes: InstalledVae[]; upscalers: InstalledUpscaler[]; skipped: SkippedModel[] }> {
   const entries = await readdir(modelsDir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return [];
     throw error;
   });
   const models: InstalledModel[] = [];
   const vaes: InstalledVae[] = [];
+  const upscalers: InstalledUpscaler[] = [];
   const skipped: SkippedModel[] = [];
   for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
     if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
     const dir = join(modelsDir, entry.name);
     try {
-      if (isVaeFolder(dir)) vaes.push(await describeInstalledVae(dir));
+      const upscaler = await readUpscalerFolder(dir);
+      if (upscaler) upscalers.push(upscaler);
+      else if (isVaeFolder(dir)) vaes.push(await describeInstalledVae(dir));
       else models.push(await describeInstalledModel(dir));
     } catch (error) {
       skipped.push({ name: entry.name, dir, reason: (error as Error).message.replace(`${resolve(dir)} `, '') });
     }
   }
-  return { models, vaes, skipped };
+  return { models, vaes, upscalers, skipped };
 }
 
 /** The usable models under `modelsDir` (default `<repo>/models`), sorted by name. */

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PULL_MANIFEST_FILE } from '../pipeline/model-config.ts';
 import { HubClient, HubError, checkRepoId, hubSettingsFromEnv, type HubSettings } from './hub-client.ts';
 import { checkModelName, defaultModelsDir, filesBelow, type PullManifest } from './installed.ts';
-import { isOnnxExport, isPytorchRepository, placeInside, selectModelFiles, selectPytorchFiles, type PlannedFile } from './select-files.ts';
+import { isOnnxExport, isPytorchRepository, placeInside, selectModelFiles, selectOneFile, selectPytorchFiles, type PlannedFile } from './select-files.ts';
 import { checksumFor, fileMatches, hashFilePrefix, startHash } from './verify.ts';
 
 export interface PullRequest {
@@ -14,6 +14,8 @@ export interface PullRequest {
   revision?: string;
   /** Folder of the repository that holds model_index.json, when not the top level. */
   subfolder?: string;
+  /** Download only this file of the repository (an upscaler), instead of a diffusers ONNX export's files. */
+  file?: string;
   /** Directory name under the models directory. */
   name: string;
   modelsDir?: string;
@@ -99,11 +101,13 @@ export async function pullModel(request: PullRequest, options: PullOptions = {})
   if (onnx && options.requirePytorch) {
     throw new Error(`${source} is an ONNX export, not PyTorch weights: npm run model:pull installs it as it is (LoRAs, another VAE and the other import options need PyTorch weights)`);
   }
-  const pytorch = options.importPytorch !== undefined && !onnx && (options.requirePytorch || isPytorchRepository(listing, subfolder));
-  const { files: planned, unsafe } = (pytorch ? selectPytorchFiles : selectModelFiles)(listing, subfolder, source);
+  const pytorch = request.file === undefined && options.importPytorch !== undefined && !onnx && (options.requirePytorch || isPytorchRepository(listing, subfolder));
+  const { files: planned, unsafe } = request.file
+    ? selectOneFile(listing, subfolder, request.file, source)
+    : (pytorch ? selectPytorchFiles : selectModelFiles)(listing, subfolder, source);
 
   const staging = join(modelsDir, `.${name}.partial`);
-  const transfer = await download(client, { repo, revision, subfolder, planned, unsafe }, staging, options);
+  const transfer = await download(client, { repo, revision, subfolder, file: request.file, planned, unsafe }, staging, options);
   const bytes = planned.reduce((sum, file) => sum + file.size, 0);
   const result = { name, repo, revision, commit: transfer.commit, files: planned.length, bytes, downloadedBytes: transfer.downloadedBytes };
   if (pytorch) {
@@ -152,6 +156,8 @@ interface DownloadPlan {
   repo: string;
   revision: string;
   subfolder: string;
+  /** The one file of the repository pulled (an upscaler), when not a whole model. */
+  file?: string;
   planned: PlannedFile[];
   unsafe: string[];
 }
@@ -160,7 +166,7 @@ interface DownloadPlan {
 async function download(client: HubClient, plan: DownloadPlan, staging: string, options: PullOptions): Promise<Transfer> {
   const { repo, revision, subfolder, planned, unsafe } = plan;
   const destinations = planned.map((file) => placeInside(staging, file.target, path));
-  await prepareStaging(staging, { repo, revision, subfolder }, planned);
+  await prepareStaging(staging, { repo, revision, subfolder, ...(plan.file ? { file: plan.file } : {}) }, planned);
   const present = await Promise.all(planned.map((file) => presentBytes(staging, file)));
   await checkFreeSpace(dirname(staging), planned, present);
   const files = planned.map((file, i) => ({ path: file.target, size: file.size, present: present[i] }));

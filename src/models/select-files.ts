@@ -199,3 +199,12 @@ function weightFiles(folder: string, targets: Set<string>): string[] | undefined
   }
   return undefined;
 }
+
+/** The one file `name` (under `subfolder`) of a repository listing, e.g. an upscaler's .onnx; throws when it is not there. */
+export function selectOneFile(files: readonly RepoFile[], subfolder: string, name: string, describeSource: string): ModelFileSelection {
+  const prefix = subfolder ? `${subfolder.replace(/^\/+|\/+$/g, '')}/` : '';
+  if (!isPlainFileName(name)) throw new Error(`Refusing to write "${name}": it is not a plain file name.`);
+  const file = files.find((candidate) => candidate.path === prefix + name);
+  if (!file) throw new Error(`${describeSource} has no file ${prefix}${name}.`);
+  return { files: [{ ...file, target: name }], unsafe: [] };
+}
