@@ -1,13 +1,19 @@
-import { SlashCommandBuilder, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
+import { SlashCommandBuilder, type Attachment, type AutocompleteInteraction, type ChatInputCommandInteraction } from 'discord.js';
 import type { BotContext } from '../src/discord/bot-context.ts';
 import { answerPrivately } from '../src/discord/job-messages.ts';
 import { modelChoices } from '../src/discord/model-choices.ts';
+import { fetchPicture, MAX_PICTURE_BYTES, PictureUnavailableError } from '../src/discord/source-message.ts';
 import { startJob } from '../src/discord/start-job.ts';
+import { MAX_INIT_IMAGE_PIXELS } from '../src/image/init-image.ts';
 import { MAX_IMAGES_PER_JOB, MAX_PROMPT_LENGTH, offeredSizes, parseSize, quoteInput, sizeLabel, type ImagineOptions } from '../src/jobs/options.ts';
 import type { OfferedModels } from '../src/models/catalog.ts';
 import type { Decoder, ModelInfo } from '../src/pipeline/types.ts';
 import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
 import { SCHEDULERS } from '../src/schedulers/index.ts';
+
+/** AUTOMATIC1111's default denoising strength. */
+const DEFAULT_STRENGTH = 0.75;
+const PICTURE_TYPES = ['image/png', 'image/jpeg', 'image/webp'];
 
 /** Discord's own bounds; the operator's and the model's limits are checked when the command runs. */
 const MAX_STEPS_OPTION = 150;
@@ -53,6 +59,10 @@ export const data = new SlashCommandBuilder()
       .setName('decoder')
       .setDescription('Quality or speed for the last stage (the server’s default when empty)')
       .addChoices({ name: 'Full — the model’s own VAE, best detail', value: 'full' }, { name: 'Tiny — TAESD, much faster, a little softer', value: 'tiny' }),
+  )
+  .addAttachmentOption((option) => option.setName('image').setDescription('A picture to start from (PNG, JPEG or WebP): img2img'))
+  .addNumberOption((option) =>
+    option.setName('strength').setDescription(`With image: how much of it to redraw, 0.05-1 (default ${DEFAULT_STRENGTH})`).setMinValue(0.05).setMaxValue(1),
   );
 
 export async function execute(interaction: ChatInputCommandInteraction, context: BotContext): Promise<void> {
@@ -64,7 +74,35 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
     await answerPrivately(interaction, `⚠️ ${error instanceof Error ? error.message : String(error)}`);
     return;
   }
-  await startJob(interaction, options, context, { countChosen: interaction.options.getInteger('count') !== null });
+  const counted = { countChosen: interaction.options.getInteger('count') !== null };
+  const attachment = interaction.options.getAttachment('image');
+  const strength = interaction.options.getNumber('strength');
+  if (!attachment) {
+    if (strength !== null) return answerPrivately(interaction, '⚠️ strength is how much of a picture to redraw: give an image with it.');
+    return startJob(interaction, options, context, counted);
+  }
+  const refusal = attachmentProblem(attachment);
+  if (refusal) return answerPrivately(interaction, `⚠️ ${refusal}`);
+  try {
+    const picture = await fetchPicture(attachment.url);
+    const initImage = { image: picture.data.toString('base64'), width: picture.width, height: picture.height, strength: strength ?? DEFAULT_STRENGTH, source: attachment.url };
+    await startJob(interaction, { ...options, initImage }, context, counted);
+  } catch (error) {
+    if (!(error instanceof PictureUnavailableError)) throw error;
+    await answerPrivately(interaction, `⚠️ ${error.message}`);
+  }
+}
+
+/** What is wrong with an attached picture, from what Discord says of it (before any download), or undefined. */
+function attachmentProblem(attachment: Attachment): string | undefined {
+  const type = attachment.contentType?.split(';')[0].trim().toLowerCase();
+  if (!type || !PICTURE_TYPES.includes(type)) return `${quoteInput(attachment.name)} is not a PNG, JPEG or WebP picture.`;
+  if (attachment.size > MAX_PICTURE_BYTES) return `${quoteInput(attachment.name)} is ${(attachment.size / 1024 / 1024).toFixed(1)} MB; pictures up to ${MAX_PICTURE_BYTES / 1024 / 1024} MB are taken.`;
+  const { width, height } = attachment;
+  if (width && height && width * height > MAX_INIT_IMAGE_PIXELS) {
+    return `${quoteInput(attachment.name)} is ${width}x${height}; pictures up to ${MAX_INIT_IMAGE_PIXELS / 1e6} megapixels are taken.`;
+  }
+  return undefined;
 }
 
 /** The command's options; Midjourney-style parameters at the end of the prompt fill in those the command leaves out. */

@@ -33,6 +33,7 @@ const environmentSchema = z.object({
   EXECUTION_PROVIDER: z.preprocess(emptyAsUndefined, z.enum(EXECUTION_PROVIDERS).default('cpu')),
   MODELS_DIR: optional(z.string()),
   AUTO_PULL: optional(z.enum(PIPELINE_PRESETS.map((preset) => preset.name) as [string, ...string[]], { error: `must be a preset: ${PIPELINE_PRESETS.map((preset) => preset.name).join(', ')}` })),
+  UPSCALER: optional(z.string()),
   HF_TOKEN: optional(z.string()),
   HF_ENDPOINT: optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as https://huggingface.co' })),
   DEFAULT_STEPS: optional(z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1)),
@@ -113,6 +114,8 @@ export interface BotConfig {
     executionProvider: ExecutionProvider;
     /** A preset to download before the first start when no model is configured (AUTO_PULL). */
     autoPull: string | undefined;
+    /** The Upscale buttons' upscaler (UPSCALER): a name, a file, "lanczos"; undefined: the only one installed. */
+    upscaler: string | undefined;
   };
   generation: GenerationPolicy;
   /** The textual-inversion embeddings /embeddings lists (the pipeline thread reads the same EMBEDDINGS_DIR). */
@@ -192,7 +195,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       apiUrl: e.DISCORD_API_URL?.replace(/\/+$/, ''),
       restTimeoutMs: e.DISCORD_REST_TIMEOUT_MS,
     },
-    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL },
+    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL, upscaler: e.UPSCALER },
     generation: {
       defaultSteps: e.DEFAULT_STEPS,
       maxSteps: e.MAX_STEPS,
@@ -227,6 +230,7 @@ const workerSchema = environmentSchema.pick({
   EXECUTION_PROVIDER: true,
   MODELS_DIR: true,
   AUTO_PULL: true,
+  UPSCALER: true,
   HF_TOKEN: true,
   HF_ENDPOINT: true,
   EMBEDDINGS_DIR: true,
@@ -241,7 +245,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   const e = parseEnvironment(workerSchema, env);
   return {
     redisUrl: requireRedisUrl(e.REDIS_URL, 'for a worker (it takes its jobs from Redis)'),
-    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL },
+    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL, upscaler: e.UPSCALER },
     stalledJobTimeoutMs: e.STALLED_JOB_TIMEOUT_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,

@@ -6,7 +6,7 @@ import { describeError } from './log.ts';
 import { BullJobQueue } from './queue/bullmq-queue.ts';
 import { LocalJobQueue } from './queue/local-queue.ts';
 import type { JobQueue } from './queue/types.ts';
-import { loadConfigOrExit, loadModelCatalogOrExit, openJournalOrExit, openSettingsStoreOrExit, startHealthReport, startLogger } from './startup.ts';
+import { loadConfigOrExit, loadModelCatalogOrExit, openJournalOrExit, openSettingsStoreOrExit, resolveUpscalerOrExit, startHealthReport, startLogger } from './startup.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
 
@@ -27,7 +27,8 @@ const journal = config.backend.kind === 'local' ? openJournalOrExit(config.backe
 const logger = startLogger(config.logLevel);
 const settings = await openSettingsStoreOrExit(config, logger);
 const catalog = await loadModelCatalogOrExit(config.model, logger);
-const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider });
+const upscaler = await resolveUpscalerOrExit(config.model.upscaler, logger);
+const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider, upscaler });
 const loadStarted = performance.now();
 pipeline.ready.then(
   (model) => logger.info({ model: model.name, native: `${model.nativeWidth}x${model.nativeHeight}`, loadMs: Math.round(performance.now() - loadStarted) }, 'model loaded'),

@@ -6,7 +6,8 @@ import { createLogger, describeError } from './log.ts';
 import { ModelCatalog } from './models/catalog.ts';
 import { resolveModelDir } from './models/default-model.ts';
 import { autoPull, noModelHelp } from './models/first-run.ts';
-import { listInstalledModels } from './models/installed.ts';
+import { defaultModelsDir, listInstalledModels } from './models/installed.ts';
+import { resolveUpscaler } from './models/upscalers.ts';
 import { botConnection } from './queue/bullmq-protocol.ts';
 import { JobJournal } from './queue/job-journal.ts';
 import { RedisSettingsStore } from './settings/redis-store.ts';
@@ -64,6 +65,19 @@ export async function loadModelCatalogOrExit(model: BotConfig['model'], logger: 
   }
   if (catalog.resolve(undefined).info.isTiny) logger.warn('Serving the tiny test model (SD_MODEL_DIR=tiny): it draws noise, not pictures.');
   return catalog;
+}
+
+/** The Upscale buttons' upscaler (UPSCALER, else the only one installed), or undefined for Lanczos; exits when UPSCALER names none. */
+export async function resolveUpscalerOrExit(choice: string | undefined, logger: Logger): Promise<{ name: string; file: string } | undefined> {
+  try {
+    const upscaler = await resolveUpscaler(choice, defaultModelsDir());
+    if (upscaler) logger.info({ upscaler: upscaler.name }, 'upscaler found');
+    else logger.info('no upscaler: the Upscale buttons resize with Lanczos (npm run model:pull -- real-esrgan-x4 installs one)');
+    return upscaler && { name: upscaler.name, file: upscaler.file };
+  } catch (error) {
+    logger.fatal({ error: describeError(error) }, 'UPSCALER names no upscaler');
+    process.exit(1);
+  }
 }
 
 /** With HEALTH_FILE set, keeps that file saying what `probe` says, for the container's health check. */

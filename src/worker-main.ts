@@ -1,7 +1,7 @@
 import { acceptNoArguments, ENVIRONMENT_NOTE } from './cli/command-line.ts';
 import { loadWorkerConfig } from './config.ts';
 import { describeError } from './log.ts';
-import { loadConfigOrExit, loadModelCatalogOrExit, startHealthReport, startLogger } from './startup.ts';
+import { loadConfigOrExit, loadModelCatalogOrExit, resolveUpscalerOrExit, startHealthReport, startLogger } from './startup.ts';
 import { ModelSwitcher } from './worker/model-switcher.ts';
 import { RemoteWorker } from './worker/remote-worker.ts';
 
@@ -20,7 +20,8 @@ const config = loadConfigOrExit(loadWorkerConfig);
 const logger = startLogger(config.logLevel);
 const catalog = await loadModelCatalogOrExit(config.model, logger);
 
-const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider });
+const upscaler = await resolveUpscalerOrExit(config.model.upscaler, logger);
+const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider, upscaler });
 const worker = new RemoteWorker({ redisUrl: config.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: config.stalledJobTimeoutMs, executionProvider: config.model.executionProvider, logger });
 
 const health = startHealthReport(config.healthFile, logger, () => worker.health());

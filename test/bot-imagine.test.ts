@@ -41,7 +41,7 @@ describe('/imagine end to end', () => {
     expect(embedField(reply, 'Size')).toBe('64x64');
     expect(embedField(reply, 'Model')).toBe(parameters.model);
     expect(embedField(reply, 'Time')).toMatch(/^\d+\.\d s$/);
-    expect(customIds(reply)).toEqual(['imagine:reroll', `imagine:delete:${fake.user('alice').id}`]);
+    expect(customIds(reply).slice(0, 3)).toEqual(['imagine:reroll', 'imagine:remix', `imagine:delete:${fake.user('alice').id}`]);
   });
 
   it('shows step progress with edits throttled to the configured interval', async () => {

@@ -48,6 +48,13 @@ describe('custom_id codec', () => {
       { kind: 'reroll' },
       { kind: 'delete', requesterId: '18446744073709551615' },
       { kind: 'cancel', jobId: 'Ab3_x-9Qz1' },
+      { kind: 'vary', amount: 'subtle', image: 0 },
+      { kind: 'vary', amount: 'strong', image: 3 },
+      { kind: 'upscale', factor: 2, creative: false, image: 1 },
+      { kind: 'upscale', factor: 4, creative: false, image: 0 },
+      { kind: 'upscale', factor: 2, creative: true, image: 2 },
+      { kind: 'remix' },
+      { kind: 'remix-submit' },
     ] as const;
     for (const action of actions) {
       const customId = encodeButton(action);
@@ -57,7 +64,9 @@ describe('custom_id codec', () => {
   });
 
   it('ignores ids it did not make', () => {
-    for (const customId of ['other:reroll', 'imagine:delete:abc', 'imagine:cancel', 'imagine:reroll:extra', 'imagine:launch:1']) {
+    const made = ['other:reroll', 'imagine:delete:abc', 'imagine:cancel', 'imagine:reroll:extra', 'imagine:launch:1'];
+    const unknownActions = ['imagine:vary:wild:0', 'imagine:vary:subtle', 'imagine:vary:subtle:x', 'imagine:upscale:3:0', 'imagine:upscale:2:10', 'imagine:remix:1'];
+    for (const customId of [...made, ...unknownActions]) {
       expect(decodeButton(customId)).toBeUndefined();
     }
   });
@@ -280,6 +289,8 @@ describe('commands', () => {
       'count',
       'model',
       'decoder',
+      'image',
+      'strength',
     ]);
     const byName = Object.fromEntries((imagine?.options ?? []).map((option) => [option.name, option as unknown as Record<string, unknown>]));
     expect(byName.prompt).toMatchObject({ required: true, max_length: 1000 });

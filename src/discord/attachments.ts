@@ -21,6 +21,12 @@ export interface AttachmentPlan {
  * image in whichever lossless form is smaller (WebP keeps the parameters in its EXIF ImageDescription),
  * spread over as many messages as needed.
  */
+/** Which of the job's images (0-based) a file planned above holds: its name ends in -<n>.png or -<n>.webp. */
+export function imageIndexOf(fileName: string): number | undefined {
+  const match = /-(\d+)\.(?:png|webp)$/i.exec(fileName);
+  return match ? Number(match[1]) - 1 : undefined;
+}
+
 export async function planAttachments(images: GeneratedImage[], limitBytes: number, baseName: string): Promise<AttachmentPlan> {
   const pngs = images.map((image, index) => ({ name: `${baseName}-${index + 1}.png`, data: Buffer.from(image.png) }));
   if (total(pngs) <= limitBytes) return { batches: [pngs], tooLarge: [] };

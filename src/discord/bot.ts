@@ -10,7 +10,7 @@ import { BotOwners } from '../settings/owners.ts';
 import { operatorLimits } from '../settings/server-policy.ts';
 import type { SettingsStore } from '../settings/store.ts';
 import { DeliveryRegistry, type BotContext } from './bot-context.ts';
-import { handleButton } from './buttons.ts';
+import { handleButton, handleModalSubmit } from './buttons.ts';
 import { loadCommands, type CommandModule } from './commands.ts';
 import { JobDelivery } from './job-delivery.ts';
 import { storedTarget } from './reply-target.ts';
@@ -161,6 +161,8 @@ async function dispatch(interaction: Interaction, commands: Map<string, CommandM
       await commands.get(interaction.commandName)?.autocomplete?.(interaction, context);
     } else if (interaction.isButton()) {
       await handleButton(interaction, context);
+    } else if (interaction.isModalSubmit()) {
+      await handleModalSubmit(interaction, context);
     } else if (interaction.isRepliable()) {
       await interaction.reply({ content: 'I do not handle this kind of interaction.', flags: MessageFlags.Ephemeral });
     }

@@ -1,17 +1,10 @@
-import { MessageFlags, PermissionFlagsBits, type ButtonInteraction, type Message } from 'discord.js';
-import { parseParameters } from '../image/parameters.ts';
-import { readPngParameters } from '../image/png.ts';
-import type { ImagineOptions } from '../jobs/options.ts';
-import { describeError } from '../log.ts';
+import { MessageFlags, PermissionFlagsBits, type ButtonInteraction, type ModalSubmitInteraction } from 'discord.js';
 import type { BotContext } from './bot-context.ts';
 import { decodeButton } from './custom-id.ts';
 import { answerPrivately, offersCancel } from './job-messages.ts';
 import { liveTarget } from './reply-target.ts';
 import { isUnknownMessage } from './rest-errors.ts';
-import { optionsFromEmbed, optionsFromSettings } from './result-embed.ts';
-import { startJob } from './start-job.ts';
-
-const ATTACHMENT_FETCH_TIMEOUT_MS = 10_000;
+import { openRemix, reroll, submitRemix, upscale, vary } from './result-actions.ts';
 
 /** Routes a button press by its custom_id; presses on buttons this bot did not make get an ephemeral note. */
 export async function handleButton(interaction: ButtonInteraction, context: BotContext): Promise<void> {
@@ -20,18 +13,19 @@ export async function handleButton(interaction: ButtonInteraction, context: BotC
   switch (action.kind) {
     case 'reroll':
       return reroll(interaction, context);
+    case 'vary':
+      return vary(interaction, action.image, action.amount, context);
+    case 'upscale':
+      return upscale(interaction, action.image, action.factor, action.creative, context);
+    case 'remix':
+      return openRemix(interaction);
+    case 'remix-submit':
+      return ephemeral(interaction, 'This button is not one of mine any more.');
     case 'delete':
       return remove(interaction, action.requesterId);
     case 'cancel':
       return cancel(interaction, action.jobId, context);
   }
-}
-
-/** Same settings, new seed, a new message for whoever pressed it, through the same queue. */
-async function reroll(interaction: ButtonInteraction, context: BotContext): Promise<void> {
-  const options = await optionsFromMessage(interaction.message, context);
-  if (!options) return ephemeral(interaction, 'I cannot read the settings of this image any more, so I cannot reroll it.');
-  await startJob(interaction, { ...options, seed: undefined }, context, { countChosen: true });
 }
 
 async function remove(interaction: ButtonInteraction, requesterId: string): Promise<void> {
@@ -76,26 +70,10 @@ async function retireCancel(interaction: ButtonInteraction, jobId: string): Prom
   await interaction.editReply({ content: `${current.content}\n⚠️ This job is no longer in the queue.`, components: [] });
 }
 
-/** The job behind a result message: from its embed, else from the parameters chunk of its PNG attachments. */
-async function optionsFromMessage(message: Message, context: BotContext): Promise<ImagineOptions | undefined> {
-  const fromEmbed = message.embeds[0] && optionsFromEmbed(message.embeds[0].data);
-  if (fromEmbed) return fromEmbed;
-  const pngs = [...message.attachments.values()].filter((attachment) => /\.png$/i.test(attachment.name));
-  try {
-    const settings = await Promise.all(
-      pngs.map(async (attachment) => {
-        const response = await fetch(attachment.url, { signal: AbortSignal.timeout(ATTACHMENT_FETCH_TIMEOUT_MS) });
-        if (!response.ok) throw new Error(`HTTP ${response.status} fetching ${attachment.name}`);
-        const parameters = readPngParameters(new Uint8Array(await response.arrayBuffer()));
-        if (!parameters) throw new Error(`${attachment.name} has no parameters chunk`);
-        return parseParameters(parameters);
-      }),
-    );
-    return optionsFromSettings(settings);
-  } catch (error) {
-    context.logger.warn({ messageId: message.id, error: describeError(error) }, 'could not read settings from the attachments');
-    return undefined;
-  }
+/** Routes a modal submission: the Remix modal is the only one the bot opens. */
+export async function handleModalSubmit(interaction: ModalSubmitInteraction, context: BotContext): Promise<void> {
+  if (decodeButton(interaction.customId)?.kind !== 'remix-submit') return answerPrivately(interaction, 'This form is not one of mine any more.');
+  await submitRemix(interaction, context);
 }
 
 function ephemeral(interaction: ButtonInteraction, content: string): Promise<void> {

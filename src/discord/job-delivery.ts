@@ -6,8 +6,8 @@ import { failureForUser, JobCancelledError, JobFailedError } from '../jobs/error
 import type { JobResult } from '../jobs/runner.ts';
 import { describeError } from '../log.ts';
 import { JobDetachedError, type JobHandle, type JobStatus } from '../queue/types.ts';
-import { formatBytes, planAttachments, type OutgoingFile } from './attachments.ts';
-import { finalText, handedToChannelMessage, offersCancel, PREVIEW_FILE_NAME, resultRow, statusMessage, type MessageContent } from './job-messages.ts';
+import { formatBytes, imageIndexOf, planAttachments, type OutgoingFile } from './attachments.ts';
+import { finalText, handedToChannelMessage, offersCancel, PREVIEW_FILE_NAME, resultRows, statusMessage, type MessageContent } from './job-messages.ts';
 import type { ReplyTarget } from './reply-target.ts';
 import { classifyFailure, failureText } from './rest-errors.ts';
 import { resultEmbed } from './result-embed.ts';
@@ -184,7 +184,7 @@ export class JobDelivery {
 
   private async deliverResult(result: JobResult): Promise<void> {
     const plan = await planAttachments(result.images, this.attachmentLimit, `imagine-${result.images[0].settings.seed}`);
-    const embed = resultEmbed(result);
+    const embed = resultEmbed(result, this.job.options.initImage?.source);
     const notes = plan.tooLarge.map(
       (file) => `⚠️ ${file.name} is ${formatBytes(file.bytes)}, over this channel’s upload limit (${formatBytes(this.attachmentLimit)}), so it is not attached.`,
     );
@@ -193,7 +193,8 @@ export class JobDelivery {
     for (const [index, files] of batches.entries()) {
       const part = batches.length > 1 ? `Images ${index + 1}/${batches.length}` : '';
       const content = [part, ...(index === 0 ? notes : [])].filter(Boolean).join('\n');
-      if (await this.send({ content, embeds: [embed], components: [resultRow(this.job.userId)], files }, index)) sent++;
+      const pictures = files.map((file) => result.images[imageIndexOf(file.name) ?? 0].settings).map(({ width, height, upscale }) => ({ width, height, upscaled: upscale !== undefined }));
+      if (await this.send({ content, embeds: [embed], components: resultRows(this.job.userId, pictures), files }, index)) sent++;
     }
     const summary = { images: result.images.length, elapsedMs: Math.round(result.elapsedMs), messages: `${sent}/${batches.length}` };
     if (sent === batches.length) this.logger.info(summary, 'job delivered');

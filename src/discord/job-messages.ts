@@ -1,8 +1,8 @@
 import { ActionRowBuilder, ButtonBuilder, ButtonStyle, EmbedBuilder, MessageFlags, type Message, type RepliableInteraction } from 'discord.js';
 import type { PreviewImage } from '../image/preview.ts';
-import type { ImagineOptions } from '../jobs/options.ts';
+import { MAX_UPSCALED_SIDE, type ImagineOptions } from '../jobs/options.ts';
 import type { JobStatus, RejectionReason } from '../queue/types.ts';
-import { encodeButton } from './custom-id.ts';
+import { encodeButton, type ButtonAction } from './custom-id.ts';
 import { escapeMarkdown } from './markdown.ts';
 
 /** The fields of a reply/edit this bot sends; files are added by the sender. */
@@ -29,11 +29,45 @@ export function offersCancel(message: Message, jobId: string): boolean {
   return JSON.stringify(message.components.map((row) => row.toJSON())).includes(`"${cancelId}"`);
 }
 
-export function resultRow(requesterId: string): ActionRowBuilder<ButtonBuilder> {
-  return new ActionRowBuilder<ButtonBuilder>().addComponents(
-    new ButtonBuilder().setCustomId(encodeButton({ kind: 'reroll' })).setEmoji('🎲').setLabel('Reroll').setStyle(ButtonStyle.Primary),
-    new ButtonBuilder().setCustomId(encodeButton({ kind: 'delete', requesterId })).setLabel('Delete').setStyle(ButtonStyle.Danger),
+/** What the buttons of a result need to know of each of its pictures. */
+export interface ResultPicture {
+  width: number;
+  height: number;
+  /** The picture is itself an upscale: it is not varied, redrawn or upscaled again. */
+  upscaled: boolean;
+}
+
+/**
+ * The buttons of a result message: Reroll, Remix and Delete, then a row per action on a picture (Vary Subtle, Vary
+ * Strong, Upscale), one button per picture of the message. With one picture, ×4 (where the size allows) and
+ * Creative join the Upscale row; with several, Creative has a row of its own.
+ */
+export function resultRows(requesterId: string, pictures: readonly ResultPicture[]): ActionRowBuilder<ButtonBuilder>[] {
+  const button = (action: ButtonAction, label: string, style = ButtonStyle.Secondary) => new ButtonBuilder().setCustomId(encodeButton(action)).setLabel(label).setStyle(style);
+  const upscaled = pictures.some((picture) => picture.upscaled);
+  const first = new ActionRowBuilder<ButtonBuilder>().addComponents(
+    ...(upscaled ? [] : [button({ kind: 'reroll' }, 'Reroll', ButtonStyle.Primary).setEmoji('🎲'), button({ kind: 'remix' }, 'Remix').setEmoji('🎨')]),
+    button({ kind: 'delete', requesterId }, 'Delete', ButtonStyle.Danger),
   );
+  if (upscaled || pictures.length === 0) return [first];
+  const single = pictures.length === 1;
+  const perPicture = (label: (index: number) => string, action: (index: number) => ButtonAction) =>
+    new ActionRowBuilder<ButtonBuilder>().addComponents(pictures.map((_, index) => button(action(index), label(index))));
+  const name = (index: number, what: string) => (single ? what : `${what.split(' ')[0]} ${index + 1}${what.includes(' ') ? ` ${what.slice(what.indexOf(' ') + 1)}` : ''}`);
+  const rows = [
+    perPicture((index) => name(index, 'Vary (Subtle)'), (image) => ({ kind: 'vary', amount: 'subtle', image })),
+    perPicture((index) => name(index, 'Vary (Strong)'), (image) => ({ kind: 'vary', amount: 'strong', image })),
+    perPicture((index) => name(index, 'Upscale ×2'), (image) => ({ kind: 'upscale', factor: 2, creative: false, image })),
+  ];
+  const creative = (image: number): ButtonAction => ({ kind: 'upscale', factor: 2, creative: true, image });
+  if (single) {
+    const [picture] = pictures;
+    if (Math.max(picture.width, picture.height) * 4 <= MAX_UPSCALED_SIDE) rows[2].addComponents(button({ kind: 'upscale', factor: 4, creative: false, image: 0 }, 'Upscale ×4'));
+    rows[2].addComponents(button(creative(0), 'Upscale (Creative)'));
+  } else {
+    rows.push(perPicture((index) => name(index, 'Upscale (Creative)'), creative));
+  }
+  return [first, ...rows];
 }
 
 export function promptPreview(options: ImagineOptions): string {

@@ -17,6 +17,9 @@ const FIELD = {
   embeddings: 'Embeddings',
   loras: 'LoRA',
   vae: 'VAE',
+  strength: 'Strength',
+  source: 'Source',
+  upscale: 'Upscale',
   time: 'Time',
 } as const;
 
@@ -44,7 +47,25 @@ function namesField(field: string, names: string[] | undefined, counted: string)
   return [{ name: field, value: characterCount(listed) <= FIELD_VALUE_LIMIT ? listed : `${names.length} ${counted}`, inline: true }];
 }
 
-export function resultEmbed(result: JobResult): EmbedBuilder {
+/** The picture a job started from, as its Source field links it: `[name](url)`. */
+const SOURCE_LINK = /^\[[^\]]*\]\((https?:\/\/[^\s)]+)\)$/;
+
+/** An img2img job's fields: its strength and a link to the picture it started from (when it came from a link). */
+function sourceFields(strength: number | undefined, source: string | undefined): { name: string; value: string; inline: true }[] {
+  if (strength === undefined) return [];
+  const link = source !== undefined && /^https?:\/\/\S+$/.test(source) && !source.includes(')') ? [{ name: FIELD.source, value: `[picture](${source})`, inline: true as const }] : [];
+  return [{ name: FIELD.strength, value: String(strength), inline: true }, ...link];
+}
+
+/** An upscale's field: by how much and with what, and that there was no upscaler model when Lanczos made it. */
+function upscaleField(upscale: GenerationSettings['upscale']): { name: string; value: string; inline: true }[] {
+  if (!upscale) return [];
+  const how = upscale.upscaler === 'Lanczos' ? 'Lanczos (no upscaler model is installed)' : escapeMarkdown(upscale.upscaler);
+  return [{ name: FIELD.upscale, value: `×${upscale.factor}, ${how}${upscale.creative ? ', redrawn (Creative)' : ''}`, inline: true }];
+}
+
+/** `source`: where an img2img job's picture came from (a link shows in the embed, and Reroll fetches it again). */
+export function resultEmbed(result: JobResult, source?: string): EmbedBuilder {
   const first = result.images[0].settings;
   const seeds = result.images.map((image) => image.settings.seed).join(', ');
   const embed = new EmbedBuilder()
@@ -61,6 +82,8 @@ export function resultEmbed(result: JobResult): EmbedBuilder {
       ...namesField(FIELD.embeddings, first.embeddings, 'embeddings'),
       ...namesField(FIELD.loras, first.loras?.map(({ name, weight }) => `${name} ${weight}`), 'LoRAs'),
       ...namesField(FIELD.vae, first.vae ? [first.vae] : undefined, 'VAE'),
+      ...sourceFields(first.upscale ? undefined : first.strength, source),
+      ...upscaleField(first.upscale),
       { name: FIELD.time, value: `${(result.elapsedMs / 1000).toFixed(1)} s`, inline: true },
     );
   return embed;
@@ -92,6 +115,14 @@ export function optionsFromEmbed(embed: APIEmbed): ImagineOptions | undefined {
     ...(model && model !== UNKNOWN_MODEL ? { model } : {}),
     count: seeds.length,
   };
+}
+
+/** The picture an img2img result started from, as its embed links it, with the strength; undefined for other results. */
+export function sourceFromEmbed(embed: APIEmbed): { url: string; strength: number } | undefined {
+  const field = (name: string) => embed.fields?.find((candidate) => candidate.name === name)?.value;
+  const url = SOURCE_LINK.exec(field(FIELD.source) ?? '')?.[1];
+  const strength = Number(field(FIELD.strength));
+  return url && strength > 0 && strength <= 1 ? { url, strength } : undefined;
 }
 
 /** The same, from the AUTOMATIC1111 parameters of the message's images (one settings object per image). */

@@ -1,4 +1,4 @@
-import { PermissionFlagsBits, type ButtonInteraction, type ChatInputCommandInteraction } from 'discord.js';
+import { PermissionFlagsBits, type ButtonInteraction, type ChatInputCommandInteraction, type ModalSubmitInteraction } from 'discord.js';
 import { checkOptions, OptionError, type ImagineOptions } from '../jobs/options.ts';
 import { describeError } from '../log.ts';
 import { JobDetachedError, QueueRejection, type JobHandle } from '../queue/types.ts';
@@ -18,13 +18,16 @@ const REQUIRED_CHANNEL_PERMISSIONS = [
   ['Embed Links', PermissionFlagsBits.EmbedLinks],
 ] as const;
 
+/** What starts a job: /imagine, a button on a result, or the Remix modal. */
+type JobInteraction = ChatInputCommandInteraction | ButtonInteraction | ModalSubmitInteraction;
+
 /**
  * Queues a job for whoever sent the interaction and hands it to a JobDelivery. Refusals (bad options, the
  * server's rules and quotas, full queue, missing permissions, shutting down) are ephemeral replies; accepted
  * jobs get a deferred public reply at once, before anything slow happens.
  */
 export async function startJob(
-  interaction: ChatInputCommandInteraction | ButtonInteraction,
+  interaction: JobInteraction,
   requested: ImagineOptions,
   context: BotContext,
   /** Whether the user chose the number of images (else the server's default count applies). */
@@ -83,7 +86,7 @@ async function dropUnacknowledged(job: JobHandle, error: unknown, context: BotCo
   context.logger.warn({ jobId: job.id, error: describeError(error) }, 'could not acknowledge the interaction; job dropped');
 }
 
-function precheck(interaction: ChatInputCommandInteraction | ButtonInteraction, options: ImagineOptions, context: BotContext): string | undefined {
+function precheck(interaction: JobInteraction, options: ImagineOptions, context: BotContext): string | undefined {
   if (context.isShuttingDown()) return refusalText('closed', 0);
   const missing = REQUIRED_CHANNEL_PERMISSIONS.filter(([, flag]) => interaction.appPermissions && !interaction.appPermissions.has(flag));
   if (missing.length > 0) {
@@ -102,7 +105,7 @@ function precheck(interaction: ChatInputCommandInteraction | ButtonInteraction, 
 
 /** The server's verdict; a store that cannot be read refuses the job (it is never taken as "no rules"). */
 async function admit(
-  interaction: ChatInputCommandInteraction | ButtonInteraction,
+  interaction: JobInteraction,
   options: ImagineOptions,
   countChosen: boolean,
   context: BotContext,
@@ -110,7 +113,8 @@ async function admit(
   try {
     return await context.admission.admit({
       guildId: interaction.guildId ?? undefined,
-      channelId: interaction.channelId,
+      // A modal's submission names no channel only outside one; no channel then matches the server's allowed ones.
+      channelId: interaction.channelId ?? '',
       userId: interaction.user.id,
       roleIds: memberRoleIds(interaction),
       options,
@@ -127,12 +131,12 @@ async function admit(
   }
 }
 
-function memberRoleIds(interaction: ChatInputCommandInteraction | ButtonInteraction): readonly string[] {
+function memberRoleIds(interaction: JobInteraction): readonly string[] {
   const member = interaction.member;
   if (!member) return [];
   return Array.isArray(member.roles) ? member.roles : [...member.roles.cache.keys()];
 }
 
-function refuse(interaction: ChatInputCommandInteraction | ButtonInteraction, content: string): Promise<void> {
+function refuse(interaction: JobInteraction, content: string): Promise<void> {
   return answerPrivately(interaction, content);
 }

@@ -18,6 +18,10 @@ export function formatParameters(settings: GenerationSettings): string {
     ['Model', settings.model],
   ];
   if (settings.strength !== undefined) fields.push(['Denoising strength', settings.strength]);
+  // AUTOMATIC1111's names: its hires fix for a redrawn upscale, its Extras tab for a plain one.
+  const upscale = settings.upscale;
+  if (upscale?.creative) fields.push(['Hires upscale', upscale.factor], ['Hires upscaler', upscale.upscaler]);
+  else if (upscale) fields.push(['Postprocess upscale by', upscale.factor], ['Postprocess upscaler', upscale.upscaler]);
   if (settings.loras?.length) fields.push(['Lora', settings.loras.map(({ name, weight }) => `${name}:${weight}`).join(', ')]);
   if (settings.vae) fields.push(['VAE', settings.vae]);
   const lines = [settings.prompt];
@@ -48,6 +52,7 @@ export function parseParameters(text: string): GenerationSettings {
     ...loraField(fields.get('Lora')),
     ...(fields.get('VAE') ? { vae: fields.get('VAE') } : {}),
     ...strengthField(fields.get('Denoising strength')),
+    ...upscaleField(fields),
   };
 }
 
@@ -63,6 +68,13 @@ function loraField(value: string | undefined): Pick<GenerationSettings, 'loras'>
 function strengthField(value: string | undefined): Pick<GenerationSettings, 'strength'> {
   const strength = Number(value);
   return value && strength > 0 && strength <= 1 ? { strength } : {};
+}
+
+function upscaleField(fields: Map<string, string>): Pick<GenerationSettings, 'upscale'> {
+  const creative = fields.has('Hires upscale');
+  const factor = Number(fields.get(creative ? 'Hires upscale' : 'Postprocess upscale by'));
+  const upscaler = fields.get(creative ? 'Hires upscaler' : 'Postprocess upscaler') ?? '';
+  return factor > 1 ? { upscale: { factor, upscaler, creative } } : {};
 }
 
 function quoteIfNeeded(value: string): string {

@@ -37,7 +37,23 @@ export interface ImagineOptions {
   count: number;
   /** img2img: the picture the job starts from; without a size the job draws it at its own proportions. */
   initImage?: SourcePicture;
+  /** An upscale of a finished image (the Upscale buttons) instead of a new one; the other options are its settings. */
+  upscale?: UpscaleOptions;
 }
+
+/** A finished image to make larger: its PNG (base64) and size, by how much, and whether to redraw it (Creative). */
+export interface UpscaleOptions {
+  image: string;
+  width: number;
+  height: number;
+  factor: number;
+  creative: boolean;
+}
+
+/** Upscale (Creative) redraws the larger image at this strength: its composition stays, its detail is new. */
+export const CREATIVE_STRENGTH = 0.35;
+/** The largest side an upscale makes (its PNG must still fit a Discord upload, as WebP at worst). */
+export const MAX_UPSCALED_SIDE = 2048;
 
 /** A picture a job starts from: its file, its size as shown, how much of it to redraw, and where it came from. */
 export interface SourcePicture {
@@ -207,6 +223,29 @@ export function checkOptions(options: ImagineOptions): void {
   }
 }
 
+/** An upscale's one request: the source's settings at the larger size, with the image to upscale. */
+function upscaleRequest(options: ImagineOptions & { upscale: UpscaleOptions }, policy: GenerationPolicy, model: ModelInfo): GenerateRequest {
+  const { upscale } = options;
+  const width = upscale.width * upscale.factor;
+  const height = upscale.height * upscale.factor;
+  if (!Number.isInteger(upscale.factor) || upscale.factor < 2 || Math.max(width, height) > MAX_UPSCALED_SIDE) {
+    throw new OptionError(`A ×${upscale.factor} upscale of ${upscale.width}x${upscale.height} would be ${width}x${height}; upscales are at most ${MAX_UPSCALED_SIDE} pixels a side.`);
+  }
+  const steps = options.steps ?? stepRange(policy, model).default;
+  return {
+    prompt: options.prompt,
+    negativePrompt: options.negativePrompt ?? '',
+    promptSyntax: options.promptSyntax ?? policy.promptSyntax,
+    steps: upscale.creative ? Math.max(steps, minimumSteps(CREATIVE_STRENGTH)) : steps,
+    guidanceScale: options.guidance ?? defaultGuidance(policy, model),
+    seed: options.seed ?? randomSeed().toString(),
+    width,
+    height,
+    ...(options.scheduler === undefined ? {} : { scheduler: options.scheduler }),
+    upscale: { image: upscale.image, factor: upscale.factor, ...(upscale.creative ? { creativeStrength: CREATIVE_STRENGTH } : {}) },
+  };
+}
+
 /**
  * Settles the user's options into one complete pipeline request per image (seeds seed, seed+1, ...; a random first
  * seed when none is given), applying the operator's defaults and limits and the model's. Called once per job: its
@@ -215,6 +254,10 @@ export function checkOptions(options: ImagineOptions): void {
  */
 export function resolveRequests(options: ImagineOptions, policy: GenerationPolicy, model: ModelInfo): GenerateRequest[] {
   checkOptions(options);
+  if (options.upscale) {
+    if (options.upscale.creative && !model.imageToImage) throw new OptionError(`${model.name} has no VAE encoder, so it cannot redraw an upscale.`);
+    return [upscaleRequest({ ...options, upscale: options.upscale }, policy, model)];
+  }
   const steps = stepRange(policy, model);
   if (options.steps !== undefined && options.steps > steps.max) {
     throw new OptionError(`steps must be between 1 and ${steps.max} for ${model.name}.`);

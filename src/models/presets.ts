@@ -35,6 +35,7 @@ export const PRESETS: readonly ModelPreset[] = [
   },
   {
     name: 'lcm-dreamshaper',
+    kind: 'pipeline',
     repo: 'SimianLuo/LCM_Dreamshaper_v7',
     revision: 'main',
     type: 'LCM',

@@ -34,6 +34,17 @@ export interface GenerateRequest {
   decoder?: Decoder;
   /** img2img: start from this picture (fitted to `width`×`height`) rather than from noise. */
   initImage?: InitImage;
+  /** Upscale a finished image to `width`×`height` instead of drawing one (the other fields are its settings). */
+  upscale?: UpscaleRequest;
+}
+
+/** The Upscale buttons' job: a finished image made `factor` times larger, and for Creative redrawn at that size. */
+export interface UpscaleRequest {
+  /** The image's PNG file, base64. */
+  image: string;
+  factor: number;
+  /** Upscale (Creative): the larger image redrawn by img2img at this strength (AUTOMATIC1111's hires fix). */
+  creativeStrength?: number;
 }
 
 /** A picture to start from (img2img), and how much of it to redraw. Plain data, so every queue can carry it. */
@@ -71,6 +82,8 @@ export interface GenerationSettings {
   vae?: string;
   /** img2img: the strength the picture was redrawn with (absent: drawn from noise). */
   strength?: number;
+  /** An upscaled image: by how much, with what (an upscaler's name, or Lanczos), and whether redrawn (Creative). */
+  upscale?: { factor: number; upscaler: string; creative: boolean };
 }
 
 export interface LoraInfo {

@@ -7,6 +7,8 @@ import { PipelineThread } from './pipeline-thread.ts';
 export interface ModelSwitcherOptions {
   catalog: ModelCatalog;
   executionProvider?: ExecutionProvider;
+  /** The upscaler of upscale requests; Lanczos when absent. */
+  upscaler?: { name: string; file: string };
 }
 
 /**
@@ -68,6 +70,6 @@ export class ModelSwitcher implements ImageGenerator {
   private startThread(name: string): PipelineThread {
     const { dir, tinyVaeDir } = this.options.catalog.resolve(name);
     this.loaded = name;
-    return PipelineThread.start({ modelDir: dir, tinyVaeDir, executionProvider: this.options.executionProvider });
+    return PipelineThread.start({ modelDir: dir, tinyVaeDir, executionProvider: this.options.executionProvider, upscaler: this.options.upscaler });
   }
 }

@@ -6,7 +6,10 @@ import { encodePng } from '../image/png.ts';
 import { encodePreview } from '../image/preview.ts';
 import { defaultEmbeddingsDir } from '../models/embeddings.ts';
 import { StableDiffusionPipeline } from '../pipeline/pipeline.ts';
-import { RequestError } from '../pipeline/types.ts';
+import { RequestError, type StepProgress } from '../pipeline/types.ts';
+import { runUpscale } from '../upscale/upscale-request.ts';
+import { OnnxUpscaler } from '../upscale/upscaler.ts';
+import type { RgbImage } from '../pipeline/vae.ts';
 import type { FromWorker, PipelineThreadOptions, ToWorker } from './protocol.ts';
 
 const port = parentPort!;
@@ -28,25 +31,40 @@ loading.then(
   (error: Error) => send({ type: 'load-error', message: error.message }),
 );
 
+let upscaler: Promise<OnnxUpscaler> | undefined;
+
+/** The configured upscaler, loaded on the first upscale request (none: Lanczos). */
+async function loadUpscaler(): Promise<OnnxUpscaler | undefined> {
+  const configured = options.upscaler;
+  if (!configured) return undefined;
+  upscaler ??= OnnxUpscaler.load(configured.file, configured.name, { executionProvider: options.executionProvider ?? 'cpu', clock: { runMs: 0 }, fuseAttention: false });
+  return upscaler.catch((error: unknown) => {
+    upscaler = undefined;
+    throw error;
+  });
+}
+
 async function generate({ id, request, preview }: Extract<ToWorker, { type: 'generate' }>): Promise<void> {
   const controller = new AbortController();
   running.set(id, controller);
   try {
     const pipeline = await loading;
-    const output = await pipeline.generate({
+    const call = {
       ...request,
       signal: controller.signal,
-      onStep: (progress) => send({ type: 'step', id, progress }),
+      onStep: (progress: StepProgress) => send({ type: 'step', id, progress }),
       ...(preview && {
         preview: {
           ...preview,
-          onPreview: async ({ step, totalSteps, image }) => {
+          onPreview: async ({ step, totalSteps, image }: { step: number; totalSteps: number; image: RgbImage }) => {
             const jpeg = await encodePreview(image);
             send({ type: 'preview', id, preview: { step, totalSteps, jpeg } }, [jpeg.buffer as ArrayBuffer]);
           },
         },
       }),
-    });
+    };
+    const upscale = request.upscale;
+    const output = upscale ? await runUpscale(pipeline, await loadUpscaler(), { ...call, upscale }) : await pipeline.generate(call);
     const pngStarted = performance.now();
     const parameters = formatParameters(output.settings);
     const png = await encodePng(output.image, parameters);
@@ -70,8 +88,7 @@ port.on('message', (message: ToWorker) => {
       break;
     case 'dispose':
       for (const controller of running.values()) controller.abort();
-      loading
-        .then((pipeline) => pipeline.release())
+      Promise.all([loading.then((pipeline) => pipeline.release()), upscaler?.then((model) => model.release())])
         .catch(() => undefined)
         .finally(() => {
           send({ type: 'disposed' });

@@ -12,6 +12,8 @@ export interface PipelineThreadOptions {
   executionProvider?: ExecutionProvider;
   /** Textual-inversion embeddings; EMBEDDINGS_DIR or `<repo>/embeddings` when absent. */
   embeddingsDir?: string;
+  /** The ONNX upscaler of upscale requests (loaded on the first one); Lanczos when absent. */
+  upscaler?: { name: string; file: string };
 }
 
 export interface GenerateResult {

@@ -223,6 +223,11 @@ export class FakeDiscord {
     return this.#messages.all();
   }
 
+  /** Deletes a message as a member or moderator would: it is gone, and so are its files. */
+  deleteMessage(id: string): void {
+    this.#messages.delete(id);
+  }
+
   message(id: string): StoredMessage | undefined {
     return this.#messages.get(id);
   }

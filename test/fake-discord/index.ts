@@ -13,6 +13,7 @@ export type {
   SendAutocompleteOptions,
   SendCommandOptions,
   SubmitModalOptions,
+  CommandFile,
 } from './interactions.ts';
 export type { MessageOrigin, MessageRevision, StoredAttachment, StoredMessage } from './messages.ts';
 export { DEFAULT_APP_PERMISSIONS, DEFAULT_MEMBER_PERMISSIONS, type FakeUser } from './world.ts';

@@ -65,7 +65,16 @@ export interface FakeInteraction extends InteractionHandle {
 
 export type InteractionState = { -readonly [K in keyof FakeInteraction]: FakeInteraction[K] };
 
-export type OptionValue = string | number | boolean;
+export type OptionValue = string | number | boolean | CommandFile;
+
+/** A file given to an attachment option, as the Discord client uploads it; width and height as Discord reports them for images. */
+export interface CommandFile {
+  readonly filename: string;
+  readonly data: Buffer;
+  readonly contentType?: string;
+  readonly width?: number;
+  readonly height?: number;
+}
 
 /** Who invokes, and with what rights. Defaults: user `tester`, plain member permissions, the bot role's permissions. */
 export interface InvocationOptions {
@@ -219,13 +228,13 @@ export class InteractionLog {
 
   sendCommand(options: SendCommandOptions): InteractionHandle {
     const { command, channel } = this.#resolveCommand(options);
-    const data = this.#commandData(command, options.options ?? {}, undefined, options.unchecked === true);
+    const data = this.#commandData(command, options.options ?? {}, undefined, options.unchecked === true, channel.id);
     return this.#dispatch(InteractionType.ApplicationCommand, 'command', command.name, options, channel, data, undefined, undefined);
   }
 
   sendAutocomplete(options: SendAutocompleteOptions): InteractionHandle {
     const { command, channel } = this.#resolveCommand(options);
-    const data = this.#commandData(command, options.options ?? {}, options.focused, false);
+    const data = this.#commandData(command, options.options ?? {}, options.focused, false, channel.id);
     return this.#dispatch(InteractionType.ApplicationCommandAutocomplete, 'autocomplete', command.name, options, channel, data, undefined, undefined);
   }
 
@@ -316,13 +325,33 @@ export class InteractionLog {
   }
 
   /** The `data` of a chat-input command interaction, with the option marked `focused` for autocomplete. */
-  #commandData(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>, focused: string | undefined, unchecked: boolean) {
+  #commandData(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>, focused: string | undefined, unchecked: boolean, channelId: string) {
+    // Files given to attachment options are uploaded first; the option's value is the attachment's id.
+    const attachments: Record<string, unknown> = {};
+    const values = Object.fromEntries(
+      Object.entries(given).map(([name, value]) => {
+        if (typeof value !== 'object') return [name, value];
+        const stored = this.#deps.messages.commandAttachment(channelId, { field: 'files[0]', filename: value.filename, contentType: value.contentType, data: value.data });
+        attachments[stored.id] = {
+          id: stored.id,
+          filename: stored.filename,
+          size: stored.size,
+          url: stored.url,
+          proxy_url: stored.url,
+          ...(value.contentType ? { content_type: value.contentType } : {}),
+          ...(value.width !== undefined ? { width: value.width, height: value.height } : {}),
+        };
+        return [name, stored.id];
+      }),
+    );
+    const attachmentIds = new Set(Object.keys(attachments));
     return {
       id: command.id,
       name: command.name,
       type: ApplicationCommandType.ChatInput,
       ...(command.guild_id ? { guild_id: command.guild_id } : {}),
-      options: unchecked ? this.#uncheckedOptions(command, given) : this.#commandOptions(command, given, focused),
+      options: unchecked ? this.#uncheckedOptions(command, values) : this.#commandOptions(command, values, focused, attachmentIds),
+      ...(attachmentIds.size > 0 ? { resolved: { attachments } } : {}),
     };
   }
 
@@ -339,7 +368,7 @@ export class InteractionLog {
     return Object.entries(given).map(([name, value]) => ({ name, type: command.options?.find((option) => option.name === name)?.type ?? typeOf(value), value }));
   }
 
-  #commandOptions(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>, focused: string | undefined) {
+  #commandOptions(command: APIApplicationCommand, given: Readonly<Record<string, OptionValue>>, focused: string | undefined, attachmentIds: ReadonlySet<string>) {
     const definitions = (command.options ?? []) as ValueOption[];
     if (definitions.some((o) => o.type === ApplicationCommandOptionType.Subcommand || o.type === ApplicationCommandOptionType.SubcommandGroup)) {
       throw new Error(`fake: /${command.name} has subcommands, which the fake does not support`);
@@ -361,7 +390,11 @@ export class InteractionLog {
         return [];
       }
       if (option.name === focused) return [{ name: option.name, type: option.type, value: String(value), focused: true }];
-      checkOptionValue(command.name, option, value);
+      if (option.type === ApplicationCommandOptionType.Attachment) {
+        if (typeof value !== 'string' || !attachmentIds.has(value)) throw new Error(`/${command.name} option ${describe(option)}: give a file ({ filename, data })`);
+      } else {
+        checkOptionValue(command.name, option, value);
+      }
       return [{ name: option.name, type: option.type, value }];
     });
   }

@@ -77,6 +77,7 @@ function fileIndex(file: UploadedFile, position: number): string {
 
 export class MessageStore {
   readonly #messages = new Map<string, Mutable<StoredMessage>>();
+  readonly #commandUploads = new Map<string, { channelId: string; attachment: StoredAttachment }>();
   readonly #ids: SnowflakeGenerator;
   readonly #world: World;
   readonly #baseUrl: string;
@@ -103,9 +104,22 @@ export class MessageStore {
     return message;
   }
 
+  /**
+   * A file a user attached to a command (an attachment option): Discord uploads it before the interaction, and its
+   * CDN serves it whether or not a message ever shows it.
+   */
+  commandAttachment(channelId: string, upload: UploadedFile): StoredAttachment {
+    const stored = this.#storeUpload(upload, channelId, undefined);
+    this.#commandUploads.set(stored.id, { channelId, attachment: stored });
+    return stored;
+  }
+
   attachment(channelId: string, attachmentId: string): StoredAttachment | undefined {
+    const uploaded = this.#commandUploads.get(attachmentId);
+    if (uploaded?.channelId === channelId) return uploaded.attachment;
     for (const message of this.#messages.values()) {
-      if (message.channelId !== channelId) continue;
+      // Discord's CDN stops serving a deleted message's files.
+      if (message.channelId !== channelId || message.deletedAt) continue;
       for (const revision of message.revisions) {
         const found = revision.attachments.find((a) => a.id === attachmentId);
         if (found) return found;

@@ -1,0 +1,57 @@
+import sharp from 'sharp';
+import type { GenerateOptions, GenerateOutput, StableDiffusionPipeline } from '../pipeline/pipeline.ts';
+import type { GenerationSettings, UpscaleRequest } from '../pipeline/types.ts';
+import type { RgbImage } from '../pipeline/vae.ts';
+import { upscaleImage, type OnnxUpscaler } from './upscaler.ts';
+
+/**
+ * The Upscale buttons' job, where the pipeline lives: the finished image made larger by the upscaler (Lanczos
+ * without one), then for Creative redrawn at that size by img2img with the image's own settings.
+ */
+export async function runUpscale(
+  pipeline: StableDiffusionPipeline,
+  upscaler: OnnxUpscaler | undefined,
+  options: GenerateOptions & { upscale: UpscaleRequest },
+): Promise<GenerateOutput> {
+  const started = performance.now();
+  const { upscale, signal, onStep } = options;
+  const source = await decodePng(upscale.image);
+  const { image, method } = await upscaleImage(source, upscale.factor, upscaler, {
+    signal,
+    onTile: (done, total) => (upscale.creativeStrength === undefined ? onStep?.({ step: done, totalSteps: total }) : undefined),
+  });
+  if (image.width !== options.width || image.height !== options.height) {
+    throw new Error(`upscaling ${source.width}x${source.height} by ${upscale.factor} gave ${image.width}x${image.height}, not the ${options.width}x${options.height} asked for`);
+  }
+  const upscaled = { factor: upscale.factor, upscaler: method.kind === 'model' ? method.name : 'Lanczos', creative: upscale.creativeStrength !== undefined };
+  if (upscale.creativeStrength !== undefined) {
+    const { upscale: _, ...request } = options;
+    const redrawn = await pipeline.generate({ ...request, initImage: { image: await encodeForRedraw(image), strength: upscale.creativeStrength } });
+    return { ...redrawn, settings: { ...redrawn.settings, upscale: upscaled } };
+  }
+  const totalMs = performance.now() - started;
+  const settings: GenerationSettings = {
+    prompt: options.prompt,
+    negativePrompt: options.negativePrompt ?? '',
+    steps: options.steps,
+    guidanceScale: options.guidanceScale,
+    seed: String(options.seed),
+    width: image.width,
+    height: image.height,
+    scheduler: options.scheduler ?? pipeline.info.defaultScheduler,
+    model: pipeline.info.name,
+    upscale: upscaled,
+  };
+  return { image, settings, timings: { tokenizeMs: 0, textEncoderMs: 0, denoiseMs: 0, vaeMs: 0, totalMs, onnxMs: 0 } };
+}
+
+async function decodePng(base64: string): Promise<RgbImage> {
+  const { data, info } = await sharp(Buffer.from(base64, 'base64')).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  return { pixels: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height };
+}
+
+/** The upscaled image as the file img2img takes (fastest PNG: it is decoded again at once). */
+async function encodeForRedraw(image: RgbImage): Promise<string> {
+  const png = await sharp(image.pixels, { raw: { width: image.width, height: image.height, channels: 3 } }).png({ compressionLevel: 0 }).toBuffer();
+  return png.toString('base64');
+}

@@ -1,0 +1,159 @@
+import { ComponentType, InteractionResponseType } from 'discord.js';
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { parseParameters } from '../src/image/parameters.ts';
+import { readPngParameters } from '../src/image/png.ts';
+import { customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
+import type { StoredMessage } from './fake-discord/index.ts';
+
+const pipeline = useSharedTinyPipeline();
+const SMALL = { prompt: 'a lighthouse', seed: 11, steps: 4, size: '64x64' } as const;
+
+async function press(h: Harness, username: string, message: StoredMessage, customId: string): Promise<StoredMessage> {
+  return h.finalReply(h.fake.clickButton({ messageId: message.id, customId, user: h.fake.user(username) }));
+}
+
+async function ephemeralAnswer(h: Harness, username: string, message: StoredMessage, customId: string): Promise<string> {
+  const handle = h.fake.clickButton({ messageId: message.id, customId, user: h.fake.user(username) });
+  const callback = await h.fake.waitFor(() => h.fake.interaction(handle).callback, 10_000, 'answer');
+  return (callback.data as { content: string }).content;
+}
+
+function parametersOf(message: StoredMessage) {
+  return parseParameters(readPngParameters(message.attachments[0].data) ?? '');
+}
+
+async function sizeOf(message: StoredMessage): Promise<string> {
+  const { width, height } = await sharp(message.attachments[0].data).metadata();
+  return `${width}x${height}`;
+}
+
+describe('actions on a result’s pictures', () => {
+  it('offers Vary, Upscale and Remix rows; Vary redraws the picture with a new seed for whoever pressed, linking its source', async () => {
+    const harness = await startHarness(pipeline);
+    const original = await harness.finalReply(harness.imagine('alice', SMALL));
+    expect(customIds(original)).toEqual([
+      'imagine:reroll',
+      'imagine:remix',
+      `imagine:delete:${harness.fake.user('alice').id}`,
+      'imagine:vary:subtle:0',
+      'imagine:vary:strong:0',
+      'imagine:upscale:2:0',
+      'imagine:upscale:4:0',
+      'imagine:upscale:2c:0',
+    ]);
+
+    for (const [amount, strength] of [['subtle', 0.35], ['strong', 0.7]] as const) {
+      const varied = await press(harness, 'bob', original, `imagine:vary:${amount}:0`);
+      expect(varied.id).not.toBe(original.id);
+      expect(embedField(varied, 'Strength')).toBe(String(strength));
+      expect(embedField(varied, 'Source')).toBe(`[picture](${original.attachments[0].url})`);
+      expect(embedField(varied, 'Size')).toBe('64x64');
+      expect(embedField(varied, 'Seed')).not.toBe('11');
+      expect(varied.embeds[0].description).toBe('a lighthouse');
+      expect(parametersOf(varied).strength).toBe(strength);
+      expect(customIds(varied)).toContain(`imagine:delete:${harness.fake.user('bob').id}`);
+      expect(Buffer.compare(varied.attachments[0].data, original.attachments[0].data)).not.toBe(0);
+    }
+  });
+
+  it('Upscale ×2 and ×4 enlarge the picture with its own settings, saying Lanczos made them when no upscaler is installed', async () => {
+    const harness = await startHarness(pipeline);
+    const original = await harness.finalReply(harness.imagine('alice', { ...SMALL, count: 2 }));
+    expect(customIds(original)).toContain('imagine:upscale:2c:1');
+    expect(customIds(original)).not.toContain('imagine:upscale:4:0');
+
+    const upscaled = await press(harness, 'bob', original, 'imagine:upscale:2:1');
+    expect(await sizeOf(upscaled)).toBe('128x128');
+    expect(embedField(upscaled, 'Upscale')).toBe('×2, Lanczos (no upscaler model is installed)');
+    expect(embedField(upscaled, 'Seed')).toBe('12');
+    expect(parametersOf(upscaled)).toMatchObject({ seed: '12', width: 128, height: 128, upscale: { factor: 2, upscaler: 'Lanczos', creative: false } });
+    // An upscale is not varied or upscaled again.
+    expect(customIds(upscaled)).toEqual([`imagine:delete:${harness.fake.user('bob').id}`]);
+
+    const single = await harness.finalReply(harness.imagine('alice', SMALL));
+    expect(await sizeOf(await press(harness, 'carol', single, 'imagine:upscale:4:0'))).toBe('256x256');
+  });
+
+  it('Upscale (Creative) redraws the larger picture at a low strength, as a hires fix', async () => {
+    const harness = await startHarness(pipeline);
+    const original = await harness.finalReply(harness.imagine('alice', SMALL));
+    const creative = await press(harness, 'alice', original, 'imagine:upscale:2c:0');
+    expect(await sizeOf(creative)).toBe('128x128');
+    expect(parametersOf(creative)).toMatchObject({ seed: '11', strength: 0.35, upscale: { factor: 2, upscaler: 'Lanczos', creative: true } });
+    expect(embedField(creative, 'Upscale')).toBe('×2, Lanczos (no upscaler model is installed), redrawn (Creative)');
+  });
+
+  it('Remix opens a modal with the prompts filled in and runs the job again with the same seed and the edited text', async () => {
+    const harness = await startHarness(pipeline);
+    const original = await harness.finalReply(harness.imagine('alice', { ...SMALL, negative_prompt: 'fog' }));
+    const opened = harness.fake.clickButton({ messageId: original.id, customId: 'imagine:remix', user: harness.fake.user('bob') });
+    const modal = await harness.fake.waitFor(() => harness.fake.interaction(opened).callback, 5_000, 'modal');
+    expect(modal.type).toBe(InteractionResponseType.Modal);
+    const inputs = JSON.stringify(modal.data);
+    expect(inputs).toContain('"value":"a lighthouse"');
+    expect(inputs).toContain('"value":"fog"');
+    expect(inputs).toContain(`"type":${ComponentType.TextInput}`);
+
+    const submitted = harness.fake.submitModal({ from: opened, values: { prompt: 'a lighthouse at night', negative_prompt: 'fog, rain' } });
+    const remixed = await harness.finalReply(submitted);
+    expect(remixed.embeds[0].description).toBe('a lighthouse at night');
+    expect(embedField(remixed, 'Negative prompt')).toBe('fog, rain');
+    expect(embedField(remixed, 'Seed')).toBe('11');
+    expect(embedField(remixed, 'Steps')).toBe('4');
+  });
+
+  it('every action works after a restart, rebuilt from the message; Reroll of a varied picture fetches its source again', async () => {
+    const harness = await startHarness(pipeline);
+    const original = await harness.finalReply(harness.imagine('alice', SMALL));
+    const varied = await press(harness, 'bob', original, 'imagine:vary:subtle:0');
+    await harness.restart();
+    expect(await sizeOf(await press(harness, 'bob', original, 'imagine:upscale:2:0'))).toBe('128x128');
+    const rerolled = await press(harness, 'carol', varied, 'imagine:reroll');
+    expect(embedField(rerolled, 'Source')).toBe(embedField(varied, 'Source'));
+    expect(parametersOf(rerolled).strength).toBe(0.35);
+    expect(embedField(rerolled, 'Seed')).not.toBe(embedField(varied, 'Seed'));
+  });
+
+  it('refuses clearly when the source picture is gone', async () => {
+    const harness = await startHarness(pipeline);
+    const original = await harness.finalReply(harness.imagine('alice', SMALL));
+    const varied = await press(harness, 'bob', original, 'imagine:vary:strong:0');
+    await harness.fake.deleteMessage(original.id);
+    expect(await ephemeralAnswer(harness, 'bob', varied, 'imagine:reroll')).toBe(
+      '⚠️ I cannot reroll this: the picture it started from is unavailable. The picture is gone: it was deleted, or its link expired.',
+    );
+  });
+});
+
+describe('/imagine image: a picture to start from', () => {
+  const png = (width: number, height: number) => sharp({ create: { width, height, channels: 3, background: '#2a6' } }).png().toBuffer();
+
+  it('redraws the attached picture at the strength given, and the result links it', async () => {
+    const harness = await startHarness(pipeline);
+    const data = await png(64, 64);
+    const handle = harness.imagine('alice', { ...SMALL, image: { filename: 'field.png', data, contentType: 'image/png', width: 64, height: 64 }, strength: 0.5 });
+    const reply = await harness.finalReply(handle);
+    const source = embedField(reply, 'Source');
+    expect(source).toMatch(/^\[picture\]\(http:\/\/127\.0\.0\.1:\d+\/attachments\/\d+\/\d+\/field\.png\)$/);
+    expect(embedField(reply, 'Strength')).toBe('0.5');
+    expect(parametersOf(reply)).toMatchObject({ strength: 0.5, seed: '11', width: 64, height: 64 });
+    expect(customIds(reply)).toContain('imagine:vary:subtle:0');
+  });
+
+  it('refuses, only to the sender, what is not a picture, too large, too many pixels, and a strength without a picture', async () => {
+    const harness = await startHarness(pipeline);
+    const refusal = (options: Record<string, unknown>) => harness.refusal(harness.imagine('bob', { prompt: 'a cat', ...options } as never));
+    expect(await refusal({ image: { filename: 'notes.txt', data: Buffer.from('hello'), contentType: 'text/plain' } })).toBe('⚠️ "notes.txt" is not a PNG, JPEG or WebP picture.');
+    expect(await refusal({ image: { filename: 'huge.png', data: Buffer.alloc(26 * 1024 * 1024), contentType: 'image/png', width: 100, height: 100 } })).toBe(
+      '⚠️ "huge.png" is 26.0 MB; pictures up to 25 MB are taken.',
+    );
+    expect(await refusal({ image: { filename: 'wide.png', data: await png(8, 8), contentType: 'image/png', width: 10_000, height: 9_000 } })).toBe(
+      '⚠️ "wide.png" is 10000x9000; pictures up to 25 megapixels are taken.',
+    );
+    expect(await refusal({ image: { filename: 'fake.png', data: Buffer.from('not really a png'), contentType: 'image/png', width: 8, height: 8 } })).toBe(
+      '⚠️ That file is not a picture (PNG, JPEG or WebP).',
+    );
+    expect(await refusal({ strength: 0.4 })).toBe('⚠️ strength is how much of a picture to redraw: give an image with it.');
+  });
+});
