@@ -1,10 +1,11 @@
 import { ComponentType, InteractionResponseType } from 'discord.js';
 import sharp from 'sharp';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
-import { customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
+import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 import type { StoredMessage } from './fake-discord/index.ts';
+import { RedisServer } from './redis-server.ts';
 
 const pipeline = useSharedTinyPipeline();
 const SMALL = { prompt: 'a lighthouse', seed: 11, steps: 4, size: '64x64' } as const;
@@ -26,6 +27,25 @@ function parametersOf(message: StoredMessage) {
 async function sizeOf(message: StoredMessage): Promise<string> {
   const { width, height } = await sharp(message.attachments[0].data).metadata();
   return `${width}x${height}`;
+}
+
+const png = (width: number, height: number) => sharp({ create: { width, height, channels: 3, background: '#2a6' } }).png().toBuffer();
+
+async function attachedPicture(width: number, height: number) {
+  return { filename: 'field.png', data: await png(width, height), contentType: 'image/png', width, height };
+}
+
+async function pixelsOf(message: StoredMessage): Promise<Buffer> {
+  return sharp(message.attachments[0].data).removeAlpha().raw().toBuffer();
+}
+
+/**
+ * A result whose Vary runs for a while (as BLOCKER_OPTIONS' first image does): drawn from a 512x512 picture at 150 steps
+ * with the least strength (7 steps), so Vary (Strong) of it redraws 512x512 in 105 steps.
+ */
+async function slowToVary(harness: Harness): Promise<StoredMessage> {
+  const picture = await attachedPicture(512, 512);
+  return harness.finalReply(harness.imagine('alice', { prompt: 'a lighthouse', seed: 5, steps: 150, size: '512x512', image: picture, strength: 0.05 }));
 }
 
 describe('actions on a result’s pictures', () => {
@@ -126,9 +146,68 @@ describe('actions on a result’s pictures', () => {
   });
 });
 
-describe('/imagine image: a picture to start from', () => {
-  const png = (width: number, height: number) => sharp({ create: { width, height, channels: 3, background: '#2a6' } }).png().toBuffer();
+describe('actions are jobs like any other', () => {
+  it('count against the presser’s limits, and the presser cancels a running one while the queue goes on', async () => {
+    const harness = await startHarness(pipeline, { MAX_JOBS_PER_USER: '1' });
+    const original = await slowToVary(harness);
+    const blocker = harness.imagine('bob', BLOCKER_OPTIONS);
+    await harness.waitUntilRunning(blocker);
+    for (const action of ['imagine:vary:subtle:0', 'imagine:upscale:2:0']) {
+      expect(await ephemeralAnswer(harness, 'bob', original, action)).toBe('🚦 You already have 1 job in the queue. Wait for one to finish, then try again.');
+    }
+    await harness.cancel(blocker);
+    await harness.finalReply(blocker);
 
+    const varying = harness.fake.clickButton({ messageId: original.id, customId: 'imagine:vary:strong:0', user: harness.fake.user('bob') });
+    await harness.waitUntilRunning(varying);
+    const next = harness.imagine('carol', SMALL);
+    await harness.cancel(varying);
+    const cancelled = await harness.finalReply(varying);
+    expect(cancelled.content).toBe('> a lighthouse\n🛑 Cancelled.');
+    expect(cancelled.attachments).toEqual([]);
+    expect((await harness.finalReply(next)).attachments).toHaveLength(1);
+  });
+});
+
+describe('over Redis (QUEUE_BACKEND=bullmq): the picture travels with its job to the worker', () => {
+  let redis: RedisServer | undefined;
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+  });
+  afterAll(async () => redis?.dispose());
+
+  it('image:, Vary, Upscale (Creative) and Remix give what the local queue gives, also after a restart; Cancel stops a running Vary', async () => {
+    const local = await startHarness(pipeline);
+    const harness = await startHarness(pipeline, { QUEUE_BACKEND: 'bullmq', REDIS_URL: redis!.url });
+    const started = { ...SMALL, image: await attachedPicture(64, 64), strength: 0.5 };
+    const [original, localOriginal] = await Promise.all([harness.finalReply(harness.imagine('alice', started)), local.finalReply(local.imagine('alice', started))]);
+    expect(parametersOf(original)).toMatchObject({ strength: 0.5, seed: '11' });
+    expect(await pixelsOf(original)).toEqual(await pixelsOf(localOriginal));
+
+    const varied = await press(harness, 'bob', original, 'imagine:vary:subtle:0');
+    expect(embedField(varied, 'Source')).toBe(`[picture](${original.attachments[0].url})`);
+    expect(parametersOf(varied).strength).toBe(0.35);
+    const creative = await press(harness, 'bob', original, 'imagine:upscale:2c:0');
+    expect(await sizeOf(creative)).toBe('128x128');
+    expect(await pixelsOf(creative)).toEqual(await pixelsOf(await press(local, 'bob', localOriginal, 'imagine:upscale:2c:0')));
+
+    await harness.restart();
+    expect(await sizeOf(await press(harness, 'carol', original, 'imagine:upscale:4:0'))).toBe('256x256');
+    const opened = harness.fake.clickButton({ messageId: original.id, customId: 'imagine:remix', user: harness.fake.user('carol') });
+    await harness.fake.waitFor(() => harness.fake.interaction(opened).callback, 5_000, 'modal');
+    const remixed = await harness.finalReply(harness.fake.submitModal({ from: opened, values: { prompt: 'a lighthouse at dusk', negative_prompt: '' } }));
+    expect(remixed.embeds[0].description).toBe('a lighthouse at dusk');
+    expect(parametersOf(remixed)).toMatchObject({ seed: '11', strength: 0.5 });
+
+    const slow = await slowToVary(harness);
+    const varying = harness.fake.clickButton({ messageId: slow.id, customId: 'imagine:vary:strong:0', user: harness.fake.user('bob') });
+    await harness.waitUntilRunning(varying);
+    await harness.cancel(varying);
+    expect((await harness.finalReply(varying)).content).toBe('> a lighthouse\n🛑 Cancelled.');
+  });
+});
+
+describe('/imagine image: a picture to start from', () => {
   it('redraws the attached picture at the strength given, and the result links it', async () => {
     const harness = await startHarness(pipeline);
     const data = await png(64, 64);

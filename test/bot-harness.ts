@@ -10,10 +10,13 @@ import { startBot, type RunningBot } from '../src/discord/bot.ts';
 import { deployCommands } from '../src/discord/deploy.ts';
 import type { ImageGenerator } from '../src/jobs/runner.ts';
 import { createLogger } from '../src/log.ts';
+import { BullJobQueue } from '../src/queue/bullmq-queue.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
+import type { JobQueue } from '../src/queue/types.ts';
 import { SqliteSettingsStore } from '../src/settings/sqlite-store.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { PipelineThread } from '../src/worker/pipeline-thread.ts';
+import { RemoteWorker } from '../src/worker/remote-worker.ts';
 import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type MessageRevision, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
 
 /** Settings that keep the tiny model fast and the timings short; a test overrides what it exercises. */
@@ -33,7 +36,7 @@ export const BLOCKER_OPTIONS = { prompt: 'blocker', size: '512x512', steps: 150,
 export interface Harness {
   fake: FakeDiscord;
   bot: RunningBot;
-  queue: LocalJobQueue;
+  queue: JobQueue;
   config: BotConfig;
   /** Where the bot keeps its servers' settings (kept across restart()). */
   dataDir: string;
@@ -87,6 +90,10 @@ export function useSharedTinyPipeline(): ImageGenerator {
   };
 }
 
+/**
+ * A bot in this process against a new fake Discord. With QUEUE_BACKEND=bullmq in `environment` (and REDIS_URL) its
+ * jobs go through Redis to a RemoteWorker in this process that runs them on `generator`, as `npm start` does.
+ */
 export async function startHarness(
   generator: ImageGenerator,
   environment: Record<string, string> = {},
@@ -111,8 +118,17 @@ export async function startHarness(
   const logger = createLogger(config.logLevel, sink);
   await deployCommands(config);
   const dataDir = mkdtempSync(join(tmpdir(), 'imagine-bot-data-'));
+  const backend = config.backend;
+  const executionProvider = config.model.executionProvider;
+  const worker =
+    backend.kind === 'bullmq'
+      ? new RemoteWorker({ redisUrl: backend.redisUrl, generator, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, executionProvider, logger })
+      : undefined;
   const start = async () => {
-    const queue = new LocalJobQueue({ generator, policy: config.generation, ...config.queue, executionProvider: config.model.executionProvider, logger });
+    const queue: JobQueue =
+      backend.kind === 'local'
+        ? new LocalJobQueue({ generator, policy: config.generation, ...config.queue, executionProvider, logger })
+        : new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
     const bot = await startBot({ config, queue, settings: SqliteSettingsStore.open(dataDir), logger });
     await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
     return { queue, bot };
@@ -168,6 +184,7 @@ export async function startHarness(
     },
     async stop() {
       await harness.bot.shutdown();
+      await worker?.close(0);
       await fake.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
