@@ -6,6 +6,7 @@ import { readPngParameters } from '../src/image/png.ts';
 import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 import type { StoredMessage } from './fake-discord/index.ts';
 import { RedisServer } from './redis-server.ts';
+import { Redis } from 'ioredis';
 
 const pipeline = useSharedTinyPipeline();
 const SMALL = { prompt: 'a lighthouse', seed: 11, steps: 4, size: '64x64' } as const;
@@ -202,6 +203,12 @@ describe('over Redis (QUEUE_BACKEND=bullmq): the picture travels with its job to
     const slow = await slowToVary(harness);
     const varying = harness.fake.clickButton({ messageId: slow.id, customId: 'imagine:vary:strong:0', user: harness.fake.user('bob') });
     await harness.waitUntilRunning(varying);
+    // The job in Redis holds its picture once (its options), not once more in its settled request.
+    const client = new Redis(redis!.url);
+    const jobData = await Promise.all((await client.keys('imagine:jobs:job-*')).filter((key) => !key.slice('imagine:jobs:'.length).includes(':')).map((key) => client.hget(key, 'data')));
+    await client.quit();
+    const picture = slow.attachments[0].data.toString('base64');
+    expect(jobData.filter((data) => data?.includes(picture)).map((data) => data!.split(picture).length - 1)).toEqual([1]);
     await harness.cancel(varying);
     expect((await harness.finalReply(varying)).content).toBe('> a lighthouse\n🛑 Cancelled.');
   });

@@ -430,6 +430,29 @@ describe('LocalJobQueue journal', () => {
     expect([request.steps, request.promptSyntax]).toEqual([3, 'plain']);
   });
 
+  it('keeps a job’s picture once, and a job taken up again gives it to each of its images', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'imagine-journal-'));
+    const before = newQueue({}, new JobJournal(dataDir));
+    before.ready.resolve(model);
+    await flush();
+    const picture = Buffer.from(Array.from({ length: 3000 }, (_, index) => index % 251)).toString('base64');
+    const initImage = { image: picture, width: 512, height: 768, strength: 0.5 };
+    await before.queue.enqueue('alice', job('from a picture', { count: 3, seed: '4', initImage }), { delivery: delivery('a') });
+    expect(readFileSync(join(dataDir, 'local-queue.jsonl'), 'utf8').split(picture)).toHaveLength(2);
+    await before.call(0);
+
+    const after = newQueue({}, new JobJournal(dataDir));
+    const recovered: JobHandle[] = [];
+    after.queue.recover((handle) => recovered.push(handle));
+    after.ready.resolve(model);
+    for (const index of [0, 1, 2]) {
+      const call = await after.call(index);
+      expect(call.request).toMatchObject({ seed: String(4 + index), width: 512, height: 768, initImage: { image: picture, strength: 0.5 } });
+      call.finish();
+    }
+    expect((await recovered[0].result).images).toHaveLength(3);
+  });
+
   it('survives a line cut short by a crash, keeps its file private, and stays small', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'imagine-journal-'));
     const journal = new JobJournal(dataDir);

@@ -307,6 +307,28 @@ export function resolveRequests(options: ImagineOptions, policy: GenerationPolic
   }));
 }
 
+/**
+ * A job's settled requests as a queue keeps them beside its options (the local journal, Redis): without their
+ * pictures, which are the options' own, so a picture is stored once per job and not once more per image.
+ * withPictures puts them back.
+ */
+export function withoutPictures(requests: readonly GenerateRequest[]): GenerateRequest[] {
+  return requests.map((request) => ({
+    ...request,
+    ...(request.initImage ? { initImage: { ...request.initImage, image: '' } } : {}),
+    ...(request.upscale ? { upscale: { ...request.upscale, image: '' } } : {}),
+  }));
+}
+
+/** The requests withoutPictures stored, with the pictures of the job's options back in them. */
+export function withPictures(requests: readonly GenerateRequest[], options: ImagineOptions): GenerateRequest[] {
+  return requests.map((request) => ({
+    ...request,
+    ...(request.initImage && options.initImage ? { initImage: { ...request.initImage, image: options.initImage.image } } : {}),
+    ...(request.upscale && options.upscale ? { upscale: { ...request.upscale, image: options.upscale.image } } : {}),
+  }));
+}
+
 /** The size whose shape is nearest to `ratio` (the nearest log aspect ratio; the first such size on a tie). */
 export function nearestSize(sizes: readonly ImageSize[], ratio: ImageSize): ImageSize | undefined {
   const distance = (size: ImageSize) => Math.abs(Math.log(size.width / size.height) - Math.log(ratio.width / ratio.height));

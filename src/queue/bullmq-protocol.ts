@@ -65,7 +65,8 @@ export interface RemoteJobData {
   options: ImagineOptions;
   /**
    * The options settled by the bot (resolveRequests) against the model a worker announced; null when no worker had
-   * announced its models yet, and then the worker that takes the job settles them, with the bot's policy.
+   * announced its models yet, and then the worker that takes the job settles them, with the bot's policy. Without
+   * their pictures (withoutPictures): the options hold the job's one picture.
    */
   requests: GenerateRequest[] | null;
   policy: GenerationPolicy;

@@ -4,7 +4,7 @@ import { Queue, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { failureForUser, JobCancelledError, JobFailedError, type CancelReason } from '../jobs/errors.ts';
-import { checkOptions, resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
+import { checkOptions, resolveRequests, withoutPictures, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
 import { checkPromptLengthIfPossible } from '../jobs/prompt-length.ts';
 import { offeredModel, type OfferedModels } from '../models/catalog.ts';
 import { TokenizerCache } from '../models/tokenizer-cache.ts';
@@ -121,7 +121,7 @@ export class BullJobQueue implements JobQueue {
       const { guildId, queueShare } = extras;
       const admission = await admit(this.redis, { jobId, userId, jobKey: this.queue.toKey(jobId), ...this.options, guildId, queueShare });
       if (admission.verdict !== 'ok') throw this.rejection(admission.verdict, queueShare);
-      const data: RemoteJobData = { userId, options, requests, policy, ...(guildId === undefined ? {} : { guildId }), delivery: extras.delivery ?? null };
+      const data: RemoteJobData = { userId, options, requests: requests && withoutPictures(requests), policy, ...(guildId === undefined ? {} : { guildId }), delivery: extras.delivery ?? null };
       const keepFor = { age: Math.ceil(this.options.resultTtlMs / 1000) };
       await this.queue.add('imagine', data, {
         jobId,

@@ -9,7 +9,10 @@ export interface JournalEntry {
   id: string;
   userId: string;
   options: ImagineOptions;
-  /** Its settled requests (null when the model was not known at enqueue), so a job taken up again draws the same image. */
+  /**
+   * Its settled requests (null when the model was not known at enqueue), so a job taken up again draws the same image;
+   * without their pictures (withoutPictures), which the options hold.
+   */
   requests?: GenerateRequest[] | null;
   /** The defaults and limits it is settled with when its requests are null (its server's); the queue's when absent. */
   policy?: GenerationPolicy;

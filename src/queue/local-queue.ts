@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
 import type { Logger } from 'pino';
 import { failureForUser, JobCancelledError, type CancelReason } from '../jobs/errors.ts';
-import { resolveRequests, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
+import { resolveRequests, withPictures, withoutPictures, type GenerationPolicy, type ImagineOptions } from '../jobs/options.ts';
 import { checkPromptLengthIfPossible } from '../jobs/prompt-length.ts';
 import { runJob, type ImageGenerator, type JobResult } from '../jobs/runner.ts';
 import { modelForJob, offeredModels, type ModelCatalog, type OfferedModels } from '../models/catalog.ts';
@@ -77,7 +77,7 @@ export class LocalJobQueue implements JobQueue {
       this.checkRoom(userId, guildId, queueShare);
     }
     const id = randomBytes(6).toString('base64url');
-    this.options.journal?.accepted({ id, userId, options, requests, policy: extras.policy, guildId, delivery: extras.delivery ?? null });
+    this.options.journal?.accepted({ id, userId, options, requests: requests && withoutPictures(requests), policy: extras.policy, guildId, delivery: extras.delivery ?? null });
     return this.admit(id, userId, options, { requests, policy, guildId }, false);
   }
 
@@ -85,7 +85,7 @@ export class LocalJobQueue implements JobQueue {
   recover(onJob: (job: JobHandle, delivery: DeliveryRecord) => void): void {
     for (const entry of this.options.journal?.pending() ?? []) {
       if (this.closed || this.jobs.has(entry.id)) continue;
-      const settlement = { requests: entry.requests ?? null, policy: entry.policy ?? this.options.policy, guildId: entry.guildId };
+      const settlement = { requests: entry.requests ? withPictures(entry.requests, entry.options) : null, policy: entry.policy ?? this.options.policy, guildId: entry.guildId };
       onJob(this.admit(entry.id, entry.userId, entry.options, settlement, true), entry.delivery ?? {});
     }
   }

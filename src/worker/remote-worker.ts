@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import type { HealthStatus } from '../health/health-file.ts';
 import type { PreviewImage } from '../image/preview.ts';
 import { failureForUser, type CancelReason } from '../jobs/errors.ts';
-import { resolveRequests } from '../jobs/options.ts';
+import { resolveRequests, withPictures } from '../jobs/options.ts';
 import { runJob, type ImageGenerator } from '../jobs/runner.ts';
 import { modelForJob, offeredModels, type ModelCatalog } from '../models/catalog.ts';
 import { readTokenizerFiles } from '../pipeline/tokenizer.ts';
@@ -251,7 +251,7 @@ export class RemoteWorker {
     // Also refuses a model this worker does not have, settled requests or not.
     const model = modelForJob(options.model, this.options.catalog, this.model);
     if (!model) throw new Error('RemoteWorker took a job before its model was loaded');
-    const requests = job.data.requests ?? resolveRequests(options, policy, model);
+    const requests = job.data.requests ? withPictures(job.data.requests, options) : resolveRequests(options, policy, model);
     let lastReport = 0;
     let lastPreview: PreviewImage | undefined;
     // In order: a preview's bytes are in Redis before the progress that announces it.
