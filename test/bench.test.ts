@@ -150,6 +150,16 @@ describe('image bench', () => {
     expect(table).toMatch(/previews \(decode \+ JPEG\), share of image +\d+\.\d\d %/);
   });
 
+  it('img2img: runs the VAE encoder too and only the strength’s share of the steps', async () => {
+    const options = { modelDir: tinyDir, width: 128, height: 128, steps: 4, scheduler: 'Euler', guidance: 7.5, runs: 1, executionProvider: 'cpu', fuseAttention: true, prompt: 'a fox', seed: '7' } as const;
+    const [plain, img2img] = [await runImageBench(options), await runImageBench({ ...options, strength: 0.5 })];
+    expect(plain.runs[0].unetStepMs).toHaveLength(4);
+    expect(img2img.runs[0].unetStepMs).toHaveLength(2);
+    const table = formatReport(img2img);
+    expect(table).toContain('img2img at strength 0.5, 128x128, 4 steps (2 U-Net calls) of Euler');
+    expect(table).toContain('VAE encode + decode');
+  });
+
   it('runs from npm run bench and writes the JSON with the machine', async () => {
     const json = join(scratch, 'bench.json');
     const { stdout } = await run(process.execPath, [entryPoint('src/bench/cli.ts'), '--model', tinyDir, '--size', '256x256', '--steps', '2', '--scheduler', 'Euler', '--runs', '1', '--json', json]);

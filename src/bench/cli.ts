@@ -18,6 +18,7 @@ const SPEC = {
     scheduler: { type: 'string', value: 'NAME', help: 'A scheduler name or diffusers class.', default: "the model's own" },
     guidance: { type: 'string', value: 'X', help: 'Guidance scale.', default: '7.5' },
     runs: { type: 'string', value: 'N', help: 'Images to generate.', default: '3' },
+    strength: { type: 'string', value: 'X', help: 'img2img: redraw a generated picture of the size at this strength (0 < X <= 1).' },
     ep: { type: 'string', value: 'EP', help: `Execution provider: ${EXECUTION_PROVIDERS.join(', ')}.`, default: 'cpu' },
     'unfused-attention': { type: 'boolean', help: "Run attention as exported, not fused (to compare)." },
     'gpu-fusion': { type: 'boolean', help: "With --ep cuda or webgpu: rewrite the graphs into the provider's fused operators at load." },
@@ -44,6 +45,8 @@ function parseOptions(values: CommandLine<typeof SPEC.flags>['values']) {
   if (!decoders.includes(decoder)) throw new UsageError(`--decoder must be one of ${decoders.join(', ')} (got ${decoder})`);
   if (decoder !== 'full' && !values['tiny-vae']) throw new UsageError(`--decoder ${decoder} needs --tiny-vae DIR`);
   if (!Number.isFinite(guidance) || guidance < 0) throw new UsageError(`--guidance must be a number of at least 0 (got ${values.guidance})`);
+  const strength = values.strength === undefined ? undefined : Number(values.strength);
+  if (strength !== undefined && !(strength > 0 && strength <= 1)) throw new UsageError(`--strength must be more than 0 and at most 1 (got ${values.strength})`);
   return usageErrorOf(() => ({
     bench: {
       modelDir: values.model!,
@@ -62,6 +65,7 @@ function parseOptions(values: CommandLine<typeof SPEC.flags>['values']) {
       fp16AsIs: values['fp16-as-is'] ?? false,
       decoder: decoder as Decoder | 'alternate',
       previewEverySteps: values.previews === undefined ? undefined : parseCount('previews', values.previews),
+      ...(strength === undefined ? {} : { strength }),
     },
     json: values.json,
   }));

@@ -1,4 +1,5 @@
 import { basename, resolve } from 'node:path';
+import sharp from 'sharp';
 import { formatParameters } from '../image/parameters.ts';
 import { encodePng } from '../image/png.ts';
 import { encodePreview } from '../image/preview.ts';
@@ -38,6 +39,8 @@ export interface ImageBenchOptions {
   fp16AsIs?: boolean;
   /** Previews after every this many steps, under the bot's default budget, each encoded as the bot sends it. */
   previewEverySteps?: number;
+  /** img2img: each run redraws a picture of the size at this strength (the VAE encoder runs too; int(steps × strength) steps). */
+  strength?: number;
 }
 
 /** One image, start to PNG, as the worker makes it. */
@@ -110,6 +113,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
   const gpuFusions = pipeline.gpuFusions;
   onProgress(`loaded in ${(loadMs / 1000).toFixed(1)} s`);
 
+  const initImage = options.strength === undefined ? undefined : { image: await benchPicture(options.width, options.height), strength: options.strength };
   const runs: ImageRun[] = [];
   try {
     for (let run = 0; run < options.runs; run++) {
@@ -138,6 +142,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
             },
           },
         }),
+        ...(initImage ? { initImage } : {}),
         onStep: ({ step, totalSteps }) => onProgress(`run ${run + 1}/${options.runs}: step ${step}/${totalSteps}`),
       });
       const pngStarted = performance.now();
@@ -184,4 +189,19 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     peakRssBytes: peak,
     peakRssRatio: peak / fileBytes,
   };
+}
+
+/** A picture to start from, the same on every run and machine: a smooth colour gradient with fine stripes (base64 PNG). */
+async function benchPicture(width: number, height: number): Promise<string> {
+  const pixels = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const at = (y * width + x) * 3;
+      pixels[at] = Math.round((255 * x) / width);
+      pixels[at + 1] = Math.round((255 * y) / height);
+      pixels[at + 2] = (x + y) % 16 < 8 ? 64 : 192;
+    }
+  }
+  const png = await sharp(pixels, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return png.toString('base64');
 }

@@ -11,7 +11,7 @@ function row(label: string, values: number[], format: (value: number) => string,
 
 /** The VAE's row; with decoders in turns, one row for each and their ratio (each tiny run against the full run before it). */
 function vaeRows({ options, runs }: ImageBenchResult): string[][] {
-  const label = 'VAE decode';
+  const label = options.strength === undefined ? 'VAE decode' : 'VAE encode + decode';
   if (options.decoder !== 'alternate') return [row(`${label}${options.decoder === 'tiny' ? ' (tiny decoder)' : ''}`, runs.map((run) => run.vaeMs), formatDuration)];
   const full = runs.filter((run) => run.decoder === 'full').map((run) => run.vaeMs);
   const tiny = runs.filter((run) => run.decoder === 'tiny').map((run) => run.vaeMs);
@@ -52,8 +52,9 @@ export function formatReport(result: ImageBenchResult): string {
   const { unet, vae } = result.fusedAttentions;
   const attention = result.builtFused ? 'attention fused when built' : unet + vae > 0 ? `attention fused at load (U-Net ${unet}, VAE ${vae})` : 'attention unfused';
   const gpu = result.gpuFusions.unet ?? result.gpuFusions.vae ? `, GPU fusion at load (${describeGpuFusions(result.gpuFusions)})` : '';
+  const img2img = options.strength === undefined ? '' : `img2img at strength ${options.strength}, `;
   return [
-    `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
+    `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${img2img}${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
       `guidance ${options.guidance}${options.fp16AsIs ? ', fp16 graphs as they are' : ''}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}${gpu}${options.staticShape ? ', static shapes' : ''}`,
     `${machine.cpuModel}, ${machine.cores} cores, ${memory}, ${machine.os}, Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, ` +
       `load average ${machine.loadAverage.toFixed(1)} at start`,
