@@ -130,6 +130,12 @@ describe('actions on a result’s pictures', () => {
     const varied = await press(harness, 'bob', original, 'imagine:vary:subtle:0');
     await harness.restart();
     expect(await sizeOf(await press(harness, 'bob', original, 'imagine:upscale:2:0'))).toBe('128x128');
+    expect(parametersOf(await press(harness, 'bob', original, 'imagine:upscale:2c:0'))).toMatchObject({ width: 128, upscale: { creative: true } });
+    expect(parametersOf(await press(harness, 'bob', original, 'imagine:vary:strong:0')).strength).toBe(0.7);
+    const opened = harness.fake.clickButton({ messageId: original.id, customId: 'imagine:remix', user: harness.fake.user('dave') });
+    await harness.fake.waitFor(() => harness.fake.interaction(opened).callback, 5_000, 'modal');
+    const remixed = await harness.finalReply(harness.fake.submitModal({ from: opened, values: { prompt: 'a lighthouse in fog', negative_prompt: '' } }));
+    expect(parametersOf(remixed)).toMatchObject({ prompt: 'a lighthouse in fog', seed: '11' });
     const rerolled = await press(harness, 'carol', varied, 'imagine:reroll');
     expect(embedField(rerolled, 'Source')).toBe(embedField(varied, 'Source'));
     expect(parametersOf(rerolled).strength).toBe(0.35);
