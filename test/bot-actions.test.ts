@@ -96,6 +96,20 @@ describe('actions on a result’s pictures', () => {
     expect(await sizeOf(await press(harness, 'carol', single, 'imagine:upscale:4:0'))).toBe('256x256');
   });
 
+  it('an upscale over the channel’s upload limit as PNG is posted as lossless WebP', async () => {
+    const harness = await startHarness(pipeline);
+    const original = await harness.finalReply(harness.imagine('alice', SMALL));
+    const png = await press(harness, 'bob', original, 'imagine:upscale:4:0');
+    const webpBytes = (await sharp(png.attachments[0].data).webp({ lossless: true, effort: 6 }).toBuffer()).length;
+    expect(webpBytes).toBeLessThan(png.attachments[0].size);
+    const limit = Math.floor((webpBytes + png.attachments[0].size) / 2);
+    const handle = harness.fake.clickButton({ messageId: original.id, customId: 'imagine:upscale:4:0', user: harness.fake.user('bob'), attachmentSizeLimit: limit });
+    const webp = await harness.finalReply(handle);
+    expect(webp.attachments[0].filename).toMatch(/\.webp$/);
+    expect(webp.attachments[0].size).toBeLessThanOrEqual(limit);
+    expect(await pixelsOf(webp)).toEqual(await pixelsOf(png));
+  });
+
   it('Upscale (Creative) redraws the larger picture at a low strength, as a hires fix', async () => {
     const harness = await startHarness(pipeline);
     const original = await harness.finalReply(harness.imagine('alice', SMALL));
