@@ -29,11 +29,11 @@ export function levels(pixels: Uint8Array, reference: Uint8Array): { max: number
   return pixelDifference(pixels, reference);
 }
 
-/** Our pixels are the reference image's within the fixtures' tolerance (max 2, mean 0.5 levels). */
-export function expectMatch(pixels: Uint8Array, referenceFile: string): void {
+/** Our pixels are the reference image's within the fixtures' tolerance (max 2, mean 0.5 levels); `label` names the case in a failure. */
+export function expectMatch(pixels: Uint8Array, referenceFile: string, label?: string): void {
   const { max, mean } = levels(pixels, referenceImage(referenceFile));
-  expect(max).toBeLessThanOrEqual(MAX_LEVELS);
-  expect(mean).toBeLessThanOrEqual(MEAN_LEVELS);
+  expect(max, label).toBeLessThanOrEqual(MAX_LEVELS);
+  expect(mean, label).toBeLessThanOrEqual(MEAN_LEVELS);
 }
 
 /** What a fixture's pipeline case asked diffusers for. */

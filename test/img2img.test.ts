@@ -18,10 +18,8 @@ import { VaeEncoder } from '../src/pipeline/vae-encoder.ts';
 import { TorchGenerator } from '../src/random/torch-generator.ts';
 import { createScheduler } from '../src/schedulers/index.ts';
 import { fixturePath, fixturesPresent, maxAbsDiff, readF32, readFixtureJson } from './fixtures.ts';
-
-/** The fixtures' tolerance on 8-bit images: diffusers' PyTorch image against ours. */
-const MAX_LEVELS = 2;
-const MEAN_LEVELS = 0.5;
+import { entryPoint } from './entry-point.ts';
+import { expectMatch, requestOf } from './drawing.ts';
 
 interface Img2imgCase {
   id: string;
@@ -69,29 +67,14 @@ describe.runIf(fixturesPresent)('img2img draws diffusers’ StableDiffusionImg2I
     for (const entry of cases()) {
       const steps: number[] = [];
       const { image, settings } = await pipeline.generate({
-        prompt: entry.prompt,
-        ...(entry.negative_prompt ? { negativePrompt: entry.negative_prompt } : {}),
-        seed: entry.seed,
-        steps: entry.steps,
-        guidanceScale: entry.guidance,
-        width: entry.width,
-        height: entry.height,
+        ...requestOf(entry),
         scheduler: entry.scheduler.sampler,
         initImage: initImage(entry),
         onStep: ({ totalSteps }) => steps.push(totalSteps),
       });
       expect(settings.strength, entry.id).toBe(entry.strength);
       expect(steps, entry.id).toHaveLength(entry.unet_timesteps.length);
-      const reference = readFileSync(dir(entry.files.u8));
-      let max = 0;
-      let sum = 0;
-      for (let i = 0; i < reference.length; i++) {
-        const difference = Math.abs(image.pixels[i] - reference[i]);
-        max = Math.max(max, difference);
-        sum += difference;
-      }
-      expect(max, entry.id).toBeLessThanOrEqual(MAX_LEVELS);
-      expect(sum / reference.length, entry.id).toBeLessThanOrEqual(MEAN_LEVELS);
+      expectMatch(image.pixels, join('e2e2', 'img2img', entry.files.u8), entry.id);
     }
   });
 
@@ -100,15 +83,11 @@ describe.runIf(fixturesPresent)('img2img draws diffusers’ StableDiffusionImg2I
     const out = join(root, 'cli.png');
     const args = [entry.prompt, '--image', dir(entry.image), '--strength', String(entry.strength), '--seed', String(entry.seed), '--steps', String(entry.steps)];
     args.push('--guidance', String(entry.guidance), '--scheduler', entry.scheduler.sampler, '--model', modelDir, '--out', out);
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli/imagine.ts', ...args], { cwd: projectRoot, env: { ...process.env, SD_MODEL_DIR: '' } });
+    const { stdout } = await run(process.execPath, [entryPoint('src/cli/imagine.ts'), ...args], { cwd: projectRoot, env: { ...process.env, SD_MODEL_DIR: '' } });
     expect(stdout).toContain(`(${entry.width}x${entry.height}, ${entry.steps} steps, ${entry.scheduler.sampler}, strength ${entry.strength})`);
     const png = readFileSync(out);
     expect(readPngParameters(png)).toContain(`Denoising strength: ${entry.strength}`);
-    const { data } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
-    const reference = readFileSync(dir(entry.files.u8));
-    let max = 0;
-    for (let i = 0; i < reference.length; i++) max = Math.max(max, Math.abs(data[i] - reference[i]));
-    expect(max).toBeLessThanOrEqual(MAX_LEVELS);
+    expectMatch(await sharp(png).raw().toBuffer(), join('e2e2', 'img2img', entry.files.u8));
   });
 
   it('the first case step by step: encoder mean and std, the two draws, the noised latents the U-Net first sees', async () => {
