@@ -1,11 +1,19 @@
 import { ComponentType, InteractionResponseType } from 'discord.js';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
+import { ensureTinyModel } from '../src/tiny-model/index.ts';
+import { OnnxUpscaler, upscaleImage } from '../src/upscale/upscaler.ts';
+import { PipelineThread } from '../src/worker/pipeline-thread.ts';
 import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 import type { StoredMessage } from './fake-discord/index.ts';
 import { RedisServer } from './redis-server.ts';
+import { upscalerGraph } from './upscaler-graph.ts';
 import { Redis } from 'ioredis';
 
 const pipeline = useSharedTinyPipeline();
@@ -164,6 +172,40 @@ describe('actions on a result’s pictures', () => {
     expect(await ephemeralAnswer(harness, 'bob', varied, 'imagine:reroll')).toBe(
       '⚠️ I cannot reroll this: the picture it started from is unavailable. The picture is gone: it was deleted, or its link expired.',
     );
+  });
+});
+
+describe('with an upscaler model installed', () => {
+  let root: string | undefined;
+  let thread: PipelineThread | undefined;
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'bot-upscaler-'));
+    writeFileSync(join(root, 'tiny-x2.onnx'), upscalerGraph());
+    thread = PipelineThread.start({ modelDir: await ensureTinyModel(), upscaler: { name: 'tiny-x2', file: join(root, 'tiny-x2.onnx') } });
+    await thread.ready;
+  });
+  afterAll(async () => {
+    await thread?.dispose();
+    if (root) await rm(root, { recursive: true, force: true });
+  });
+
+  it('Upscale runs it in the pipeline’s thread and names it; ×4 from a ×2 model is two passes of it', async () => {
+    const harness = await startHarness(thread!);
+    const original = await harness.finalReply(harness.imagine('alice', SMALL));
+    const twice = await press(harness, 'bob', original, 'imagine:upscale:2:0');
+    expect(embedField(twice, 'Upscale')).toBe('×2, tiny-x2');
+    expect(parametersOf(twice).upscale).toEqual({ factor: 2, upscaler: 'tiny-x2', creative: false });
+    const model = await OnnxUpscaler.load(join(root!, 'tiny-x2.onnx'), 'tiny-x2', { executionProvider: 'cpu', clock: { runMs: 0 }, fuseAttention: false });
+    try {
+      const source = { pixels: new Uint8Array(await pixelsOf(original)), width: 64, height: 64 };
+      const { image } = await upscaleImage(source, 2, model);
+      expect(await pixelsOf(twice)).toEqual(Buffer.from(image.pixels));
+    } finally {
+      await model.release();
+    }
+    const fourTimes = await press(harness, 'bob', original, 'imagine:upscale:4:0');
+    expect(await sizeOf(fourTimes)).toBe('256x256');
+    expect(embedField(fourTimes, 'Upscale')).toBe('×4, tiny-x2');
   });
 });
 
