@@ -28,7 +28,7 @@ const SPEC = {
     blocks: {
       type: 'string',
       value: 'N',
-      help: "RRDB blocks of the generated model: fewer keep every width, so the memory a window needs, and take less time (weights: 2.9 MB a block).",
+      help: "RRDB blocks of the generated model: fewer keep every layer's width (a window's activations) and take less time, but less weight memory (2.9 MB of weights a block).",
       default: String(REAL_ESRGAN_X4PLUS.blocks),
     },
     ep: { type: 'string', value: 'EP', help: `Execution provider: ${EXECUTION_PROVIDERS.join(', ')}.`, default: 'cpu' },
