@@ -45,7 +45,7 @@ describe('Discord REST failures', () => {
     );
     expect(posted.attachments.map((attachment) => attachment.filename)).toEqual(['imagine-3-1.png']);
     expect(embedField(posted, 'Seed')).toBe('3');
-    expect(customIds(posted)).toEqual(['imagine:reroll', `imagine:delete:${bobId}`]);
+    expect(customIds(posted).slice(0, 4)).toEqual(['imagine:reroll', 'imagine:remix', `imagine:delete:${bobId}`, 'imagine:vary:subtle:0']);
 
     // The reply the webhook could not update still offers Cancel; pressing it retires the button.
     await fake.waitFor(() => harness!.logs.some((line) => line.msg === 'job delivered'), 5_000, 'delivery done');
