@@ -117,6 +117,22 @@ describe.runIf(fixturesPresent)('imported models draw diffusers’ images', () =
     expectMatch((await draw(result.dir, requestOf(entry))).image.pixels, entry.image_u8);
   });
 
+  it('an SD-Turbo-style folder (SD 2.x with a trailing Euler scheduler) keeps its scheduler: one step, no guidance', async () => {
+    const folder = join(root, 'turbo-style');
+    mkdirSync(join(folder, 'scheduler'), { recursive: true });
+    for (const entry of readdirSync(models('tiny-sd2v'))) {
+      if (entry !== 'scheduler') symlinkSync(models('tiny-sd2v', entry), join(folder, entry));
+    }
+    const scheduler = { ...readFixtureJson('models', 'tiny-sd2v', 'scheduler', 'scheduler_config.json'), _class_name: 'EulerDiscreteScheduler', timestep_spacing: 'trailing' };
+    writeFileSync(join(folder, 'scheduler', 'scheduler_config.json'), JSON.stringify(scheduler));
+    const result = await importInto({ source: folder });
+    const listed = (await scanModels(modelsDir)).models.find((model) => model.name === 'turbo-style');
+    expect(listed).toMatchObject({ type: 'SD-Turbo', defaultScheduler: 'Euler Trailing', info: { defaultSteps: 1, defaultGuidance: 0, predictionType: 'v_prediction' } });
+    const [entry] = index().models['tiny-sd2v'].pipeline;
+    const { settings } = await draw(result.dir, { ...requestOf(entry), steps: 1, guidanceScale: 0 });
+    expect(settings).toMatchObject({ scheduler: 'Euler Trailing', steps: 1, guidanceScale: 0 });
+  });
+
   it('sharded weights (a .safetensors.index.json and its shards)', async () => {
     const folder = join(root, 'sharded');
     mkdirSync(folder);
