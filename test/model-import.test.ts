@@ -272,10 +272,14 @@ describe.runIf(fixturesPresent)('npm run model:import', () => {
     [[models('tiny-sd15'), '--precision', 'fp8'], 2, /--precision must be fp32 or fp16/],
     [[models('tiny-sd15'), '--lora', ':0.5'], 2, /--lora must be FILE or FILE:WEIGHT/],
     [['no-such-model.safetensors'], 1, /no-such-model\.safetensors does not exist/],
-  ])('%j: one line on stderr, exit %i', async (args, status, message) => {
+    [[models('tiny-sd15.safetensors')], 1, /is \[49408, 32\] in the weights but the config makes it \[49408, 768\].*pass --config DIR/],
+    [[models('tiny-sd2v'), '--lora', models('tiny-sd15-lora.safetensors')], 1, /LoRA tiny-sd15-lora does not fit this model/],
+    [[e2e2Models('tiny-taesd-pub'), '--name', 'tiny-decoder'], 1, /tiny-decoder already exists\. Pass --force to replace it/],
+  ])('%j: one line on stderr, exit %i, nothing left behind', async (args, status, message) => {
     const { code, stderr } = await cli(args);
     expect(code).toBe(status);
     expect(stderr.trim().split('\n')).toHaveLength(1);
     expect(stderr).toMatch(message);
+    expect(readdirSync(join(root, 'cli-models'))).toEqual(['tiny-decoder']);
   });
 });
