@@ -14,7 +14,7 @@ import { type ImportRequest, importModel } from '../src/import/import-model.ts';
 import { SafetensorsFile, SafetensorsWriter } from '../src/models/safetensors.ts';
 import { scanModels } from '../src/models/installed.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
-import { writeRenamedLora, writeSd2SingleFile, writeSharded } from './checkpoint-files.ts';
+import { type LoraModuleSpec, writeLoraAndMergedFolder, writeRenamedLora, writeSd2SingleFile, writeSharded } from './checkpoint-files.ts';
 import { draw, expectMatch, levels, referenceImage, requestOf } from './drawing.ts';
 import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
 import { entryPoint } from './entry-point.ts';
@@ -131,6 +131,37 @@ describe.runIf(fixturesPresent)('imported models draw diffusers’ images', () =
     const [entry] = index().models['tiny-sd2v'].pipeline;
     const { settings } = await draw(result.dir, { ...requestOf(entry), steps: 1, guidanceScale: 0 });
     expect(settings).toMatchObject({ scheduler: 'Euler Trailing', steps: 1, guidanceScale: 0 });
+  });
+
+  it('an SD 2.x LoRA (attention, linear proj_in / proj_out, feed-forward, LoCon convolutions, text encoder) equals the weights merged beforehand', async () => {
+    const loraPath = join(root, 'sd2-lora.safetensors');
+    const mergedFolder = join(root, 'sd2-merged');
+    const unet = [
+      'conv_in',
+      'down_blocks.0.resnets.0.conv1',
+      'down_blocks.0.attentions.0.proj_in',
+      'down_blocks.0.attentions.0.proj_out',
+      'down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q',
+      'mid_block.attentions.0.transformer_blocks.0.attn2.to_k',
+      'up_blocks.1.attentions.1.transformer_blocks.0.ff.net.2',
+    ];
+    const text = ['text_model.encoder.layers.0.self_attn.q_proj', 'text_model.encoder.layers.1.mlp.fc1'];
+    const kohya = (prefix: string, module: string) => `${prefix}_${module.replace(/\./g, '_')}`;
+    const modules: LoraModuleSpec[] = [
+      ...unet.map((module) => ({ key: kohya('lora_unet', module), component: 'unet' as const, module })),
+      ...text.map((module) => ({ key: kohya('lora_te', module), component: 'text_encoder' as const, module })),
+    ];
+    writeLoraAndMergedFolder(models('tiny-sd2v'), modules, 0.7, loraPath, mergedFolder);
+    const withLora = await importInto({ source: models('tiny-sd2v'), name: 'sd2-with-lora', loras: [{ path: loraPath, weight: 0.7 }] });
+    expect(withLora.loras).toEqual([{ name: 'sd2-lora', weight: 0.7, matched: 9, unmatched: [] }]);
+    const merged = await importInto({ source: mergedFolder });
+    const plain = await importInto({ source: models('tiny-sd2v'), name: 'sd2-plain' });
+    const [entry] = index().models['tiny-sd2v'].pipeline;
+    const images: Uint8Array[] = [];
+    for (const model of [withLora, merged, plain]) images.push((await draw(model.dir, requestOf(entry))).image.pixels);
+    const [lora, reference, without] = images;
+    expect(levels(lora, reference).max).toBeLessThanOrEqual(1);
+    expect(levels(lora, without).mean).toBeGreaterThan(5);
   });
 
   it('sharded weights (a .safetensors.index.json and its shards)', async () => {
