@@ -46,13 +46,15 @@ const environmentSchema = z.object({
     emptyAsUndefined,
     z
       .string()
-      .default('512x512,512x768,768x512,640x384,384x640')
+      .optional()
       .transform((text, context) =>
-        text.split(',').map((part) => {
-          const parsed = parseSize(part);
-          if (!parsed) context.addIssue({ code: 'custom', message: `"${part.trim()}" is not WIDTHxHEIGHT` });
-          return parsed ?? { width: 0, height: 0 };
-        }),
+        text === undefined
+          ? ('model' as const)
+          : text.split(',').map((part) => {
+              const parsed = parseSize(part);
+              if (!parsed) context.addIssue({ code: 'custom', message: `"${part.trim()}" is not WIDTHxHEIGHT` });
+              return parsed ?? { width: 0, height: 0 };
+            }),
       ),
   ),
   PROMPT_SYNTAX: z.preprocess(emptyAsUndefined, z.enum(PROMPT_SYNTAXES, { error: `must be one of ${PROMPT_SYNTAXES.join(', ')}` }).default('a1111')),

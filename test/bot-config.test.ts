@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'dotenv';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, ENVIRONMENT_VARIABLES, loadConfig } from '../src/config.ts';
-import { parseSize, type ImageSize } from '../src/jobs/options.ts';
+import { parseSize } from '../src/jobs/options.ts';
 
 const minimal = { DISCORD_TOKEN: 'token-value', DISCORD_APPLICATION_ID: '123456789012345678' };
 
@@ -20,14 +20,7 @@ describe('loadConfig', () => {
       tokenExpiryMarginMs: 60_000,
       shutdownTimeoutMs: 30_000,
     });
-    expect(config.generation.sizes).not.toBe('any');
-    expect((config.generation.sizes as ImageSize[]).map(({ width, height }) => `${width}x${height}`)).toEqual([
-      '512x512',
-      '512x768',
-      '768x512',
-      '640x384',
-      '384x640',
-    ]);
+    expect(config.generation.sizes).toBe('model');
     expect(config.generation.promptSyntax).toBe('a1111');
     expect(config.embeddingsDir).toBe(fileURLToPath(new URL('../embeddings', import.meta.url)));
   });

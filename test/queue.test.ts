@@ -352,6 +352,19 @@ describe('LocalJobQueue count and defaults', () => {
     ]);
     expect(offeredSizes(policy, undefined)).toEqual(policy.sizes);
   });
+
+  it('without the operator’s sizes, offers those that suit the model: SDXL’s buckets for SDXL, SD’s for the others', () => {
+    const labels = (sizes: { width: number; height: number }[]) => sizes.map(({ width, height }) => `${width}x${height}`);
+    const ownSizes: GenerationPolicy = { ...policy, sizes: 'model' };
+    const sdxl: ModelInfo = { ...model, name: 'sdxl-base', nativeWidth: 1024, nativeHeight: 1024, sizeMultiple: 8 };
+    expect(labels(offeredSizes(ownSizes, sdxl))).toEqual(['1024x1024', '896x1152', '1152x896', '832x1216', '1216x832', '768x1344', '1344x768', '640x1536', '1536x640']);
+    expect(labels(offeredSizes(ownSizes, { ...sdxl, nativeWidth: 512, nativeHeight: 512 }))).toEqual(['512x512', '512x768', '768x512', '640x384', '384x640']);
+    expect(labels(offeredSizes(ownSizes, model))).toEqual(['512x512', '512x768', '768x512', '640x384', '384x640']);
+    expect(labels(offeredSizes(ownSizes, { ...model, nativeWidth: 768, nativeHeight: 768 }))).toEqual(['768x768', '512x512', '512x768', '768x512', '640x384', '384x640']);
+    expect(resolveRequests(job('p', { aspectRatio: { width: 16, height: 9 } }), ownSizes, sdxl)[0]).toMatchObject({ width: 1344, height: 768 });
+    expect(resolveRequests(job('p'), ownSizes, sdxl)[0]).toMatchObject({ width: 1024, height: 1024 });
+    expect(() => resolveRequests(job('p', { size: { width: 512, height: 512 } }), ownSizes, sdxl)).toThrow('512x512 is not a size sdxl-base offers; choose one of 1024x1024, 896x1152');
+  });
 });
 
 describe('LocalJobQueue close', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
-import { operatorLimits, serverPolicy } from '../src/settings/server-policy.ts';
+import { operatorLimits, operatorOffersSize, serverPolicy } from '../src/settings/server-policy.ts';
 
 const environment = { DISCORD_TOKEN: 'x'.repeat(60), DISCORD_APPLICATION_ID: '100000000000000001', SIZES: '512x512,768x512', DEFAULT_SIZE: '512x512' };
 
@@ -18,5 +18,12 @@ describe('a server’s policy within the operator’s', () => {
     expect(policy.generation).toMatchObject({ maxSteps: 10, maxGuidance: 8, defaultSize: { width: 512, height: 512 } });
     expect(policy.generation.defaultGuidance).toBeUndefined();
     expect(policy).toMatchObject({ userDailyImages: 4, serverDailyImages: 50, queueShare: undefined });
+  });
+
+  it('without SIZES, a server may choose a default size that suits SD or SDXL models, and no other', () => {
+    const { generation } = loadConfig({ DISCORD_TOKEN: environment.DISCORD_TOKEN, DISCORD_APPLICATION_ID: environment.DISCORD_APPLICATION_ID });
+    expect(generation.sizes).toBe('model');
+    for (const label of ['512x768', '1024x1024', '832x1216']) expect(operatorOffersSize(generation, label)).toBe(true);
+    for (const label of ['1000x1000', '64x64']) expect(operatorOffersSize(generation, label)).toBe(false);
   });
 });

@@ -78,8 +78,11 @@ export interface GenerationPolicy {
   maxGuidance: number;
   defaultScheduler: string | undefined;
   defaultSize: ImageSize | undefined;
-  /** Sizes offered besides the model's native size (those the model cannot draw are left out), or any it can draw. */
-  sizes: readonly ImageSize[] | 'any';
+  /**
+   * Sizes offered besides the model's native size (those the model cannot draw are left out), 'model' for the sizes
+   * that suit each model (see modelSizes), or 'any' size it can draw.
+   */
+  sizes: readonly ImageSize[] | 'model' | 'any';
   /** How prompts are read unless a job says otherwise (AUTOMATIC1111's syntax, or diffusers' plain text). */
   promptSyntax: PromptSyntax;
   /** The decoder jobs get unless they say otherwise: `tiny` where the model has one installed; `full` when absent. */
@@ -131,13 +134,41 @@ export function sizeLabel(size: ImageSize): string {
   return `${size.width}x${size.height}`;
 }
 
-/** The native size first, then the operator's sizes this model can draw, without duplicates. */
+const imageSize = (width: number, height: number): ImageSize => ({ width, height });
+
+/** The sizes SD 1.x and 2.x models (and SDXL-Turbo, trained at 512x512) are offered when the operator lists none. */
+export const SD_SIZES: readonly ImageSize[] = [imageSize(512, 512), imageSize(512, 768), imageSize(768, 512), imageSize(640, 384), imageSize(384, 640)];
+
+/**
+ * SDXL's training buckets: about 1024x1024 pixels in each shape, square first, then from the nearest shapes to the
+ * widest. SDXL draws these well and smaller sizes poorly.
+ */
+export const SDXL_SIZES: readonly ImageSize[] = [
+  imageSize(1024, 1024),
+  imageSize(896, 1152),
+  imageSize(1152, 896),
+  imageSize(832, 1216),
+  imageSize(1216, 832),
+  imageSize(768, 1344),
+  imageSize(1344, 768),
+  imageSize(640, 1536),
+  imageSize(1536, 640),
+];
+
+/** The sizes that suit a model: SDXL's buckets for a model drawn natively at 1024x1024 or more, else SD's. */
+export function modelSizes(model: ModelInfo): readonly ImageSize[] {
+  return model.nativeWidth * model.nativeHeight >= 1024 * 1024 ? SDXL_SIZES : SD_SIZES;
+}
+
+/** The sizes the policy lists: SIZES, or without it every size that suits some model (SD's and SDXL's); none for 'any'. */
+export function listedSizes(policy: GenerationPolicy): readonly ImageSize[] {
+  return policy.sizes === 'any' ? [] : policy.sizes === 'model' ? [...SD_SIZES, ...SDXL_SIZES] : policy.sizes;
+}
+
+/** The native size first, then the operator's sizes (or those that suit the model) this model can draw, without duplicates. */
 export function offeredSizes(policy: GenerationPolicy, model: ModelInfo | undefined): ImageSize[] {
-  const candidates = [
-    ...(model ? [{ width: model.nativeWidth, height: model.nativeHeight }] : []),
-    ...(policy.defaultSize ? [policy.defaultSize] : []),
-    ...(policy.sizes === 'any' ? [] : policy.sizes),
-  ];
+  const listed = policy.sizes === 'any' ? [] : policy.sizes === 'model' ? (model ? modelSizes(model) : []) : policy.sizes;
+  const candidates = [...(model ? [imageSize(model.nativeWidth, model.nativeHeight)] : []), ...(policy.defaultSize ? [policy.defaultSize] : []), ...listed];
   const seen = new Set<string>();
   return candidates.filter((size) => {
     const label = sizeLabel(size);

@@ -1,5 +1,5 @@
 import type { BotConfig } from '../config.ts';
-import { parseSize, sizeLabel, type GenerationPolicy } from '../jobs/options.ts';
+import { listedSizes, parseSize, sizeLabel, type GenerationPolicy } from '../jobs/options.ts';
 import type { GuildSettings } from './guild-settings.ts';
 
 // The operator's environment is the ceiling of every server's settings: a server may lower a limit or choose a
@@ -51,10 +51,10 @@ export function serverPolicy(operator: OperatorLimits, settings: GuildSettings):
   };
 }
 
-/** Whether the operator offers this size (SIZES or DEFAULT_SIZE; any size when SIZES=any). */
+/** Whether the operator offers this size (SIZES, or those that suit the models without it, or DEFAULT_SIZE; any size when SIZES=any). */
 export function operatorOffersSize(policy: GenerationPolicy, label: string): boolean {
   if (policy.sizes === 'any') return true;
-  return [...policy.sizes, ...(policy.defaultSize ? [policy.defaultSize] : [])].some((size) => sizeLabel(size) === label);
+  return [...listedSizes(policy), ...(policy.defaultSize ? [policy.defaultSize] : [])].some((size) => sizeLabel(size) === label);
 }
 
 /** The lower of two limits, where undefined means none. */

@@ -1,4 +1,4 @@
-import { MAX_IMAGES_PER_JOB, parseSize, sizeLabel } from '../jobs/options.ts';
+import { listedSizes, MAX_IMAGES_PER_JOB, parseSize, sizeLabel } from '../jobs/options.ts';
 import type { OfferedModels } from '../models/catalog.ts';
 import { PROMPT_SYNTAXES } from '../pipeline/types.ts';
 import { isSchedulerName, SCHEDULERS } from '../schedulers/index.ts';
@@ -142,13 +142,13 @@ export const SETTING_FIELDS = [
       if (!size) throw new SettingValueError(`"${text.trim().slice(0, 40)}" is not WIDTHxHEIGHT, e.g. 512x768.`);
       const label = sizeLabel(size);
       if (!operatorOffersSize(operator.generation, label)) {
-        const sizes = operator.generation.sizes === 'any' ? [] : operator.generation.sizes.map(sizeLabel);
+        const sizes = listedSizes(operator.generation).map(sizeLabel);
         throw new SettingValueError(`The bot does not offer ${label}; choose one of ${sizes.join(', ')}.`);
       }
       return label;
     },
     format: (value) => value,
-    suggestions: ({ operator }) => (operator.generation.sizes === 'any' ? [] : operator.generation.sizes.map(sizeLabel)),
+    suggestions: ({ operator }) => listedSizes(operator.generation).map(sizeLabel),
   }),
   field({
     key: 'defaultCount',
