@@ -4,18 +4,19 @@ import { join, relative, resolve } from 'node:path';
 import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from '../cli/command-line.ts';
 import { PROJECT_ROOT } from '../runtime.ts';
 import { writeBenchCheckpoint } from './bench-checkpoint.ts';
-import { LCM_CONFIGS, SD_TURBO_CONFIGS, writeBenchModel, writeBenchTinyVae } from './bench-model.ts';
+import { LCM_CONFIGS, SDXL_CONFIGS, SD_TURBO_CONFIGS, writeBenchModel, writeBenchTinyVae } from './bench-model.ts';
 
 const SPEC = {
   name: 'model:bench-build',
   command: 'npm run model:bench-build --',
-  usage: '[options]   |   --checkpoint FILE.safetensors [--fp32] [--seed N] [--force]',
+  usage: '[--sdxl] [options]   |   --checkpoint FILE.safetensors [--fp32] [--seed N] [--force]',
   description:
-    "Writes a model with Stable Diffusion 1.5's architecture and random weights: the diffusers ONNX folder the pipeline\n" +
+    "Writes a model with Stable Diffusion 1.5's (or SDXL's) architecture and random weights: the diffusers ONNX folder the pipeline\n" +
     'loads (attention unfused as hub exports are, or fused as model:import writes it), or with --checkpoint a single-file\n' +
     'checkpoint with the original key names (float16, or float32 with --fp32) to measure model:import on.',
   flags: {
-    out: { type: 'string', value: 'DIR', help: 'Where to write the ONNX folder.', default: 'models/sd15-bench' },
+    out: { type: 'string', value: 'DIR', help: 'Where to write the ONNX folder.', default: 'models/sd15-bench, or models/sdxl-bench with --sdxl' },
+    sdxl: { type: 'boolean', help: "SDXL base's architecture: two text encoders, the 2.6-billion-parameter U-Net (13.9 GB in fp32)." },
     fp16: { type: 'boolean', help: 'Float16 weights.' },
     turbo: { type: 'boolean', help: "SD-Turbo's architecture (SD 2.1 at 512x512) and 1-step scheduler instead of SD 1.5's." },
     'fused-attention': { type: 'boolean', help: 'Attention fused, as model:import writes it.' },
@@ -35,6 +36,7 @@ const fixtureTokenizer = resolve(process.env.SHARED_FIXTURES_DIR ?? join(PROJECT
 async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number> {
   const seed = values.seed === undefined ? undefined : Number(values.seed);
   if (seed !== undefined && !Number.isInteger(seed)) throw new UsageError(`--seed must be a whole number (got "${values.seed}")`);
+  if (values.sdxl && values.checkpoint !== undefined) throw new UsageError('--sdxl writes the ONNX folder; --checkpoint writes SD 1.5-size checkpoints only');
   if (values.checkpoint !== undefined) {
     const path = resolve(values.checkpoint);
     if (existsSync(path) && !values.force) {
@@ -61,7 +63,7 @@ async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number>
     console.log(`Benchmark it with: npm run bench -- --model DIR --tiny-vae ${relative(process.cwd(), dir)}`);
     return 0;
   }
-  const dir = resolve(values.out ?? join(PROJECT_ROOT, 'models', values.lcm ? 'lcm-bench' : values.turbo ? 'sd-turbo-bench' : 'sd15-bench'));
+  const dir = resolve(values.out ?? join(PROJECT_ROOT, 'models', values.lcm ? 'lcm-bench' : values.turbo ? 'sd-turbo-bench' : values.sdxl ? 'sdxl-bench' : 'sd15-bench'));
   if (existsSync(join(dir, 'model_index.json')) && !values.force) {
     console.log(`The benchmark model is already in ${dir} (--force writes it again)`);
     return 0;
@@ -71,7 +73,7 @@ async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number>
 
   const started = performance.now();
   const attention = values['fused-attention'] ? 'fused' : 'unfused';
-  console.log(`Writing ${values.lcm ? 'an LCM' : values.turbo ? 'an SD-Turbo' : 'an SD 1.5'}-size model with random weights (${values.fp16 ? 'fp16' : 'fp32'}, attention ${attention}) to ${dir}`);
+  console.log(`Writing ${values.lcm ? 'an LCM' : values.turbo ? 'an SD-Turbo' : values.sdxl ? 'an SDXL' : 'an SD 1.5'}-size model with random weights (${values.fp16 ? 'fp16' : 'fp32'}, attention ${attention}) to ${dir}`);
   console.log(tokenizerDir ? `Tokenizer: CLIP's vocabulary from ${tokenizerDir}` : "Tokenizer: the tiny model's (CLIP's vocabulary was not found)");
   const summary = await writeBenchModel(dir, {
     precision: values.fp16 ? 'fp16' : 'fp32',
@@ -80,6 +82,7 @@ async function main({ values }: CommandLine<typeof SPEC.flags>): Promise<number>
     seed,
     ...(values.lcm && { configs: LCM_CONFIGS }),
     ...(values.turbo && { configs: SD_TURBO_CONFIGS }),
+    ...(values.sdxl && { configs: SDXL_CONFIGS }),
     onPart: (part) => console.log(`  ${part}…`),
   });
   const parameters = Object.entries(summary.parameters).map(([part, count]) => `${part} ${(count / 1e6).toFixed(1)}M`);

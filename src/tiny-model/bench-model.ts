@@ -4,16 +4,19 @@ import { join } from 'node:path';
 import { writeTextEncoder, writeUNet, writeVae } from '../graphs/components.ts';
 import { type ConfigJson, resolveAutoencoderKLConfig, resolveAutoencoderTinyConfig, resolveClipTextConfig, resolveUnetConfig } from '../graphs/configs.ts';
 import type { AttentionKind, Precision } from '../graphs/onnx-graph.ts';
-import { SD1_SCHEDULER, SD1_TEXT_ENCODER, SD1_UNET, SD2_TEXT_ENCODER, SD2_UNET, SD_VAE, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
+import { type ComponentName, SD1_SCHEDULER, SD1_TEXT_ENCODER, SD1_UNET, SD2_TEXT_ENCODER, SD2_UNET, SD_VAE, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
+import { SDXL_SCHEDULER, SDXL_TEXT_ENCODER, SDXL_TEXT_ENCODER_2, SDXL_UNET, SDXL_VAE } from '../graphs/stable-diffusion-xl.ts';
 import { RandomWeights, componentSeed } from '../graphs/weights.ts';
 import { EXTERNAL_DATA_FILE, type WrittenGraph } from '../graphs/write-graph.ts';
 import { FUSED_ATTENTION_MARKER } from '../pipeline/model-config.ts';
 import { LCM_DEFAULTS } from '../schedulers/lcm.ts';
-import { END_OF_TEXT, buildTokenizer } from './tokenizer.ts';
+import { END_OF_TEXT, type PadToken, buildTokenizer } from './tokenizer.ts';
 
 /** The config.json of each part, in diffusers' / transformers' form. */
 export interface BenchModelConfigs {
   textEncoder: ConfigJson;
+  /** SDXL's second text encoder: with it the model is an SDXL pipeline (tokenizer_2). */
+  textEncoder2?: ConfigJson;
   unet: ConfigJson;
   vae: ConfigJson;
   scheduler: ConfigJson;
@@ -40,11 +43,20 @@ export const SD_TURBO_CONFIGS: BenchModelConfigs = {
   scheduler: { ...SD1_SCHEDULER, _class_name: 'EulerDiscreteScheduler', timestep_spacing: 'trailing' },
 };
 
+/** Stable Diffusion XL base's architecture: 3.47 billion parameters (U-Net 2.57), 13.9 GB in fp32. */
+export const SDXL_CONFIGS: BenchModelConfigs = {
+  textEncoder: SDXL_TEXT_ENCODER,
+  textEncoder2: SDXL_TEXT_ENCODER_2,
+  unet: SDXL_UNET,
+  vae: SDXL_VAE,
+  scheduler: SDXL_SCHEDULER,
+};
+
 export interface BenchModelOptions {
   precision?: Precision;
   /** How attention is written (default unfused, as hub exports are; the pipeline fuses it at load on the CPU). */
   attention?: AttentionKind;
-  /** Defaults to SD 1.5's; smaller ones make the same architecture quick to test. */
+  /** Defaults to SD 1.5's (SDXL_CONFIGS: SDXL's); smaller ones make the same architecture quick to test. */
   configs?: BenchModelConfigs;
   /** A folder with CLIP's vocab.json and merges.txt (e.g. a real model's tokenizer/); else the tiny tokenizer. */
   tokenizerDir?: string;
@@ -54,16 +66,16 @@ export interface BenchModelOptions {
 }
 
 export interface BenchModelSummary {
-  parameters: Record<Part, number>;
+  parameters: Partial<Record<Part, number>>;
   /** Bytes of model.onnx + external data, all parts together. */
   bytes: number;
 }
 
 const DEFAULT_SEED = 15;
-type Part = 'text_encoder' | 'unet' | 'vae';
+type Part = 'text_encoder' | 'text_encoder_2' | 'unet' | 'vae';
 
 /**
- * Writes a diffusers-layout ONNX model with Stable Diffusion 1.5's architecture and widths and random weights
+ * Writes a diffusers-layout ONNX model with Stable Diffusion 1.5's (or SDXL's) architecture and widths and random weights
  * (the graph builder that imports real checkpoints, fed random values), so timings reflect the real model's cost
  * (it draws noise). Every graph keeps its weights in model.onnx_data beside model.onnx, written as they are
  * drawn. The folder appears only once complete.
@@ -84,16 +96,22 @@ export async function writeBenchModel(dir: string, options: BenchModelOptions = 
       weights: new RandomWeights(componentSeed(seed, part)),
       externalDataFile: EXTERNAL_DATA_FILE,
     });
-    const writers: Record<Part, () => Promise<WrittenGraph>> = {
-      text_encoder: () => writeTextEncoder(join(staging, 'text_encoder'), resolveClipTextConfig(configs.textEncoder), { ...common('text_encoder'), inputIdsType: 'int32' }),
+    // SDXL conditions on both text encoders' penultimate layer; its VAE overflows in float16 (force_upcast), as imports keep it fp32.
+    const xl = configs.textEncoder2 !== undefined;
+    const textEncoder = (part: 'text_encoder' | 'text_encoder_2', config: ConfigJson) => () =>
+      writeTextEncoder(join(staging, part), resolveClipTextConfig(config), { ...common(part), inputIdsType: 'int32', penultimateHiddenState: xl });
+    const vaeConfig = resolveAutoencoderKLConfig(configs.vae);
+    const writers: Partial<Record<Part, () => Promise<WrittenGraph>>> = {
+      text_encoder: textEncoder('text_encoder', configs.textEncoder),
+      ...(configs.textEncoder2 ? { text_encoder_2: textEncoder('text_encoder_2', configs.textEncoder2) } : {}),
       unet: () => writeUNet(join(staging, 'unet'), resolveUnetConfig(configs.unet), { ...common('unet'), timestepType: 'float32', timestepShape: 'batch' }),
-      vae: () => writeVae(staging, resolveAutoencoderKLConfig(configs.vae), common('vae')),
+      vae: () => writeVae(staging, vaeConfig, { ...common('vae'), ...(xl && vaeConfig.force_upcast ? { precision: 'fp32' as const } : {}) }),
     };
-    const parameters = { text_encoder: 0, unet: 0, vae: 0 };
+    const parameters: BenchModelSummary['parameters'] = {};
     let bytes = 0;
-    for (const part of Object.keys(writers) as Part[]) {
+    for (const [part, write] of Object.entries(writers) as [Part, () => Promise<WrittenGraph>][]) {
       options.onPart?.(part);
-      const written = await writers[part]();
+      const written = await write();
       parameters[part] = written.parameters;
       bytes += written.bytes;
     }
@@ -130,32 +148,35 @@ export async function writeBenchTinyVae(dir: string, seed = DEFAULT_SEED): Promi
 }
 
 async function writeConfigs(dir: string, configs: BenchModelConfigs, tokenizerDir: string | undefined, builtFused: boolean): Promise<void> {
-  const tokenizer = buildTokenizer(END_OF_TEXT);
+  const xl = configs.textEncoder2 !== undefined;
   const vocabSize = Number(configs.textEncoder.vocab_size);
-  if (!tokenizerDir && tokenizer.vocab.size > vocabSize) {
-    throw new Error(`the text encoder's vocabulary (${vocabSize}) is smaller than the tiny tokenizer's (${tokenizer.vocab.size})`);
+  const tinyVocabSize = buildTokenizer(END_OF_TEXT).vocab.size;
+  if (!tokenizerDir && tinyVocabSize > vocabSize) {
+    throw new Error(`the text encoder's vocabulary (${vocabSize}) is smaller than the tiny tokenizer's (${tinyVocabSize})`);
   }
-  const files: Record<string, string> = {
-    'model_index.json': jsonFile(
-      onnxPipelineIndex(String(configs.scheduler._class_name), ['text_encoder', 'unet', 'vae_decoder', 'vae_encoder'], builtFused ? { [FUSED_ATTENTION_MARKER]: true } : {}),
-    ),
-    'scheduler/scheduler_config.json': jsonFile(configs.scheduler),
-    'tokenizer/tokenizer_config.json': tokenizer.files['tokenizer_config.json'],
-    'tokenizer/special_tokens_map.json': tokenizer.files['special_tokens_map.json'],
-  };
-  if (!tokenizerDir) {
-    files['tokenizer/vocab.json'] = tokenizer.files['vocab.json'];
-    files['tokenizer/merges.txt'] = tokenizer.files['merges.txt'];
-  }
-  for (const [relativePath, contents] of Object.entries(files)) {
-    await mkdir(join(dir, relativePath, '..'), { recursive: true });
-    await writeFile(join(dir, relativePath), contents);
+  const components: ComponentName[] = ['text_encoder', ...(xl ? ['text_encoder_2' as const] : []), 'unet', 'vae_decoder', 'vae_encoder'];
+  const markers = { ...(xl ? { force_zeros_for_empty_prompt: true } : {}), ...(builtFused ? { [FUSED_ATTENTION_MARKER]: true } : {}) };
+  await mkdir(join(dir, 'scheduler'), { recursive: true });
+  await writeFile(join(dir, 'model_index.json'), jsonFile(onnxPipelineIndex(String(configs.scheduler._class_name), components, markers)));
+  await writeFile(join(dir, 'scheduler', 'scheduler_config.json'), jsonFile(configs.scheduler));
+  await writeTokenizer(join(dir, 'tokenizer'), END_OF_TEXT, tokenizerDir);
+  // SDXL's second tokenizer: the same vocabulary, padding with "!".
+  if (xl) await writeTokenizer(join(dir, 'tokenizer_2'), '!', tokenizerDir);
+}
+
+/** A tokenizer folder: CLIP's vocabulary from `tokenizerDir` when given, else the tiny tokenizer's; configs for `padToken`. */
+async function writeTokenizer(dir: string, padToken: PadToken, tokenizerDir: string | undefined): Promise<void> {
+  const tokenizer = buildTokenizer(padToken);
+  await mkdir(dir, { recursive: true });
+  for (const [name, contents] of Object.entries(tokenizer.files)) {
+    if (tokenizerDir && (name === 'vocab.json' || name === 'merges.txt')) continue;
+    await writeFile(join(dir, name), contents);
   }
   if (tokenizerDir) {
     for (const name of ['vocab.json', 'merges.txt']) {
       const source = join(tokenizerDir, name);
       if (!existsSync(source)) throw new Error(`tokenizer folder ${tokenizerDir} has no ${name}`);
-      await copyFile(source, join(dir, 'tokenizer', name));
+      await copyFile(source, join(dir, name));
     }
   }
 }
