@@ -222,6 +222,30 @@ describe.runIf(fixturesPresent)('SDXL: the hub’s ONNX exports load as they are
     }
   });
 
+  it('model:pull of an SDXL repository with PyTorch weights only (stabilityai/stable-diffusion-xl-base-1.0’s layout) imports both text encoders and tokenizers', async () => {
+    const files = new Map(filesBelowSync(sourceFolder()).map((path) => [path, readFileSync(sourceFolder(path))]));
+    const unwanted = ['text_encoder_2/model.fp16.safetensors', 'unet/diffusion_pytorch_model.bin', 'sd_xl_base_1.0.safetensors', 'vae_1_0/config.json'];
+    for (const path of unwanted) files.set(path, Buffer.from(`not needed: ${path}`));
+    const hub = await startMockHub({ 'acme/tiny-sdxl-base': { files } });
+    try {
+      const modelsDir = join(root, 'pulled-pytorch');
+      const pulled = await pullModel(
+        { repo: 'acme/tiny-sdxl-base', name: 'tiny-sdxl-base', modelsDir },
+        { hub: { endpoint: hub.url }, importPytorch: (folder, origin) => importModel({ source: folder, name: 'tiny-sdxl-base', modelsDir, origin }) },
+      );
+      expect(pulled).toMatchObject({ imported: true, dir: join(modelsDir, 'tiny-sdxl-base') });
+      const downloaded = hub.log.filter((entry) => entry.method === 'GET' && entry.url.includes('/resolve/')).map((entry) => decodeURIComponent(entry.url));
+      for (const path of unwanted) expect(downloaded.some((url) => url.endsWith(`/${path}`))).toBe(false);
+      expect(downloaded.some((url) => url.endsWith('/tokenizer_2/vocab.json'))).toBe(true);
+      const [listed] = (await scanModels(modelsDir)).models;
+      expect(listed).toMatchObject({ name: 'tiny-sdxl-base', type: 'SDXL' });
+      const [first] = cases();
+      expectMatch((await draw(pulled.dir, requestOf(first))).image.pixels, referenceOf(first));
+    } finally {
+      await hub.close();
+    }
+  });
+
   it('an export optimized for CUDA is refused on the CPU before loading, naming the provider it needs and a model that works', async () => {
     const dir = join(root, 'cuda-only');
     mkdirSync(dir);

@@ -101,7 +101,7 @@ export function selectModelFiles(files: readonly RepoFile[], subfolder: string, 
   return { files: planned, unsafe };
 }
 
-/** The PyTorch components of a diffusers Stable Diffusion pipeline, and the names their weights go by. */
+/** The PyTorch components of a diffusers Stable Diffusion pipeline (SDXL's add text_encoder_2), and the names their weights go by. */
 const PYTORCH_COMPONENTS = ['text_encoder', 'unet', 'vae'];
 
 /** How diffusers (diffusion_pytorch_model) and transformers (model) name a component's weights. */
@@ -155,16 +155,18 @@ export function selectPytorchFiles(files: readonly RepoFile[], subfolder: string
     if (!file.path.startsWith(prefix)) continue;
     const target = file.path.slice(prefix.length);
     if (target.split('/').every(isPlainFileName)) byTarget.set(target, file);
-    else if ([...PYTORCH_COMPONENTS, ...CONFIG_COMPONENTS].includes(target.split(/[/\\]/)[0])) unsafe.push(target);
+    else if ([...PYTORCH_COMPONENTS, 'text_encoder_2', ...CONFIG_COMPONENTS].includes(target.split(/[/\\]/)[0])) unsafe.push(target);
   }
   if (!byTarget.has('model_index.json') && byTarget.has('config.json')) return { files: componentFiles(byTarget, describeSource), unsafe };
-  if ([...byTarget.keys()].some((target) => target.startsWith('text_encoder_2/'))) {
-    throw new Error(`${describeSource} is an SDXL pipeline (it has text_encoder_2); SDXL is not supported yet (SD 1.x and 2.x are)`);
-  }
+  // SDXL: a second text encoder and its tokenizer.
+  const xl = [...byTarget.keys()].some((target) => target.startsWith('text_encoder_2/'));
+  const tokenizers = xl ? ['tokenizer', 'tokenizer_2'] : ['tokenizer'];
   const inFolder = (folder: string, pattern: RegExp) => [...byTarget.keys()].filter((target) => target.startsWith(`${folder}/`) && pattern.test(target.slice(folder.length + 1)));
-  const wanted = ['model_index.json', ...inFolder('scheduler', /^[^/]+\.json$/), ...inFolder('tokenizer', /^[^/]+\.(json|txt)$/)];
-  const missing = ['model_index.json', 'scheduler/scheduler_config.json', 'tokenizer/vocab.json', 'tokenizer/merges.txt'].filter((target) => !byTarget.has(target));
-  for (const component of PYTORCH_COMPONENTS) {
+  const wanted = ['model_index.json', ...inFolder('scheduler', /^[^/]+\.json$/), ...tokenizers.flatMap((folder) => inFolder(folder, /^[^/]+\.(json|txt)$/))];
+  const missing = ['model_index.json', 'scheduler/scheduler_config.json', ...tokenizers.flatMap((folder) => [`${folder}/vocab.json`, `${folder}/merges.txt`])].filter(
+    (target) => !byTarget.has(target),
+  );
+  for (const component of xl ? [...PYTORCH_COMPONENTS, 'text_encoder_2'] : PYTORCH_COMPONENTS) {
     if (!byTarget.has(`${component}/config.json`)) missing.push(`${component}/config.json`);
     else wanted.push(`${component}/config.json`);
     const weights = weightFiles(`${component}/`, new Set(byTarget.keys()));
