@@ -71,7 +71,7 @@ export const PRESETS: readonly ModelPreset[] = [
     type: 'SDXL-Turbo',
     precision: 'fp32',
     bytes: 13.9 * GB,
-    description: 'SDXL-Turbo (distilled SDXL): 512x512 in 1-4 steps; the SDXL that runs on a CPU (needs about 16 GB of memory)',
+    description: 'SDXL-Turbo (distilled SDXL): 512x512 in 1-4 steps; the SDXL for a CPU with more than 14 GB of memory',
   },
   {
     name: 'sdxl-base',
