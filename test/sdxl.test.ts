@@ -6,17 +6,21 @@ import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { importModel } from '../src/import/import-model.ts';
 import { scanModels } from '../src/models/installed.ts';
-import { ONNX_FLOAT, ONNX_FLOAT16, readOnnxOutline } from '../src/pipeline/onnx-outline.ts';
 import { pullModel } from '../src/models/pull.ts';
 import { SafetensorsFile } from '../src/models/safetensors.ts';
+import { ONNX_FLOAT, ONNX_FLOAT16, readOnnxOutline } from '../src/pipeline/onnx-outline.ts';
 import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
+import { PromptEncoder } from '../src/pipeline/prompt-encoder.ts';
+import { SDXL_TEXT_ENCODERS } from '../src/pipeline/sdxl-conditioning.ts';
+import { TextEncoder } from '../src/pipeline/text-encoder.ts';
 import { ClipTokenizer } from '../src/pipeline/tokenizer.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
+import { MAX_PROMPT_CHUNKS } from '../src/prompt/prompt-tokens.ts';
 import { writeLoraAndMergedFolder, writeSdxlSingleFile } from './checkpoint-files.ts';
 import { draw, expectMatch, levels, referenceImage } from './drawing.ts';
 import { OLIVE_LAYOUT, OPTIMUM_LAYOUT, writeSdxlExport } from './export-layouts.ts';
 import { startMockHub } from './mock-hub/server.ts';
-import { fixturePath, fixturesPresent, readFixtureJson } from './fixtures.ts';
+import { fixturePath, fixturesPresent, maxAbsDiff, readF32, readFixtureJson } from './fixtures.ts';
 import { safetensorsBytes } from './safetensors-file.ts';
 
 const FOLDER = 'tiny-sdxl-pub-torch';
@@ -139,6 +143,48 @@ describe.runIf(fixturesPresent)('SDXL: imported models draw diffusers’ StableD
     expect(settings.loras).toEqual([{ name: 'sdxl-lora', weight: 0.7 }]);
     expect(levels(image.pixels, (await draw(byHand.dir, requestOf(entry))).image.pixels).max).toBeLessThanOrEqual(1);
     expect(levels(image.pixels, referenceImage(referenceOf(entry))).mean).toBeGreaterThan(2);
+  });
+
+  it('AUTOMATIC1111’s emphasis on SDXL: each text encoder’s states weighted and their mean restored on their own, then joined', async () => {
+    const [entry] = cases();
+    const components = (name: string) => readF32('e2e2', 'sdxl', 'intermediates', entry.id, 'components', `prompt_${name}.f32`);
+    // A1111 (sd_hijack_clip.process_tokens), on each encoder's penultimate states as PyTorch computed them:
+    // z·multipliers, then scaled back to the mean z had. "a dog (wearing:1.3) hat": "wearing" is token 3.
+    const weighted = ['text_encoder', 'text_encoder_2'].map((encoder) => {
+      const states = components(`${encoder}_penultimate_hidden_state`);
+      const width = states.length / 77;
+      const out = states.map((value, index) => (Math.floor(index / width) === 3 ? value * 1.3 : value));
+      const mean = (values: Float32Array) => values.reduce((sum, value) => sum + value, 0) / values.length;
+      const restore = mean(states) / mean(out);
+      return { width, data: out.map((value) => value * restore) };
+    });
+    const expected = new Float32Array(77 * (weighted[0].width + weighted[1].width));
+    for (let token = 0; token < 77; token++) {
+      let offset = token * (weighted[0].width + weighted[1].width);
+      for (const { width, data } of weighted) {
+        expected.set(data.subarray(token * width, (token + 1) * width), offset);
+        offset += width;
+      }
+    }
+
+    const loadOptions = { executionProvider: 'cpu', clock: { runMs: 0 }, fuseAttention: false } as const;
+    const parts = [];
+    for (const role of SDXL_TEXT_ENCODERS) {
+      parts.push({ tokenizer: await ClipTokenizer.fromDirectory(join(imported, role.tokenizer)), textEncoder: await TextEncoder.load(imported, loadOptions, role) });
+    }
+    try {
+      const prompts = new PromptEncoder(parts, MAX_PROMPT_CHUNKS);
+      const plain = await prompts.encode(prompts.tokenize(entry.prompt, 'a1111', 'prompt'));
+      expect(maxAbsDiff(plain.data, readF32('e2e2', 'sdxl', 'intermediates', entry.id, 'components', 'prompt_embeds.f32'))).toBeLessThan(1e-4);
+      const emphasis = await prompts.encode(prompts.tokenize('a dog (wearing:1.3) hat', 'a1111', 'prompt'));
+      expect(emphasis.width).toBe(weighted[0].width + weighted[1].width);
+      expect(maxAbsDiff(emphasis.data, expected)).toBeLessThan(1e-4);
+      expect(maxAbsDiff(emphasis.data, plain.data)).toBeGreaterThan(1e-2);
+      // The pooled embedding is the unweighted first chunk's, as A1111 takes it.
+      expect(maxAbsDiff(emphasis.pooled!, components('text_encoder_2_text_embeds'))).toBeLessThan(1e-4);
+    } finally {
+      for (const { textEncoder } of parts) await textEncoder.release();
+    }
   });
 
   it('an SDXL embedding: its clip_l vectors go to the first text encoder, its clip_g vectors to the second', async () => {
