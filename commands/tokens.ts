@@ -6,6 +6,7 @@ import { tokenReply } from '../src/discord/token-reply.ts';
 import { MAX_PROMPT_LENGTH } from '../src/jobs/options.ts';
 import { describeError } from '../src/log.ts';
 import { offeredModel } from '../src/models/catalog.ts';
+import { defaultModel } from '../src/settings/admission.ts';
 import type { ModelInfo } from '../src/pipeline/types.ts';
 import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
 import { viewTokens } from '../src/prompt/token-view.ts';
@@ -33,9 +34,11 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
   }
   const offered = context.queue.offeredModels();
   if (!offered) return answerPrivately(interaction, '⏳ The models are not known yet (they are still loading, or no worker is running). Try again in a moment.');
+  // The server's default model and prompt syntax (/settings), as /imagine would use them; the operator's when it has none.
+  const server = interaction.guildId === null ? undefined : (await context.settings.read(interaction.guildId).catch(() => undefined))?.settings;
   let model: ModelInfo;
   try {
-    model = offeredModel(offered, interaction.options.getString('model') ?? undefined);
+    model = offeredModel(offered, interaction.options.getString('model') ?? (server && defaultModel(server, offered)));
   } catch (error) {
     return answerPrivately(interaction, `⚠️ ${(error as Error).message}`);
   }
@@ -49,7 +52,7 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
     await interaction.editReply({ content: `⚠️ The tokenizer of ${model.name} cannot be read right now. Try again in a moment.`, allowedMentions: { parse: [] } });
     return;
   }
-  const view = viewTokens(prompt, context.config.generation.promptSyntax, tokenizer, model.maxPromptChunks);
+  const view = viewTokens(prompt, server?.promptSyntax ?? context.config.generation.promptSyntax, tokenizer, model.maxPromptChunks);
   const reply = tokenReply(view, model.name, prompt !== typed);
   await interaction.editReply({ content: reply.content, files: reply.files, allowedMentions: { parse: [] } });
 }

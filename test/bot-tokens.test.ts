@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { MessageFlags } from 'discord.js';
+import { MessageFlags, PermissionFlagsBits } from 'discord.js';
 import { Redis } from 'ioredis';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig } from '../src/config.ts';
@@ -12,6 +12,7 @@ import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { RemoteWorker } from '../src/worker/remote-worker.ts';
 import { startHarness, TEST_ENVIRONMENT, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 import type { StoredMessage } from './fake-discord/index.ts';
+import { DEFAULT_MEMBER_PERMISSIONS } from './fake-discord/world.ts';
 import { RedisServer } from './redis-server.ts';
 
 const generator = useSharedTinyPipeline();
@@ -70,6 +71,15 @@ describe('/tokens', () => {
     expect(lines.slice(marker + 1)).toHaveLength(55);
     expect(list).toMatch(row(75, words[74]));
     expect(lines.at(-1)).toMatch(row(130, words[129]));
+  });
+
+  it("follows the server's prompt syntax from /settings", async () => {
+    const harness = await startHarness(generator);
+    const moderator = { user: harness.fake.user('mod'), memberPermissions: DEFAULT_MEMBER_PERMISSIONS | PermissionFlagsBits.ManageGuild };
+    await harness.refusal(harness.fake.sendCommand({ name: 'settings', options: { setting: 'prompt_syntax', value: 'plain' }, ...moderator }));
+    const reply = await tokensReply(harness, { prompt: 'a (red:1.2) fox' });
+    expect(reply.content).toMatch(/^\*\*tiny\S*\*\* · 9 tokens of 75 · plain text \(diffusers\)\n/);
+    expect(reply.content).not.toContain('×1.2');
   });
 
   it('refuses an unknown model and a malformed parameter, ephemerally', async () => {

@@ -165,7 +165,7 @@ function allowedModels(settings: GuildSettings, offered: OfferedModels | undefin
 }
 
 /** The server's default model; else the operator's when the server allows it, else the first allowed one. */
-function defaultModel(settings: GuildSettings, offered: OfferedModels | undefined): string | undefined {
+export function defaultModel(settings: GuildSettings, offered: OfferedModels | undefined): string | undefined {
   if (settings.defaultModel) return settings.defaultModel;
   const allowed = allowedModels(settings, offered);
   if (!allowed || (offered && allowed.includes(offered.defaultName))) return undefined;
