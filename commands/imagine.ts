@@ -63,7 +63,8 @@ export const data = new SlashCommandBuilder()
   .addAttachmentOption((option) => option.setName('image').setDescription('A picture to start from (PNG, JPEG or WebP): img2img'))
   .addNumberOption((option) =>
     option.setName('strength').setDescription(`With image: how much of it to redraw, 0.05-1 (default ${DEFAULT_STRENGTH})`).setMinValue(0.05).setMaxValue(1),
-  );
+  )
+  .addBooleanOption((option) => option.setName('steps_video').setDescription('Also post an animation of the image forming, one frame per step'));
 
 export async function execute(interaction: ChatInputCommandInteraction, context: BotContext): Promise<void> {
   let options: ImagineOptions;
@@ -125,6 +126,7 @@ function readOptions(interaction: ChatInputCommandInteraction): ImagineOptions {
     model: interaction.options.getString('model') ?? undefined,
     decoder: (interaction.options.getString('decoder') as Decoder | null) ?? undefined,
     count: interaction.options.getInteger('count') ?? 1,
+    ...(interaction.options.getBoolean('steps_video') && { stepsVideo: true }),
   };
 }
 

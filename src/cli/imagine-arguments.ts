@@ -67,6 +67,12 @@ export const IMAGINE_SPEC = {
       help: 'Also write a small JPEG of the image forming after each step (step-NN.jpg; made with the installed tiny decoder, else a rough color map).',
       default: 'no previews',
     },
+    'steps-video': {
+      type: 'string',
+      value: 'FILE',
+      help: 'Also write the denoising as an animation, one frame per step ending on the image: FILE.webp, or FILE.gif.',
+      default: 'none',
+    },
   },
   notes: [
     `EXECUTION_PROVIDER picks where it runs: ${EXECUTION_PROVIDERS.join(', ')} (default: cpu).`,
@@ -163,6 +169,23 @@ function checkPreviewDir(dir: string | undefined): string | undefined {
   return dir;
 }
 
+const ANIMATION_FORMATS: Record<string, 'webp' | 'gif'> = { '.webp': 'webp', '.gif': 'gif' };
+
+/** The animation's file and format, from its extension; its folder must exist and be writable. */
+function checkStepsVideo(file: string | undefined): { file: string; format: 'webp' | 'gif' } | undefined {
+  if (file === undefined) return undefined;
+  const format = ANIMATION_FORMATS[extname(file).toLowerCase()];
+  if (!format) throw new UsageError(`--steps-video must end in .webp or .gif (got "${file}")`);
+  const folder = dirname(resolve(file));
+  try {
+    if (!statSync(folder).isDirectory()) throw new Error('not a folder');
+    accessSync(folder, constants.W_OK);
+  } catch {
+    throw new UsageError(`--steps-video: cannot write into ${folder} (it does not exist, or is not a writable folder)`);
+  }
+  return { file, format };
+}
+
 /** The installed tiny decoder that fits the model, for previews (none when no models folder or none installed). */
 async function tinyDecoderForPreviews(model: InstalledModel): Promise<InstalledVae | undefined> {
   const { vaes } = await scanModels().catch(() => ({ vaes: [] }));
@@ -206,6 +229,8 @@ export interface ImagineArguments {
   format: 'png' | 'jpeg';
   /** Where previews go (none when absent), and the tiny decoder that draws them, when one is installed. */
   previewDir: string | undefined;
+  /** Where the steps animation goes (none when absent). */
+  stepsVideo: { file: string; format: 'webp' | 'gif' } | undefined;
   tinyVae: InstalledVae | undefined;
 }
 
@@ -215,9 +240,10 @@ export async function readImagineArguments(commandLine: CommandLine<typeof IMAGI
   const options = { ...readOptions(commandLine), ...(await readInitImage(values.image, values.strength)) };
   const format = checkOutput(values.out);
   const previewDir = checkPreviewDir(values['preview-dir']);
+  const stepsVideo = checkStepsVideo(values['steps-video']);
   const executionProvider = executionProviderFromEnv();
   const { request, model } = await settle(options, values.model);
   const vae = values.vae === undefined ? undefined : await resolveVae(values.vae).catch((error: Error) => Promise.reject(new UsageError(error.message)));
-  const tinyVae = previewDir === undefined ? undefined : await tinyDecoderForPreviews(model);
-  return { request, modelDir: model.dir, vae, executionProvider, out: values.out, format, previewDir, tinyVae };
+  const tinyVae = previewDir === undefined && stepsVideo === undefined ? undefined : await tinyDecoderForPreviews(model);
+  return { request, modelDir: model.dir, vae, executionProvider, out: values.out, format, previewDir, stepsVideo, tinyVae };
 }

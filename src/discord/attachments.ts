@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import type { StepsAnimation } from '../image/steps-animation.ts';
 import type { GeneratedImage } from '../jobs/runner.ts';
 
 /** Discord's upload limit when an interaction does not say otherwise (attachment_size_limit). */
@@ -57,7 +58,15 @@ export async function planAttachments(images: GeneratedImage[], limitBytes: numb
   return plan;
 }
 
-function total(files: OutgoingFile[]): number {
+/** A steps animation's files: the animation, then the strip of its first, middle and last frames for the embed. */
+export function animationFiles(animation: StepsAnimation, baseName: string): { animation: OutgoingFile; strip: OutgoingFile } {
+  return {
+    animation: { name: `${baseName}-steps.${animation.format}`, data: Buffer.from(animation.data) },
+    strip: { name: `${baseName}-steps.jpg`, data: Buffer.from(animation.strip) },
+  };
+}
+
+export function total(files: readonly OutgoingFile[]): number {
   return files.reduce((sum, file) => sum + file.data.length, 0);
 }
 

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { AttachmentBuilder, MessageFlags, type BaseMessageOptions, type Client } from 'discord.js';
+import { AttachmentBuilder, EmbedBuilder, MessageFlags, type BaseMessageOptions, type Client } from 'discord.js';
 import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
 import { failureForUser, JobCancelledError, JobFailedError } from '../jobs/errors.ts';
 import type { JobResult } from '../jobs/runner.ts';
 import { describeError } from '../log.ts';
 import { JobDetachedError, type JobHandle, type JobStatus } from '../queue/types.ts';
-import { formatBytes, imageIndexOf, planAttachments, type OutgoingFile } from './attachments.ts';
+import { animationFiles, formatBytes, imageIndexOf, planAttachments, total, type OutgoingFile } from './attachments.ts';
 import { finalText, handedToChannelMessage, offersCancel, PREVIEW_FILE_NAME, resultRows, statusMessage, type MessageContent } from './job-messages.ts';
 import type { ReplyTarget } from './reply-target.ts';
 import { classifyFailure, failureText } from './rest-errors.ts';
@@ -183,18 +183,33 @@ export class JobDelivery {
   }
 
   private async deliverResult(result: JobResult): Promise<void> {
-    const plan = await planAttachments(result.images, this.attachmentLimit, `imagine-${result.images[0].settings.seed}`);
+    const baseName = `imagine-${result.images[0].settings.seed}`;
+    const plan = await planAttachments(result.images, this.attachmentLimit, baseName);
     const embed = resultEmbed(result, this.job.options.initImage?.source);
     const notes = plan.tooLarge.map(
       (file) => `⚠️ ${file.name} is ${formatBytes(file.bytes)}, over this channel’s upload limit (${formatBytes(this.attachmentLimit)}), so it is not attached.`,
     );
     const batches = plan.batches.length > 0 ? plan.batches : [[]];
+    const animation = result.images[0].animation && animationFiles(result.images[0].animation, baseName);
+    if (animation) {
+      // Beside the image when both fit one message, else in a message of its own.
+      const files = [animation.animation, animation.strip];
+      if (total(batches[0]) + total(files) <= this.attachmentLimit) batches[0] = [...batches[0], ...files];
+      else if (total(files) <= this.attachmentLimit) batches.push(files);
+      else notes.push(`⚠️ The steps animation is ${formatBytes(total(files))}, over this channel’s upload limit (${formatBytes(this.attachmentLimit)}), so it is not attached.`);
+    }
     let sent = 0;
     for (const [index, files] of batches.entries()) {
       const part = batches.length > 1 ? `Images ${index + 1}/${batches.length}` : '';
       const content = [part, ...(index === 0 ? notes : [])].filter(Boolean).join('\n');
-      const pictures = files.map((file) => result.images[imageIndexOf(file.name) ?? 0].settings).map(({ width, height, upscale }) => ({ width, height, upscaled: upscale !== undefined }));
-      if (await this.send({ content, embeds: [embed], components: resultRows(this.job.userId, pictures), files }, index)) sent++;
+      const pictures = files
+        .map((file) => imageIndexOf(file.name))
+        .filter((image) => image !== undefined)
+        .map((image) => result.images[image].settings)
+        .map(({ width, height, upscale }) => ({ width, height, upscaled: upscale !== undefined }));
+      // Where an animation does not play (phones, some clients), the embed shows its first, middle and last frames.
+      const shown = animation && files.includes(animation.strip) ? EmbedBuilder.from(embed.toJSON()).setImage(`attachment://${animation.strip.name}`) : embed;
+      if (await this.send({ content, embeds: [shown], components: resultRows(this.job.userId, pictures), files }, index)) sent++;
     }
     const summary = { images: result.images.length, elapsedMs: Math.round(result.elapsedMs), messages: `${sent}/${batches.length}` };
     if (sent === batches.length) this.logger.info(summary, 'job delivered');

@@ -35,6 +35,8 @@ export interface ImagineOptions {
   decoder?: Decoder;
   /** Images in the job, 1 to MAX_IMAGES_PER_JOB. */
   count: number;
+  /** Add an animation of the first image's denoising, one frame per step (see src/image/steps-animation.ts). */
+  stepsVideo?: boolean;
   /** img2img: the picture the job starts from; without a size the job draws it at its own proportions. */
   initImage?: SourcePicture;
   /** An upscale of a finished image (the Upscale buttons) instead of a new one; the other options are its settings. */

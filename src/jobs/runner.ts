@@ -1,4 +1,5 @@
 import type { PreviewImage } from '../image/preview.ts';
+import { encodeStepsAnimation, type StepFrame, type StepsAnimation } from '../image/steps-animation.ts';
 import type { PreviewCadence } from '../pipeline/preview-schedule.ts';
 import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from '../pipeline/types.ts';
 
@@ -8,6 +9,8 @@ export interface GeneratedImage {
   settings: GenerationSettings;
   timings: StageTimings;
   parameters: string;
+  /** The denoising as an animation, for a job that asked for one (its first image). */
+  animation?: StepsAnimation;
 }
 
 export interface GeneratorCallOptions {
@@ -52,6 +55,8 @@ export interface RunOptions {
   onProgress(progress: JobProgress): void;
   /** Previews as often as this (none when absent). */
   previews?: PreviewCadence;
+  /** Make the first image's steps animation (ImagineOptions.stepsVideo). */
+  stepsVideo?: boolean;
   /** Awaited before each image: a backend's chance to notice a cancel that reached it some other way. */
   beforeImage?(): Promise<void>;
 }
@@ -69,23 +74,35 @@ export async function runJob(requests: readonly GenerateRequest[], model: string
     const position = { image: index + 1, images: requests.length, step: 0, totalSteps: request.steps };
     options.onProgress(position);
     let preview: PreviewImage | undefined;
-    images.push(
-      await generator.generate(request, {
-        model,
-        signal: options.signal,
-        onModelLoad: (loadingModel) => options.onProgress({ ...position, loadingModel }),
-        onStep: ({ step, totalSteps }) => options.onProgress({ ...position, step, totalSteps, ...(preview && { preview }) }),
-        ...(options.previews && {
-          preview: {
-            ...options.previews,
-            onPreview: (latest) => {
-              preview = latest;
-              options.onProgress({ ...position, step: latest.step, totalSteps: latest.totalSteps, preview });
-            },
+    // The animation takes a frame of every step, from the same previews (so no step's preview is skipped for its cost).
+    const frames: StepFrame[] | undefined = options.stepsVideo && index === 0 ? [] : undefined;
+    let totalSteps = request.steps;
+    const cadence = frames ? { everySteps: 1, maxShare: Infinity } : options.previews;
+    const image = await generator.generate(request, {
+      model,
+      signal: options.signal,
+      onModelLoad: (loadingModel) => options.onProgress({ ...position, loadingModel }),
+      onStep: ({ step, totalSteps }) => options.onProgress({ ...position, step, totalSteps, ...(preview && { preview }) }),
+      ...(cadence && {
+        preview: {
+          ...cadence,
+          onPreview: (latest) => {
+            frames?.push({ step: latest.step, image: latest.jpeg });
+            totalSteps = latest.totalSteps;
+            if (!options.previews) return;
+            preview = latest;
+            options.onProgress({ ...position, step: latest.step, totalSteps: latest.totalSteps, preview });
           },
-        }),
+        },
       }),
-    );
+    });
+    const animation = frames && (await encodeStepsAnimation(frames, image.png, totalSteps, { maxBytes: animationBudget(image.png) }));
+    images.push(animation ? { ...image, animation } : image);
   }
   return { images, elapsedMs: performance.now() - started };
+}
+
+/** Discord's default upload limit, 10 MiB, less the image and room for the strip: the animation goes in the image's message. */
+function animationBudget(png: Uint8Array): number {
+  return 10 * 1024 * 1024 - png.length - 512 * 1024;
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { CancelReason } from '../jobs/errors.ts';
 import type { GenerationPolicy, ImagineOptions } from '../jobs/options.ts';
+import type { StepsAnimation } from '../image/steps-animation.ts';
 import type { GeneratedImage, JobProgress, JobResult } from '../jobs/runner.ts';
 import type { OfferedModels } from '../models/catalog.ts';
 import type { TokenizerFiles } from '../pipeline/tokenizer.ts';
@@ -77,7 +78,7 @@ export interface RemoteJobData {
 
 /** The job's return value: the images with their PNG bytes as base64. */
 export interface RemoteJobResult {
-  images: (Omit<GeneratedImage, 'png'> & { png: string })[];
+  images: (Omit<GeneratedImage, 'png' | 'animation'> & { png: string; animation?: Omit<StepsAnimation, 'data' | 'strip'> & { data: string; strip: string } })[];
   elapsedMs: number;
 }
 
@@ -120,7 +121,11 @@ export function failedReason(userMessage: string): string {
 
 export function encodeResult(result: JobResult): RemoteJobResult {
   return {
-    images: result.images.map((image) => ({ ...image, png: Buffer.from(image.png).toString('base64') })),
+    images: result.images.map(({ animation, ...image }) => ({
+      ...image,
+      png: Buffer.from(image.png).toString('base64'),
+      ...(animation && { animation: { ...animation, data: Buffer.from(animation.data).toString('base64'), strip: Buffer.from(animation.strip).toString('base64') } }),
+    })),
     elapsedMs: result.elapsedMs,
   };
 }
@@ -134,7 +139,12 @@ export function decodeResult(value: unknown): JobResult {
   return {
     images: candidate.images.map((image, index) => {
       if (typeof image?.png !== 'string' || !image.settings) throw new Error(`image ${index + 1} of the worker's result is malformed`);
-      return { ...image, png: new Uint8Array(Buffer.from(image.png, 'base64')) };
+      const { animation, ...rest } = image;
+      return {
+        ...rest,
+        png: new Uint8Array(Buffer.from(image.png, 'base64')),
+        ...(animation && { animation: { ...animation, data: new Uint8Array(Buffer.from(animation.data, 'base64')), strip: new Uint8Array(Buffer.from(animation.strip, 'base64')) } }),
+      };
     }),
     elapsedMs: candidate.elapsedMs,
   };

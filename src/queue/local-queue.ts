@@ -175,6 +175,7 @@ export class LocalJobQueue implements JobQueue {
         signal: job.signal,
         onProgress: (progress) => job.setStatus({ state: 'running', ...progress }),
         previews: this.options.policy.previews,
+        stepsVideo: job.options.stepsVideo,
       });
       this.finish(job, () => job.resolve(result));
     } catch (error) {

@@ -259,6 +259,7 @@ export class RemoteWorker {
     const previewKey = KEYS.preview(running.id);
     const result = await runJob(requests, options.model, this.options.generator, {
       previews: policy.previews,
+      stepsVideo: options.stepsVideo,
       signal: running.controller.signal,
       // The published cancel may have gone out before this worker took the job (or while it was reconnecting).
       beforeImage: async () => {
