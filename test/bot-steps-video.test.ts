@@ -1,17 +1,17 @@
 import sharp from 'sharp';
-import { describe, expect, it } from 'vitest';
-import { embedField, startHarness, useSharedTinyPipeline } from './bot-harness.ts';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/log.ts';
+import { BullJobQueue } from '../src/queue/bullmq-queue.ts';
+import { RemoteWorker } from '../src/worker/remote-worker.ts';
+import { embedField, startHarness, TEST_ENVIRONMENT, useSharedTinyPipeline } from './bot-harness.ts';
+import { pixelDifference } from './fixtures.ts';
+import { RedisServer } from './redis-server.ts';
 
 const generator = useSharedTinyPipeline();
 
 async function rgb(image: Buffer | Uint8Array, page = 0): Promise<Buffer> {
   return sharp(image, { page }).removeAlpha().raw().toBuffer();
-}
-
-function meanDifference(a: Buffer, b: Buffer): number {
-  let total = 0;
-  for (let i = 0; i < a.length; i++) total += Math.abs(a[i] - b[i]);
-  return total / a.length;
 }
 
 describe('/imagine steps_video:true', () => {
@@ -33,10 +33,10 @@ describe('/imagine steps_video:true', () => {
     const final = await rgb(image.data);
     // What the animation's encoder loses on the image alone, as a still of the same format and quality.
     const still = metadata.format === 'gif' ? sharp(image.data).gif({ effort: 1 }) : sharp(image.data).webp({ quality: 80, effort: 1 });
-    const encoderLoss = meanDifference(await rgb(await still.toBuffer()), final);
+    const encoderLoss = pixelDifference(await rgb(await still.toBuffer()), final).mean;
     // Within that loss the last frame is the image; the frames before it (step previews) are not.
-    expect(meanDifference(await rgb(animation.data, 5), final)).toBeLessThanOrEqual(encoderLoss * 1.25 + 0.5);
-    for (let page = 0; page < 5; page++) expect(meanDifference(await rgb(animation.data, page), final)).toBeGreaterThan(encoderLoss * 2);
+    expect(pixelDifference(await rgb(animation.data, 5), final).mean).toBeLessThanOrEqual(encoderLoss * 1.25 + 0.5);
+    for (let page = 0; page < 5; page++) expect(pixelDifference(await rgb(animation.data, page), final).mean).toBeGreaterThan(encoderLoss * 2);
     expect(await sharp(strip.data).metadata()).toMatchObject({ format: 'jpeg', width: 3 * 128, height: 64 });
   });
 
@@ -45,5 +45,31 @@ describe('/imagine steps_video:true', () => {
     const reply = await harness.finalReply(harness.imagine('alice', { prompt: 'a red fox', seed: 5, steps: 3 }));
     expect(reply.attachments.map((attachment) => attachment.filename)).toEqual(['imagine-5-1.png']);
     expect(reply.embeds[0].image).toBeUndefined();
+  });
+});
+
+describe('over Redis (QUEUE_BACKEND=bullmq)', () => {
+  let redis: RedisServer | undefined;
+  let worker: RemoteWorker | undefined;
+  let queue: BullJobQueue | undefined;
+  afterEach(async () => {
+    await queue?.close(0);
+    await worker?.close(0);
+    await redis?.dispose();
+  });
+
+  it('the animation travels from the worker with the result', async () => {
+    redis = await RedisServer.start();
+    const logger = createLogger('silent');
+    worker = new RemoteWorker({ redisUrl: redis.url, generator, stalledJobTimeoutMs: 3000, logger });
+    const { generation: policy } = loadConfig({ ...TEST_ENVIRONMENT, DISCORD_TOKEN: 'token', DISCORD_APPLICATION_ID: '12345678901234567' });
+    queue = new BullJobQueue({ redisUrl: redis.url, policy, maxQueue: 10, maxJobsPerUser: 5, resultTtlMs: 60_000, logger });
+    await vi.waitFor(() => queue!.offeredModels() ?? Promise.reject(new Error('no worker yet')), { timeout: 10_000 });
+    const job = await queue.enqueue('alice', { prompt: 'a red fox', seed: '5', steps: 6, scheduler: 'Euler', count: 1, stepsVideo: true });
+    const [image] = (await job.result).images;
+    const animation = image.animation!;
+    expect(animation.steps).toEqual([1, 2, 3, 4, 5, 6]);
+    expect((await sharp(animation.data, { animated: true }).metadata()).pages).toBe(6);
+    expect((await sharp(animation.strip).metadata()).format).toBe('jpeg');
   });
 });

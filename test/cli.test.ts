@@ -59,6 +59,16 @@ describe('imagine CLI', () => {
     expect(readFileSync(join(root, 'fox.png')).equals(readFileSync(join(root, 'fox-plain.png')))).toBe(true);
   });
 
+  it('writes the denoising as an animation for --steps-video, one frame per step, in the format its name asks for', async () => {
+    const args = ['a fox', '--seed', '5', '--steps', '7', '--size', '96x64', '--scheduler', 'Euler', '--model', modelDir, '--out', join(root, 'fox-video.png')];
+    const { stdout } = await imagine([...args, '--steps-video', join(root, 'fox.gif')]);
+    expect(stdout).toContain(`Saved ${join(root, 'fox.gif')} (7 frames, 96x64)`);
+    expect(await sharp(join(root, 'fox.gif'), { animated: true }).metadata()).toMatchObject({ format: 'gif', pages: 7, width: 96, pageHeight: 64 });
+    const refused = await imagine([...args, '--steps-video', join(root, 'fox.mp4')]).catch((error) => error);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/^imagine: --steps-video must end in \.webp or \.gif/);
+  });
+
   it('writes a JPEG for --out x.jpg, its settings in EXIF as AUTOMATIC1111 stores them', async () => {
     const out = join(root, 'café.jpg');
     await imagine(['un café ☕ au lait', '--seed', '7', '--steps', '2', '--size', '96x64', '--guidance', '1', '--model', modelDir, '--out', out]);

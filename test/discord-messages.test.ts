@@ -291,6 +291,7 @@ describe('commands', () => {
       'decoder',
       'image',
       'strength',
+      'steps_video',
     ]);
     const byName = Object.fromEntries((imagine?.options ?? []).map((option) => [option.name, option as unknown as Record<string, unknown>]));
     expect(byName.prompt).toMatchObject({ required: true, max_length: 1000 });
@@ -298,6 +299,7 @@ describe('commands', () => {
     expect(byName.size).toMatchObject({ autocomplete: true });
     expect((byName.scheduler.choices as { value: string }[]).map((choice) => choice.value)).toContain('DPM++ 2M Karras');
     expect((byName.decoder.choices as { value: string }[]).map((choice) => choice.value)).toEqual(['full', 'tiny']);
+    expect(byName.steps_video).toMatchObject({ type: 5 });
   });
 
   it('parses PNG parameters written by the pipeline', async () => {

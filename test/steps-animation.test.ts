@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { encodeStepsAnimation, type StepFrame } from '../src/image/steps-animation.ts';
+import { pixelDifference } from './fixtures.ts';
 
 const STEPS = 12;
 
@@ -24,9 +25,7 @@ async function rgb(image: Uint8Array | Buffer, page = 0): Promise<Buffer> {
 }
 
 function meanDifference(a: Buffer, b: Buffer): number {
-  let total = 0;
-  for (let i = 0; i < a.length; i++) total += Math.abs(a[i] - b[i]);
-  return total / a.length;
+  return pixelDifference(a, b).mean;
 }
 
 describe('encodeStepsAnimation', () => {
