@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import sharp from 'sharp';
 import { InteractionResponseType, MessageFlags } from 'discord.js';
-import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, vi } from 'vitest';
 import { loadConfig, type BotConfig } from '../src/config.ts';
 import { startBot, type RunningBot } from '../src/discord/bot.ts';
 import { deployCommands } from '../src/discord/deploy.ts';
@@ -17,6 +17,7 @@ import { SqliteSettingsStore } from '../src/settings/sqlite-store.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { PipelineThread } from '../src/worker/pipeline-thread.ts';
 import { RemoteWorker } from '../src/worker/remote-worker.ts';
+import { RedisServer } from './redis-server.ts';
 import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type MessageRevision, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
 
 /** Settings that keep the tiny model fast and the timings short; a test overrides what it exercises. */
@@ -88,6 +89,34 @@ export function useSharedTinyPipeline(): ImageGenerator {
     },
     generate: (request, options) => startedThread().generate(request, options),
   };
+}
+
+/** The Redis backend without a bot: a Redis server, a RemoteWorker on `generator` and the bot side's queue, once a worker is seen. */
+export interface RedisBackend {
+  redis: RedisServer;
+  worker: RemoteWorker;
+  queue: BullJobQueue;
+  close(): Promise<void>;
+}
+
+export async function startRedisBackend(generator: ImageGenerator): Promise<RedisBackend> {
+  const redis = await RedisServer.start();
+  const logger = createLogger('silent');
+  const worker = new RemoteWorker({ redisUrl: redis.url, generator, stalledJobTimeoutMs: 3000, logger });
+  const { generation: policy } = loadConfig({ ...TEST_ENVIRONMENT, DISCORD_TOKEN: 'token', DISCORD_APPLICATION_ID: '12345678901234567' });
+  const queue = new BullJobQueue({ redisUrl: redis.url, policy, maxQueue: 10, maxJobsPerUser: 5, resultTtlMs: 60_000, logger });
+  const close = async () => {
+    await queue.close(0);
+    await worker.close(0);
+    await redis.dispose();
+  };
+  try {
+    await vi.waitFor(() => queue.offeredModels() ?? Promise.reject(new Error('no worker yet')), { timeout: 10_000 });
+  } catch (error) {
+    await close();
+    throw error;
+  }
+  return { redis, worker, queue, close };
 }
 
 /**

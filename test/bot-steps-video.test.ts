@@ -1,12 +1,7 @@
 import sharp from 'sharp';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { loadConfig } from '../src/config.ts';
-import { createLogger } from '../src/log.ts';
-import { BullJobQueue } from '../src/queue/bullmq-queue.ts';
-import { RemoteWorker } from '../src/worker/remote-worker.ts';
-import { embedField, startHarness, TEST_ENVIRONMENT, useSharedTinyPipeline } from './bot-harness.ts';
+import { afterEach, describe, expect, it } from 'vitest';
+import { embedField, startHarness, startRedisBackend, useSharedTinyPipeline, type RedisBackend } from './bot-harness.ts';
 import { pixelDifference } from './fixtures.ts';
-import { RedisServer } from './redis-server.ts';
 
 const generator = useSharedTinyPipeline();
 
@@ -49,22 +44,12 @@ describe('/imagine steps_video:true', () => {
 });
 
 describe('over Redis (QUEUE_BACKEND=bullmq)', () => {
-  let redis: RedisServer | undefined;
-  let worker: RemoteWorker | undefined;
-  let queue: BullJobQueue | undefined;
-  afterEach(async () => {
-    await queue?.close(0);
-    await worker?.close(0);
-    await redis?.dispose();
-  });
+  let backend: RedisBackend | undefined;
+  afterEach(async () => backend?.close());
 
   it('the animation travels from the worker with the result', async () => {
-    redis = await RedisServer.start();
-    const logger = createLogger('silent');
-    worker = new RemoteWorker({ redisUrl: redis.url, generator, stalledJobTimeoutMs: 3000, logger });
-    const { generation: policy } = loadConfig({ ...TEST_ENVIRONMENT, DISCORD_TOKEN: 'token', DISCORD_APPLICATION_ID: '12345678901234567' });
-    queue = new BullJobQueue({ redisUrl: redis.url, policy, maxQueue: 10, maxJobsPerUser: 5, resultTtlMs: 60_000, logger });
-    await vi.waitFor(() => queue!.offeredModels() ?? Promise.reject(new Error('no worker yet')), { timeout: 10_000 });
+    backend = await startRedisBackend(generator);
+    const { queue } = backend;
     const job = await queue.enqueue('alice', { prompt: 'a red fox', seed: '5', steps: 6, scheduler: 'Euler', count: 1, stepsVideo: true });
     const [image] = (await job.result).images;
     const animation = image.animation!;

@@ -1,19 +1,14 @@
 import { join } from 'node:path';
 import { MessageFlags, PermissionFlagsBits } from 'discord.js';
 import { Redis } from 'ioredis';
-import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { loadConfig } from '../src/config.ts';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OptionError } from '../src/jobs/options.ts';
-import { createLogger } from '../src/log.ts';
 import { ClipTokenizer } from '../src/pipeline/tokenizer.ts';
 import { KEYS } from '../src/queue/bullmq-protocol.ts';
-import { BullJobQueue } from '../src/queue/bullmq-queue.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
-import { RemoteWorker } from '../src/worker/remote-worker.ts';
-import { startHarness, TEST_ENVIRONMENT, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
+import { startHarness, startRedisBackend, useSharedTinyPipeline, type Harness, type RedisBackend } from './bot-harness.ts';
 import type { StoredMessage } from './fake-discord/index.ts';
 import { DEFAULT_MEMBER_PERMISSIONS } from './fake-discord/world.ts';
-import { RedisServer } from './redis-server.ts';
 
 const generator = useSharedTinyPipeline();
 const TOO_LONG = '1'.repeat(700);
@@ -104,22 +99,13 @@ describe('a prompt too long for the model', () => {
 });
 
 describe('with Redis (QUEUE_BACKEND=bullmq) the bot has no model files', () => {
-  let redis: RedisServer | undefined;
-  let worker: RemoteWorker | undefined;
-  let queue: BullJobQueue | undefined;
-  afterEach(async () => {
-    await queue?.close(0);
-    await worker?.close(0);
-    await redis?.dispose();
-  });
+  let backend: RedisBackend | undefined;
+  afterEach(async () => backend?.close());
 
   it("reads the tokenizer each worker publishes in Redis, and refuses a too-long prompt before it is queued", async () => {
-    redis = await RedisServer.start();
-    const logger = createLogger('silent');
-    worker = new RemoteWorker({ redisUrl: redis.url, generator, stalledJobTimeoutMs: 3000, logger });
-    const { generation: policy } = loadConfig({ ...TEST_ENVIRONMENT, DISCORD_TOKEN: 'token', DISCORD_APPLICATION_ID: '12345678901234567' });
-    queue = new BullJobQueue({ redisUrl: redis.url, policy, maxQueue: 10, maxJobsPerUser: 5, resultTtlMs: 60_000, logger });
-    const model = await vi.waitFor(() => queue!.offeredModels()?.models[0] ?? Promise.reject(new Error('no worker yet')), { timeout: 10_000 });
+    backend = await startRedisBackend(generator);
+    const { redis, queue } = backend;
+    const model = queue.offeredModels()!.models[0];
 
     const published = await queue.tokenizer(model);
     const text = 'a (red:1.2) fox, 🐱 wearing a hat';
