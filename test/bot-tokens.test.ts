@@ -38,7 +38,7 @@ describe('/tokens', () => {
   it('answers only the user with the prompt as CLIP reads it: ids, weights, BREAK and chunks', async () => {
     const harness = await startHarness(generator);
     const reply = await tokensReply(harness, { prompt: 'a (red:1.2) fox BREAK [dog] --ar 2:3' });
-    expect(reply.flags & MessageFlags.Ephemeral).toBeTruthy();
+    expect(reply.flags & MessageFlags.Ephemeral).toBe(MessageFlags.Ephemeral);
     const { content } = reply;
     expect(content).toMatch(/^\*\*tiny\S*\*\* · 4 tokens in 2 chunks of 75 \(at most 8\) · AUTOMATIC1111 syntax\n/);
     expect(content).toContain('the `--` parameters at the end are not part of the prompt');
