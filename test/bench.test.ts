@@ -150,6 +150,19 @@ describe('image bench', () => {
     expect(table).toMatch(/previews \(decode \+ JPEG\), share of image +\d+\.\d\d %/);
   });
 
+  it('with the steps animation: a preview after every step, and the animation’s encoding, as a share of the image', async () => {
+    const options = { modelDir: tinyDir, width: 128, height: 128, steps: 4, scheduler: 'Euler', guidance: 7.5, runs: 1, executionProvider: 'cpu', fuseAttention: true, prompt: 'a fox', seed: '7' } as const;
+    const result = await runImageBench({ ...options, stepsVideo: true });
+    const [image] = result.runs;
+    expect([image.previews, image.tinyDecoderPreviews]).toEqual([3, 0]);
+    expect(image.animationMs).toBeGreaterThan(0);
+    expect(image.animationBytes).toBeGreaterThan(1000);
+    const table = formatReport(result);
+    expect(table).toContain(', steps animation,');
+    expect(table).toMatch(/steps animation size +\d+ KiB/);
+    expect(table).toMatch(/previews \+ animation, share of image +\d+\.\d\d %/);
+  });
+
   it('img2img: runs the VAE encoder too and only the strength’s share of the steps', async () => {
     const options = { modelDir: tinyDir, width: 128, height: 128, steps: 4, scheduler: 'Euler', guidance: 7.5, runs: 1, executionProvider: 'cpu', fuseAttention: true, prompt: 'a fox', seed: '7' } as const;
     const [plain, img2img] = [await runImageBench(options), await runImageBench({ ...options, strength: 0.5 })];

@@ -29,6 +29,7 @@ const SPEC = {
     'tiny-vae': { type: 'string', value: 'DIR', help: 'A tiny decoder (TAESD) to load beside the model: previews use it (npm run model:bench-build -- --taesd writes one).' },
     decoder: { type: 'string', value: 'full|tiny|alternate', help: 'What decodes the image: the model\'s VAE, the tiny decoder, or the two in turns (to compare them).', default: 'full' },
     previews: { type: 'string', value: 'N', help: 'Previews after every N steps, as the bot makes them (3 % budget, JPEG).', default: 'none' },
+    'steps-video': { type: 'boolean', help: 'Make each image\'s steps animation as the bot does, from previews of every step (their cost and its encoding are reported).' },
     json: { type: 'string', value: 'FILE', help: 'Also write the results, with the machine, as JSON.' },
   },
 } satisfies CommandSpec<Record<string, Flag>>;
@@ -65,6 +66,7 @@ function parseOptions(values: CommandLine<typeof SPEC.flags>['values']) {
       fp16AsIs: values['fp16-as-is'] ?? false,
       decoder: decoder as Decoder | 'alternate',
       previewEverySteps: values.previews === undefined ? undefined : parseCount('previews', values.previews),
+      stepsVideo: values['steps-video'] ?? false,
       ...(strength === undefined ? {} : { strength }),
     },
     json: values.json,

@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import { formatParameters } from '../image/parameters.ts';
 import { encodePng } from '../image/png.ts';
 import { encodePreview } from '../image/preview.ts';
+import { ANIMATION_FRAMES, encodeStepsAnimation, type StepFrame } from '../image/steps-animation.ts';
 import type { GpuFusions } from '../pipeline/gpu-fusion.ts';
 import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
 import type { Decoder } from '../pipeline/types.ts';
@@ -39,6 +40,8 @@ export interface ImageBenchOptions {
   fp16AsIs?: boolean;
   /** Previews after every this many steps, under the bot's default budget, each encoded as the bot sends it. */
   previewEverySteps?: number;
+  /** Make each image's steps animation as the bot does (its frames are then the previews, instead of previewEverySteps'). */
+  stepsVideo?: boolean;
   /** img2img: each run redraws a picture of the size at this strength (the VAE encoder runs too; int(steps × strength) steps). */
   strength?: number;
 }
@@ -57,7 +60,12 @@ export interface ImageRun {
   decoder: Decoder;
   /** Previews made, and their time: the tiny decoder's runs for them plus their JPEG encoding (a linear map's decode, microseconds, not counted). */
   previews: number;
+  /** Of those, made with the tiny decoder (the rest with the linear map). */
+  tinyDecoderPreviews: number;
   previewMs: number;
+  /** The steps animation's encoding from the previews and the PNG (not part of totalMs), and its size. */
+  animationMs?: number;
+  animationBytes?: number;
   /** From generate() to the PNG's bytes. */
   totalMs: number;
   /** Time inside onnxruntime's session.run, all models together. */
@@ -121,7 +129,11 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
       vaeCalls = [];
       const decoder: Decoder = options.decoder === 'alternate' ? (run % 2 === 0 ? 'full' : 'tiny') : (options.decoder ?? 'full');
       let previews = 0;
+      let tinyDecoderPreviews = 0;
       let previewEncodeMs = 0;
+      const frames: StepFrame[] = [];
+      let totalSteps = options.steps;
+      const cadence = options.stepsVideo ? ANIMATION_FRAMES : options.previewEverySteps ? { everySteps: options.previewEverySteps } : undefined;
       const output = await pipeline.generate({
         prompt: options.prompt,
         seed: options.seed,
@@ -131,23 +143,30 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
         height: options.height,
         scheduler: options.scheduler,
         decoder,
-        ...(options.previewEverySteps && {
+        ...(cadence && {
           preview: {
-            everySteps: options.previewEverySteps,
-            onPreview: async ({ image }) => {
+            ...cadence,
+            onPreview: async ({ step, image, method }) => {
               const started = performance.now();
-              await encodePreview(image);
+              frames.push({ step, image: await encodePreview(image) });
               previewEncodeMs += performance.now() - started;
               previews++;
+              if (method === 'tiny-decoder') tinyDecoderPreviews++;
             },
           },
         }),
         ...(initImage ? { initImage } : {}),
-        onStep: ({ step, totalSteps }) => onProgress(`run ${run + 1}/${options.runs}: step ${step}/${totalSteps}`),
+        onStep: (progress) => {
+          totalSteps = progress.totalSteps;
+          onProgress(`run ${run + 1}/${options.runs}: step ${progress.step}/${totalSteps}`);
+        },
       });
       const pngStarted = performance.now();
-      await encodePng(output.image, formatParameters(output.settings));
+      const png = await encodePng(output.image, formatParameters(output.settings));
       const pngMs = performance.now() - pngStarted;
+      const animationStarted = performance.now();
+      const animation = options.stepsVideo ? await encodeStepsAnimation(frames, png, totalSteps) : undefined;
+      const animationMs = performance.now() - animationStarted;
 
       const { timings } = output;
       const totalMs = timings.totalMs + pngMs;
@@ -162,7 +181,9 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
         pngMs,
         decoder,
         previews,
+        tinyDecoderPreviews,
         previewMs: previewDecodeMs + previewEncodeMs,
+        ...(animation && { animationMs, animationBytes: animation.data.length }),
         totalMs,
         onnxMs: timings.onnxMs,
         overheadRatio: totalMs / timings.onnxMs,

@@ -4,6 +4,8 @@ import { formatBytes, formatDuration, formatTable } from './format.ts';
 import type { ImageBenchResult, ImageRun } from './image-bench.ts';
 import { max, median, min } from './stats.ts';
 
+const percent = (share: number) => `${(share * 100).toFixed(2)} %`;
+
 /** Best and median over runs; `higherIsBetter` picks the best end. */
 function row(label: string, values: number[], format: (value: number) => string, higherIsBetter = false): string[] {
   return [label, format(higherIsBetter ? max(values) : min(values)), format(median(values))];
@@ -19,7 +21,7 @@ function vaeRows({ options, runs }: ImageBenchResult): string[][] {
   return [
     row(label, full, formatDuration),
     row(`${label} (tiny decoder)`, tiny, formatDuration),
-    row('tiny decoder ÷ full, run by run', ratios, (value) => `${(value * 100).toFixed(2)} %`),
+    row('tiny decoder ÷ full, run by run', ratios, percent),
   ];
 }
 
@@ -36,10 +38,18 @@ export function formatReport(result: ImageBenchResult): string {
     row('U-Net per step', runs.flatMap((run) => run.unetStepMs), formatDuration),
     row('scheduler + own code per step', of((run) => run.ownStepMs), formatDuration),
     ...vaeRows(result),
-    ...(options.previewEverySteps
+    ...(options.previewEverySteps || options.stepsVideo
       ? [
           row('previews per image', of((run) => run.previews), String, true),
-          row('previews (decode + JPEG), share of image', of((run) => run.previewMs / run.totalMs), (value) => `${(value * 100).toFixed(2)} %`),
+          row('of them by the tiny decoder', of((run) => run.tinyDecoderPreviews), String, true),
+          row('previews (decode + JPEG), share of image', of((run) => run.previewMs / run.totalMs), percent),
+        ]
+      : []),
+    ...(options.stepsVideo
+      ? [
+          row('steps animation encode', of((run) => run.animationMs!), formatDuration),
+          row('steps animation size', of((run) => run.animationBytes!), (bytes) => `${Math.round(bytes / 1024)} KiB`),
+          row('previews + animation, share of image', of((run) => (run.previewMs + run.animationMs!) / (run.totalMs + run.animationMs!)), percent),
         ]
       : []),
     row('PNG encode', of((run) => run.pngMs), formatDuration),
@@ -55,7 +65,7 @@ export function formatReport(result: ImageBenchResult): string {
   const img2img = options.strength === undefined ? '' : `img2img at strength ${options.strength}, `;
   return [
     `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${img2img}${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
-      `guidance ${options.guidance}${options.fp16AsIs ? ', fp16 graphs as they are' : ''}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}${gpu}${options.staticShape ? ', static shapes' : ''}`,
+      `guidance ${options.guidance}${options.fp16AsIs ? ', fp16 graphs as they are' : ''}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}${options.stepsVideo ? ', steps animation' : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}${gpu}${options.staticShape ? ', static shapes' : ''}`,
     `${machine.cpuModel}, ${machine.cores} cores, ${memory}, ${machine.os}, Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, ` +
       `load average ${machine.loadAverage.toFixed(1)} at start`,
     '',

@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import type { PreviewCadence } from '../pipeline/preview-schedule.ts';
 
 /** One step's picture of the image forming: a preview as the pipeline decodes it (see src/image/preview.ts). */
 export interface StepFrame {
@@ -18,6 +19,9 @@ export interface StepsAnimation {
   /** The first, middle and last frames side by side (JPEG), for where an animation does not play. */
   strip: Uint8Array;
 }
+
+/** The previews an animation is made of: one after every step, whatever it costs. */
+export const ANIMATION_FRAMES = { everySteps: 1, maxShare: Infinity } as const satisfies PreviewCadence;
 
 /** Frames are at most this many pixels on their longest side (the final image's size when it is smaller). */
 const ANIMATION_SIDE = 512;

@@ -1,5 +1,5 @@
 import type { PreviewImage } from '../image/preview.ts';
-import { encodeStepsAnimation, type StepFrame, type StepsAnimation } from '../image/steps-animation.ts';
+import { ANIMATION_FRAMES, encodeStepsAnimation, type StepFrame, type StepsAnimation } from '../image/steps-animation.ts';
 import type { PreviewCadence } from '../pipeline/preview-schedule.ts';
 import type { GenerateRequest, GenerationSettings, ModelInfo, StageTimings, StepProgress } from '../pipeline/types.ts';
 
@@ -77,7 +77,7 @@ export async function runJob(requests: readonly GenerateRequest[], model: string
     // The animation takes a frame of every step, from the same previews (so no step's preview is skipped for its cost).
     const frames: StepFrame[] | undefined = options.stepsVideo && index === 0 ? [] : undefined;
     let totalSteps = request.steps;
-    const cadence = frames ? { everySteps: 1, maxShare: Infinity } : options.previews;
+    const cadence = frames ? ANIMATION_FRAMES : options.previews;
     const image = await generator.generate(request, {
       model,
       signal: options.signal,
