@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { planAttachments } from '../src/discord/attachments.ts';
+import { planAnimations, planAttachments, type OutgoingFile } from '../src/discord/attachments.ts';
 import { loadCommands } from '../src/discord/commands.ts';
 import { decodeButton, encodeButton, MAX_CUSTOM_ID_LENGTH } from '../src/discord/custom-id.ts';
 import { promptPreview, statusText } from '../src/discord/job-messages.ts';
@@ -271,6 +271,38 @@ describe('planAttachments', () => {
     expect(plan.tooLarge.map((file) => file.name)).toEqual([expect.stringMatching(/^imagine-1-3\.(png|webp)$/)]);
     expect(plan.tooLarge[0].bytes).toBeGreaterThan(smallSize + 100);
     for (const batch of plan.batches) expect(batch.reduce((sum, file) => sum + file.data.length, 0)).toBeLessThanOrEqual(smallSize + 100);
+  });
+});
+
+describe('planAnimations', () => {
+  const file = (name: string, bytes: number): OutgoingFile => ({ name, data: Buffer.alloc(bytes) });
+  const names = (batches: OutgoingFile[][]) => batches.map((batch) => batch.map((placed) => placed.name));
+  /** Images whose animations are `bytes` long (none where undefined), each with a 30x10 strip of one colour. */
+  async function animated(...bytes: (number | undefined)[]): Promise<GeneratedImage[]> {
+    const strip = await sharp({ create: { width: 30, height: 10, channels: 3, background: '#c04010' } }).jpeg().toBuffer();
+    return bytes.map((length) => ({ ...(length !== undefined && { animation: { data: new Uint8Array(length), format: 'webp', steps: [1], width: 10, height: 10, strip } }) }) as GeneratedImage);
+  }
+
+  it('puts each animation beside its image, and one strip with a row per image beside the first', async () => {
+    const images = await animated(1000, undefined, 1000);
+    const plan = await planAnimations({ batches: [[file('i-1.png', 100), file('i-2.png', 100), file('i-3.png', 100)]], tooLarge: [] }, images, 10_000, 'i');
+    expect(names(plan.batches)).toEqual([['i-1.png', 'i-2.png', 'i-3.png', 'i-1-steps.webp', 'i-3-steps.webp', 'i-steps.jpg']]);
+    expect(plan.strip?.name).toBe('i-steps.jpg');
+    expect(await sharp(plan.strip!.data).metadata()).toMatchObject({ format: 'jpeg', width: 30, height: 20 });
+  });
+
+  it('moves an animation that does not fit its image’s message to a message after the images', async () => {
+    const images = await animated(5000, 7000);
+    const plan = await planAnimations({ batches: [[file('i-1.png', 4000)], [file('i-2.png', 4000)]], tooLarge: [] }, images, 10_000, 'i');
+    expect(names(plan.batches)).toEqual([['i-1.png', 'i-1-steps.webp', 'i-steps.jpg'], ['i-2.png'], ['i-2-steps.webp']]);
+  });
+
+  it('keeps to 10 files a message (the strip goes beside a later animation), and names an animation over the limit on its own', async () => {
+    const images = await animated(100, 100, 20_000, undefined, undefined, undefined, undefined, undefined, undefined);
+    const pictures = images.map((_, index) => file(`i-${index + 1}.png`, 100));
+    const plan = await planAnimations({ batches: [pictures], tooLarge: [] }, images, 10_000, 'i');
+    expect(names(plan.batches)).toEqual([[...pictures.map((picture) => picture.name), 'i-1-steps.webp'], ['i-2-steps.webp', 'i-steps.jpg']]);
+    expect(plan.tooLarge).toEqual([{ name: 'i-3-steps.webp', bytes: 20_000 }]);
   });
 });
 

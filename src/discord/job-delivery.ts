@@ -6,7 +6,7 @@ import { failureForUser, JobCancelledError, JobFailedError } from '../jobs/error
 import type { JobResult } from '../jobs/runner.ts';
 import { describeError } from '../log.ts';
 import { JobDetachedError, type JobHandle, type JobStatus } from '../queue/types.ts';
-import { animationFiles, formatBytes, imageIndexOf, planAttachments, total, type OutgoingFile } from './attachments.ts';
+import { formatBytes, imageIndexOf, planAnimations, planAttachments, type OutgoingFile } from './attachments.ts';
 import { finalText, handedToChannelMessage, offersCancel, PREVIEW_FILE_NAME, resultRows, statusMessage, type MessageContent } from './job-messages.ts';
 import type { ReplyTarget } from './reply-target.ts';
 import { classifyFailure, failureText } from './rest-errors.ts';
@@ -184,20 +184,12 @@ export class JobDelivery {
 
   private async deliverResult(result: JobResult): Promise<void> {
     const baseName = `imagine-${result.images[0].settings.seed}`;
-    const plan = await planAttachments(result.images, this.attachmentLimit, baseName);
+    const plan = await planAnimations(await planAttachments(result.images, this.attachmentLimit, baseName), result.images, this.attachmentLimit, baseName);
     const embed = resultEmbed(result, this.job.options.initImage?.source);
     const notes = plan.tooLarge.map(
       (file) => `⚠️ ${file.name} is ${formatBytes(file.bytes)}, over this channel’s upload limit (${formatBytes(this.attachmentLimit)}), so it is not attached.`,
     );
     const batches = plan.batches.length > 0 ? plan.batches : [[]];
-    const animation = result.images[0].animation && animationFiles(result.images[0].animation, baseName);
-    if (animation) {
-      // Beside the image when both fit one message, else in a message of its own.
-      const files = [animation.animation, animation.strip];
-      if (total(batches[0]) + total(files) <= this.attachmentLimit) batches[0] = [...batches[0], ...files];
-      else if (total(files) <= this.attachmentLimit) batches.push(files);
-      else notes.push(`⚠️ The steps animation is ${formatBytes(total(files))}, over this channel’s upload limit (${formatBytes(this.attachmentLimit)}), so it is not attached.`);
-    }
     let sent = 0;
     for (const [index, files] of batches.entries()) {
       const part = batches.length > 1 ? `Images ${index + 1}/${batches.length}` : '';
@@ -208,7 +200,7 @@ export class JobDelivery {
         .map((image) => result.images[image].settings)
         .map(({ width, height, upscale }) => ({ width, height, upscaled: upscale !== undefined }));
       // Where an animation does not play (phones, some clients), the embed shows its first, middle and last frames.
-      const shown = animation && files.includes(animation.strip) ? EmbedBuilder.from(embed.toJSON()).setImage(`attachment://${animation.strip.name}`) : embed;
+      const shown = plan.strip && files.includes(plan.strip) ? EmbedBuilder.from(embed.toJSON()).setImage(`attachment://${plan.strip.name}`) : embed;
       if (await this.send({ content, embeds: [shown], components: resultRows(this.job.userId, pictures), files }, index)) sent++;
     }
     const summary = { images: result.images.length, elapsedMs: Math.round(result.elapsedMs), messages: `${sent}/${batches.length}` };

@@ -9,7 +9,7 @@ export interface GeneratedImage {
   settings: GenerationSettings;
   timings: StageTimings;
   parameters: string;
-  /** The denoising as an animation, for a job that asked for one (its first image). */
+  /** The denoising of this image as an animation, for a job that asked for one. */
   animation?: StepsAnimation;
 }
 
@@ -55,7 +55,7 @@ export interface RunOptions {
   onProgress(progress: JobProgress): void;
   /** Previews as often as this (none when absent). */
   previews?: PreviewCadence;
-  /** Make the first image's steps animation (ImagineOptions.stepsVideo). */
+  /** Make each image's steps animation (ImagineOptions.stepsVideo). */
   stepsVideo?: boolean;
   /** Awaited before each image: a backend's chance to notice a cancel that reached it some other way. */
   beforeImage?(): Promise<void>;
@@ -75,7 +75,7 @@ export async function runJob(requests: readonly GenerateRequest[], model: string
     options.onProgress(position);
     let preview: PreviewImage | undefined;
     // The animation takes a frame of every step, from the same previews (so no step's preview is skipped for its cost).
-    const frames: StepFrame[] | undefined = options.stepsVideo && index === 0 ? [] : undefined;
+    const frames: StepFrame[] | undefined = options.stepsVideo ? [] : undefined;
     let totalSteps = request.steps;
     const cadence = frames ? ANIMATION_FRAMES : options.previews;
     const image = await generator.generate(request, {
@@ -96,13 +96,16 @@ export async function runJob(requests: readonly GenerateRequest[], model: string
         },
       }),
     });
-    const animation = frames && (await encodeStepsAnimation(frames, image.png, totalSteps, { maxBytes: animationBudget(image.png) }));
+    const animation = frames && (await encodeStepsAnimation(frames, image.png, totalSteps, { maxBytes: animationBudget(image.png, requests.length) }));
     images.push(animation ? { ...image, animation } : image);
   }
   return { images, elapsedMs: performance.now() - started };
 }
 
-/** Discord's default upload limit, 10 MiB, less the image and room for the strip: the animation goes in the image's message. */
-function animationBudget(png: Uint8Array): number {
-  return 10 * 1024 * 1024 - png.length - 512 * 1024;
+/**
+ * An image's share of Discord's default upload limit (10 MiB, less room for the strip), less the image: each animation
+ * goes in its image's message.
+ */
+function animationBudget(png: Uint8Array, images: number): number {
+  return (10 * 1024 * 1024 - 512 * 1024) / images - png.length;
 }
