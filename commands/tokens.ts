@@ -6,6 +6,7 @@ import { tokenReply } from '../src/discord/token-reply.ts';
 import { MAX_PROMPT_LENGTH } from '../src/jobs/options.ts';
 import { describeError } from '../src/log.ts';
 import { offeredModel } from '../src/models/catalog.ts';
+import { embeddingsForContext, scanEmbeddings } from '../src/models/embeddings.ts';
 import { defaultModel } from '../src/settings/admission.ts';
 import type { ModelInfo } from '../src/pipeline/types.ts';
 import { extractInlineParameters } from '../src/prompt/inline-parameters.ts';
@@ -52,7 +53,8 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
     await interaction.editReply({ content: `⚠️ The tokenizer of ${model.name} cannot be read right now. Try again in a moment.`, allowedMentions: { parse: [] } });
     return;
   }
-  const view = viewTokens(prompt, server?.promptSyntax ?? context.config.generation.promptSyntax, tokenizer, model.maxPromptChunks);
+  const { embeddings } = await scanEmbeddings(context.config.embeddingsDir);
+  const view = viewTokens(prompt, server?.promptSyntax ?? context.config.generation.promptSyntax, tokenizer, model.maxPromptChunks, embeddingsForContext(embeddings, model.textContextWidth));
   const reply = tokenReply(view, model.name, prompt !== typed);
   await interaction.editReply({ content: reply.content, files: reply.files, allowedMentions: { parse: [] } });
 }

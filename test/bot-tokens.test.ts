@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MessageFlags, PermissionFlagsBits } from 'discord.js';
 import { Redis } from 'ioredis';
@@ -8,6 +10,7 @@ import { KEYS } from '../src/queue/bullmq-protocol.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { startHarness, startRedisBackend, useSharedTinyPipeline, type Harness, type RedisBackend } from './bot-harness.ts';
 import type { StoredMessage } from './fake-discord/index.ts';
+import { safetensorsBytes } from './safetensors-file.ts';
 import { DEFAULT_MEMBER_PERMISSIONS } from './fake-discord/world.ts';
 
 const generator = useSharedTinyPipeline();
@@ -49,6 +52,22 @@ describe('/tokens', () => {
     expect(content).toMatch(row(1, 'dog', '0.909'));
     expect(content).not.toContain('ar</w>');
     expect(reply.attachments).toEqual([]);
+  });
+
+  it('shows an embedding as the vectors it puts in the prompt, each counted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tokens-embeddings-'));
+    const width = (await generator.ready).textContextWidth!;
+    writeFileSync(join(dir, 'mything.safetensors'), safetensorsBytes({ emb_params: { dtype: 'F32', shape: [3, width], values: new Float32Array(3 * width) } }));
+    try {
+      const harness = await startHarness(generator, { EMBEDDINGS_DIR: dir });
+      const { content } = await tokensReply(harness, { prompt: 'a mything fox' });
+      expect(content).toMatch(/^\*\*tiny\S*\*\* · 5 tokens of 75 · AUTOMATIC1111 syntax · embedding mything \(3 vectors\)\n/);
+      expect(content).toMatch(row(1, 'a'));
+      for (const vector of [1, 2, 3]) expect(content).toMatch(new RegExp(`^ *${1 + vector} +—  mything \\(embedding, vector ${vector} of 3\\)$`, 'm'));
+      expect(content).toMatch(row(5, 'fox'));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('shows where the plain syntax cuts a long prompt, and attaches the whole list when it does not fit', async () => {

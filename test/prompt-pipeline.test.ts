@@ -4,9 +4,12 @@ import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { embeddingsForContext, scanEmbeddings } from '../src/models/embeddings.ts';
 import { StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
+import { PromptEncoder } from '../src/pipeline/prompt-encoder.ts';
 import { TextEncoder } from '../src/pipeline/text-encoder.ts';
 import { ClipTokenizer } from '../src/pipeline/tokenizer.ts';
+import { tokenSummary, viewTokens } from '../src/prompt/token-view.ts';
 import { writeTinyModel } from '../src/tiny-model/index.ts';
 import { pixelDifference } from './fixtures.ts';
 import { safetensorsBytes } from './safetensors-file.ts';
@@ -204,5 +207,60 @@ describe('StableDiffusionPipeline with AUTOMATIC1111 prompts', () => {
     const viaWord = await pipeline.generate({ prompt: 'a cat', negativePrompt: 'cat', ...SMALL });
     expect(viaEmbedding.image.pixels).toEqual(viaWord.image.pixels);
     expect(viaEmbedding.settings.embeddings).toEqual(['later']);
+  });
+});
+
+describe('the token view with embeddings', () => {
+  /** A folder of its own: "mything" as above (2 vectors), "bigthing" of 6 vectors, "wide" for another text encoder. */
+  async function usableEmbeddings() {
+    const dir = join(root, 'view-embeddings');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'mything.safetensors'), safetensorsBytes({ emb_params: { dtype: 'F32', shape: [2, table.width], values: new Float32Array(2 * table.width) } }));
+    writeFileSync(join(dir, 'bigthing.safetensors'), safetensorsBytes({ emb_params: { dtype: 'F32', shape: [6, table.width], values: new Float32Array(6 * table.width) } }));
+    writeFileSync(join(dir, 'wide.safetensors'), safetensorsBytes({ emb_params: { dtype: 'F32', shape: [1, 768], values: new Float32Array(768) } }));
+    const { embeddings } = await scanEmbeddings(dir);
+    return { all: embeddings, usable: embeddingsForContext(embeddings, pipeline.info.textContextWidth) };
+  }
+
+  it('takes the embeddings the pipeline takes, each in as many positions as it has vectors, as the text encoder gets them', async () => {
+    const { all, usable } = await usableEmbeddings();
+    expect(usable.map((embedding) => embedding.name).sort()).toEqual(['bigthing', 'mything']);
+    const encoder = new PromptEncoder([{ tokenizer, textEncoder }], 8);
+    encoder.useEmbeddings(all);
+    for (const prompt of ['a mything wearing (hat:1.2), bigthing', 'wide bigthing BREAK mything', `${'red '.repeat(72)}bigthing`]) {
+      const view = viewTokens(prompt, 'a1111', tokenizer, 8, usable);
+      const encoded = encoder.tokenize(prompt, 'a1111', 'prompt');
+      expect(view.chunks).toHaveLength(encoded.chunks.length);
+      view.chunks.forEach((chunk, index) => {
+        const expected = encoded.chunks[index];
+        expect([view.start.id, ...chunk.tokens.map((token) => token.id), view.end.id]).toEqual(expected.tokens.slice(0, chunk.tokens.length + 2));
+        expect(chunk.tokens.map((token) => token.weight)).toEqual(expected.multipliers.slice(1, chunk.tokens.length + 1));
+        const starts = chunk.tokens.flatMap((token, position) => (token.embedding?.vector === 1 ? [{ offset: position + 1, name: token.token, vectors: token.embedding.vectors }] : []));
+        expect(starts).toEqual(expected.embeddings.map(({ offset, embedding }) => ({ offset, name: embedding.name, vectors: embedding.vectorCount })));
+      });
+    }
+    const view = viewTokens('a mything wearing hat', 'a1111', tokenizer, 8, usable);
+    expect(view.chunks[0].tokens.map((token) => (token.embedding ? `${token.token} ${token.embedding.vector}/${token.embedding.vectors}` : token.token))).toEqual([
+      'a</w>',
+      'mything 1/2',
+      'mything 2/2',
+      'wearing</w>',
+      'hat</w>',
+    ]);
+    expect(tokenSummary(view)).toBe('5 tokens of 75 · AUTOMATIC1111 syntax · embedding mything (2 vectors)');
+  });
+
+  it('counts their vectors against the limit, as the pipeline refuses the prompt', async () => {
+    const { all, usable } = await usableEmbeddings();
+    // 72 words and 6 vectors: over one chunk, and the embedding's vectors stay together in the next one.
+    const prompt = `${'red '.repeat(72)}bigthing`;
+    const view = viewTokens(prompt, 'a1111', tokenizer, 1, usable);
+    expect(view.chunks.map((chunk) => chunk.tokens.length)).toEqual([72, 6]);
+    expect(view.problem).toBe('The prompt is 81 tokens long (2 chunks); at most 75 fit (this model takes one chunk). Shorten it.');
+    const oneChunk = new PromptEncoder([{ tokenizer, textEncoder }], 1);
+    oneChunk.useEmbeddings(all);
+    expect(() => oneChunk.tokenize(prompt, 'a1111', 'prompt')).toThrow(view.problem);
+    // The plain syntax reads names as words, as diffusers does.
+    expect(viewTokens('a mything', 'plain', tokenizer, 8, usable).embeddings).toEqual([]);
   });
 });

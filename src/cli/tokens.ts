@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import { config as loadDotenv } from 'dotenv';
 import { resolveModelDir } from '../models/default-model.ts';
+import { defaultEmbeddingsDir, embeddingsForContext, scanEmbeddings } from '../models/embeddings.ts';
 import { describeInstalledModel } from '../models/installed.ts';
 import { ClipTokenizer } from '../pipeline/tokenizer.ts';
 import { formatTokenView, tokenSummary, viewTokens } from '../prompt/token-view.ts';
@@ -15,6 +16,7 @@ const SPEC = {
   description:
     "Shows a prompt as the model's CLIP tokenizer cuts it: each token's position, id and vocabulary entry (</w> ends a\n" +
     'word), its weight, the chunks of 75 tokens and their BREAKs, or with the plain syntax where the prompt is cut.\n' +
+    'A textual-inversion embedding (EMBEDDINGS_DIR) takes one position per vector.\n' +
     'Only the tokenizer runs; the model is not loaded.',
   flags: {
     model: {
@@ -38,7 +40,8 @@ async function main({ values, positionals }: CommandLine<typeof SPEC.flags>): Pr
   if (model.notice) process.stderr.write(`${model.notice}\n`);
   const { info } = await describeInstalledModel(model.dir).catch((error: Error) => Promise.reject(new UsageError(error.message)));
   const tokenizer = await ClipTokenizer.fromDirectory(join(model.dir, 'tokenizer'));
-  const view = viewTokens(positionals[0], syntax, tokenizer, info.maxPromptChunks);
+  const { embeddings } = await scanEmbeddings(defaultEmbeddingsDir());
+  const view = viewTokens(positionals[0], syntax, tokenizer, info.maxPromptChunks, embeddingsForContext(embeddings, info.textContextWidth));
   process.stdout.write(`${info.name} · ${tokenSummary(view)}\n${formatTokenView(view)}\n`);
   if (!view.problem) return 0;
   process.stderr.write(`tokens: ${view.problem}\n`);

@@ -21,6 +21,17 @@ export interface TextualInversion {
   family: string;
 }
 
+/**
+ * The embeddings a model can use, told by its U-Net's text context width (ModelInfo.textContextWidth, its text
+ * encoders' widths together): one-encoder embeddings of that width, or SDXL ones whose two widths add up to it — as
+ * the pipeline matches them to its text encoders. None when the width is unknown.
+ */
+export function embeddingsForContext(embeddings: readonly TextualInversion[], contextWidth: number | undefined): TextualInversion[] {
+  return embeddings.filter(({ perTextEncoder, vectors, vectorCount }) =>
+    perTextEncoder ? perTextEncoder.reduce((sum, part) => sum + part.length, 0) === (contextWidth ?? 0) * vectorCount : vectors.has(contextWidth ?? 0),
+  );
+}
+
 export interface SkippedEmbedding {
   file: string;
   reason: string;

@@ -116,15 +116,16 @@ export async function describeInstalledModel(dir: string): Promise<InstalledMode
   const precision = float16Weights ? 'fp16' : 'fp32';
   const [, , height, width] = sample.shape;
   const fixedLatentSize = typeof height === 'number' && typeof width === 'number' && height > 0 && width > 0 ? { height, width } : undefined;
-  const [, contextLength, contextWidth] = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape ?? [];
+  const [, contextLength, contextDimension] = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape ?? [];
+  const contextWidth = typeof contextDimension === 'number' && contextDimension > 0 ? contextDimension : undefined;
   const fixedContextLength = typeof contextLength === 'number' && contextLength > 0 ? contextLength : undefined;
   const guidanceEmbedding = inputs.some((input) => input.name === 'timestep_cond');
-  const info = describeModel(config, { fixedLatentSize, precision, stridedNodes, fixedContextLength, guidanceEmbedding });
+  const info = describeModel(config, { fixedLatentSize, precision, stridedNodes, fixedContextLength, guidanceEmbedding, contextWidth });
   const type = info.isTiny
     ? 'tiny test model'
     : config.sdxl
       ? info.isTurbo ? 'SDXL-Turbo' : 'SDXL'
-      : info.isTurbo ? 'SD-Turbo' : guidanceEmbedding ? 'LCM' : await family(config.dir, typeof contextWidth === 'number' ? contextWidth : undefined);
+      : info.isTurbo ? 'SD-Turbo' : guidanceEmbedding ? 'LCM' : await family(config.dir, contextWidth);
   const manifest = (await readJsonIfPresent(join(config.dir, PULL_MANIFEST_FILE))) as PullManifest | undefined;
   const imported = (await readJsonIfPresent(join(config.dir, IMPORT_MANIFEST_FILE))) as ImportManifest | undefined;
   return {

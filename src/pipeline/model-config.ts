@@ -116,16 +116,21 @@ export interface UnetStructure {
   fixedContextLength?: number;
   /** It takes the guidance as an embedding (`timestep_cond`): a Latent Consistency Model. */
   guidanceEmbedding: boolean;
+  /** The width of encoder_hidden_states, when the graph gives it. */
+  contextWidth?: number;
 }
 
 /** What callers may ask of this model: native size, size multiple, defaults for steps, guidance and scheduler. */
-export function describeModel(config: ModelConfig, { fixedLatentSize, precision, stridedNodes, fixedContextLength, guidanceEmbedding }: UnetStructure): ModelInfo {
+export function describeModel(config: ModelConfig, { fixedLatentSize, precision, stridedNodes, fixedContextLength, guidanceEmbedding, contextWidth }: UnetStructure): ModelInfo {
   const scheduler = config.schedulerConfig;
   const className = String(scheduler._class_name ?? 'PNDMScheduler');
   const predictionType = (scheduler.prediction_type ?? 'epsilon') as ModelInfo['predictionType'];
   const isTurbo = scheduler.timestep_spacing === 'trailing' || config.origins.some((origin) => /turbo/i.test(origin));
   // An LCM, or a model with an LCM-LoRA merged in (see model:import): LCM sampling in about 4 steps.
   const isLcm = className === 'LCMScheduler' || guidanceEmbedding;
+
+  const crossAttention = config.unetConfig?.cross_attention_dim;
+  const textContextWidth = contextWidth ?? (typeof crossAttention === 'number' ? crossAttention : undefined);
 
   const sampleSize = config.unetConfig?.sample_size;
   const nativeLatent =
@@ -158,6 +163,7 @@ export function describeModel(config: ModelConfig, { fixedLatentSize, precision,
     isLcm,
     isTiny: config.isTiny,
     imageToImage: existsSync(join(config.dir, 'vae_encoder', 'model.onnx')),
+    ...(textContextWidth !== undefined && { textContextWidth }),
     ...(config.imported?.loras.length ? { loras: config.imported.loras } : {}),
     ...(config.imported?.vae ? { vae: vaeName(config.imported.vae.source) } : {}),
   };

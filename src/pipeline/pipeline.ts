@@ -131,7 +131,8 @@ export class StableDiffusionPipeline {
       ...(shape && { inputDimensions: { sample: [shape.unetBatch, undefined, height, width], encoder_hidden_states: [shape.unetBatch, undefined, undefined] } }),
     });
     const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, { ...loadOptions, ...(shape && { inputDimensions: { latent_sample: [1, undefined, height, width] } }) });
-    const { stridedNodes, float16Weights } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
+    const { stridedNodes, float16Weights, inputs } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
+    const contextWidth = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape[2];
     const tinyVae = options.tinyVaeDir ? await VaeDecoder.load(options.tinyVaeDir, loadOptions) : undefined;
     const previewer = new LatentPreviewer(tinyVae ?? (vae.isTiny ? vae : undefined), vae.scalingFactor);
     const vaeDir = options.vaeDir ?? config.dir;
@@ -143,6 +144,7 @@ export class StableDiffusionPipeline {
         stridedNodes,
         fixedContextLength: unet.fixedContextLength,
         guidanceEmbedding: unet.timeCondition !== undefined,
+        contextWidth: typeof contextWidth === 'number' && contextWidth > 0 ? contextWidth : undefined,
       }),
       // A VAE given at load encodes too: its own encoder, when it has one.
       ...(options.vaeDir ? { vae: vaeName(options.vaeDir), imageToImage: existsSync(join(vaeDir, 'vae_encoder', 'model.onnx')) } : {}),

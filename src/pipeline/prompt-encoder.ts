@@ -1,6 +1,6 @@
 import type { TextualInversion } from '../models/embeddings.ts';
 import { PromptSyntaxError } from '../prompt/attention-parser.ts';
-import type { ChunkEmbedding, EmbeddingMatcher, PromptChunk } from '../prompt/chunker.ts';
+import { embeddingMatcher, type ChunkEmbedding, type EmbeddingMatcher, type PromptChunk } from '../prompt/chunker.ts';
 import { applyEmphasis, padToSameLength } from '../prompt/emphasis.ts';
 import { promptLengthProblem, tokenizePrompt, type TokenizedPrompt as PromptTokens } from '../prompt/prompt-tokens.ts';
 import type { TextEmbedding, TextEncoder } from './text-encoder.ts';
@@ -63,7 +63,7 @@ export class PromptEncoder {
   useEmbeddings(embeddings: readonly TextualInversion[]): void {
     if (embeddings === this.embeddings) return;
     this.embeddings = embeddings;
-    this.findEmbedding = embeddingMatcher(embeddings, this.tokenizer, this.parts.map(({ textEncoder }) => textEncoder.tokenVectorWidth));
+    this.findEmbedding = modelEmbeddingMatcher(embeddings, this.tokenizer, this.parts.map(({ textEncoder }) => textEncoder.tokenVectorWidth));
   }
 
   /** `what` names the prompt in messages ("prompt", "negative prompt"). Throws PromptError. */
@@ -131,32 +131,19 @@ export class PromptEncoder {
 }
 
 /**
- * A1111's lookup (`EmbeddingDatabase.find_embedding_at_position`): each embedding's name is tokenized, and at a
- * position the longest name whose ids follow there matches. Only embeddings of the model's family take part: for
- * one text encoder those of its width, for SDXL's two those with vectors for each (clip_l, clip_g) of their
- * widths; none when a text encoder cannot take vectors.
+ * Only embeddings of the model's family take part: for one text encoder those of its width, for SDXL's two those
+ * with vectors for each (clip_l, clip_g) of their widths; none when a text encoder cannot take vectors.
  */
-function embeddingMatcher(
+function modelEmbeddingMatcher(
   embeddings: readonly TextualInversion[],
   tokenizer: ClipTokenizer,
   widths: readonly (number | undefined)[],
 ): EmbeddingMatcher<PlacedEmbedding> | undefined {
-  const byFirstId = new Map<number, { ids: number[]; embedding: PlacedEmbedding }[]>();
-  for (const embedding of embeddings) {
+  const usable = embeddings.flatMap((embedding) => {
     const vectors = vectorsFor(embedding, widths);
-    const ids = tokenizer.tokenize(embedding.name);
-    if (!vectors || ids.length === 0) continue;
-    const candidates = byFirstId.get(ids[0]) ?? [];
-    candidates.push({ ids, embedding: { name: embedding.name, vectorCount: embedding.vectorCount, vectors } });
-    byFirstId.set(ids[0], candidates.sort((a, b) => b.ids.length - a.ids.length));
-  }
-  if (byFirstId.size === 0) return undefined;
-  return (tokens, position) => {
-    for (const { ids, embedding } of byFirstId.get(tokens[position]) ?? []) {
-      if (ids.every((id, index) => tokens[position + index] === id)) return { embedding, tokenLength: ids.length };
-    }
-    return undefined;
-  };
+    return vectors ? [{ name: embedding.name, vectorCount: embedding.vectorCount, vectors }] : [];
+  });
+  return embeddingMatcher(usable, tokenizer);
 }
 
 /** An embedding's vectors for each text encoder (of these widths; undefined: takes none), or undefined when it is of another family. */

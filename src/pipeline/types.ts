@@ -134,6 +134,11 @@ export interface ModelInfo {
   isTiny: boolean;
   /** The model has a VAE encoder, so it can start from a picture (img2img). */
   imageToImage: boolean;
+  /**
+   * The width of the U-Net's text context: its text encoders' widths together (768 SD 1.x, 1024 SD 2.x, 2048 SDXL),
+   * which tells the textual-inversion embeddings it takes. Absent when the graph does not say.
+   */
+  textContextWidth?: number;
   /** LoRAs merged into the model when it was imported. */
   loras?: LoraInfo[];
   /** A VAE other than the model's own (given at import or at load). */

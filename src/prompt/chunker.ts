@@ -23,6 +23,28 @@ export interface ChunkEmbedding {
 /** Finds the embedding whose name's tokens start at `position` (the longest match), if any. */
 export type EmbeddingMatcher<E extends ChunkEmbedding> = (tokens: readonly number[], position: number) => { embedding: E; tokenLength: number } | undefined;
 
+/**
+ * A1111's lookup (`EmbeddingDatabase.find_embedding_at_position`): each embedding's name is tokenized, and at a
+ * position the longest name whose ids follow there matches. Undefined when there are no embeddings.
+ */
+export function embeddingMatcher<E extends ChunkEmbedding>(embeddings: readonly E[], tokenizer: Pick<ChunkTokenizer, 'tokenize'>): EmbeddingMatcher<E> | undefined {
+  const byFirstId = new Map<number, { ids: number[]; embedding: E }[]>();
+  for (const embedding of embeddings) {
+    const ids = tokenizer.tokenize(embedding.name);
+    if (ids.length === 0) continue;
+    const candidates = byFirstId.get(ids[0]) ?? [];
+    candidates.push({ ids, embedding });
+    byFirstId.set(ids[0], candidates.sort((a, b) => b.ids.length - a.ids.length));
+  }
+  if (byFirstId.size === 0) return undefined;
+  return (tokens, position) => {
+    for (const { ids, embedding } of byFirstId.get(tokens[position]) ?? []) {
+      if (ids.every((id, index) => tokens[position + index] === id)) return { embedding, tokenLength: ids.length };
+    }
+    return undefined;
+  };
+}
+
 /** An embedding's vectors replace the token embeddings at `offset` (an index into the chunk's 77 ids) onwards. */
 export interface EmbeddingPlacement<E extends ChunkEmbedding> {
   offset: number;

@@ -1,6 +1,6 @@
 import { PromptSyntaxError } from './attention-parser.ts';
 import { tokenText } from './byte-level.ts';
-import { CHUNK_LENGTH, type ChunkEnding } from './chunker.ts';
+import { CHUNK_LENGTH, embeddingMatcher, type ChunkEmbedding, type ChunkEnding } from './chunker.ts';
 import { promptLengthProblem, tokenizePrompt, type PromptSyntax, type PromptTokenizer } from './prompt-tokens.ts';
 
 /** What the token view needs of a tokenizer: reading prompts, and each id's vocabulary entry. */
@@ -15,6 +15,8 @@ export interface ViewToken {
   /** The text it spells when that reads differently from the entry (`é` for `Ã©`); absent for plain ASCII or partial characters. */
   text?: string;
   weight: number;
+  /** A textual-inversion embedding's vector (1-based, of `vectors`) in this position instead of a token's: `token` is its name. */
+  embedding?: { vector: number; vectors: number };
 }
 
 export interface ViewChunk {
@@ -38,10 +40,16 @@ export interface TokenView {
   maxChunks: number;
   /** Why the model refuses the prompt (too long, a malformed weight), in words for the user. */
   problem?: string;
+  /** The embeddings the prompt uses, in order of first use. */
+  embeddings: ChunkEmbedding[];
 }
 
-/** Reads a prompt the way the pipeline will (same parser, chunker and limits), keeping each token's entry and weight. */
-export function viewTokens(text: string, syntax: PromptSyntax, tokenizer: ViewTokenizer, maxChunks: number): TokenView {
+/**
+ * Reads a prompt the way the pipeline will (same parser, chunker, embeddings and limits), keeping each token's entry
+ * and weight. `embeddings`: those the model can use (see embeddingsForContext); each takes as many positions as it
+ * has vectors.
+ */
+export function viewTokens(text: string, syntax: PromptSyntax, tokenizer: ViewTokenizer, maxChunks: number, embeddings: readonly ChunkEmbedding[] = []): TokenView {
   const token = (id: number, weight = 1): ViewToken => {
     const entry = tokenizer.tokenOf(id) ?? `<id ${id}>`;
     const spelled = tokenText(entry);
@@ -51,18 +59,25 @@ export function viewTokens(text: string, syntax: PromptSyntax, tokenizer: ViewTo
   const special = { start: token(tokenizer.ids.bos), end: token(tokenizer.ids.eos), pad: token(tokenizer.ids.pad) };
   let tokenized;
   try {
-    tokenized = tokenizePrompt(text, syntax, tokenizer);
+    tokenized = tokenizePrompt(text, syntax, tokenizer, embeddingMatcher(embeddings, tokenizer));
   } catch (error) {
     if (!(error instanceof PromptSyntaxError)) throw error;
-    return { syntax, chunks: [], ...special, cut: [], maxChunks, problem: `The prompt has a malformed weight: ${error.message}.` };
+    return { syntax, chunks: [], ...special, cut: [], maxChunks, problem: `The prompt has a malformed weight: ${error.message}.`, embeddings: [] };
   }
   const chunks = tokenized.chunks.map((chunk) => ({
-    tokens: chunk.tokens.slice(1, 1 + chunk.length).map((id, index) => token(id, chunk.multipliers[1 + index])),
+    tokens: chunk.tokens.slice(1, 1 + chunk.length).map((id, index) => {
+      const position = 1 + index;
+      const placed = chunk.embeddings.find(({ offset, embedding }) => position >= offset && position < offset + embedding.vectorCount);
+      if (!placed) return token(id, chunk.multipliers[position]);
+      const { name, vectorCount } = placed.embedding;
+      return { id, token: name, weight: chunk.multipliers[position], embedding: { vector: position - placed.offset + 1, vectors: vectorCount } };
+    }),
     ending: chunk.ending,
     padding: tokenizer.maxLength - chunk.length - 2,
   }));
+  const used = [...new Map(tokenized.chunks.flatMap((chunk) => chunk.embeddings.map(({ embedding }) => [embedding.name, embedding] as const))).values()];
   const problem = promptLengthProblem(tokenized, maxChunks, 'prompt');
-  return { syntax, chunks, ...special, cut: tokenized.cut.map((id) => token(id)), maxChunks, ...(problem ? { problem } : {}) };
+  return { syntax, chunks, ...special, cut: tokenized.cut.map((id) => token(id)), maxChunks, ...(problem ? { problem } : {}), embeddings: used };
 }
 
 const SYNTAX_NAMES: Record<PromptSyntax, string> = { a1111: 'AUTOMATIC1111 syntax', plain: 'plain text (diffusers)' };
@@ -71,11 +86,18 @@ const SYNTAX_NAMES: Record<PromptSyntax, string> = { a1111: 'AUTOMATIC1111 synta
 export function tokenSummary(view: TokenView): string {
   const count = view.chunks.reduce((total, chunk) => total + chunk.tokens.length, view.cut.length);
   const tokens = `${count} token${count === 1 ? '' : 's'}`;
-  const syntax = SYNTAX_NAMES[view.syntax];
+  const syntax = SYNTAX_NAMES[view.syntax] + embeddingsNote(view.embeddings);
   if (view.problem) return `${tokens} · ${syntax} · ${view.problem}`;
   if (view.cut.length > 0) return `${tokens} · ${syntax} · the model reads the first ${CHUNK_LENGTH}: ${view.cut.length} cut off`;
   if (view.chunks.length <= 1) return `${tokens} of ${CHUNK_LENGTH} · ${syntax}`;
   return `${tokens} in ${view.chunks.length} chunks of ${CHUNK_LENGTH} (at most ${view.maxChunks}) · ${syntax}`;
+}
+
+/** ", with the embedding easynegative (8 vectors)": what takes more than one position for a word. */
+function embeddingsNote(embeddings: readonly ChunkEmbedding[]): string {
+  if (embeddings.length === 0) return '';
+  const listed = embeddings.map(({ name, vectorCount }) => `${name} (${vectorCount} vector${vectorCount === 1 ? '' : 's'})`).join(', ');
+  return ` · embedding${embeddings.length === 1 ? '' : 's'} ${listed}`;
 }
 
 const ENDINGS: Record<ChunkEnding, string> = {
@@ -90,14 +112,16 @@ export const CUT_MARKER = `✂ cut: the model never sees the tokens below`;
 
 /**
  * One line per token: its position among the 77 ids, its id, its vocabulary entry (and the text it spells when that
- * differs), and its weight when not 1. Chunks are headed with their count and why they end; the padding is one line.
+ * differs; an embedding's name and which of its vectors), and its weight when not 1. Chunks are headed with their count and why they end; the padding is one line.
  */
 export function formatTokenView(view: TokenView): string {
   const lines: string[] = [];
   const row = (position: number | string, token: ViewToken, note = '') => {
     const spelled = token.text === undefined ? '' : ` "${token.text}"`;
     const weight = token.weight === 1 ? '' : `  ×${formatWeight(token.weight)}`;
-    lines.push(`${String(position).padStart(3)}  ${String(token.id).padStart(5)}  ${token.token}${spelled}${weight}${note}`);
+    // An embedding's vectors go in place of token embeddings: no token id of their own.
+    const [id, entry] = token.embedding ? ['—', `${token.token} (embedding, vector ${token.embedding.vector} of ${token.embedding.vectors})`] : [String(token.id), token.token];
+    lines.push(`${String(position).padStart(3)}  ${id.padStart(5)}  ${entry}${spelled}${weight}${note}`);
   };
   view.chunks.forEach((chunk, index) => {
     if (view.chunks.length > 1) {
