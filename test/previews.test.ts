@@ -112,6 +112,32 @@ describe('PreviewSchedule', () => {
     // The next job knows both costs: linear previews, and the tiny decoder once the budget has room for it.
     expect(await job()).toEqual(['1 linear', '2 linear', '3 linear', '4 linear', '5 linear', '6 tiny-decoder', '7 linear', '8 linear', '9 linear']);
   });
+
+  it('steady: a preview after every step, all by one method, the tiny decoder only where it fits the share of a step', async () => {
+    const tinyDecoder = { decode: async () => ({ pixels: new Uint8Array(16 * 16 * 3), width: 16, height: 16 }) } as unknown as VaeDecoder;
+    const previewer = new LatentPreviewer(tinyDecoder, 0.18215);
+    /** A job of 6 steps of `stepMs`, the tiny decoder costing `tinyMs` and the linear map 1 ms; the methods used, by step. */
+    async function job(stepMs: number, tinyMs: number): Promise<string[]> {
+      let clock = 0;
+      const shown: string[] = [];
+      const onPreview = ({ step, method }: LatentPreview) => {
+        shown.push(`${step} ${method}`);
+        clock += method === 'tiny-decoder' ? tinyMs : 1;
+      };
+      const schedule = new PreviewSchedule({ everySteps: 1, steady: true, maxShare: 0.05, now: () => clock, onPreview }, previewer, size);
+      for (let step = 1; step <= 6; step++) {
+        clock += stepMs;
+        await schedule.afterStep({ step, totalSteps: 6 }, new Float32Array(16));
+      }
+      return shown;
+    }
+    // 100 ms against 5 % of 1 s steps: timed once on the first step (the cumulative budget would have skipped steps).
+    expect(await job(1000, 100)).toEqual(['1 tiny-decoder', '2 linear', '3 linear', '4 linear', '5 linear']);
+    // Its cost is remembered: linear from the first step.
+    expect(await job(1000, 100)).toEqual(['1 linear', '2 linear', '3 linear', '4 linear', '5 linear']);
+    // Where it costs 5 % of a step it is used for every frame.
+    expect(await job(2000, 100)).toEqual(['1 tiny-decoder', '2 tiny-decoder', '3 tiny-decoder', '4 tiny-decoder', '5 tiny-decoder']);
+  });
 });
 
 describe('previews from a generation on the tiny model', () => {

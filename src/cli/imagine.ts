@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { config as loadDotenv } from 'dotenv';
 import { encodeJpeg } from '../image/jpeg.ts';
-import { encodeStepsAnimation, type StepFrame } from '../image/steps-animation.ts';
+import { ANIMATION_FRAMES, encodeStepsAnimation, type StepFrame } from '../image/steps-animation.ts';
 import { PipelineThread } from '../worker/pipeline-thread.ts';
 import { runCli, type CommandLine } from './command-line.ts';
 import { IMAGINE_SPEC, readImagineArguments } from './imagine-arguments.ts';
@@ -26,11 +26,11 @@ async function main(commandLine: CommandLine<typeof IMAGINE_SPEC.flags>): Promis
     const result = await pipeline.generate(args.request, {
       signal: controller.signal,
       onStep: ({ step, totalSteps }) => progress.update(step, totalSteps),
-      // Every step's, however long they take: whoever asks for them wants to see each.
+      // Previews alone: every step's, however long they take (whoever asks for them wants to see each); an animation's
+      // frames stay within the previews' budget.
       ...((previewDir !== undefined || stepsVideo !== undefined) && {
         preview: {
-          everySteps: 1,
-          maxShare: Infinity,
+          ...(stepsVideo ? ANIMATION_FRAMES : { everySteps: 1, maxShare: Infinity }),
           onPreview: ({ step, totalSteps: steps, jpeg }) => {
             totalSteps = steps;
             if (stepsVideo) frames.push({ step, image: jpeg });

@@ -20,8 +20,11 @@ export interface StepsAnimation {
   strip: Uint8Array;
 }
 
-/** The previews an animation is made of: one after every step, whatever it costs. */
-export const ANIMATION_FRAMES = { everySteps: 1, maxShare: Infinity } as const satisfies PreviewCadence;
+/**
+ * The previews an animation is made of: one after every step, all decoded alike within the previews' budget, so the
+ * tiny decoder only where it costs a few percent of a step (on a CPU it costs 8 to 16 % of one: BENCHMARKS.md).
+ */
+export const ANIMATION_FRAMES = { everySteps: 1, steady: true } as const satisfies PreviewCadence;
 
 /** Frames are at most this many pixels on their longest side (the final image's size when it is smaller). */
 const ANIMATION_SIDE = 512;

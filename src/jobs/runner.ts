@@ -74,10 +74,10 @@ export async function runJob(requests: readonly GenerateRequest[], model: string
     const position = { image: index + 1, images: requests.length, step: 0, totalSteps: request.steps };
     options.onProgress(position);
     let preview: PreviewImage | undefined;
-    // The animation takes a frame of every step, from the same previews (so no step's preview is skipped for its cost).
+    // The animation takes a frame of every step from the same previews, within the previews' budget.
     const frames: StepFrame[] | undefined = options.stepsVideo ? [] : undefined;
     let totalSteps = request.steps;
-    const cadence = frames ? ANIMATION_FRAMES : options.previews;
+    const cadence = frames ? { ...ANIMATION_FRAMES, maxShare: options.previews?.maxShare } : options.previews;
     const image = await generator.generate(request, {
       model,
       signal: options.signal,

@@ -20,6 +20,12 @@ export interface PreviewCadence {
    * earlier one) fits what is left, else skipped. Default 0.03.
    */
   maxShare?: number;
+  /**
+   * Every due step gets a preview, all made alike (an animation's frames must match): with the best method whose
+   * expected cost fits `maxShare` of a step's time, else the cheapest; a method found too dear is not used again in
+   * the job. A method not yet timed is tried once.
+   */
+  steady?: boolean;
 }
 
 export interface PreviewOptions extends PreviewCadence {
@@ -37,6 +43,8 @@ export class PreviewSchedule {
   private readonly started: number;
   private spentMs = 0;
   private lastAt = -Infinity;
+  /** Steady previews: the methods before this one (of the previewer's, best first) were found too dear. */
+  private steadyMethod = 0;
 
   constructor(
     private readonly options: PreviewOptions,
@@ -62,10 +70,17 @@ export class PreviewSchedule {
 
   /** The method for a preview now, or undefined when none is due or none fits the budget. */
   private due({ step, totalSteps }: StepProgress, now: number): PreviewMethod | undefined {
-    const { everySteps, minIntervalMs = 0, maxShare = DEFAULT_MAX_SHARE } = this.options;
+    const { everySteps, minIntervalMs = 0, maxShare = DEFAULT_MAX_SHARE, steady = false } = this.options;
     if (step >= totalSteps || step % everySteps !== 0 || now - this.lastAt < minIntervalMs) return undefined;
+    if (steady) return this.steadyMethodFor(maxShare * ((now - this.started - this.spentMs) / step));
     const left = maxShare * (now - this.started - this.spentMs) - this.spentMs;
     // A method not yet timed is tried once when the budget is not spent: its cost is known from then on.
     return this.previewer.methods.find((method) => (this.previewer.expectedCostMs(method, this.size) ?? 0) <= left);
+  }
+
+  private steadyMethodFor(budgetMs: number): PreviewMethod {
+    const { methods } = this.previewer;
+    while (this.steadyMethod < methods.length - 1 && (this.previewer.expectedCostMs(methods[this.steadyMethod], this.size) ?? 0) > budgetMs) this.steadyMethod++;
+    return methods[this.steadyMethod];
   }
 }

@@ -61,8 +61,7 @@ export class PipelineThread {
             onStep: options.onStep,
             onPreview: options.preview?.onPreview,
           });
-          const preview = options.preview && { everySteps: options.preview.everySteps, minIntervalMs: options.preview.minIntervalMs, maxShare: options.preview.maxShare };
-          this.post({ type: 'generate', id, request, preview });
+          this.post({ type: 'generate', id, request, preview: options.preview && cadenceOf(options.preview) });
         }),
     );
   }
@@ -138,4 +137,9 @@ function abortError(): Error {
   const error = new Error('Generation was cancelled');
   error.name = 'AbortError';
   return error;
+}
+
+/** What the thread needs to know of a preview request: everything but the callback, which stays here. */
+function cadenceOf({ onPreview: _, ...cadence }: NonNullable<ThreadGenerateOptions['preview']>): PreviewCadence {
+  return cadence;
 }
