@@ -118,7 +118,7 @@ describe('benchmark-size LCM and tiny decoder', () => {
       const { image, settings } = await pipeline.generate({ prompt: 'a dog', steps: 4, guidanceScale: 8.5, width: 128, height: 128, seed: 1, decoder: 'tiny' });
       expect([image.width, image.height]).toEqual([128, 128]);
       expect(new Set(image.pixels).size).toBeGreaterThan(16);
-      expect(settings).toMatchObject({ scheduler: 'LCM', vae: 'taesd-bench' });
+      expect(settings).toMatchObject({ scheduler: 'LCM', tinyDecoder: 'taesd-bench' });
     } finally {
       await pipeline.release();
     }

@@ -2,7 +2,7 @@ import { InteractionResponseType, MessageFlags, PermissionFlagsBits, REST, Route
 import { describe, expect, it } from 'vitest';
 import { parseParameters } from '../src/image/parameters.ts';
 import { readPngParameters } from '../src/image/png.ts';
-import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
+import { BLOCKER_OPTIONS, customIds, embedField, startHarness, TINY_DECODER_NAME, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 import { DEFAULT_MEMBER_PERMISSIONS, type InteractionHandle } from './fake-discord/index.ts';
 
 const pipeline = useSharedTinyPipeline();
@@ -115,5 +115,32 @@ describe('result buttons', () => {
     const aliceId = fake.user('alice').id;
     click(harness, 'alice', original.id, `imagine:delete:${aliceId}`);
     await fake.waitFor(() => fake.message(original.id)?.deletedAt, 5_000, 'deleted after restart');
+  });
+});
+
+describe('🎲 Reroll with a tiny decoder installed', () => {
+  const withTinyDecoder = useSharedTinyPipeline({ tinyDecoder: true });
+
+  it.each([
+    { serverDefault: 'full', chosen: 'tiny' },
+    { serverDefault: 'tiny', chosen: 'full' },
+  ])('keeps the decoder the user chose ($chosen where the default is $serverDefault), from the embed and from the PNG', async ({ serverDefault, chosen }) => {
+    harness = await startHarness(withTinyDecoder, { DEFAULT_DECODER: serverDefault });
+    const { fake } = harness;
+    const decoderOf = (message: Awaited<ReturnType<Harness['finalReply']>>) => ({
+      embed: embedField(message, 'Decoder'),
+      png: parseParameters(readPngParameters(message.attachments[0].data) ?? '').tinyDecoder,
+    });
+    const expected = chosen === 'tiny' ? { embed: `tiny (${TINY_DECODER_NAME})`, png: 'TAESD' } : { embed: undefined, png: undefined };
+
+    const original = await harness.finalReply(harness.imagine('alice', { prompt: 'a decoder kept', steps: 2, decoder: chosen }));
+    expect(decoderOf(original)).toEqual(expected);
+    const fromEmbed = await harness.finalReply(click(harness, 'bob', original.id, 'imagine:reroll'));
+    expect(decoderOf(fromEmbed)).toEqual(expected);
+
+    const rest = new REST({ api: fake.apiUrl }).setToken(fake.botToken);
+    await rest.patch(Routes.channelMessage(original.channelId, original.id), { body: { embeds: [] } });
+    const fromPng = await harness.finalReply(click(harness, 'bob', original.id, 'imagine:reroll'));
+    expect(decoderOf(fromPng)).toEqual(expected);
   });
 });

@@ -14,11 +14,13 @@ import { BullJobQueue } from '../src/queue/bullmq-queue.ts';
 import { LocalJobQueue } from '../src/queue/local-queue.ts';
 import type { JobQueue } from '../src/queue/types.ts';
 import { SqliteSettingsStore } from '../src/settings/sqlite-store.ts';
-import { ensureTinyModel } from '../src/tiny-model/index.ts';
+import { ensureTinyModel, writeTinyTaesd } from '../src/tiny-model/index.ts';
 import { PipelineThread } from '../src/worker/pipeline-thread.ts';
 import { RemoteWorker } from '../src/worker/remote-worker.ts';
 import { RedisServer } from './redis-server.ts';
 import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type MessageRevision, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
+
+export const TINY_DECODER_NAME = 'taesd-tiny';
 
 /** Settings that keep the tiny model fast and the timings short; a test overrides what it exercises. */
 export const TEST_ENVIRONMENT: Record<string, string> = {
@@ -64,19 +66,28 @@ const startedHarnesses: Harness[] = [];
 /**
  * Registers the hooks the bot end-to-end files share and returns the generator for their bots: one tiny-model
  * pipeline thread for the whole file (loaded once, so the tests stay fast), and after each test every harness it
- * started is stopped and must have seen no internal errors in the fake Discord.
+ * started is stopped and must have seen no internal errors in the fake Discord. `tinyDecoder`: with a tiny decoder
+ * named TINY_DECODER_NAME loaded beside the model (in a describe block: for its tests only).
  */
-export function useSharedTinyPipeline(): ImageGenerator {
+export function useSharedTinyPipeline({ tinyDecoder = false } = {}): ImageGenerator {
   let thread: PipelineThread | undefined;
+  let tinyDecoderDir: string | undefined;
   const startedThread = (): PipelineThread => {
     if (!thread) throw new Error('The shared tiny pipeline starts in beforeAll; use it inside a test');
     return thread;
   };
   beforeAll(async () => {
-    thread = PipelineThread.start({ modelDir: await ensureTinyModel() });
+    if (tinyDecoder) {
+      tinyDecoderDir = join(mkdtempSync(join(tmpdir(), 'imagine-bot-taesd-')), TINY_DECODER_NAME);
+      await writeTinyTaesd(tinyDecoderDir);
+    }
+    thread = PipelineThread.start({ modelDir: await ensureTinyModel(), tinyVaeDir: tinyDecoderDir });
     await thread.ready;
   });
-  afterAll(async () => thread?.dispose());
+  afterAll(async () => {
+    await thread?.dispose();
+    if (tinyDecoderDir) rmSync(join(tinyDecoderDir, '..'), { recursive: true, force: true });
+  });
   afterEach(async () => {
     for (const harness of startedHarnesses.splice(0)) {
       await harness.stop();

@@ -104,6 +104,7 @@ describe('result embed', () => {
       size: { width: 512, height: 768 },
       scheduler: 'DPM++ 2M Karras',
       model: 'stable-diffusion-v1-5',
+      decoder: 'full',
       count: 2,
     });
   });
@@ -133,6 +134,15 @@ describe('result embed', () => {
     const fields = Object.fromEntries((embed.fields as { name: string; value: string }[]).map((field) => [field.name, field.value]));
     expect(fields).toMatchObject({ LoRA: 'detail\\_\\*tweaker\\* 0.8, style 1', VAE: 'taesd', Model: 'stable-diffusion-v1-5' });
     expect(optionsFromEmbed(embed)).toMatchObject({ model: 'stable-diffusion-v1-5', seed: settings.seed });
+  });
+
+  it('names the tiny decoder that decoded the images, and a job read back keeps it', () => {
+    const result: JobResult = { elapsedMs: 1000, images: [{ png: new Uint8Array(), parameters: '', timings, settings: { ...settings, tinyDecoder: 'taesd_v1*' } }] };
+    const embed = JSON.parse(JSON.stringify(resultEmbed(result).toJSON()));
+    expect(embed.fields).toContainEqual({ name: 'Decoder', value: 'tiny (taesd\\_v1\\*)', inline: true });
+    expect(optionsFromEmbed(embed)?.decoder).toBe('tiny');
+    expect(optionsFromSettings([{ ...settings, tinyDecoder: 'TAESD' }])?.decoder).toBe('tiny');
+    expect(optionsFromSettings([settings])?.decoder).toBe('full');
   });
 
   it('reads embeds written before prompts were escaped', () => {

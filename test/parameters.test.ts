@@ -54,6 +54,15 @@ describe('AUTOMATIC1111 parameters text', () => {
     expect(parseParameters(a1111).strength).toBe(0.75);
   });
 
+  it('records a tiny decoder as AUTOMATIC1111 records TAESD, and reads that back', () => {
+    const tiny = { ...settings, vae: 'sd-vae-ft-mse', tinyDecoder: 'taesd' };
+    expect(formatParameters(tiny).split('\n')[2]).toBe('Steps: 20, Sampler: PNDM, CFG scale: 7.5, Seed: 42, Size: 512x768, Model: sd15, VAE: sd-vae-ft-mse, VAE Decoder: TAESD');
+    expect(parseParameters(formatParameters(tiny))).toEqual({ ...tiny, tinyDecoder: 'TAESD' });
+    const a1111 = 'a castle\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 9, Size: 512x512, Model: v1-5, VAE Decoder: TAESD, Version: v1.10.1';
+    expect(parseParameters(a1111).tinyDecoder).toBe('TAESD');
+    expect(parseParameters(formatParameters(settings)).tinyDecoder).toBeUndefined();
+  });
+
   it('names the missing field of text it cannot use', () => {
     expect(() => parseParameters('a cat\nSteps: 20, Sampler: DDIM, Seed: 1, Size: 512x512')).toThrow(/CFG scale/);
   });

@@ -181,10 +181,10 @@ describe.runIf(fixturesPresent)('the tiny decoder (TAESD) beside the model’s o
     for (const entry of cases) {
       const request = { ...requestOf(entry), scheduler: entry.scheduler.sampler };
       const tiny = await pipeline.generate({ ...request, decoder: 'tiny' });
-      expect(tiny.settings.vae).toBe('taesd');
+      expect(tiny.settings.tinyDecoder).toBe('taesd');
       expectMatch(tiny.image.pixels, join('e2e2', 'taesd', entry.files.u8));
       const full = await pipeline.generate(request);
-      expect(full.settings.vae).toBeUndefined();
+      expect(full.settings.tinyDecoder).toBeUndefined();
       expect(meanDifference(full.image, tiny.image)).toBeGreaterThan(5);
     }
   });

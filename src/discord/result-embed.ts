@@ -17,6 +17,7 @@ const FIELD = {
   embeddings: 'Embeddings',
   loras: 'LoRA',
   vae: 'VAE',
+  decoder: 'Decoder',
   strength: 'Strength',
   source: 'Source',
   upscale: 'Upscale',
@@ -82,6 +83,7 @@ export function resultEmbed(result: JobResult, source?: string): EmbedBuilder {
       ...namesField(FIELD.embeddings, first.embeddings, 'embeddings'),
       ...namesField(FIELD.loras, first.loras?.map(({ name, weight }) => `${name} ${weight}`), 'LoRAs'),
       ...namesField(FIELD.vae, first.vae ? [first.vae] : undefined, 'VAE'),
+      ...(first.tinyDecoder ? [{ name: FIELD.decoder, value: `tiny (${escapeMarkdown(first.tinyDecoder)})`, inline: true }] : []),
       ...sourceFields(first.upscale ? undefined : first.strength, source),
       ...upscaleField(first.upscale),
       { name: FIELD.time, value: `${(result.elapsedMs / 1000).toFixed(1)} s`, inline: true },
@@ -91,7 +93,8 @@ export function resultEmbed(result: JobResult, source?: string): EmbedBuilder {
 
 /**
  * The options that re-create the job on this embed (seed included), or undefined when it is not one of ours or
- * does not hold them all (then the PNG parameters do).
+ * does not hold them all (then the PNG parameters do). The decoder is always set, so that a job the user drew with
+ * the VAE is redrawn with it where the server's default is the tiny decoder.
  */
 export function optionsFromEmbed(embed: APIEmbed): ImagineOptions | undefined {
   const field = (name: string) => embed.fields?.find((candidate) => candidate.name === name)?.value;
@@ -113,6 +116,7 @@ export function optionsFromEmbed(embed: APIEmbed): ImagineOptions | undefined {
     size,
     scheduler,
     ...(model && model !== UNKNOWN_MODEL ? { model } : {}),
+    decoder: field(FIELD.decoder) ? 'tiny' : 'full',
     count: seeds.length,
   };
 }
@@ -138,6 +142,7 @@ export function optionsFromSettings(settings: GenerationSettings[]): ImagineOpti
     size: { width: first.width, height: first.height },
     scheduler: first.scheduler,
     ...(first.model ? { model: first.model } : {}),
+    decoder: first.tinyDecoder ? 'tiny' : 'full',
     count: settings.length,
   };
 }

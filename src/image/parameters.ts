@@ -4,9 +4,11 @@ import type { GenerationSettings } from '../pipeline/types.ts';
 // re-creates the generation:
 //   <prompt>
 //   Negative prompt: <negative>
-//   Steps: 20, Sampler: PNDM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: <name>[, Denoising strength: 0.6]
+//   Steps: 20, Sampler: PNDM, CFG scale: 7.5, Seed: 42, Size: 512x512, Model: <name>[, Denoising strength: 0.6][, VAE Decoder: TAESD]
 
 const NEGATIVE_PREFIX = 'Negative prompt: ';
+/** AUTOMATIC1111's `VAE Decoder` for an image its tiny decoder decoded: the method, not a file (none for the full VAE). */
+const TINY_DECODER_METHOD = 'TAESD';
 
 export function formatParameters(settings: GenerationSettings): string {
   const fields: [string, string | number][] = [
@@ -24,6 +26,7 @@ export function formatParameters(settings: GenerationSettings): string {
   else if (upscale) fields.push(['Postprocess upscale by', upscale.factor], ['Postprocess upscaler', upscale.upscaler]);
   if (settings.loras?.length) fields.push(['Lora', settings.loras.map(({ name, weight }) => `${name}:${weight}`).join(', ')]);
   if (settings.vae) fields.push(['VAE', settings.vae]);
+  if (settings.tinyDecoder) fields.push(['VAE Decoder', TINY_DECODER_METHOD]);
   const lines = [settings.prompt];
   if (settings.negativePrompt) lines.push(NEGATIVE_PREFIX + settings.negativePrompt);
   lines.push(fields.map(([key, value]) => `${key}: ${quoteIfNeeded(String(value))}`).join(', '));
@@ -51,6 +54,7 @@ export function parseParameters(text: string): GenerationSettings {
     model: fields.get('Model') ?? '',
     ...loraField(fields.get('Lora')),
     ...(fields.get('VAE') ? { vae: fields.get('VAE') } : {}),
+    ...(fields.get('VAE Decoder') === TINY_DECODER_METHOD ? { tinyDecoder: TINY_DECODER_METHOD } : {}),
     ...strengthField(fields.get('Denoising strength')),
     ...upscaleField(fields),
   };

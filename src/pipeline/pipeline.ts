@@ -282,7 +282,8 @@ export class StableDiffusionPipeline {
       scheduler: schedulerName,
       model: info.name,
       ...(info.loras ? { loras: info.loras } : {}),
-      ...(this.usesTinyDecoder(options) ? { vae: info.tinyDecoder } : info.vae ? { vae: info.vae } : {}),
+      ...(info.vae ? { vae: info.vae } : {}),
+      ...(this.usesTinyDecoder(options) ? { tinyDecoder: info.tinyDecoder } : {}),
       ...(options.initImage ? { strength: options.initImage.strength } : {}),
     };
   }

@@ -80,6 +80,11 @@ export interface GenerationSettings {
   loras?: LoraInfo[];
   /** A VAE other than the model's own (given at import or at load). */
   vae?: string;
+  /**
+   * The tiny decoder that decoded the image instead of the VAE (absent: the VAE did), by name. AUTOMATIC1111's
+   * parameters record only that TAESD decoded it, so settings read from them name it "TAESD".
+   */
+  tinyDecoder?: string;
   /** img2img: the strength the picture was redrawn with (absent: drawn from noise). */
   strength?: number;
   /** An upscaled image: by how much, with what (an upscaler's name, or Lanczos), and whether redrawn (Creative). */

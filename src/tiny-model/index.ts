@@ -4,7 +4,7 @@ import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promise
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeTextEncoder, writeUNet, writeVae } from '../graphs/components.ts';
-import { resolveAutoencoderKLConfig, resolveClipTextConfig, resolveUnetConfig } from '../graphs/configs.ts';
+import { resolveAutoencoderKLConfig, resolveAutoencoderTinyConfig, resolveClipTextConfig, resolveUnetConfig } from '../graphs/configs.ts';
 import type { Precision } from '../graphs/onnx-graph.ts';
 import { SD1_SCHEDULER, jsonFile, onnxPipelineIndex } from '../graphs/stable-diffusion.ts';
 import type { TimestepShape, TimestepType } from '../graphs/unet-2d-condition.ts';
@@ -62,6 +62,14 @@ export const TINY_VAE = {
   scaling_factor: 0.18215,
   // The attention over every latent pixel would dominate a tiny decoder's time at 512x512.
   mid_block_add_attention: false,
+};
+
+/** A tiny decoder (TAESD's architecture, AutoencoderTiny) for the tiny model's latents: its blocks a few channels wide. */
+export const TINY_TAESD = {
+  encoder_block_out_channels: [8, 8, 8, 8],
+  decoder_block_out_channels: [8, 8, 8, 8],
+  num_encoder_blocks: [1, 1, 1, 1],
+  num_decoder_blocks: [1, 1, 1, 1],
 };
 
 /** Sharper, louder cross-attention, so the prompt visibly changes the tiny model's image (as the reference fixtures do). */
@@ -161,6 +169,11 @@ export async function writeTinyModel(dir: string, options: TinyModelOptions = {}
     await mkdir(dirname(path), { recursive: true });
     await writeFile(path, contents);
   }
+}
+
+/** Writes a VAE folder with TINY_TAESD's graphs and random weights: what the tests install as a tiny decoder. */
+export async function writeTinyTaesd(dir: string, seed = DEFAULT_SEED): Promise<void> {
+  await writeVae(dir, resolveAutoencoderTinyConfig(TINY_TAESD), { precision: 'fp32', attention: 'unfused', weights: new RandomWeights(componentSeed(seed, 'taesd')) });
 }
 
 const moduleDir = dirname(fileURLToPath(import.meta.url));
