@@ -11,7 +11,7 @@ import type { GenerateRequest } from '../src/pipeline/types.ts';
 import type { RgbImage, VaeDecoder } from '../src/pipeline/vae.ts';
 import { TorchGenerator } from '../src/random/torch-generator.ts';
 import { createScheduler } from '../src/schedulers/index.ts';
-import { writeTinyModel } from '../src/tiny-model/index.ts';
+import { ensureTinyModel, writeTinyModel, writeTinyTaesd } from '../src/tiny-model/index.ts';
 import { fixturePath, fixturesPresent, maxAbsDiff, readFixtureJson } from './fixtures.ts';
 import { expectMatch, type ReferenceCase, requestOf } from './drawing.ts';
 
@@ -161,6 +161,28 @@ describe('previews from a generation on the tiny model', () => {
       [8, 4],
     ]);
     expect((await pipeline.generate(request)).image.pixels).toEqual(withPreviews.image.pixels);
+  });
+});
+
+describe('a pipeline loaded with a tiny decoder', () => {
+  it('knows the tiny decoder’s cost from loading: no job pays for a preview that does not fit its budget', async () => {
+    const taesd = join(root, 'taesd-tiny');
+    await writeTinyTaesd(taesd);
+    const pipeline = await StableDiffusionPipeline.fromPretrained(await ensureTinyModel(), { tinyVaeDir: taesd });
+    try {
+      const methods = async (maxShare: number) => {
+        const made: string[] = [];
+        await pipeline.generate({ prompt: 'a dog', seed: 1, steps: 3, guidanceScale: 7.5, width: 64, height: 64, scheduler: 'Euler', preview: { everySteps: 1, maxShare, onPreview: ({ method }) => void made.push(method) } });
+        return made;
+      };
+      // No budget: the first job's first preview is the linear map, whose cost is the only one not known yet.
+      const unbudgeted = await methods(0);
+      expect(unbudgeted[0]).toBe('linear');
+      expect(unbudgeted).not.toContain('tiny-decoder');
+      expect(await methods(Infinity)).toEqual(['tiny-decoder', 'tiny-decoder']);
+    } finally {
+      await pipeline.release();
+    }
   });
 });
 

@@ -64,6 +64,19 @@ export class LatentPreviewer {
     this.costPerLatent.set(method, ms / (width * height));
   }
 
+  /**
+   * Times the tiny decoder at `size` once it has run (a session's first run also sets it up), so that previews are
+   * budgeted from the first job on instead of that job paying for one preview whose cost was not known.
+   */
+  async warmUp(size: LatentSize): Promise<void> {
+    if (!this.tinyDecoder) return;
+    const latents = new Float32Array(4 * size.width * size.height);
+    await this.tinyDecoder.decode(latents, size);
+    const started = performance.now();
+    await this.tinyDecoder.decode(latents, size);
+    this.recordCost('tiny-decoder', size, performance.now() - started);
+  }
+
   private linear(latents: Float32Array, { width, height }: LatentSize): RgbImage {
     const plane = width * height;
     const planar = new Float32Array(3 * plane);

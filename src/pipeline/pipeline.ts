@@ -150,6 +150,7 @@ export class StableDiffusionPipeline {
       ...(options.vaeDir ? { vae: vaeName(options.vaeDir), imageToImage: existsSync(join(vaeDir, 'vae_encoder', 'model.onnx')) } : {}),
       ...(options.tinyVaeDir ? { tinyDecoder: vaeName(options.tinyVaeDir) } : {}),
     };
+    await previewer.warmUp({ width: info.nativeWidth / 8, height: info.nativeHeight / 8 });
     const prompts = new PromptEncoder(parts, info.maxPromptChunks);
     const embeddings = options.embeddingsDir === undefined ? undefined : new EmbeddingLibrary(options.embeddingsDir);
     const textEncoders = parts.map((part) => part.textEncoder);
