@@ -1,11 +1,12 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { EventLoopLagSampler } from '../src/bench/event-loop-lag.ts';
 import { runImageBench } from '../src/bench/image-bench.ts';
+import { modelFileBytes } from '../src/bench/machine.ts';
 import { formatQueueReport, runQueueBench } from '../src/bench/queue-bench.ts';
 import { formatReport } from '../src/bench/report.ts';
 import { median, quantile } from '../src/bench/stats.ts';
@@ -31,6 +32,23 @@ describe('statistics', () => {
     expect(quantile([1, 2, 3, 4], 0.99)).toBeCloseTo(3.97, 10);
     expect(median([5, 1, 3])).toBe(3);
     expect(median([4, 1, 3, 2])).toBe(2.5);
+  });
+});
+
+describe('modelFileBytes', () => {
+  it('counts the graphs and weights of every part the pipeline loads: both SDXL text encoders, and the VAE encoder for img2img', async () => {
+    const dir = join(scratch, 'sizes');
+    const parts = { text_encoder: 10, text_encoder_2: 200, unet: 3000, vae_decoder: 40000, vae_encoder: 500000 };
+    for (const [part, bytes] of Object.entries(parts)) {
+      await mkdir(join(dir, part), { recursive: true });
+      await writeFile(join(dir, part, 'model.onnx'), Buffer.alloc(bytes));
+      await writeFile(join(dir, part, 'model.onnx_data'), Buffer.alloc(bytes));
+      await writeFile(join(dir, part, 'config.json'), '{"not": "counted"}');
+    }
+    expect(modelFileBytes(dir)).toBe(2 * 43210);
+    expect(modelFileBytes(dir, { imageToImage: true })).toBe(2 * 543210);
+    await rm(join(dir, 'text_encoder_2'), { recursive: true });
+    expect(modelFileBytes(dir)).toBe(2 * 43010);
   });
 });
 

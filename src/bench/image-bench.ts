@@ -97,7 +97,7 @@ export interface ImageBenchResult {
 export async function runImageBench(options: ImageBenchOptions, onProgress: (line: string) => void = () => {}): Promise<ImageBenchResult> {
   const modelDir = resolve(options.modelDir);
   const machine = describeMachine(options.executionProvider);
-  const fileBytes = modelFileBytes(modelDir);
+  const fileBytes = modelFileBytes(modelDir, { imageToImage: options.strength !== undefined });
   let unetCalls: number[] = [];
   let vaeCalls: number[] = [];
 

@@ -1,4 +1,4 @@
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, platform, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
@@ -28,10 +28,15 @@ export function describeMachine(executionProvider: string): MachineInfo {
   };
 }
 
-/** Bytes of the model's ONNX files (graphs and external weights) in its three parts. */
-export function modelFileBytes(modelDir: string): number {
+/**
+ * Bytes of the ONNX files (graphs and external weights) of the parts the pipeline loads: the text encoder(s), the
+ * U-Net, the VAE decoder, and for img2img the VAE encoder.
+ */
+export function modelFileBytes(modelDir: string, { imageToImage = false } = {}): number {
+  const secondTextEncoder = existsSync(join(modelDir, 'text_encoder_2')) ? ['text_encoder_2'] : [];
+  const parts = ['text_encoder', ...secondTextEncoder, 'unet', 'vae_decoder', ...(imageToImage ? ['vae_encoder'] : [])];
   let total = 0;
-  for (const part of ['text_encoder', 'unet', 'vae_decoder']) {
+  for (const part of parts) {
     const dir = join(modelDir, part);
     for (const name of readdirSync(dir)) {
       if (name.endsWith('.json')) continue;
