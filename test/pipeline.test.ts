@@ -71,6 +71,22 @@ describe('StableDiffusionPipeline on the tiny model', () => {
     expect(meanAbsDifference(guidedNegative.image.pixels, guided.image.pixels)).toBeGreaterThan(0.5);
   });
 
+  it('on the CPU runs guidance as two batch-1 U-Net calls a step, and draws what one batch-2 call draws', async () => {
+    const calls = { sequential: 0, batched: 0 };
+    const loadCounting = async (name: keyof typeof calls, options: PipelineOptions) => {
+      const pipeline = await StableDiffusionPipeline.fromPretrained(join(root, 'fp32'), { ...options, onOnnxRun: (label) => label === 'unet' && calls[name]++ });
+      pipelines.set(name, pipeline);
+      return pipeline;
+    };
+    const sequential = await loadCounting('sequential', {});
+    const batched = await loadCounting('batched', { sequentialGuidance: false });
+    const request = { prompt: 'a cat', negativePrompt: 'dog', seed: 3, steps: 3, scheduler: 'Euler', ...SMALL };
+    const halves = await sequential.generate(request);
+    const batch = await batched.generate(request);
+    expect(calls).toEqual({ sequential: 6, batched: 3 });
+    expect(pixelDifference(halves.image.pixels, batch.image.pixels).max).toBeLessThanOrEqual(1);
+  });
+
   it('stops within one step when aborted', async () => {
     const controller = new AbortController();
     const seen: number[] = [];

@@ -50,7 +50,7 @@ export interface ImageBenchOptions {
 export interface ImageRun {
   tokenizeMs: number;
   textEncoderMs: number;
-  /** One entry per denoising step: the U-Net's session.run. */
+  /** One entry per denoising step: the U-Net's session.run (with guidance on the CPU, its two batch-1 runs together). */
   unetStepMs: number[];
   /** Per step, the denoising loop's time outside the U-Net: scheduler, guidance, tensor conversions, our glue. */
   ownStepMs: number;
@@ -108,7 +108,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     tinyVaeDir: options.tinyVaeDir,
     float32OnCpu: !options.fp16AsIs,
     gpuFusion: options.gpuFusion,
-    ...(options.staticShape && { staticShape: { width: options.width, height: options.height, unetBatch: options.guidance > 1 ? 2 : 1 } }),
+    ...(options.staticShape && { staticShape: { width: options.width, height: options.height, guidance: options.guidance > 1 } }),
     onOnnxRun: (label, ms) => {
       if (label === 'unet') unetCalls.push(ms);
       if (label === 'vae_decoder') vaeCalls.push(ms);
@@ -127,6 +127,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     for (let run = 0; run < options.runs; run++) {
       unetCalls = [];
       vaeCalls = [];
+      const unetStepMs: number[] = [];
       const decoder: Decoder = options.decoder === 'alternate' ? (run % 2 === 0 ? 'full' : 'tiny') : (options.decoder ?? 'full');
       let previews = 0;
       let tinyDecoderPreviews = 0;
@@ -157,6 +158,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
         }),
         ...(initImage ? { initImage } : {}),
         onStep: (progress) => {
+          unetStepMs.push(sum(unetCalls.splice(0)));
           totalSteps = progress.totalSteps;
           onProgress(`run ${run + 1}/${options.runs}: step ${progress.step}/${totalSteps}`);
         },
@@ -175,8 +177,8 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
       runs.push({
         tokenizeMs: timings.tokenizeMs,
         textEncoderMs: timings.textEncoderMs,
-        unetStepMs: unetCalls,
-        ownStepMs: (timings.denoiseMs - sum(unetCalls)) / unetCalls.length,
+        unetStepMs,
+        ownStepMs: (timings.denoiseMs - sum(unetStepMs)) / unetStepMs.length,
         vaeMs: timings.vaeMs,
         pngMs,
         decoder,
@@ -187,7 +189,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
         totalMs,
         onnxMs: timings.onnxMs,
         overheadRatio: totalMs / timings.onnxMs,
-        iterationsPerSecond: unetCalls.length / (timings.denoiseMs / 1000),
+        iterationsPerSecond: unetStepMs.length / (timings.denoiseMs / 1000),
         scheduler: output.settings.scheduler,
       });
       onProgress(`run ${run + 1}/${options.runs}: ${(totalMs / 1000).toFixed(1)} s`);

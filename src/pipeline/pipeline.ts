@@ -26,7 +26,7 @@ import {
   type StageTimings,
   type StepProgress,
 } from './types.ts';
-import { UNet, type LatentSize } from './unet.ts';
+import { UNet, type LatentSize, type UNetConditioning } from './unet.ts';
 import { VaeEncoder } from './vae-encoder.ts';
 import { VaeDecoder, type RgbImage } from './vae.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
@@ -40,11 +40,17 @@ export interface PipelineOptions {
   /** On cuda and webgpu, rewrite the graphs into those providers' fused operators at load (see gpu-fusion.ts; default false). */
   gpuFusion?: boolean;
   /**
-   * Fix the U-Net's and VAE decoder's input shapes to one image size and U-Net batch (2 with guidance, else 1), so
-   * a GPU provider can plan for one shape (onnxruntime's freeDimensionOverrides, done on the graph); the pipeline
-   * then makes only that size. For benchmarks.
+   * Run classifier-free guidance's two halves (negative and prompt) as two U-Net calls of batch 1 instead of one of
+   * batch 2. Default: on the CPU, where the two calls take as long as the batch and hold half its activations
+   * (0.38 GB less at peak for SDXL at 1024x1024, see BENCHMARKS.md); a GPU runs the batch in parallel.
    */
-  staticShape?: { width: number; height: number; unetBatch: number };
+  sequentialGuidance?: boolean;
+  /**
+   * Fix the U-Net's and VAE decoder's input shapes to one image size, and the U-Net's batch to what `guidance` (on or
+   * off) makes it, so a GPU provider can plan for one shape (onnxruntime's freeDimensionOverrides, done on the graph);
+   * the pipeline then makes only that size. For benchmarks.
+   */
+  staticShape?: { width: number; height: number; guidance: boolean };
   /** Told the duration of every onnxruntime session.run, by model label ('text_encoder', 'unet', 'vae_decoder'). */
   onOnnxRun?: (label: string, ms: number) => void;
   /** A folder of textual-inversion embeddings (.safetensors), read again whenever its contents change. */
@@ -102,6 +108,7 @@ export class StableDiffusionPipeline {
     private readonly vae: VaeDecoder,
     private readonly tinyVae: VaeDecoder | undefined,
     private readonly previewer: LatentPreviewer,
+    private readonly sequentialGuidance: boolean,
     private readonly clock: OnnxClock,
     readonly info: ModelInfo,
     private readonly loadEncoder: () => Promise<VaeEncoder | undefined>,
@@ -124,11 +131,13 @@ export class StableDiffusionPipeline {
     for (const role of config.sdxl ? SDXL_TEXT_ENCODERS : SD_TEXT_ENCODERS) {
       parts.push({ tokenizer: await ClipTokenizer.fromDirectory(join(config.dir, role.tokenizer)), textEncoder: await TextEncoder.load(config.dir, loadOptions, role) });
     }
+    const sequentialGuidance = options.sequentialGuidance ?? executionProvider === 'cpu';
     const shape = options.staticShape;
     const [height, width] = shape ? [shape.height / 8, shape.width / 8] : [];
+    const unetBatch = shape?.guidance && !sequentialGuidance ? 2 : 1;
     const unet = await UNet.load(config.dir, {
       ...loadOptions,
-      ...(shape && { inputDimensions: { sample: [shape.unetBatch, undefined, height, width], encoder_hidden_states: [shape.unetBatch, undefined, undefined] } }),
+      ...(shape && { inputDimensions: { sample: [unetBatch, undefined, height, width], encoder_hidden_states: [unetBatch, undefined, undefined] } }),
     });
     const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, { ...loadOptions, ...(shape && { inputDimensions: { latent_sample: [1, undefined, height, width] } }) });
     const { stridedNodes, float16Weights, inputs } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
@@ -155,7 +164,7 @@ export class StableDiffusionPipeline {
     const embeddings = options.embeddingsDir === undefined ? undefined : new EmbeddingLibrary(options.embeddingsDir);
     const textEncoders = parts.map((part) => part.textEncoder);
     const loadEncoder = () => VaeEncoder.load(vaeDir, loadOptions);
-    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoders, unet, vae, tinyVae, previewer, clock, info, loadEncoder);
+    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoders, unet, vae, tinyVae, previewer, sequentialGuidance, clock, info, loadEncoder);
   }
 
   async generate(options: GenerateOptions): Promise<GenerateOutput> {
@@ -173,7 +182,8 @@ export class StableDiffusionPipeline {
 
     const encodeStarted = performance.now();
     const embedding = prompts ? await this.encodePrompt(prompts.prompt, prompts.negative, doGuidance) : givenEmbedding(options.promptEmbeds!, doGuidance);
-    const conditioning = { ...this.unet.conditioning(embedding, settings), ...(timeCondition && { timestep_cond: timeCondition }) };
+    const batches = doGuidance && this.sequentialGuidance ? guidanceHalves(embedding) : [embedding];
+    const conditionings = batches.map((batch) => ({ ...this.unet.conditioning(batch, settings), ...(timeCondition && { timestep_cond: timeCondition }) }));
     const textEncoderMs = performance.now() - encodeStarted;
 
     scheduler.setTimesteps(settings.steps);
@@ -194,8 +204,7 @@ export class StableDiffusionPipeline {
     for (const [index, timestep] of timesteps.entries()) {
       throwIfAborted(options.signal);
       const modelInput = scheduler.scaleModelInput(latents, timestep);
-      const batchInput = doGuidance ? concat(modelInput, modelInput) : modelInput;
-      const prediction = await this.unet.predict(batchInput, latentSize, timestep, conditioning);
+      const prediction = await this.predictNoise(modelInput, latentSize, timestep, conditionings, doGuidance);
       const noise = doGuidance ? applyGuidance(prediction, settings.guidanceScale) : prediction;
       const { prevSample, predOriginalSample } = scheduler.step(noise, timestep, latents, { generator });
       latents = prevSample;
@@ -220,6 +229,18 @@ export class StableDiffusionPipeline {
       onnxMs: this.clock.runMs - onnxBefore,
     };
     return { image, settings, timings };
+  }
+
+  /**
+   * The U-Net's prediction for `latents`: with guidance for [uncond, text] stacked, made in one batch-2 call or,
+   * given a conditioning per half, in two batch-1 calls.
+   */
+  private async predictNoise(latents: Float32Array, size: LatentSize, timestep: number, conditionings: UNetConditioning[], doGuidance: boolean): Promise<Float32Array> {
+    if (conditionings.length === 2) {
+      const [uncond, text] = conditionings;
+      return concat(await this.unet.predict(latents, size, timestep, uncond), await this.unet.predict(latents, size, timestep, text));
+    }
+    return this.unet.predict(doGuidance ? concat(latents, latents) : latents, size, timestep, conditionings[0]);
   }
 
   /** Attention blocks fused at load per model (none off the CPU, with fuseAttention: false, or when built fused). */
@@ -356,6 +377,12 @@ function givenEmbedding({ prompt, negative, width, pooled }: NonNullable<Generat
   }
   const stacked = (pair: { prompt: Float32Array; negative: Float32Array }) => (doGuidance ? concat(pair.negative, pair.prompt) : pair.prompt);
   return { data: stacked({ prompt, negative }), sequenceLength: prompt.length / width, width, ...(pooled ? { pooled: stacked(pooled) } : {}) };
+}
+
+/** A guidance batch's [uncond, text] conditioning as two batch-1 ones. */
+function guidanceHalves({ data, pooled, ...shape }: TextEmbedding): TextEmbedding[] {
+  const half = (values: Float32Array, index: number) => values.slice((index * values.length) / 2, ((index + 1) * values.length) / 2);
+  return [0, 1].map((index) => ({ ...shape, data: half(data, index), ...(pooled ? { pooled: half(pooled, index) } : {}) }));
 }
 
 function throwIfAborted(signal: AbortSignal | undefined): void {
