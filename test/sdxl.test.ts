@@ -3,7 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import onnxProto from 'onnx-proto';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeModel, GraphBuilder, intsAttr } from '../src/graphs/onnx-graph.ts';
 import { importModel } from '../src/import/import-model.ts';
 import { scanModels } from '../src/models/installed.ts';
 import { pullModel } from '../src/models/pull.ts';
@@ -15,6 +17,7 @@ import { SDXL_TEXT_ENCODERS } from '../src/pipeline/sdxl-conditioning.ts';
 import { TextEncoder } from '../src/pipeline/text-encoder.ts';
 import { ClipTokenizer } from '../src/pipeline/tokenizer.ts';
 import type { GenerateRequest } from '../src/pipeline/types.ts';
+import { VaeEncoder } from '../src/pipeline/vae-encoder.ts';
 import { MAX_PROMPT_CHUNKS } from '../src/prompt/prompt-tokens.ts';
 import { writeLoraAndMergedFolder, writeSdxlSingleFile } from './checkpoint-files.ts';
 import { draw, expectMatch, levels, referenceImage } from './drawing.ts';
@@ -95,6 +98,38 @@ describe.runIf(fixturesPresent)('SDXL: imported models draw diffusers’ StableD
     }
   });
 
+  it('img2img, as diffusers’ StableDiffusionXLImg2ImgPipeline: SDXL’s VAE scaling factor, and at strength 1 from a picture encoded to zeros exactly text-to-image’s denoising', async () => {
+    // Euler over trailing timesteps starts text-to-image at σ_max · noise, and img2img at latents + σ_max · noise:
+    // with an encoder that makes zeros of any picture (deterministic, so the noise is the generator's first draw in
+    // both), strength 1 must draw the text-to-image picture, guidance, pooled embeddings and size ids included.
+    const zeroEncoder = join(root, 'zero-encoder');
+    mkdirSync(join(zeroEncoder, 'vae_encoder'), { recursive: true });
+    for (const entry of readdirSync(imported)) if (entry !== 'vae_encoder') symlinkSync(join(imported, entry), join(zeroEncoder, entry));
+    symlinkSync(join(imported, 'vae_encoder', 'config.json'), join(zeroEncoder, 'vae_encoder', 'config.json'));
+    writeFileSync(join(zeroEncoder, 'vae_encoder', 'model.onnx'), zeroLatentsEncoder());
+
+    const [, withNegative] = cases();
+    const request = { ...requestOf(withNegative), scheduler: 'Euler Trailing', steps: 4 };
+    const picture = (await sharp(referenceImage(referenceOf(withNegative)), { raw: { width: request.width, height: request.height, channels: 3 } }).png().toBuffer()).toString('base64');
+    const [zeros, real] = await Promise.all([StableDiffusionPipeline.fromPretrained(zeroEncoder), StableDiffusionPipeline.fromPretrained(imported)]);
+    try {
+      expect(real.info.imageToImage).toBe(true);
+      const textToImage = await zeros.generate(request);
+      const fromZeros = await zeros.generate({ ...request, initImage: { image: picture, strength: 1 } });
+      expect(fromZeros.settings.strength).toBe(1);
+      expect(levels(fromZeros.image.pixels, textToImage.image.pixels).max).toBeLessThanOrEqual(1);
+
+      const fromPicture = await real.generate({ ...request, initImage: { image: picture, strength: 0.5 } });
+      expect(fromPicture.settings).toMatchObject({ strength: 0.5, width: request.width, height: request.height });
+      expect(levels(fromPicture.image.pixels, textToImage.image.pixels).mean).toBeGreaterThan(1);
+    } finally {
+      await Promise.all([zeros.release(), real.release()]);
+    }
+    const encoder = (await VaeEncoder.load(imported, { executionProvider: 'cpu', clock: { runMs: 0 }, fuseAttention: true }))!;
+    expect(encoder.scalingFactor).toBe(0.13025);
+    await encoder.release();
+  });
+
   it('encodes an empty negative prompt when the model says so (force_zeros_for_empty_prompt false)', async () => {
     const encodesEmpty = join(root, 'encodes-empty');
     mkdirSync(encodesEmpty);
@@ -119,6 +154,7 @@ describe.runIf(fixturesPresent)('SDXL: imported models draw diffusers’ StableD
     const elementType = async (component: string, input: string) => (await readOnnxOutline(join(half.dir, component, 'model.onnx'))).inputs.find(({ name }) => name === input)?.elemType;
     expect(await elementType('unet', 'sample')).toBe(ONNX_FLOAT16);
     expect(await elementType('vae_decoder', 'latent_sample')).toBe(ONNX_FLOAT);
+    expect(await elementType('vae_encoder', 'sample')).toBe(ONNX_FLOAT);
     const [entry] = cases();
     const { mean } = levels((await draw(half.dir, requestOf(entry))).image.pixels, referenceImage(referenceOf(entry)));
     expect(mean).toBeLessThan(2);
@@ -306,6 +342,13 @@ describe.runIf(fixturesPresent)('SDXL: the hub’s ONNX exports load as they are
     );
   });
 });
+
+/** A VAE encoder that makes zero latents of any picture: an 8x8, stride-8 convolution with zero weights, output as `latents`. */
+function zeroLatentsEncoder(): Uint8Array {
+  const g = new GraphBuilder({ precision: 'fp32', attention: 'unfused' });
+  g.op('Conv', ['sample', g.floatConstant('weight', [4, 3, 8, 8], new Float32Array(4 * 3 * 8 * 8))], [intsAttr('strides', [8, 8])], 'latents');
+  return encodeModel(g.toModel('vae_encoder', [{ name: 'sample', type: 'float32', shape: [1, 3, 'height', 'width'] }], [{ name: 'latents', type: 'float32', shape: [1, 4, 'h', 'w'] }]));
+}
 
 /** The files below `dir` (through symbolic links), as "/"-separated relative paths. */
 function filesBelowSync(dir: string, prefix = ''): string[] {
