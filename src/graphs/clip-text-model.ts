@@ -19,6 +19,27 @@ export interface ClipTextModelOptions {
   allHiddenStates?: boolean;
 }
 
+/** The transformer shapes CLIP's text and vision encoders share. */
+export type ClipEncoderConfig = Pick<ClipTextConfig, 'hidden_size' | 'intermediate_size' | 'num_attention_heads' | 'hidden_act' | 'layer_norm_eps'>;
+
+/** One CLIPEncoderLayer (pre-norm self-attention, then a pre-norm MLP, each added back), `mask` added to its scores. */
+export function clipEncoderLayer(g: GraphBuilder, states: string, prefix: string, config: ClipEncoderConfig, mask?: string): string {
+  const { hidden_size: hidden, layer_norm_eps: epsilon } = config;
+  const normed = layerNorm(g, states, `${prefix}.layer_norm1`, hidden, epsilon);
+  const attended = attention(g, normed, normed, `${prefix}.self_attn`, {
+    channels: hidden,
+    contextChannels: hidden,
+    heads: config.num_attention_heads,
+    projections: { query: 'q_proj', key: 'k_proj', value: 'v_proj', out: 'out_proj' },
+    projectionBias: true,
+    additiveMask: mask,
+  });
+  states = g.op('Add', [states, attended]);
+  const expanded = linear(g, layerNorm(g, states, `${prefix}.layer_norm2`, hidden, epsilon), `${prefix}.mlp.fc1`, hidden, config.intermediate_size);
+  const activated = config.hidden_act === 'gelu' ? gelu(g, expanded) : quickGelu(g, expanded);
+  return g.op('Add', [states, linear(g, activated, `${prefix}.mlp.fc2`, config.intermediate_size, hidden)]);
+}
+
 /**
  * transformers' CLIPTextModel (or CLIPTextModelWithProjection): token + position embeddings, pre-norm layers of
  * causal self-attention and an MLP, a final LayerNorm. The pooled output is the state at the end-of-text token
@@ -55,20 +76,7 @@ export function buildClipTextModel(g: GraphBuilder, config: ClipTextConfig, opti
   };
   for (let layer = 0; layer < config.num_hidden_layers; layer++) {
     if (options.allHiddenStates || (options.penultimateHiddenState && layer === config.num_hidden_layers - 1)) hiddenStateOutput(layer);
-    const prefix = `text_model.encoder.layers.${layer}`;
-    const normed = layerNorm(g, states, `${prefix}.layer_norm1`, hidden, epsilon);
-    const attended = attention(g, normed, normed, `${prefix}.self_attn`, {
-      channels: hidden,
-      contextChannels: hidden,
-      heads: config.num_attention_heads,
-      projections: { query: 'q_proj', key: 'k_proj', value: 'v_proj', out: 'out_proj' },
-      projectionBias: true,
-      additiveMask: mask,
-    });
-    states = g.op('Add', [states, attended]);
-    const expanded = linear(g, layerNorm(g, states, `${prefix}.layer_norm2`, hidden, epsilon), `${prefix}.mlp.fc1`, hidden, config.intermediate_size);
-    const activated = config.hidden_act === 'gelu' ? gelu(g, expanded) : quickGelu(g, expanded);
-    states = g.op('Add', [states, linear(g, activated, `${prefix}.mlp.fc2`, config.intermediate_size, hidden)]);
+    states = clipEncoderLayer(g, states, `text_model.encoder.layers.${layer}`, config, mask);
   }
 
   if (options.allHiddenStates) hiddenStateOutput(config.num_hidden_layers);

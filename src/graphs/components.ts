@@ -2,8 +2,9 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildVaeDecoder, buildVaeEncoder } from './autoencoder.ts';
 import { type ClipTextModelOptions, buildClipTextModel } from './clip-text-model.ts';
-import type { ClipTextConfig, UNetConfig, VaeConfig } from './configs.ts';
+import type { ClipTextConfig, SafetyCheckerConfig, UNetConfig, VaeConfig } from './configs.ts';
 import type { AttentionKind, ParameterSpec, Precision } from './onnx-graph.ts';
+import { buildSafetyChecker } from './safety-checker.ts';
 import { jsonFile } from './stable-diffusion.ts';
 import { type UNetOptions, buildUNet } from './unet-2d-condition.ts';
 import type { WeightSource } from './weights.ts';
@@ -49,6 +50,10 @@ export async function writeVae(modelDir: string, config: VaeConfig, options: Com
   return total;
 }
 
+export function writeSafetyChecker(dir: string, config: SafetyCheckerConfig, options: ComponentOptions): Promise<WrittenGraph> {
+  return withConfig(dir, config, writeGraph(dir, (g) => buildSafetyChecker(g, config), options));
+}
+
 export function textEncoderParameters(config: ClipTextConfig): Map<string, ParameterSpec> {
   return listParameters((g) => buildClipTextModel(g, config, { inputIdsType: 'int32' }));
 }
@@ -60,4 +65,8 @@ export function unetParameters(config: UNetConfig): Map<string, ParameterSpec> {
 /** The decoder's and the encoder's parameters together (one VAE state dict). */
 export function vaeParameters(config: VaeConfig): Map<string, ParameterSpec> {
   return new Map([...listParameters((g) => buildVaeDecoder(g, config)), ...listParameters((g) => buildVaeEncoder(g, config))]);
+}
+
+export function safetyCheckerParameters(config: SafetyCheckerConfig): Map<string, ParameterSpec> {
+  return listParameters((g) => buildSafetyChecker(g, config));
 }

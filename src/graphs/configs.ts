@@ -199,6 +199,59 @@ export function resolveClipTextConfig(json: ConfigJson): ClipTextConfig {
   return config;
 }
 
+/**
+ * diffusers' StableDiffusionSafetyChecker: a transformers CLIPConfig whose vision_config is the CLIP vision tower
+ * (ViT-L/14 in CompVis/stable-diffusion-safety-checker) and projection_dim the width its concepts are compared in.
+ */
+export interface SafetyCheckerConfig {
+  architectures: ['StableDiffusionSafetyChecker'];
+  projection_dim: number;
+  vision_config: ClipVisionConfig;
+}
+
+export interface ClipVisionConfig {
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_channels: number;
+  image_size: number;
+  patch_size: number;
+  hidden_act: 'quick_gelu' | 'gelu';
+  layer_norm_eps: number;
+}
+
+/** transformers' CLIPVisionConfig defaults fill what vision_config leaves out. */
+export function resolveSafetyCheckerConfig(json: ConfigJson): SafetyCheckerConfig {
+  const architectures = Array.isArray(json.architectures) ? (json.architectures as string[]) : [];
+  if (!architectures.includes('StableDiffusionSafetyChecker')) {
+    throw new Error(`safety checker config: architectures ${JSON.stringify(architectures)} do not name StableDiffusionSafetyChecker`);
+  }
+  const vision = json.vision_config;
+  if (vision === null || typeof vision !== 'object' || Array.isArray(vision)) throw new Error('safety checker config: vision_config is missing');
+  const read = new ConfigReader(vision as ConfigJson, 'safety checker vision_config');
+  const config: ClipVisionConfig = {
+    hidden_size: read.positiveInteger('hidden_size', 768),
+    intermediate_size: read.positiveInteger('intermediate_size', 3072),
+    num_hidden_layers: read.positiveInteger('num_hidden_layers', 12),
+    num_attention_heads: read.positiveInteger('num_attention_heads', 12),
+    num_channels: read.positiveInteger('num_channels', 3),
+    image_size: read.positiveInteger('image_size', 224),
+    patch_size: read.positiveInteger('patch_size', 32),
+    hidden_act: read.oneOf('hidden_act', ['quick_gelu', 'gelu'] as const, 'quick_gelu'),
+    layer_norm_eps: read.number('layer_norm_eps', 1e-5),
+  };
+  if (config.hidden_size % config.num_attention_heads !== 0) {
+    throw new Error(`safety checker config: hidden_size ${config.hidden_size} does not split into ${config.num_attention_heads} heads`);
+  }
+  if (config.image_size % config.patch_size !== 0) throw new Error(`safety checker config: image_size ${config.image_size} is not a whole number of ${config.patch_size}-pixel patches`);
+  return {
+    architectures: ['StableDiffusionSafetyChecker'],
+    projection_dim: new ConfigReader(json, 'safety checker').positiveInteger('projection_dim', 512),
+    vision_config: config,
+  };
+}
+
 const DOWN_BLOCKS = ['CrossAttnDownBlock2D', 'DownBlock2D'] as const;
 const UP_BLOCKS = ['CrossAttnUpBlock2D', 'UpBlock2D'] as const;
 
