@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { parseSize, type GenerationPolicy } from './jobs/options.ts';
@@ -10,6 +10,16 @@ import { PROJECT_ROOT } from './runtime.ts';
 
 function isDirectory(path: string): boolean {
   return statSync(path, { throwIfNoEntry: false })?.isDirectory() ?? false;
+}
+
+/** Why `dir` is not a safety checker this bot can load (undefined when it is one). */
+function safetyCheckerFolderProblem(dir: string): string | undefined {
+  if (!isDirectory(dir)) return `${dir} is not a folder (give the safety checker's folder, with its model.onnx)`;
+  if (existsSync(join(dir, 'model.onnx'))) return undefined;
+  if (existsSync(join(dir, 'config.json'))) {
+    return `${dir} has no model.onnx; for a PyTorch safety checker (config.json + model.safetensors) run \`npm run model:import -- ${dir} --safety-checker\` and give the folder it writes`;
+  }
+  return `${dir} has no model.onnx (give a model's safety_checker/ folder of an ONNX export, or one model:import --safety-checker wrote)`;
 }
 
 const snowflake = z.string({ error: 'is required' }).regex(/^\d{17,20}$/, 'must be a Discord ID (17 to 20 digits)');
@@ -34,6 +44,13 @@ const environmentSchema = z.object({
   MODELS_DIR: optional(z.string()),
   AUTO_PULL: optional(z.enum(PIPELINE_PRESETS.map((preset) => preset.name) as [string, ...string[]], { error: `must be a preset: ${PIPELINE_PRESETS.map((preset) => preset.name).join(', ')}` })),
   UPSCALER: optional(z.string()),
+  SAFETY_CHECKER: optional(
+    z.string().transform((path, context) => {
+      const problem = safetyCheckerFolderProblem(resolve(path));
+      if (problem) context.addIssue({ code: 'custom', message: problem });
+      return resolve(path);
+    }),
+  ),
   HF_TOKEN: optional(z.string()),
   HF_ENDPOINT: optional(z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as https://huggingface.co' })),
   DEFAULT_STEPS: optional(z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1)),
@@ -118,6 +135,8 @@ export interface BotConfig {
     autoPull: string | undefined;
     /** The Upscale buttons' upscaler (UPSCALER): a name, a file, "lanczos"; undefined: the only one installed. */
     upscaler: string | undefined;
+    /** The safety checker's folder (SAFETY_CHECKER), run on every image in the pipeline thread; none when undefined. */
+    safetyChecker: string | undefined;
   };
   generation: GenerationPolicy;
   /** The textual-inversion embeddings /embeddings lists (the pipeline thread reads the same EMBEDDINGS_DIR). */
@@ -197,7 +216,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): BotConfig {
       apiUrl: e.DISCORD_API_URL?.replace(/\/+$/, ''),
       restTimeoutMs: e.DISCORD_REST_TIMEOUT_MS,
     },
-    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL, upscaler: e.UPSCALER },
+    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL, upscaler: e.UPSCALER, safetyChecker: e.SAFETY_CHECKER },
     generation: {
       defaultSteps: e.DEFAULT_STEPS,
       maxSteps: e.MAX_STEPS,
@@ -233,6 +252,7 @@ const workerSchema = environmentSchema.pick({
   MODELS_DIR: true,
   AUTO_PULL: true,
   UPSCALER: true,
+  SAFETY_CHECKER: true,
   HF_TOKEN: true,
   HF_ENDPOINT: true,
   EMBEDDINGS_DIR: true,
@@ -247,7 +267,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv = process.env): WorkerCo
   const e = parseEnvironment(workerSchema, env);
   return {
     redisUrl: requireRedisUrl(e.REDIS_URL, 'for a worker (it takes its jobs from Redis)'),
-    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL, upscaler: e.UPSCALER },
+    model: { dir: e.SD_MODEL_DIR, executionProvider: e.EXECUTION_PROVIDER, autoPull: e.AUTO_PULL, upscaler: e.UPSCALER, safetyChecker: e.SAFETY_CHECKER },
     stalledJobTimeoutMs: e.STALLED_JOB_TIMEOUT_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,

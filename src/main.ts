@@ -28,7 +28,8 @@ const logger = startLogger(config.logLevel);
 const settings = await openSettingsStoreOrExit(config, logger);
 const catalog = await loadModelCatalogOrExit(config.model, logger);
 const upscaler = await resolveUpscalerOrExit(config.model.upscaler, logger);
-const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider, upscaler });
+const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider, upscaler, safetyChecker: config.model.safetyChecker });
+const safetyChecked = config.model.safetyChecker !== undefined;
 const loadStarted = performance.now();
 pipeline.ready.then(
   (model) => logger.info({ model: model.name, native: `${model.nativeWidth}x${model.nativeHeight}`, loadMs: Math.round(performance.now() - loadStarted) }, 'model loaded'),
@@ -37,12 +38,12 @@ pipeline.ready.then(
 const backend = config.backend;
 const queue: JobQueue =
   backend.kind === 'local'
-    ? new LocalJobQueue({ generator: pipeline, catalog, policy: config.generation, ...config.queue, journal, executionProvider: config.model.executionProvider, logger })
+    ? new LocalJobQueue({ generator: pipeline, catalog, policy: config.generation, ...config.queue, journal, executionProvider: config.model.executionProvider, safetyChecked, logger })
     : new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
 // With QUEUE_BACKEND=bullmq this process is also one worker; `npm run worker` adds more on other machines.
 const worker =
   backend.kind === 'bullmq'
-    ? new RemoteWorker({ redisUrl: backend.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, executionProvider: config.model.executionProvider, logger })
+    ? new RemoteWorker({ redisUrl: backend.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, executionProvider: config.model.executionProvider, safetyChecked, logger })
     : undefined;
 
 let bot: RunningBot | undefined;

@@ -21,8 +21,8 @@ const logger = startLogger(config.logLevel);
 const catalog = await loadModelCatalogOrExit(config.model, logger);
 
 const upscaler = await resolveUpscalerOrExit(config.model.upscaler, logger);
-const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider, upscaler });
-const worker = new RemoteWorker({ redisUrl: config.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: config.stalledJobTimeoutMs, executionProvider: config.model.executionProvider, logger });
+const pipeline = new ModelSwitcher({ catalog, executionProvider: config.model.executionProvider, upscaler, safetyChecker: config.model.safetyChecker });
+const worker = new RemoteWorker({ redisUrl: config.redisUrl, generator: pipeline, catalog, stalledJobTimeoutMs: config.stalledJobTimeoutMs, executionProvider: config.model.executionProvider, safetyChecked: config.model.safetyChecker !== undefined, logger });
 
 const health = startHealthReport(config.healthFile, logger, () => worker.health());
 

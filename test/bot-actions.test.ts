@@ -10,9 +10,8 @@ import { readPngParameters } from '../src/image/png.ts';
 import { ensureTinyModel } from '../src/tiny-model/index.ts';
 import { OnnxUpscaler, upscaleImage } from '../src/upscale/upscaler.ts';
 import { PipelineThread } from '../src/worker/pipeline-thread.ts';
-import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
+import { BLOCKER_OPTIONS, customIds, embedField, startHarness, useRedisServer, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 import type { StoredMessage } from './fake-discord/index.ts';
-import { RedisServer } from './redis-server.ts';
 import { upscalerGraph } from './upscaler-graph.ts';
 import { Redis } from 'ioredis';
 
@@ -233,15 +232,11 @@ describe('actions are jobs like any other', () => {
 });
 
 describe('over Redis (QUEUE_BACKEND=bullmq): the picture travels with its job to the worker', () => {
-  let redis: RedisServer | undefined;
-  beforeAll(async () => {
-    redis = await RedisServer.start();
-  });
-  afterAll(async () => redis?.dispose());
+  const redisUrl = useRedisServer();
 
   it('image:, Vary, Upscale (Creative) and Remix give what the local queue gives, also after a restart; Cancel stops a running Vary', async () => {
     const local = await startHarness(pipeline);
-    const harness = await startHarness(pipeline, { QUEUE_BACKEND: 'bullmq', REDIS_URL: redis!.url });
+    const harness = await startHarness(pipeline, { QUEUE_BACKEND: 'bullmq', REDIS_URL: redisUrl() });
     const started = { ...SMALL, image: await attachedPicture(64, 64), strength: 0.5 };
     const [original, localOriginal] = await Promise.all([harness.finalReply(harness.imagine('alice', started)), local.finalReply(local.imagine('alice', started))]);
     expect(parametersOf(original)).toMatchObject({ strength: 0.5, seed: '11' });
@@ -266,7 +261,7 @@ describe('over Redis (QUEUE_BACKEND=bullmq): the picture travels with its job to
     const varying = harness.fake.clickButton({ messageId: slow.id, customId: 'imagine:vary:strong:0', user: harness.fake.user('bob') });
     await harness.waitUntilRunning(varying);
     // The job in Redis holds its picture once (its options), not once more in its settled request.
-    const client = new Redis(redis!.url);
+    const client = new Redis(redisUrl());
     const jobData = await Promise.all((await client.keys('imagine:jobs:job-*')).filter((key) => !key.slice('imagine:jobs:'.length).includes(':')).map((key) => client.hget(key, 'data')));
     await client.quit();
     const picture = slow.attachments[0].data.toString('base64');

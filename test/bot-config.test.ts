@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'dotenv';
 import { describe, expect, it } from 'vitest';
@@ -113,6 +114,23 @@ describe('loadConfig', () => {
     expect(config.servers).toEqual({ dailyImagesPerUser: 25, dailyImagesPerServer: undefined, ownerIds: ['123456789012345678', '223456789012345678'] });
     expect(() => loadConfig({ ...minimal, OWNER_IDS: '123456789012345678,@alice' })).toThrow('OWNER_IDS: "@alice" is not a Discord user ID (17 to 20 digits)');
     expect(() => loadConfig({ ...minimal, DAILY_IMAGES_PER_SERVER: '-1' })).toThrow(/DAILY_IMAGES_PER_SERVER: /);
+  });
+
+  it('takes a SAFETY_CHECKER folder with a model.onnx, and names the variable and the fix otherwise', () => {
+    const root = mkdtempSync(join(tmpdir(), 'safety-config-'));
+    try {
+      mkdirSync(join(root, 'onnx'));
+      writeFileSync(join(root, 'onnx', 'model.onnx'), '');
+      mkdirSync(join(root, 'pytorch'));
+      writeFileSync(join(root, 'pytorch', 'config.json'), '{}');
+      expect(loadConfig({ ...minimal, SAFETY_CHECKER: join(root, 'onnx') }).model.safetyChecker).toBe(join(root, 'onnx'));
+      expect(() => loadConfig({ ...minimal, SAFETY_CHECKER: join(root, 'pytorch') })).toThrow(
+        `SAFETY_CHECKER: ${join(root, 'pytorch')} has no model.onnx; for a PyTorch safety checker (config.json + model.safetensors) run \`npm run model:import -- ${join(root, 'pytorch')} --safety-checker\``,
+      );
+      expect(() => loadConfig({ ...minimal, SAFETY_CHECKER: join(root, 'none') })).toThrow(`SAFETY_CHECKER: ${join(root, 'none')} is not a folder`);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('refuses defaults above their limits', () => {

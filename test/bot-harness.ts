@@ -15,7 +15,7 @@ import { LocalJobQueue } from '../src/queue/local-queue.ts';
 import type { JobQueue } from '../src/queue/types.ts';
 import { SqliteSettingsStore } from '../src/settings/sqlite-store.ts';
 import { ensureTinyModel, writeTinyTaesd } from '../src/tiny-model/index.ts';
-import { PipelineThread } from '../src/worker/pipeline-thread.ts';
+import { PipelineThread, type PipelineThreadOptions } from '../src/worker/pipeline-thread.ts';
 import { RemoteWorker } from '../src/worker/remote-worker.ts';
 import { RedisServer } from './redis-server.ts';
 import { FakeDiscord, type FakeDiscordOptions, type InteractionHandle, type InvocationOptions, type MessageRevision, type OptionValue, type StoredMessage } from './fake-discord/index.ts';
@@ -67,9 +67,13 @@ const startedHarnesses: Harness[] = [];
  * Registers the hooks the bot end-to-end files share and returns the generator for their bots: one tiny-model
  * pipeline thread for the whole file (loaded once, so the tests stay fast), and after each test every harness it
  * started is stopped and must have seen no internal errors in the fake Discord. `tinyDecoder`: with a tiny decoder
- * named TINY_DECODER_NAME loaded beside the model (in a describe block: for its tests only).
+ * named TINY_DECODER_NAME loaded beside the model (in a describe block: for its tests only). `threadOptions`: more of
+ * the thread's options, read when it starts.
  */
-export function useSharedTinyPipeline({ tinyDecoder = false } = {}): ImageGenerator {
+export function useSharedTinyPipeline({
+  tinyDecoder = false,
+  threadOptions = async () => ({}),
+}: { tinyDecoder?: boolean; threadOptions?: () => Promise<Omit<PipelineThreadOptions, 'modelDir'>> } = {}): ImageGenerator {
   let thread: PipelineThread | undefined;
   let tinyDecoderDir: string | undefined;
   const startedThread = (): PipelineThread => {
@@ -81,7 +85,7 @@ export function useSharedTinyPipeline({ tinyDecoder = false } = {}): ImageGenera
       tinyDecoderDir = join(mkdtempSync(join(tmpdir(), 'imagine-bot-taesd-')), TINY_DECODER_NAME);
       await writeTinyTaesd(tinyDecoderDir);
     }
-    thread = PipelineThread.start({ modelDir: await ensureTinyModel(), tinyVaeDir: tinyDecoderDir });
+    thread = PipelineThread.start({ modelDir: await ensureTinyModel(), tinyVaeDir: tinyDecoderDir, ...(await threadOptions()) });
     await thread.ready;
   });
   afterAll(async () => {
@@ -99,6 +103,19 @@ export function useSharedTinyPipeline({ tinyDecoder = false } = {}): ImageGenera
       return startedThread().ready;
     },
     generate: (request, options) => startedThread().generate(request, options),
+  };
+}
+
+/** A Redis server for the tests of the enclosing describe block (started once): the returned function gives its URL. */
+export function useRedisServer(): () => string {
+  let redis: RedisServer | undefined;
+  beforeAll(async () => {
+    redis = await RedisServer.start();
+  });
+  afterAll(async () => redis?.dispose());
+  return () => {
+    if (!redis) throw new Error('The Redis server starts in beforeAll; use it inside a test');
+    return redis.url;
   };
 }
 
@@ -160,14 +177,16 @@ export async function startHarness(
   const dataDir = mkdtempSync(join(tmpdir(), 'imagine-bot-data-'));
   const backend = config.backend;
   const executionProvider = config.model.executionProvider;
+  // As npm start: SAFETY_CHECKER says the generator checks its images (the shared pipeline thread loads the checker).
+  const safetyChecked = config.model.safetyChecker !== undefined;
   const worker =
     backend.kind === 'bullmq'
-      ? new RemoteWorker({ redisUrl: backend.redisUrl, generator, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, executionProvider, logger })
+      ? new RemoteWorker({ redisUrl: backend.redisUrl, generator, stalledJobTimeoutMs: backend.stalledJobTimeoutMs, executionProvider, safetyChecked, logger })
       : undefined;
   const start = async () => {
     const queue: JobQueue =
       backend.kind === 'local'
-        ? new LocalJobQueue({ generator, policy: config.generation, ...config.queue, executionProvider, logger })
+        ? new LocalJobQueue({ generator, policy: config.generation, ...config.queue, executionProvider, safetyChecked, logger })
         : new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
     const bot = await startBot({ config, queue, settings: SqliteSettingsStore.open(dataDir), logger });
     await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');

@@ -1,11 +1,15 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import onnxProto from 'onnx-proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { safetyCheckerParameters } from '../src/graphs/components.ts';
 import { mulberry32 } from '../src/graphs/weights.ts';
+import { importSafetyChecker } from '../src/import/safety-checker.ts';
 import { SafetyChecker, clipImageInput } from '../src/pipeline/safety-checker.ts';
 import type { RgbImage } from '../src/pipeline/vae.ts';
-import { TINY_SAFETY_CHECKER, tinyCheckerWeights, writeTinySafetyChecker } from './safety-checker-model.ts';
+import { safetensorsBytes, type TensorSpec } from './safetensors-file.ts';
+import { TINY_SAFETY_CHECKER, tinyCheckerWeights, writeDecidedSafetyChecker, writeTinySafetyChecker } from './safety-checker-model.ts';
 
 /*
  * The checker against diffusers' StableDiffusionSafetyChecker.forward, computed here independently: the tiny
@@ -226,5 +230,97 @@ describe('CLIPImageProcessor preprocessing', () => {
     expect(red(50)).toBeCloseTo(0, 5);
     expect(red(62)).toBeCloseTo(1, 5);
     expect(red(223)).toBeCloseTo(1, 5);
+  });
+});
+
+describe('importing the PyTorch safety checker (model:import --safety-checker)', () => {
+  /** The folder CompVis/stable-diffusion-safety-checker has: its CLIPConfig and the state dict as safetensors (plus a buffer the graph does not read). */
+  async function pytorchFolder(dir: string, weights: Map<string, Float32Array>): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    const config = { ...TINY_SAFETY_CHECKER, _class_name: 'StableDiffusionSafetyChecker', model_type: 'clip', text_config: {} };
+    await writeFile(join(dir, 'config.json'), JSON.stringify(config));
+    const tensors: Record<string, TensorSpec> = Object.fromEntries(
+      [...safetyCheckerParameters(TINY_SAFETY_CHECKER)].map(([name, spec]) => [name, { dtype: 'F32' as const, shape: spec.shape, values: weights.get(name)! }]),
+    );
+    const positions = 50;
+    tensors['vision_model.vision_model.embeddings.position_ids'] = { dtype: 'F32', shape: [1, positions], values: Array.from({ length: positions }, (_, i) => i) };
+    await writeFile(join(dir, 'model.safetensors'), safetensorsBytes(tensors));
+  }
+
+  it('gives the verdicts and scores of the checker built from the same weights', async () => {
+    const weights = tinyCheckerWeights(21);
+    await pytorchFolder(join(root, 'pytorch'), weights);
+    await importSafetyChecker(join(root, 'pytorch'), join(root, 'imported'));
+    await writeTinySafetyChecker(join(root, 'built'), weights);
+    const [imported, built] = await Promise.all([SafetyChecker.load(join(root, 'imported'), LOAD), SafetyChecker.load(join(root, 'built'), LOAD)]);
+    try {
+      for (const seed of [1, 2]) {
+        const image = randomImage(256, 320, seed);
+        expect(await imported.check(image)).toEqual(await built.check(image));
+      }
+    } finally {
+      await Promise.all([imported.release(), built.release()]);
+    }
+  });
+
+  it('refuses pickled weights alone, and a folder whose weights do not fit its config', async () => {
+    const pickled = join(root, 'pickled');
+    await mkdir(pickled, { recursive: true });
+    await writeFile(join(pickled, 'config.json'), JSON.stringify(TINY_SAFETY_CHECKER));
+    await writeFile(join(pickled, 'pytorch_model.bin'), 'not read');
+    await expect(importSafetyChecker(pickled, join(root, 'out-pickled'))).rejects.toThrow(/pytorch_model\.bin is a PyTorch pickle file/);
+
+    const mismatched = join(root, 'mismatched');
+    await pytorchFolder(mismatched, tinyCheckerWeights());
+    await writeFile(join(mismatched, 'config.json'), JSON.stringify({ ...TINY_SAFETY_CHECKER, projection_dim: 8 }));
+    await expect(importSafetyChecker(mismatched, join(root, 'out-mismatched'))).rejects.toThrow(/visual_projection\.weight is \[16, 32\] in the weights but the config makes it \[8, 32\]/);
+  });
+});
+
+describe('a diffusers / Optimum ONNX export (forward_onnx: clip_input and images in, has_nsfw_concepts out)', () => {
+  const { onnx } = onnxProto;
+
+  /** The built checker with forward_onnx's tail appended: scores without rounding, any special hit adds 0.01, the images passed through. */
+  async function asExport(dir: string): Promise<void> {
+    const path = join(dir, 'model.onnx');
+    const model = onnx.ModelProto.decode(await readFile(path));
+    const graph = model.graph!;
+    const FLOAT = onnx.TensorProto.DataType.FLOAT;
+    const node = (opType: string, input: string[], output: string, attribute: object[] = []) => graph.node!.push({ opType, input, output: [output], attribute, name: output });
+    graph.initializer!.push({ name: 'zero', dataType: FLOAT, dims: [], floatData: [0] }, { name: 'hundredth', dataType: FLOAT, dims: [], floatData: [0.01] });
+    const axis = [{ name: 'axes', type: onnx.AttributeProto.AttributeType.INTS, ints: [1] }];
+    node('Sub', ['special_cos_dist', 'special_care_embeds_weights'], 'special_scores');
+    node('Greater', ['special_scores', 'zero'], 'special_hits');
+    node('Cast', ['special_hits'], 'special_hits_float', [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }]);
+    node('ReduceMax', ['special_hits_float'], 'special_care', axis);
+    node('Mul', ['special_care', 'hundredth'], 'special_adjustment');
+    node('Sub', ['cos_dist', 'concept_embeds_weights'], 'concept_raw');
+    node('Add', ['concept_raw', 'special_adjustment'], 'concept_scores');
+    node('Greater', ['concept_scores', 'zero'], 'concept_hits');
+    node('Cast', ['concept_hits'], 'concept_hits_float', [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: FLOAT }]);
+    node('ReduceMax', ['concept_hits_float'], 'any_hit', [...axis, { name: 'keepdims', type: onnx.AttributeProto.AttributeType.INT, i: 0 }]);
+    node('Cast', ['any_hit'], 'has_nsfw_concepts', [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: onnx.TensorProto.DataType.BOOL }]);
+    node('Identity', ['images'], 'out_images');
+    const tensor = (name: string, elemType: number, dims: (number | string)[]) => ({
+      name,
+      type: { tensorType: { elemType, shape: { dim: dims.map((dim) => (typeof dim === 'number' ? { dimValue: dim } : { dimParam: dim })) } } },
+    });
+    graph.input!.push(tensor('images', FLOAT, ['batch', 'height', 'width', 3]));
+    graph.output = [tensor('out_images', FLOAT, ['batch', 'height', 'width', 3]), tensor('has_nsfw_concepts', onnx.TensorProto.DataType.BOOL, ['batch'])];
+    await writeFile(path, onnx.ModelProto.encode(model).finish());
+  }
+
+  it('takes the export’s verdict', async () => {
+    for (const flags of ['every image', 'no image'] as const) {
+      const dir = join(root, `export-${flags.replace(' ', '-')}`);
+      await writeDecidedSafetyChecker(dir, flags);
+      await asExport(dir);
+      const checker = await SafetyChecker.load(dir, LOAD);
+      try {
+        expect(await checker.check(randomImage(96, 128, 5))).toEqual({ nsfw: flags === 'every image' });
+      } finally {
+        await checker.release();
+      }
+    }
   });
 });

@@ -1,11 +1,13 @@
 // npm run model:import -- SOURCE [options]   (--help lists them)
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { config as loadDotenv } from 'dotenv';
 import { CLIP_TOKENIZER_REPO, clipTokenizerFromHub } from '../import/clip-tokenizer.ts';
-import { type ImportRequest, type ImportResult, importModel } from '../import/import-model.ts';
+import { type ImportRequest, type ImportResult, defaultImportName, importModel } from '../import/import-model.ts';
+import { importSafetyChecker } from '../import/safety-checker.ts';
 import type { LoraRequest } from '../import/lora.ts';
-import { defaultModelsDir } from '../models/installed.ts';
+import { checkModelName, defaultModelsDir } from '../models/installed.ts';
 import { PullProgress } from '../models/pull-progress.ts';
 import { defaultModelName, displayPath, formatBytes, pullModel } from '../models/pull.ts';
 import { runCli, UsageError, type CommandLine, type CommandSpec, type Flag } from './command-line.ts';
@@ -41,6 +43,10 @@ const SPEC = {
     subfolder: { type: 'string', value: 'DIR', help: 'Folder of a hub repository that holds the model.' },
     scheduler: { type: 'string', value: 'NAME', help: 'The model\'s own scheduler (e.g. "Euler a", "DPM++ 2M Karras", LCM), built from its config.' },
     force: { type: 'boolean', help: 'Replace an installed model of the same name.' },
+    'safety-checker': {
+      type: 'boolean',
+      help: "SOURCE is a safety checker folder (diffusers' StableDiffusionSafetyChecker: config.json + model.safetensors); the folder written is what SAFETY_CHECKER takes.",
+    },
   },
   notes: [
     'MODELS_DIR: where models go (default: models/ in the project). HF_TOKEN, HF_ENDPOINT: as for model:pull.',
@@ -90,6 +96,7 @@ async function main(commandLine: CommandLine<typeof SPEC.flags>): Promise<number
   const command = readCommandLine(commandLine);
   const modelsDir = defaultModelsDir();
   await mkdir(modelsDir, { recursive: true });
+  if (commandLine.values['safety-checker']) return importSafetyCheckerInto(modelsDir, command.request);
   const progress = new ImportProgress(process.stderr);
   const downloads = new PullProgress(process.stderr);
   const request = { ...command.request, modelsDir };
@@ -128,6 +135,16 @@ async function main(commandLine: CommandLine<typeof SPEC.flags>): Promise<number
     progress.finish();
     downloads.finish();
   }
+}
+
+async function importSafetyCheckerInto(modelsDir: string, request: ImportRequest): Promise<number> {
+  const name = request.name ?? defaultImportName(request.source);
+  checkModelName(name);
+  const target = join(modelsDir, name);
+  if (existsSync(target) && !request.force) throw new Error(`${target} already exists. Pass --force to replace it, or --name to import under another name.`);
+  const { bytes } = await importSafetyChecker(request.source, target, { precision: request.precision });
+  process.stdout.write(`Imported the safety checker into ${displayPath(target)}: ${formatBytes(bytes)}.\nUse it: SAFETY_CHECKER=${displayPath(target)}\n`);
+  return 0;
 }
 
 runCli(SPEC, main);

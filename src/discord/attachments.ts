@@ -29,6 +29,12 @@ export function imageIndexOf(fileName: string): number | undefined {
   return match ? Number(match[1]) - 1 : undefined;
 }
 
+/** Which of the job's images (0-based) a steps animation planned by planAnimations shows: its name ends in -<n>-steps.<format>. */
+export function animationIndexOf(fileName: string): number | undefined {
+  const match = /-(\d+)-steps\.\w+$/i.exec(fileName);
+  return match ? Number(match[1]) - 1 : undefined;
+}
+
 export async function planAttachments(images: GeneratedImage[], limitBytes: number, baseName: string): Promise<AttachmentPlan> {
   const pngs = images.map((image, index) => ({ name: `${baseName}-${index + 1}.png`, data: Buffer.from(image.png) }));
   if (total(pngs) <= limitBytes) return { batches: [pngs], tooLarge: [] };

@@ -4,10 +4,12 @@ import type { Logger } from 'pino';
 import type { BotConfig } from '../config.ts';
 import { failureForUser, JobCancelledError, JobFailedError } from '../jobs/errors.ts';
 import type { JobResult } from '../jobs/runner.ts';
+import type { SafetyPolicy } from '../settings/guild-settings.ts';
 import { describeError } from '../log.ts';
 import { JobDetachedError, type JobHandle, type JobStatus } from '../queue/types.ts';
-import { formatBytes, imageIndexOf, planAnimations, planAttachments, type OutgoingFile } from './attachments.ts';
+import { animationIndexOf, formatBytes, imageIndexOf, planAnimations, planAttachments, type OutgoingFile } from './attachments.ts';
 import { finalText, handedToChannelMessage, offersCancel, PREVIEW_FILE_NAME, resultRows, statusMessage, type MessageContent } from './job-messages.ts';
+import { applySafetyPolicy, spoilerName } from './flagged-images.ts';
 import type { ReplyTarget } from './reply-target.ts';
 import { classifyFailure, failureText } from './rest-errors.ts';
 import { resultEmbed } from './result-embed.ts';
@@ -17,6 +19,10 @@ export interface DeliveryContext {
   client: Client;
   logger: Logger;
   timing: BotConfig['timing'];
+  /** What the job's server does with images the safety checker flags, in the job's channel. */
+  safety: SafetyPolicy;
+  /** Whether the safety checker checks the images: previews, drawn before it has, are then shown only under the policy `off`. */
+  safetyChecked: boolean;
 }
 
 interface OutgoingMessage extends MessageContent {
@@ -166,7 +172,9 @@ export class JobDelivery {
   }
 
   /** Every status edit names its files: the preview its embed shows, or none (which removes an earlier one). */
-  private status(status: JobStatus): OutgoingMessage {
+  private status(reported: JobStatus): OutgoingMessage {
+    const previewsHidden = this.context.safetyChecked && this.context.safety !== 'off';
+    const status = previewsHidden && reported.state === 'running' ? { ...reported, preview: undefined } : reported;
     const message = statusMessage(this.job.id, this.job.options, status);
     const preview = message.embeds.length > 0 && status.state === 'running' ? status.preview : undefined;
     return { ...message, files: preview ? [{ name: PREVIEW_FILE_NAME, data: Buffer.from(preview.jpeg) }] : [] };
@@ -182,14 +190,29 @@ export class JobDelivery {
     }
   }
 
-  private async deliverResult(result: JobResult): Promise<void> {
+  private async deliverResult(finished: JobResult): Promise<void> {
+    const safe = applySafetyPolicy(finished, this.context.safety);
+    const flagged = finished.images.filter((image) => image.nsfw).length;
+    if (flagged > 0) this.logger.info({ flagged, policy: this.context.safety }, 'the safety checker flagged images');
+    if ('refusal' in safe) {
+      await this.send({ ...finalText(this.job.options, safe.refusal), files: [] }, 0);
+      return;
+    }
+    const { result, spoilered } = safe;
     const baseName = `imagine-${result.images[0].settings.seed}`;
     const plan = await planAnimations(await planAttachments(result.images, this.attachmentLimit, baseName), result.images, this.attachmentLimit, baseName);
     const embed = resultEmbed(result, this.job.options.initImage?.source);
     const notes = plan.tooLarge.map(
       (file) => `⚠️ ${file.name} is ${formatBytes(file.bytes)}, over this channel’s upload limit (${formatBytes(this.attachmentLimit)}), so it is not attached.`,
     );
-    const batches = plan.batches.length > 0 ? plan.batches : [[]];
+    if (safe.note) notes.unshift(safe.note);
+    // A steps animation shows its image, and the strip every animated image: hidden with a flagged one.
+    const stripHidden = result.images.some((image, index) => image.animation && spoilered.has(index));
+    const hidden = (file: OutgoingFile): OutgoingFile => {
+      const hide = file === plan.strip ? stripHidden : spoilered.has(imageIndexOf(file.name) ?? animationIndexOf(file.name) ?? -1);
+      return hide ? { ...file, name: spoilerName(file.name) } : file;
+    };
+    const batches = plan.batches.length > 0 ? plan.batches.map((batch) => batch.map(hidden)) : [[]];
     let sent = 0;
     for (const [index, files] of batches.entries()) {
       const part = batches.length > 1 ? `Images ${index + 1}/${batches.length}` : '';

@@ -6,6 +6,7 @@ import type { Admission } from '../settings/admission.ts';
 import { SettingsStoreError } from '../settings/store.ts';
 import type { BotContext } from './bot-context.ts';
 import { JobDelivery } from './job-delivery.ts';
+import { admissionRecord } from './job-record.ts';
 import { answerPrivately, refusalText } from './job-messages.ts';
 import { deliveryRecord, liveTarget } from './reply-target.ts';
 import { isAlreadyAcknowledged } from './rest-errors.ts';
@@ -44,7 +45,7 @@ export async function startJob(
   try {
     job = await context.queue.enqueue(interaction.user.id, options, {
       id: interaction.id,
-      delivery: deliveryRecord(interaction, target),
+      delivery: { ...deliveryRecord(interaction, target), ...admissionRecord(admission.safety) },
       guildId: interaction.guildId ?? undefined,
       policy: admission.policy,
       queueShare: admission.queueShare,
@@ -76,7 +77,7 @@ export async function startJob(
     }
   }
   context.logger.info({ jobId: job.id, userId: job.userId, count: options.count }, 'job queued');
-  context.deliveries.track(new JobDelivery(job, target, { client: context.client, logger: context.logger, timing: context.config.timing }));
+  context.deliveries.track(new JobDelivery(job, target, { client: context.client, logger: context.logger, timing: context.config.timing, safety: admission.safety, safetyChecked: context.queue.safetyChecked() }));
 }
 
 /** The user was never shown the job, so there is nothing to post: a restarted bot must not take it up either. */
@@ -115,6 +116,7 @@ async function admit(
       guildId: interaction.guildId ?? undefined,
       // A modal's submission names no channel only outside one; no channel then matches the server's allowed ones.
       channelId: interaction.channelId ?? '',
+      ageRestricted: isAgeRestricted(interaction),
       userId: interaction.user.id,
       roleIds: memberRoleIds(interaction),
       options,
@@ -129,6 +131,14 @@ async function admit(
     context.logger.warn({ error: describeError(error) }, 'the settings store did not answer');
     return { admitted: false, reason: refusalText('unavailable', 0) };
   }
+}
+
+/** Whether the channel is marked age-restricted (a thread: its parent); a channel the bot cannot see counts as not. */
+function isAgeRestricted(interaction: JobInteraction): boolean {
+  const channel = interaction.channel;
+  if (!channel || channel.isDMBased()) return false;
+  if (channel.isThread()) return channel.parent?.nsfw ?? false;
+  return 'nsfw' in channel && channel.nsfw;
 }
 
 function memberRoleIds(interaction: JobInteraction): readonly string[] {

@@ -11,6 +11,8 @@ export interface GeneratedImage {
   parameters: string;
   /** The denoising of this image as an animation, for a job that asked for one. */
   animation?: StepsAnimation;
+  /** The safety checker flagged it (diffusers' has_nsfw_concepts); undefined when no checker ran. */
+  nsfw?: boolean;
 }
 
 export interface GeneratorCallOptions {

@@ -173,6 +173,11 @@ export function tinyDecoderFor(model: InstalledModel, vaes: readonly InstalledVa
   return vaes.find((vae) => vae.type === 'AutoencoderTiny' && /xl/i.test(vae.name) === sdxl);
 }
 
+async function isSafetyCheckerFolder(dir: string): Promise<boolean> {
+  const config = await readJsonIfPresent(join(dir, 'config.json')).catch(() => undefined);
+  return Array.isArray(config?.architectures) && config.architectures.includes('StableDiffusionSafetyChecker');
+}
+
 /** Every directory under `modelsDir` (dot-directories aside), as a usable model, a VAE, an upscaler, or with the reason it is none. */
 export async function scanModels(
   modelsDir: string = defaultModelsDir(),
@@ -188,6 +193,8 @@ export async function scanModels(
   for (const entry of entries.sort((a, b) => a.name.localeCompare(b.name))) {
     if (!entry.isDirectory() || entry.name.startsWith('.')) continue;
     const dir = join(modelsDir, entry.name);
+    // The safety checker (SAFETY_CHECKER) may be imported beside the models; it is none of them.
+    if (await isSafetyCheckerFolder(dir)) continue;
     try {
       const upscaler = await readUpscalerFolder(dir);
       if (upscaler) upscalers.push(upscaler);

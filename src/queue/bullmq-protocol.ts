@@ -95,6 +95,8 @@ export interface WorkerHeartbeat {
   pid: number;
   /** What its models run on (EXECUTION_PROVIDER); absent in older workers' heartbeats. */
   executionProvider?: string;
+  /** Its images go through the safety checker (SAFETY_CHECKER). */
+  safetyChecked?: boolean;
 }
 
 /**

@@ -163,6 +163,10 @@ export class BullJobQueue implements JobQueue {
     return [...new Set(this.workers.flatMap((worker) => (worker.executionProvider ? [worker.executionProvider] : [])))];
   }
 
+  safetyChecked(): boolean {
+    return this.workers.some((worker) => worker.safetyChecked);
+  }
+
   /** From the workers' heartbeats: ready when one of them has its model loaded (all workers should run the same model). */
   modelStatus(): ModelStatus {
     const model = this.readyModel();

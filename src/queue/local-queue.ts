@@ -27,6 +27,8 @@ export interface LocalQueueOptions {
   journal?: JobJournal;
   /** What the generator runs on (EXECUTION_PROVIDER), for /info. */
   executionProvider?: string;
+  /** The generator's images go through the safety checker. */
+  safetyChecked?: boolean;
   /** Where failures that are not the user's to fix are logged, with the job id the user is given. */
   logger: Logger;
 }
@@ -126,6 +128,10 @@ export class LocalJobQueue implements JobQueue {
 
   executionProviders(): string[] {
     return this.options.executionProvider === undefined ? [] : [this.options.executionProvider];
+  }
+
+  safetyChecked(): boolean {
+    return this.options.safetyChecked ?? false;
   }
 
   offeredModels(): OfferedModels | undefined {

@@ -75,6 +75,8 @@ export interface JobQueue {
   modelStatus(): ModelStatus;
   /** The execution providers the models run on (this process's, or each worker's). */
   executionProviders(): string[];
+  /** Whether images go through the safety checker (with Redis: some worker announces one). */
+  safetyChecked(): boolean;
   /** The models jobs may name: the local catalog's, or the workers' heartbeats'; undefined until a worker has reported. */
   offeredModels(): OfferedModels | undefined;
   /**

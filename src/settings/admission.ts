@@ -3,7 +3,7 @@ import { MAX_IMAGES_PER_JOB, type GenerationPolicy, type ImagineOptions } from '
 import type { OfferedModels } from '../models/catalog.ts';
 import { BannedWords } from './banned-words.ts';
 import type { BotOwners } from './owners.ts';
-import type { GuildSettings } from './guild-settings.ts';
+import { safetyPolicyFor, type GuildSettings, type SafetyPolicy } from './guild-settings.ts';
 import { serverPolicy, type OperatorLimits, type ServerPolicy } from './server-policy.ts';
 import { quotaDay, quotaResetAt, type SettingsStore } from './store.ts';
 
@@ -15,6 +15,8 @@ export interface JobRequest {
   /** Undefined in a direct message with the bot: the operator's limits alone apply. */
   guildId: string | undefined;
   channelId: string;
+  /** The channel is marked age-restricted (NSFW). */
+  ageRestricted: boolean;
   userId: string;
   roleIds: readonly string[];
   options: ImagineOptions;
@@ -33,6 +35,8 @@ export type Admission =
       policy: GenerationPolicy;
       /** The server's share of the queue; undefined: none. */
       queueShare: number | undefined;
+      /** What to do with the images the safety checker flags, in this channel. */
+      safety: SafetyPolicy;
       /** Gives back the images counted against today's quotas, for a job that made none. Safe to call twice. */
       giveBack(): Promise<void>;
     }
@@ -101,7 +105,8 @@ export class JobAdmission {
       model: request.options.model ?? defaultModel(settings, request.offered),
       count: request.countChosen ? request.options.count : Math.min(settings.defaultCount ?? request.options.count, MAX_IMAGES_PER_JOB),
     };
-    const admitted = { admitted: true as const, options, policy: policy.generation, queueShare: policy.queueShare };
+    const safety = safetyPolicyFor(settings, request.ageRestricted);
+    const admitted = { admitted: true as const, options, policy: policy.generation, queueShare: policy.queueShare, safety };
     if (owner) return { ...admitted, giveBack: async () => undefined };
 
     const now = this.now();

@@ -29,6 +29,22 @@ export interface GuildSettings {
   blockedUsers?: string[];
   blockedRoles?: string[];
   bannedWords?: string[];
+  /** What happens to images the safety checker flags, outside age-restricted channels. */
+  safety?: SafetyPolicy;
+  /** The same in age-restricted (NSFW) channels. */
+  safetyNsfwChannels?: SafetyPolicy;
+}
+
+/** off: posted as they are; spoiler: posted behind a spoiler; refuse: not posted (the requester is told why). */
+export const SAFETY_POLICIES = ['off', 'spoiler', 'refuse'] as const;
+export type SafetyPolicy = (typeof SAFETY_POLICIES)[number];
+/** What applies while a server has chosen nothing: flagged images are hidden behind a spoiler except where the channel is age-restricted. */
+export const DEFAULT_SAFETY: SafetyPolicy = 'spoiler';
+export const DEFAULT_SAFETY_NSFW_CHANNELS: SafetyPolicy = 'off';
+
+/** The policy for a job's flagged images, from the server's settings and whether its channel is age-restricted. */
+export function safetyPolicyFor(settings: GuildSettings, ageRestricted: boolean): SafetyPolicy {
+  return ageRestricted ? (settings.safetyNsfwChannels ?? DEFAULT_SAFETY_NSFW_CHANNELS) : (settings.safety ?? DEFAULT_SAFETY);
 }
 
 const count = z.number().int().min(0);
@@ -52,6 +68,8 @@ const guildSettingsSchema = z.object({
   blockedUsers: ids.optional(),
   blockedRoles: ids.optional(),
   bannedWords: z.array(z.string().min(1)).optional(),
+  safety: z.enum(SAFETY_POLICIES).optional(),
+  safetyNsfwChannels: z.enum(SAFETY_POLICIES).optional(),
 }) satisfies z.ZodType<GuildSettings>;
 
 /** The settings stored as JSON text; throws naming the first problem when the text is not a server's settings. */

@@ -3,7 +3,7 @@ import type { OfferedModels } from '../models/catalog.ts';
 import { PROMPT_SYNTAXES } from '../pipeline/types.ts';
 import { isSchedulerName, SCHEDULERS } from '../schedulers/index.ts';
 import { normalizeBannedWord } from './banned-words.ts';
-import type { GuildSettings, SettingName } from './guild-settings.ts';
+import { DEFAULT_SAFETY, DEFAULT_SAFETY_NSFW_CHANNELS, SAFETY_POLICIES, type GuildSettings, type SafetyPolicy, type SettingName } from './guild-settings.ts';
 import { operatorOffersSize, serverPolicy, type OperatorLimits } from './server-policy.ts';
 
 // What /settings can change, each with how a moderator's text becomes its value and how it reads back. A value above
@@ -76,6 +76,13 @@ function discordIds(text: string, what: string): string[] {
   if (unique.length === 0) throw new SettingValueError(`Give at least one ${what}.`);
   if (unique.length > MAX_IDS) throw new SettingValueError(`At most ${MAX_IDS} of them.`);
   return unique;
+}
+
+function safetyPolicy(text: string): SafetyPolicy {
+  const value = text.trim().toLowerCase();
+  const policy = SAFETY_POLICIES.find((candidate) => candidate === value);
+  if (!policy) throw new SettingValueError(`Choose ${SAFETY_POLICIES.join(', ')}.`);
+  return policy;
 }
 
 const channelList = (ids: readonly string[]) => ids.map((id) => `<#${id}>`).join(' ');
@@ -278,6 +285,26 @@ export const SETTING_FIELDS = [
     },
     // Shown only to moderators, behind spoilers: the list is not something to read by accident.
     format: (value) => value.map((word) => `||${word.replace(/\|/g, '')}||`).join(', '),
+  }),
+  field({
+    key: 'safety',
+    option: 'safety',
+    label: 'Safety checker',
+    help: 'images the safety checker flags: `off` posts them as they are, `spoiler` behind a spoiler, `refuse` not at all (outside age-restricted channels)',
+    unset: () => DEFAULT_SAFETY,
+    parse: safetyPolicy,
+    format: (value) => value,
+    suggestions: () => [...SAFETY_POLICIES],
+  }),
+  field({
+    key: 'safetyNsfwChannels',
+    option: 'safety_nsfw_channels',
+    label: 'Safety checker in age-restricted channels',
+    help: 'the same for channels marked age-restricted (NSFW)',
+    unset: () => DEFAULT_SAFETY_NSFW_CHANNELS,
+    parse: safetyPolicy,
+    format: (value) => value,
+    suggestions: () => [...SAFETY_POLICIES],
   }),
 ] as const satisfies readonly SettingField<SettingName>[];
 

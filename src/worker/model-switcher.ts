@@ -9,6 +9,8 @@ export interface ModelSwitcherOptions {
   executionProvider?: ExecutionProvider;
   /** The upscaler of upscale requests; Lanczos when absent. */
   upscaler?: { name: string; file: string };
+  /** The safety checker's folder, loaded beside each model. */
+  safetyChecker?: string;
 }
 
 /**
@@ -70,6 +72,7 @@ export class ModelSwitcher implements ImageGenerator {
   private startThread(name: string): PipelineThread {
     const { dir, tinyVaeDir } = this.options.catalog.resolve(name);
     this.loaded = name;
-    return PipelineThread.start({ modelDir: dir, tinyVaeDir, executionProvider: this.options.executionProvider, upscaler: this.options.upscaler });
+    const { executionProvider, upscaler, safetyChecker } = this.options;
+    return PipelineThread.start({ modelDir: dir, tinyVaeDir, executionProvider, upscaler, safetyChecker });
   }
 }

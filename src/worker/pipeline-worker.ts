@@ -6,6 +6,7 @@ import { encodePng } from '../image/png.ts';
 import { encodePreview } from '../image/preview.ts';
 import { defaultEmbeddingsDir } from '../models/embeddings.ts';
 import { StableDiffusionPipeline } from '../pipeline/pipeline.ts';
+import { SafetyChecker } from '../pipeline/safety-checker.ts';
 import { RequestError, type StepProgress } from '../pipeline/types.ts';
 import { runUpscale } from '../upscale/upscale-request.ts';
 import { OnnxUpscaler } from '../upscale/upscaler.ts';
@@ -26,8 +27,12 @@ const loading = StableDiffusionPipeline.fromPretrained(options.modelDir, {
   vaeDir: options.vaeDir,
   tinyVaeDir: options.tinyVaeDir,
 });
-loading.then(
-  (pipeline) => send({ type: 'ready', info: pipeline.info }),
+const checking = options.safetyChecker
+  ? SafetyChecker.load(options.safetyChecker, { executionProvider: options.executionProvider ?? 'cpu', clock: { runMs: 0 }, fuseAttention: false })
+  : undefined;
+// A configured checker that cannot load fails the load: images must not go out unchecked.
+Promise.all([loading, checking]).then(
+  ([pipeline]) => send({ type: 'ready', info: pipeline.info }),
   (error: Error) => send({ type: 'load-error', message: error.message }),
 );
 
@@ -65,11 +70,13 @@ async function generate({ id, request, preview }: Extract<ToWorker, { type: 'gen
     };
     const upscale = request.upscale;
     const output = upscale ? await runUpscale(pipeline, await loadUpscaler(), { ...call, upscale }) : await pipeline.generate(call);
+    const verdict = checking && (await (await checking).check(output.image));
     const pngStarted = performance.now();
     const parameters = formatParameters(output.settings);
     const png = await encodePng(output.image, parameters);
     const timings = { ...output.timings, pngMs: performance.now() - pngStarted };
-    send({ type: 'result', id, result: { png, settings: output.settings, timings, parameters } }, [png.buffer as ArrayBuffer]);
+    const result = { png, settings: output.settings, timings, parameters, ...(verdict && { nsfw: verdict.nsfw }) };
+    send({ type: 'result', id, result }, [png.buffer as ArrayBuffer]);
   } catch (error) {
     const { name, message } = error as Error;
     send({ type: 'error', id, name, message, forUser: error instanceof RequestError });
@@ -88,7 +95,7 @@ port.on('message', (message: ToWorker) => {
       break;
     case 'dispose':
       for (const controller of running.values()) controller.abort();
-      Promise.all([loading.then((pipeline) => pipeline.release()), upscaler?.then((model) => model.release())])
+      Promise.all([loading.then((pipeline) => pipeline.release()), upscaler?.then((model) => model.release()), checking?.then((checker) => checker.release())])
         .catch(() => undefined)
         .finally(() => {
           send({ type: 'disposed' });

@@ -14,6 +14,8 @@ export interface PipelineThreadOptions {
   embeddingsDir?: string;
   /** The ONNX upscaler of upscale requests (loaded on the first one); Lanczos when absent. */
   upscaler?: { name: string; file: string };
+  /** The safety checker's folder: every image is checked after decoding (GenerateResult.nsfw). */
+  safetyChecker?: string;
 }
 
 export interface GenerateResult {
@@ -22,6 +24,8 @@ export interface GenerateResult {
   settings: GenerationSettings;
   timings: StageTimings & { pngMs: number };
   parameters: string;
+  /** The safety checker's verdict; undefined when no checker is configured. */
+  nsfw?: boolean;
 }
 
 export type ToWorker =

@@ -41,6 +41,8 @@ export interface RemoteWorkerOptions {
   stalledJobTimeoutMs: number;
   /** What the generator runs on, announced in the heartbeat (for /info). */
   executionProvider?: string;
+  /** The generator's images go through the safety checker, announced in the heartbeat. */
+  safetyChecked?: boolean;
   logger: Logger;
 }
 
@@ -166,6 +168,7 @@ export class RemoteWorker {
       host: hostname(),
       pid: process.pid,
       executionProvider: this.options.executionProvider,
+      safetyChecked: this.options.safetyChecked,
     };
     // close() removes the heartbeat: one that was being made meanwhile must not bring it back.
     if (this.closing) return;

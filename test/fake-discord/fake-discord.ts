@@ -35,6 +35,8 @@ export interface FakeDiscordOptions {
   readonly channelName?: string;
   /** Roles the guild has besides @everyone and the bot's (no permissions of their own); `fake.roleId(name)` gives their ids. */
   readonly roleNames?: readonly string[];
+  /** Also an age-restricted (NSFW) text channel: `fake.ageRestrictedChannelId`. */
+  readonly ageRestrictedChannel?: boolean;
   /** The address it listens on; `0.0.0.0` lets containers reach it. Default `127.0.0.1`. */
   readonly listenHost?: string;
   /** The host name in its URLs (apiUrl, the gateway URL it hands out), e.g. `host.containers.internal`. Default listenHost. */
@@ -87,6 +89,7 @@ export class FakeDiscord {
       guildName: options.guildName ?? 'Fake Guild',
       channelName: options.channelName ?? 'general',
       roleNames: options.roleNames ?? [],
+      ageRestrictedChannel: options.ageRestrictedChannel,
     });
     this.applicationId = this.#world.applicationId;
     this.guildId = this.#world.guildId;
@@ -143,6 +146,13 @@ export class FakeDiscord {
     const server = createServer();
     const port = await listen(server, options.listenHost ?? '127.0.0.1');
     return new FakeDiscord(server, port, options);
+  }
+
+  /** The age-restricted channel (start the fake with ageRestrictedChannel: true). */
+  get ageRestrictedChannelId(): string {
+    const channel = this.#world.ageRestrictedChannel;
+    if (!channel) throw new Error('fake.ageRestrictedChannelId: start the fake with ageRestrictedChannel: true');
+    return channel.id;
   }
 
   /** The id of a role given in the roleNames option. */

@@ -36,6 +36,8 @@ export interface FakeChannel {
   readonly guildId: string | null;
   /** For DM channels: the user on the other side. */
   readonly recipientId: string | null;
+  /** Marked age-restricted (NSFW). */
+  readonly nsfw?: boolean;
 }
 
 /** What a plain member may do when no permissions are given: chat, attach, embed, use commands. */
@@ -68,6 +70,8 @@ export interface WorldOptions {
   readonly channelName: string;
   /** Roles the guild has besides @everyone and the bot's, by name. */
   readonly roleNames: readonly string[];
+  /** Also a second text channel, marked age-restricted (NSFW). */
+  readonly ageRestrictedChannel?: boolean;
 }
 
 /** The fixed cast of the fake: one application with its bot user, one guild with one text channel, and users. */
@@ -81,6 +85,7 @@ export class World {
   /** The extra roles' ids, by name. */
   readonly roleIds: ReadonlyMap<string, string>;
   readonly textChannel: FakeChannel;
+  readonly ageRestrictedChannel: FakeChannel | undefined;
   readonly #ids: SnowflakeGenerator;
   readonly #usersById = new Map<string, FakeUser>();
   readonly #usersByName = new Map<string, FakeUser>();
@@ -106,6 +111,9 @@ export class World {
       guildId: this.guildId,
       recipientId: null,
     });
+    this.ageRestrictedChannel = options.ageRestrictedChannel
+      ? this.#addChannel({ id: ids.next(), type: ChannelType.GuildText, name: 'nsfw-art', guildId: this.guildId, recipientId: null, nsfw: true })
+      : undefined;
   }
 
   /** The user with this username, created (and joined to the guild) on first use. */
@@ -204,7 +212,7 @@ export class World {
       name: channel.name ?? 'channel',
       position: 0,
       permission_overwrites: [],
-      nsfw: false,
+      nsfw: channel.nsfw ?? false,
       parent_id: null,
       topic: null,
       last_message_id: null,
