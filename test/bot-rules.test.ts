@@ -2,7 +2,7 @@ import { InteractionResponseType, PermissionFlagsBits } from 'discord.js';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MEMBER_PERMISSIONS } from './fake-discord/world.ts';
 import type { InteractionHandle, InvocationOptions, OptionValue } from './fake-discord/index.ts';
-import { BLOCKER_OPTIONS, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
+import { BLOCKER_OPTIONS, startHarness, useRedisServer, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 
 const pipeline = useSharedTinyPipeline();
 const MODERATOR = DEFAULT_MEMBER_PERMISSIONS | PermissionFlagsBits.ManageGuild;
@@ -105,6 +105,21 @@ describe('daily quotas', () => {
     const harness = await startHarness(pipeline, { DAILY_IMAGES_PER_USER: '1' });
     await harness.finalReply(imagine(harness, 'guild-owner', { prompt: 'a fox', count: 2 }));
     await accepted(harness, imagine(harness, 'guild-owner', { prompt: 'a fox', count: 2 }));
+  });
+});
+
+describe('daily quotas over Redis (QUEUE_BACKEND=bullmq)', () => {
+  const redisUrl = useRedisServer();
+
+  it('a job the next bot process takes over gives its images back when it ends without any', async () => {
+    const harness = await startHarness(pipeline, { DAILY_IMAGES_PER_USER: '4', QUEUE_BACKEND: 'bullmq', REDIS_URL: redisUrl() });
+    const blocker = imagine(harness, 'bob', BLOCKER_OPTIONS);
+    await harness.waitUntilRunning(blocker);
+    await harness.restart();
+    expect(await harness.refusal(imagine(harness, 'bob'))).toMatch(/^📅 You have used 4 of your 4/);
+    await harness.cancel(blocker);
+    await harness.replyMatching(blocker, /Cancelled/);
+    await accepted(harness, imagine(harness, 'bob', { prompt: 'a fox', count: 4 }));
   });
 });
 

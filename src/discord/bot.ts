@@ -13,7 +13,8 @@ import { DeliveryRegistry, type BotContext } from './bot-context.ts';
 import { handleButton, handleModalSubmit } from './buttons.ts';
 import { loadCommands, type CommandModule } from './commands.ts';
 import { JobDelivery } from './job-delivery.ts';
-import { storedSafetyPolicy } from './job-record.ts';
+import { storedReservation, storedSafetyPolicy } from './job-record.ts';
+import { giveBackUnlessImagesMade } from './start-job.ts';
 import { storedTarget } from './reply-target.ts';
 import { restOptions } from './rest-options.ts';
 
@@ -145,6 +146,8 @@ function resumeDelivery(job: JobHandle, delivery: DeliveryRecord, client: Client
     return;
   }
   context.logger.info({ jobId: job.id, userId: job.userId, state: job.status().state }, 'taking over a job another bot process queued');
+  const reservation = storedReservation(delivery, job.userId);
+  if (reservation) giveBackUnlessImagesMade(job, () => context.admission.giveBack(reservation), context);
   const safety = storedSafetyPolicy(delivery);
   context.deliveries.track(new JobDelivery(job, target, { client, logger: context.logger, timing: context.config.timing, safety, safetyChecked: context.queue.safetyChecked() }));
 }

@@ -45,7 +45,7 @@ export async function startJob(
   try {
     job = await context.queue.enqueue(interaction.user.id, options, {
       id: interaction.id,
-      delivery: { ...deliveryRecord(interaction, target), ...admissionRecord(admission.safety) },
+      delivery: { ...deliveryRecord(interaction, target), ...admissionRecord(admission.safety, admission.reservation) },
       guildId: interaction.guildId ?? undefined,
       policy: admission.policy,
       queueShare: admission.queueShare,
@@ -60,11 +60,7 @@ export async function startJob(
     if (error instanceof OptionError) return refuse(interaction, `⚠️ ${error.message}`);
     throw error;
   }
-  // A job that made no image counts against no quota (one that goes on without this process still counts).
-  job.result.catch((error: unknown) => {
-    if (error instanceof JobDetachedError) return;
-    admission.giveBack().catch((failure: unknown) => context.logger.warn({ jobId: job.id, error: describeError(failure) }, 'could not give back a quota'));
-  });
+  giveBackUnlessImagesMade(job, admission.giveBack, context);
   try {
     await interaction.deferReply();
   } catch (error) {
@@ -78,6 +74,14 @@ export async function startJob(
   }
   context.logger.info({ jobId: job.id, userId: job.userId, count: options.count }, 'job queued');
   context.deliveries.track(new JobDelivery(job, target, { client: context.client, logger: context.logger, timing: context.config.timing, safety: admission.safety, safetyChecked: context.queue.safetyChecked() }));
+}
+
+/** A job that made no image counts against no quota (one that goes on without this process still counts: whoever takes it over settles it). */
+export function giveBackUnlessImagesMade(job: JobHandle, giveBack: () => Promise<void>, context: Pick<BotContext, 'logger'>): void {
+  job.result.catch((error: unknown) => {
+    if (error instanceof JobDetachedError) return;
+    giveBack().catch((failure: unknown) => context.logger.warn({ jobId: job.id, error: describeError(failure) }, 'could not give back a quota'));
+  });
 }
 
 /** The user was never shown the job, so there is nothing to post: a restarted bot must not take it up either. */

@@ -5,7 +5,7 @@ import { BannedWords } from './banned-words.ts';
 import type { BotOwners } from './owners.ts';
 import { safetyPolicyFor, type GuildSettings, type SafetyPolicy } from './guild-settings.ts';
 import { serverPolicy, type OperatorLimits, type ServerPolicy } from './server-policy.ts';
-import { quotaDay, quotaResetAt, type SettingsStore } from './store.ts';
+import { quotaDay, quotaResetAt, type ImageReservation, type SettingsStore } from './store.ts';
 
 // The one place a request for images is checked against the server it comes from: who may ask and where, the
 // server's content rules, its defaults and limits, and today's quotas. Neutral: the Discord side gives it plain ids.
@@ -37,6 +37,8 @@ export type Admission =
       queueShare: number | undefined;
       /** What to do with the images the safety checker flags, in this channel. */
       safety: SafetyPolicy;
+      /** The images counted against today's quotas; undefined for the bot's owners (held to none). */
+      reservation: QuotaReservation | undefined;
       /** Gives back the images counted against today's quotas, for a job that made none. Safe to call twice. */
       giveBack(): Promise<void>;
     }
@@ -51,6 +53,9 @@ export interface QuotaSummary {
   /** Absent in direct messages. */
   server?: { used: number; limit: number | undefined };
 }
+
+/** The images one job counts against today's quotas: plain data, so a job's record can carry it to another bot process. */
+export type QuotaReservation = Pick<ImageReservation, 'guildId' | 'userId' | 'day' | 'images'>;
 
 /** The key server quotas of direct messages are counted under. */
 const DIRECT_MESSAGES = 'dm';
@@ -107,10 +112,10 @@ export class JobAdmission {
     };
     const safety = safetyPolicyFor(settings, request.ageRestricted);
     const admitted = { admitted: true as const, options, policy: policy.generation, queueShare: policy.queueShare, safety };
-    if (owner) return { ...admitted, giveBack: async () => undefined };
+    if (owner) return { ...admitted, reservation: undefined, giveBack: async () => undefined };
 
     const now = this.now();
-    const counted = { guildId: request.guildId ?? DIRECT_MESSAGES, userId: request.userId, day: quotaDay(now), images: options.count };
+    const counted: QuotaReservation = { guildId: request.guildId ?? DIRECT_MESSAGES, userId: request.userId, day: quotaDay(now), images: options.count };
     const verdict = await this.store.reserve({
       ...counted,
       userLimit: policy.userDailyImages,
@@ -120,12 +125,18 @@ export class JobAdmission {
     let given = false;
     return {
       ...admitted,
+      reservation: counted,
       giveBack: async () => {
         if (given) return;
         given = true;
-        await this.store.giveBack(counted);
+        await this.giveBack(counted);
       },
     };
+  }
+
+  /** Gives back a job's images (one that made none), also for a job another bot process admitted. */
+  giveBack(reservation: QuotaReservation): Promise<void> {
+    return this.store.giveBack(reservation);
   }
 }
 
