@@ -27,9 +27,13 @@ export async function execute(interaction: ChatInputCommandInteraction, context:
   if (!job) return answerPrivately(interaction, `⚠️ No job \`${cancel.replace(/`/g, '')}\` is waiting or running. \`/queue\` lists the ids.`);
   const allowed = job.userId === view.userId || view.moderator === 'everywhere' || (view.moderator === 'server' && job.guildId === view.guildId);
   if (!allowed) return answerPrivately(interaction, '🔒 Only the job’s requester or a moderator of its server can cancel it.');
-  const handle = context.queue.find(job.id);
-  if (!handle) return answerPrivately(interaction, '⚠️ Another bot process follows that job; try again in a few seconds, or press its Cancel button.');
-  handle.cancel('user');
+  let cancelled: boolean;
+  try {
+    cancelled = await context.queue.cancel(job.id, 'user');
+  } catch {
+    return answerPrivately(interaction, refusalText('unavailable', 0));
+  }
+  if (!cancelled) return answerPrivately(interaction, `⚠️ Job \`${job.id}\` has finished already.`);
   context.logger.info({ jobId: job.id, requesterId: job.userId, cancelledBy: view.userId }, 'job cancelled from /queue');
   await answerPrivately(interaction, `🛑 Cancelled job \`${job.id}\`${job.userId === view.userId ? '' : ` of <@${job.userId}>`}.`);
 }

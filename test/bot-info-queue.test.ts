@@ -3,7 +3,7 @@ import { PermissionFlagsBits } from 'discord.js';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_MEMBER_PERMISSIONS } from './fake-discord/world.ts';
 import type { InteractionHandle, OptionValue } from './fake-discord/index.ts';
-import { BLOCKER_OPTIONS, startHarness, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
+import { BLOCKER_OPTIONS, startHarness, useRedisServer, useSharedTinyPipeline, type Harness } from './bot-harness.ts';
 
 const pipeline = useSharedTinyPipeline();
 const MODERATOR = DEFAULT_MEMBER_PERMISSIONS | PermissionFlagsBits.ManageMessages;
@@ -46,6 +46,28 @@ describe('/queue', () => {
     expect((await harness.finalReply(blocker)).content).toBe('> alice blocker\n🛑 Cancelled.');
     expect((await harness.finalReply(aliceSecond)).attachments).toHaveLength(1);
     expect(await harness.refusal(command(harness, 'queue', 'alice'))).toBe('📋 **Queue**: 0 jobs — 0 running, 0 waiting.\n\n**Your jobs**\nNone. Start one with /imagine.');
+  });
+});
+
+describe('/queue with two bot processes on one Redis (QUEUE_BACKEND=bullmq)', () => {
+  const redisUrl = useRedisServer();
+
+  it('cancels a job the other bot process follows, waiting or running; that bot posts the cancel', async () => {
+    const environment = { QUEUE_BACKEND: 'bullmq', REDIS_URL: redisUrl() };
+    const [first, second] = [await startHarness(pipeline, environment), await startHarness(pipeline, environment)];
+    const running = first.imagine('alice', { ...BLOCKER_OPTIONS, prompt: 'alice blocker' });
+    await first.waitUntilRunning(running);
+    const waiting = first.imagine('bob', { ...BLOCKER_OPTIONS, prompt: 'bob blocker' });
+    await first.replyMatching(waiting, /Generating|in the queue/);
+    const ids = Object.fromEntries((await second.queue.list()).map((job) => [job.prompt, job.id]));
+    expect(second.queue.find(ids['bob blocker'])).toBeUndefined();
+
+    for (const [prompt, handle] of [['bob blocker', waiting], ['alice blocker', running]] as const) {
+      const answer = await second.refusal(command(second, 'queue', 'guild-owner', { cancel: ids[prompt] }));
+      expect(answer).toMatch(new RegExp(`^🛑 Cancelled job \`${ids[prompt]}\` of <@\\d+>\\.$`));
+      expect((await first.finalReply(handle)).content).toBe(`> ${prompt}\n🛑 Cancelled.`);
+    }
+    expect(await second.refusal(command(second, 'queue', 'guild-owner', { cancel: ids['bob blocker'] }))).toMatch(/^⚠️ No job `.+` is waiting or running/);
   });
 });
 

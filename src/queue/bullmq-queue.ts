@@ -147,6 +147,15 @@ export class BullJobQueue implements JobQueue {
     return job?.phase === 'following' ? job : undefined;
   }
 
+  async cancel(jobId: string, reason: CancelReason): Promise<boolean> {
+    const followed = this.jobs.get(jobId);
+    if (followed) return followed.cancel(reason);
+    const state = await this.queue.getJobState(jobId);
+    if (state === 'completed' || state === 'failed' || state === 'unknown') return false;
+    await this.announceCancel(jobId, reason);
+    return true;
+  }
+
   async list(): Promise<QueuedJob[]> {
     if (this.redis.status !== 'ready') throw new QueueRejection('unavailable', 0);
     const [running, waiting] = await Promise.all([this.queue.getActive(), this.waitingOrder()]);
@@ -242,7 +251,7 @@ export class BullJobQueue implements JobQueue {
   private track(jobId: string, userId: string, options: ImagineOptions, possiblyPosted = false): RemoteJob {
     const status: JobStatus = { state: 'waiting', position: 1, modelLoading: this.modelLoading() };
     const job = new RemoteJob(jobId, userId, options, status, possiblyPosted, {
-      cancel: (target, reason) => this.cancel(target, reason),
+      cancel: (target, reason) => this.requestCancel(target, reason),
       acknowledge: (target) => this.acknowledge(target),
     });
     this.jobs.set(jobId, job);
@@ -350,7 +359,7 @@ export class BullJobQueue implements JobQueue {
       const stored = await this.queue.getJob(job.id);
       const position = waiting.indexOf(job.id);
       if (!stored) {
-        await this.settle(job, this.lostOutcome(job));
+        await this.settle(job, await this.lostOutcome(job));
       } else if (stored.finishedOn) {
         // A job taken over after it finished shows its last progress until its result replaces it.
         if (stored.progress) job.setStatus(runningStatus(stored.progress, job.options.count));
@@ -406,8 +415,10 @@ export class BullJobQueue implements JobQueue {
     return [...plain, ...prioritized];
   }
 
-  private lostOutcome(job: RemoteJob): Outcome {
-    if (job.cancelRequested) return { error: new JobCancelledError(job.cancelRequested) };
+  private async lostOutcome(job: RemoteJob): Promise<Outcome> {
+    // Cancelled here, or from another bot process (which removed it while it waited).
+    const cancelled = job.cancelRequested ?? (await this.redis.get(KEYS.cancel(job.id)));
+    if (cancelled) return { error: new JobCancelledError(cancelled === 'shutdown' ? 'shutdown' : 'user') };
     return { error: new JobFailedError('The job was lost from the queue (its Redis data is gone). Please try again.') };
   }
 
@@ -425,7 +436,7 @@ export class BullJobQueue implements JobQueue {
     await this.queue.remove(job.id);
   }
 
-  private cancel(job: RemoteJob, reason: CancelReason): boolean {
+  private requestCancel(job: RemoteJob, reason: CancelReason): boolean {
     if (job.phase !== 'following' || job.cancelRequested) return false;
     job.cancelRequested = reason;
     job.cancelPending = true;
@@ -441,16 +452,23 @@ export class BullJobQueue implements JobQueue {
     const reason = job.cancelRequested;
     if (!reason || !job.cancelPending || this.redis.status !== 'ready' || !this.bullQueue) return;
     try {
-      await this.redis.set(KEYS.cancel(job.id), reason, 'PX', this.options.resultTtlMs);
-      await this.redis.publish(CANCEL_CHANNEL, job.id);
-      const state = await this.queue.getJobState(job.id);
-      if ((state === 'waiting' || state === 'prioritized' || state === 'delayed') && (await this.queue.remove(job.id)) === 1) {
-        await this.settle(job, { error: new JobCancelledError(reason) });
-      }
+      if (await this.announceCancel(job.id, reason)) await this.settle(job, { error: new JobCancelledError(reason) });
       job.cancelPending = false;
     } catch (error) {
       this.unreachable(error);
     }
+  }
+
+  /**
+   * Tells the job's worker (through the key it reads before each image, and the announcement) to stop it, and removes
+   * it if it is still waiting. Whichever bot follows the job reads the key when it finds the job failed or gone.
+   * Returns whether the waiting job was removed.
+   */
+  private async announceCancel(jobId: string, reason: CancelReason): Promise<boolean> {
+    await this.redis.set(KEYS.cancel(jobId), reason, 'PX', this.options.resultTtlMs);
+    await this.redis.publish(CANCEL_CHANNEL, jobId);
+    const state = await this.queue.getJobState(jobId);
+    return (state === 'waiting' || state === 'prioritized' || state === 'delayed') && (await this.queue.remove(jobId)) === 1;
   }
 
   /** Drops ledger entries of jobs that finished without a worker or bot releasing them (a crash), so limits stay right. */

@@ -94,7 +94,7 @@ export class LocalJobQueue implements JobQueue {
 
   private admit(id: string, userId: string, options: ImagineOptions, settlement: JobSettlement, possiblyPosted: boolean): LocalJob {
     const job: LocalJob = new LocalJob(id, userId, options, settlement, possiblyPosted, {
-      cancel: (reason) => this.cancel(job, reason),
+      cancel: (reason) => this.requestCancel(job, reason),
       acknowledge: () => this.options.journal?.finished(job.id),
     });
     this.jobs.set(job.id, job);
@@ -110,6 +110,10 @@ export class LocalJobQueue implements JobQueue {
 
   find(jobId: string): JobHandle | undefined {
     return this.jobs.get(jobId);
+  }
+
+  async cancel(jobId: string, reason: CancelReason): Promise<boolean> {
+    return this.jobs.get(jobId)?.cancel(reason) ?? false;
   }
 
   modelStatus(): ModelStatus {
@@ -154,7 +158,7 @@ export class LocalJobQueue implements JobQueue {
     }
   }
 
-  private cancel(job: LocalJob, reason: CancelReason): boolean {
+  private requestCancel(job: LocalJob, reason: CancelReason): boolean {
     if (job.settled || job.cancelReason) return false;
     job.cancelReason = reason;
     if (this.order.runningItems().includes(job)) job.abort();

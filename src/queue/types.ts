@@ -68,7 +68,10 @@ export type ModelStatus = { state: 'loading' } | { state: 'ready'; model: ModelI
 export interface JobQueue {
   /** Rejects with QueueRejection when the queue or the user's share of it is full, or the queue is closed or unreachable. */
   enqueue(userId: string, options: ImagineOptions, extras?: EnqueueExtras): Promise<JobHandle>;
+  /** A job this process follows (it accepted it, or took it over). */
   find(jobId: string): JobHandle | undefined;
+  /** Cancels a waiting or running job, whichever bot process follows it; false when it has finished (or is unknown). */
+  cancel(jobId: string, reason: CancelReason): Promise<boolean>;
   /** Every job waiting or running, all bot processes' together: the running first, then in the order they will run. */
   list(): Promise<QueuedJob[]>;
   /** The default model's state. */
