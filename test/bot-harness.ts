@@ -190,6 +190,8 @@ export async function startHarness(
         : new BullJobQueue({ redisUrl: backend.redisUrl, policy: config.generation, ...config.queue, resultTtlMs: backend.resultTtlMs, logger });
     const bot = await startBot({ config, queue, settings: SqliteSettingsStore.open(dataDir), logger });
     await fake.waitFor(() => bot.client.isReady() && bot.client.guilds.cache.size > 0, 5_000, 'bot ready');
+    // Until the queue has heard from a worker, the Redis backend refuses jobs as unavailable.
+    if (backend.kind === 'bullmq') await fake.waitFor(() => queue.offeredModels(), 10_000, 'a worker’s heartbeat');
     return { queue, bot };
   };
 
