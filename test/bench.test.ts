@@ -131,6 +131,8 @@ describe('image bench', () => {
 
     const table = formatReport(result);
     expect(table).toMatch(/attention fused at load \(U-Net [1-9]/);
+    expect(result.decoderLayout).toBe('blocked');
+    expect(table).toContain('VAE decoder layout blocked');
     for (const label of ['model load', 'tokenize', 'text encoder', 'U-Net per step', 'scheduler + own code per step', 'VAE decode', 'PNG encode', 'total per image', 'it/s', 'overhead ratio', 'peak RSS']) {
       expect(table).toContain(label);
     }

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -200,6 +200,23 @@ describe('attention fusion', () => {
     const fp16 = await load('fp16-unfused', { precision: 'fp16' }, { float32OnCpu: false });
     expect(fp16.fusedAttentions.unet).toBe(0);
     expect((await fp16.generate(request)).image.pixels).toHaveLength(32 * 32 * 3);
+  });
+});
+
+describe("the VAE decoder's convolution layout", () => {
+  it('is plain for a model made for 1024x1024, blocked otherwise, and both draw the same image', async () => {
+    const dir = join(root, 'native-1024');
+    await writeTinyModel(dir);
+    const unetConfigPath = join(dir, 'unet', 'config.json');
+    writeFileSync(unetConfigPath, JSON.stringify({ ...JSON.parse(readFileSync(unetConfigPath, 'utf8')), sample_size: 128 }));
+    const large = await StableDiffusionPipeline.fromPretrained(dir);
+    pipelines.set('native-1024', large);
+    expect(large.info.nativeWidth).toBe(1024);
+    expect(large.decoderLayout).toBe('plain');
+    expect(fp32.decoderLayout).toBe('blocked');
+    const request = { prompt: 'a dog wearing hat', seed: 8, steps: 2, ...SMALL };
+    const [plain, blocked] = [await large.generate(request), await fp32.generate(request)];
+    expect(meanAbsDifference(plain.image.pixels, blocked.image.pixels)).toBeLessThan(0.01);
   });
 });
 

@@ -8,6 +8,7 @@ import type { GpuFusions } from '../pipeline/gpu-fusion.ts';
 import type { ExecutionProvider } from '../pipeline/onnx-model.ts';
 import type { Decoder } from '../pipeline/types.ts';
 import { StableDiffusionPipeline } from '../pipeline/pipeline.ts';
+import type { ConvolutionLayout } from '../pipeline/vae.ts';
 import { describeMachine, modelFileBytes, peakRssBytes, type MachineInfo } from './machine.ts';
 import { sum } from './stats.ts';
 
@@ -83,6 +84,7 @@ export interface ImageBenchResult {
   loadMs: number;
   rssAfterLoadBytes: number;
   fusedAttentions: { unet: number; vae: number };
+  decoderLayout: ConvolutionLayout;
   /** The graphs were written with attention already fused (nothing was rewritten at load). */
   builtFused: boolean;
   /** What the GPU rewrite fused at load, per model (absent where it did not run). */
@@ -206,6 +208,7 @@ export async function runImageBench(options: ImageBenchOptions, onProgress: (lin
     loadMs,
     rssAfterLoadBytes,
     fusedAttentions,
+    decoderLayout: pipeline.decoderLayout,
     builtFused,
     gpuFusions,
     runs,

@@ -65,7 +65,7 @@ export function formatReport(result: ImageBenchResult): string {
   const img2img = options.strength === undefined ? '' : `img2img at strength ${options.strength}, `;
   return [
     `${result.model.name} (${formatBytes(result.model.fileBytes)}), ${img2img}${options.width}x${options.height}, ${steps} of ${runs[0].scheduler}, ` +
-      `guidance ${options.guidance}${options.fp16AsIs ? ', fp16 graphs as they are' : ''}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}${options.stepsVideo ? ', steps animation' : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}${gpu}${options.staticShape ? ', static shapes' : ''}`,
+      `guidance ${options.guidance}${options.fp16AsIs ? ', fp16 graphs as they are' : ''}${options.tinyVaeDir ? `, tiny decoder ${basename(options.tinyVaeDir)}` : ''}${options.stepsVideo ? ', steps animation' : ''}, ${runs.length} run${runs.length === 1 ? '' : 's'}, EP ${machine.executionProvider}, ${attention}${gpu}, VAE decoder layout ${result.decoderLayout}${options.staticShape ? ', static shapes' : ''}`,
     `${machine.cpuModel}, ${machine.cores} cores, ${memory}, ${machine.os}, Node ${machine.node}, onnxruntime-node ${machine.onnxruntime}, ` +
       `load average ${machine.loadAverage.toFixed(1)} at start`,
     '',

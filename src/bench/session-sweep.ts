@@ -34,6 +34,7 @@ function variants(): Variant[] {
     { name: 'graphOptimizationLevel basic', options: { ...base, graphOptimizationLevel: 'basic' } },
     { name: `enableMemPattern ${!base.enableMemPattern}`, options: { ...base, enableMemPattern: !base.enableMemPattern } },
     { name: `enableCpuMemArena ${!base.enableCpuMemArena}`, options: { ...base, enableCpuMemArena: !base.enableCpuMemArena } },
+    { name: 'blocked layout off', options: sessionOptions('cpu', false) },
     { name: 'intra-op spinning off', options: { ...base, extra: { session: { intra_op: { allow_spinning: '0' } } } } },
     { name: 'attention unfused', options: base, unfusedAttention: true },
     { name: 'defaults at batch 1 (half a CFG step)', options: base, batch: 1 },

@@ -37,6 +37,11 @@ export interface ModelLoadOptions {
   /** On the CPU, run a graph with float16 weights as its float32 copy (default true; see float32-graph.ts). */
   float32OnCpu?: boolean;
   /**
+   * On the CPU, let onnxruntime run convolutions in its blocked NCHWc layout (default true). The layout is faster,
+   * but copies each feature map into and out of it: see VaeDecoder.load for where that costs more than it gains.
+   */
+  blockedLayout?: boolean;
+  /**
    * On cuda and webgpu, rewrite the graph into the fused operators those providers implement (see gpu-fusion.ts).
    * Off by default until measured on GPUs; nothing changes on the CPU.
    */
@@ -72,7 +77,7 @@ export class OnnxModel {
       const dimensions = options.inputDimensions;
       const staticShape: GraphEdit | undefined = dimensions ? (model) => fixInputDimensions(model, dimensions).size > 0 : undefined;
       const edits = [fusion, gpuFusion, staticShape, edit].filter((candidate) => candidate !== undefined);
-      const { session, edited } = await createSession(path, sessionOptions(provider), edits.length > 0 ? (model) => edits.map((apply) => apply(model)).some(Boolean) : undefined);
+      const { session, edited } = await createSession(path, sessionOptions(provider, options.blockedLayout ?? true), edits.length > 0 ? (model) => edits.map((apply) => apply(model)).some(Boolean) : undefined);
       return new OnnxModel(label, session, options.clock, edited ? fusedAttentions : 0, edited ? gpuFusions : undefined);
     } catch (error) {
       const providerProblem = providerStartFailure(options.executionProvider, error);
@@ -186,12 +191,13 @@ export async function createSession(
  * holds more at peak (2.4 GB with attention unfused, 0.17 GB fused), so it is off; the arena stays, as dropping it
  * made every step slower (and, fused, held more at peak).
  */
-export function sessionOptions(executionProvider: ExecutionProvider): ort.InferenceSession.SessionOptions {
+export function sessionOptions(executionProvider: ExecutionProvider, blockedLayout = true): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: [executionProvider],
     graphOptimizationLevel: 'all',
     enableCpuMemArena: true,
     enableMemPattern: false,
+    ...(!blockedLayout && { extra: { optimization: { disable_specified_optimizers: 'NchwcTransformer' } } }),
   };
 }
 

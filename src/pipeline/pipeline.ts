@@ -28,7 +28,7 @@ import {
 } from './types.ts';
 import { UNet, type LatentSize, type UNetConditioning } from './unet.ts';
 import { VaeEncoder } from './vae-encoder.ts';
-import { VaeDecoder, type RgbImage } from './vae.ts';
+import { VaeDecoder, type ConvolutionLayout, type RgbImage } from './vae.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
 
 export interface PipelineOptions {
@@ -139,22 +139,27 @@ export class StableDiffusionPipeline {
       ...loadOptions,
       ...(shape && { inputDimensions: { sample: [unetBatch, undefined, height, width], encoder_hidden_states: [unetBatch, undefined, undefined] } }),
     });
-    const vae = await VaeDecoder.load(options.vaeDir ?? config.dir, { ...loadOptions, ...(shape && { inputDimensions: { latent_sample: [1, undefined, height, width] } }) });
     const { stridedNodes, float16Weights, inputs } = await readOnnxOutline(join(config.dir, 'unet', 'model.onnx'));
     const contextWidth = inputs.find((input) => input.name === 'encoder_hidden_states')?.shape[2];
+    const description = describeModel(config, {
+      fixedLatentSize: unet.fixedLatentSize,
+      // The model's, as its files hold it (on the CPU an fp16 model runs as its float32 copy).
+      precision: float16Weights ? 'fp16' : 'fp32',
+      stridedNodes,
+      fixedContextLength: unet.fixedContextLength,
+      guidanceEmbedding: unet.timeCondition !== undefined,
+      contextWidth: typeof contextWidth === 'number' && contextWidth > 0 ? contextWidth : undefined,
+    });
+    const vae = await VaeDecoder.load(
+      options.vaeDir ?? config.dir,
+      { ...loadOptions, ...(shape && { inputDimensions: { latent_sample: [1, undefined, height, width] } }) },
+      description.nativeWidth * description.nativeHeight,
+    );
     const tinyVae = options.tinyVaeDir ? await VaeDecoder.load(options.tinyVaeDir, loadOptions) : undefined;
     const previewer = new LatentPreviewer(tinyVae ?? (vae.isTiny ? vae : undefined), vae.scalingFactor);
     const vaeDir = options.vaeDir ?? config.dir;
     const info: ModelInfo = {
-      ...describeModel(config, {
-        fixedLatentSize: unet.fixedLatentSize,
-        // The model's, as its files hold it (on the CPU an fp16 model runs as its float32 copy).
-        precision: float16Weights ? 'fp16' : 'fp32',
-        stridedNodes,
-        fixedContextLength: unet.fixedContextLength,
-        guidanceEmbedding: unet.timeCondition !== undefined,
-        contextWidth: typeof contextWidth === 'number' && contextWidth > 0 ? contextWidth : undefined,
-      }),
+      ...description,
       // A VAE given at load encodes too: its own encoder, when it has one.
       ...(options.vaeDir ? { vae: vaeName(options.vaeDir), imageToImage: existsSync(join(vaeDir, 'vae_encoder', 'model.onnx')) } : {}),
       ...(options.tinyVaeDir ? { tinyDecoder: vaeName(options.tinyVaeDir) } : {}),
@@ -246,6 +251,11 @@ export class StableDiffusionPipeline {
   /** Attention blocks fused at load per model (none off the CPU, with fuseAttention: false, or when built fused). */
   get fusedAttentions(): { unet: number; vae: number } {
     return { unet: this.unet.fusedAttentions, vae: this.vae.fusedAttentions };
+  }
+
+  /** The VAE decoder's convolution layout on the CPU (plain for models made for 1024x1024: see VaeDecoder.load). */
+  get decoderLayout(): ConvolutionLayout {
+    return this.vae.layout;
   }
 
   /** What the GPU rewrite fused at load per model (undefined where it did not run). */

@@ -12,6 +12,10 @@ import type { LatentSize } from './unet.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
 
 const DEFAULT_SCALING_FACTOR = 0.18215;
+const PLAIN_LAYOUT_FROM_PIXELS = 1024 * 1024;
+
+/** onnxruntime's blocked NCHWc convolution layout on the CPU, or the graph's own. */
+export type ConvolutionLayout = 'blocked' | 'plain';
 
 export interface RgbImage {
   /** Interleaved 8-bit RGB, row-major. */
@@ -29,14 +33,25 @@ export class VaeDecoder {
     readonly scalingFactor: number,
     /** An AutoencoderTiny (TAESD): decodes in a few percent of a full VAE's time, at a little less detail. */
     readonly isTiny: boolean,
+    /** The convolution layout asked of onnxruntime on the CPU (see load). */
+    readonly layout: ConvolutionLayout,
   ) {}
 
-  static async load(modelDir: string, options: ModelLoadOptions): Promise<VaeDecoder> {
-    const model = await OnnxModel.load(join(modelDir, 'vae_decoder', 'model.onnx'), 'vae_decoder', options);
+  /**
+   * `nativePixels`: the size of the images the model is made for. On the CPU, onnxruntime's blocked (NCHWc)
+   * convolution layout copies each feature map into and out of that layout. For SD's VAE (the same in SDXL) that
+   * made decoding 1024x1024 peak 1.1-1.24 GB higher (4.89 against 3.65 GB) for no sure gain in time, while at
+   * 512x512 it is faster at the same peak (BENCHMARKS.md, "The VAE decoder's layout"). So a full VAE of a model
+   * made for 1024x1024 decodes in the plain layout; TAESD's narrow maps keep the blocked one.
+   */
+  static async load(modelDir: string, options: ModelLoadOptions, nativePixels = 0): Promise<VaeDecoder> {
+    const config = readVaeConfig(modelDir, 'vae_decoder');
+    const isTiny = config._class_name === 'AutoencoderTiny';
+    const layout: ConvolutionLayout = isTiny || nativePixels < PLAIN_LAYOUT_FROM_PIXELS ? 'blocked' : 'plain';
+    const model = await OnnxModel.load(join(modelDir, 'vae_decoder', 'model.onnx'), 'vae_decoder', { ...options, blockedLayout: layout === 'blocked' });
     model.expectOnlyInputs(['latent_sample']);
     const latent = model.input('latent_sample');
-    const config = readVaeConfig(modelDir, 'vae_decoder');
-    return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), scalingFactorOf(config), config._class_name === 'AutoencoderTiny');
+    return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), scalingFactorOf(config), isTiny, layout);
   }
 
   async decode(latents: Float32Array, size: LatentSize): Promise<RgbImage> {
@@ -63,17 +78,22 @@ export class VaeDecoder {
   }
 }
 
+interface VaeConfig {
+  scaling_factor?: unknown;
+  _class_name?: unknown;
+}
+
 /**
  * The config.json exporters write beside a VAE half, for its class and scaling factor: the component's own, else the
  * other half's (the same VAE), else none (AutoencoderKL, 0.18215).
  */
-function readVaeConfig(modelDir: string, component: 'vae_decoder' | 'vae_encoder'): { scaling_factor?: unknown; _class_name?: unknown } {
+function readVaeConfig(modelDir: string, component: 'vae_decoder' | 'vae_encoder'): VaeConfig {
   const other = component === 'vae_decoder' ? 'vae_encoder' : 'vae_decoder';
   const configPath = [component, other].map((folder) => join(modelDir, folder, 'config.json')).find((path) => existsSync(path));
   return configPath ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
 }
 
-function scalingFactorOf(config: { scaling_factor?: unknown }): number {
+function scalingFactorOf(config: VaeConfig): number {
   return typeof config.scaling_factor === 'number' ? config.scaling_factor : DEFAULT_SCALING_FACTOR;
 }
 
