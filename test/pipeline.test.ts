@@ -5,6 +5,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { writeTinyModel, type TinyModelOptions } from '../src/tiny-model/index.ts';
+import { RequestError } from '../src/pipeline/types.ts';
 import { pixelDifference } from './fixtures.ts';
 
 // The tiny model accepts multiples of 16 (one down level); 32x32 keeps every run to a few milliseconds.
@@ -217,6 +218,46 @@ describe("the VAE decoder's convolution layout", () => {
     const request = { prompt: 'a dog wearing hat', seed: 8, steps: 2, ...SMALL };
     const [plain, blocked] = [await large.generate(request), await fp32.generate(request)];
     expect(meanAbsDifference(plain.image.pixels, blocked.image.pixels)).toBeLessThan(0.01);
+  });
+});
+
+describe("the VAE's work space", () => {
+  it('refuses a size the machine has no memory left to decode, before any step; a size decoded before costs nothing new', async () => {
+    const dir = join(root, 'memory');
+    await writeTinyModel(dir);
+    let free = 0;
+    const pipeline = await StableDiffusionPipeline.fromPretrained(dir, { freeMemory: () => free });
+    pipelines.set('memory', pipeline);
+    const steps: number[] = [];
+    const request = { prompt: 'a dog wearing hat', seed: 3, steps: 2, ...SMALL, onStep: ({ step }: { step: number }) => steps.push(step) };
+    const refusal = pipeline.generate(request);
+    await expect(refusal).rejects.toBeInstanceOf(RequestError);
+    await expect(refusal).rejects.toThrow(/^A 32x32 image needs about 0\.0 GB more memory than this machine has free \(0\.0 GB\): ask for a smaller one\.$/);
+    expect(steps).toEqual([]);
+
+    free = 10 ** 9;
+    await pipeline.generate(request);
+    free = 0;
+    expect((await pipeline.generate(request)).image.width).toBe(32);
+    await expect(pipeline.generate({ ...request, width: 48 })).rejects.toThrow(/^A 48x32 image needs/);
+  });
+
+  it('counts the encoder too for a picture to start from', async () => {
+    const raw = Uint8Array.from({ length: 32 * 32 * 3 }, (_, i) => (i * 5) % 256);
+    const image = (await sharp(raw, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer()).toString('base64');
+    const dir = join(root, 'memory-img2img');
+    await writeTinyModel(dir);
+    let free = 10 ** 9;
+    const pipeline = await StableDiffusionPipeline.fromPretrained(dir, { freeMemory: () => free });
+    pipelines.set('memory-img2img', pipeline);
+    const request = { prompt: 'a dog wearing hat', seed: 3, steps: 2, ...SMALL };
+    await pipeline.generate(request);
+    free = 0;
+    await expect(pipeline.generate({ ...request, initImage: { image, strength: 1 } })).rejects.toThrow(/^A 32x32 image needs about/);
+    free = 10 ** 9;
+    await pipeline.generate({ ...request, initImage: { image, strength: 1 } });
+    free = 0;
+    expect((await pipeline.generate({ ...request, initImage: { image, strength: 1 } })).settings.strength).toBe(1);
   });
 });
 

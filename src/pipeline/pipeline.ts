@@ -18,6 +18,7 @@ import { SD_TEXT_ENCODERS, TextEncoder, type TextEmbedding } from './text-encode
 import { ClipTokenizer } from './tokenizer.ts';
 import {
   REQUEST_LIMITS,
+  RequestError,
   type GenerateRequest,
   type GenerationSettings,
   type InitImage,
@@ -29,6 +30,7 @@ import {
 import { UNet, type LatentSize, type UNetConditioning } from './unet.ts';
 import { VaeEncoder } from './vae-encoder.ts';
 import { VaeDecoder, type ConvolutionLayout, type RgbImage } from './vae.ts';
+import { freeMemoryBytes } from './work-space.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
 
 export interface PipelineOptions {
@@ -62,6 +64,8 @@ export interface PipelineOptions {
    * requests for `decoder: 'tiny'`.
    */
   tinyVaeDir?: string;
+  /** The memory this process can still get, asked before each image (default freeMemoryBytes; see checkWorkSpace). */
+  freeMemory?: () => number;
 }
 
 export interface GenerateOptions extends GenerateRequest {
@@ -112,6 +116,7 @@ export class StableDiffusionPipeline {
     private readonly clock: OnnxClock,
     readonly info: ModelInfo,
     private readonly loadEncoder: () => Promise<VaeEncoder | undefined>,
+    private readonly freeMemory: () => number,
   ) {}
 
   static async fromPretrained(dir: string, options: PipelineOptions = {}): Promise<StableDiffusionPipeline> {
@@ -169,7 +174,7 @@ export class StableDiffusionPipeline {
     const embeddings = options.embeddingsDir === undefined ? undefined : new EmbeddingLibrary(options.embeddingsDir);
     const textEncoders = parts.map((part) => part.textEncoder);
     const loadEncoder = () => VaeEncoder.load(vaeDir, loadOptions);
-    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoders, unet, vae, tinyVae, previewer, sequentialGuidance, clock, info, loadEncoder);
+    return new StableDiffusionPipeline(config, prompts, embeddings, textEncoders, unet, vae, tinyVae, previewer, sequentialGuidance, clock, info, loadEncoder, options.freeMemory ?? freeMemoryBytes);
   }
 
   async generate(options: GenerateOptions): Promise<GenerateOutput> {
@@ -177,6 +182,10 @@ export class StableDiffusionPipeline {
     const onnxBefore = this.clock.runMs;
     const { scheduler, entry } = createScheduler(options.scheduler, this.config.schedulerConfig);
     const settings = this.checkInputs(options, entry.name);
+    const initImage = options.initImage;
+    const encoder = initImage && (await this.imageEncoder());
+    const decoder = this.usesTinyDecoder(options) ? this.tinyVae! : this.vae;
+    this.checkWorkSpace(settings, decoder, encoder);
     // An LCM U-Net takes the guidance as an embedding instead of a second, unconditional batch.
     const timeCondition = this.unet.timeCondition && this.unet.timeConditionTensor(lcmGuidanceCondition(settings.guidanceScale, this.unet.timeCondition.dim));
     const doGuidance = !timeCondition && settings.guidanceScale > 1;
@@ -192,14 +201,13 @@ export class StableDiffusionPipeline {
     const textEncoderMs = performance.now() - encodeStarted;
 
     scheduler.setTimesteps(settings.steps);
-    const initImage = options.initImage;
     const timesteps = initImage ? timestepsForStrength(scheduler, settings.steps, initImage.strength) : scheduler.timesteps;
 
     const latentSize = { height: settings.height / 8, width: settings.width / 8 };
     const generator = new TorchGenerator(BigInt(settings.seed));
     const imageEncodeStarted = performance.now();
     let latents = initImage
-      ? await noisedImageLatents(await this.imageEncoder(), await fitInitImage(initImage, settings), generator, scheduler, timesteps[0])
+      ? await noisedImageLatents(encoder!, await fitInitImage(initImage, settings), generator, scheduler, timesteps[0])
       : this.prepareLatents(generator, latentSize, scheduler.initNoiseSigma);
     const vaeEncodeMs = performance.now() - imageEncodeStarted;
 
@@ -221,7 +229,6 @@ export class StableDiffusionPipeline {
 
     throwIfAborted(options.signal);
     const vaeStarted = performance.now();
-    const decoder = this.usesTinyDecoder(options) ? this.tinyVae! : this.vae;
     const image = await decoder.decode(latents, latentSize);
     const vaeMs = performance.now() - vaeStarted + (initImage ? vaeEncodeMs : 0);
 
@@ -318,6 +325,25 @@ export class StableDiffusionPipeline {
       ...(this.usesTinyDecoder(options) ? { tinyDecoder: info.tinyDecoder } : {}),
       ...(options.initImage ? { strength: options.initImage.strength } : {}),
     };
+  }
+
+  /**
+   * Refuses, before the first step, an image whose VAE work this machine has no memory left for: decoding SD's VAE
+   * in float32 on the CPU takes 3-4 GB more at 1024x1024 and four times that at 2048x2048 (an Upscale (Creative) of
+   * a 1024x1024 image), and running out would end the process with every job in it. The U-Net's own work space,
+   * a fraction of the VAE's, is not counted.
+   */
+  private checkWorkSpace(settings: GenerationSettings, decoder: VaeDecoder, encoder: VaeEncoder | undefined): void {
+    const pixels = settings.width * settings.height;
+    const needed = decoder.workSpace.growthFor(pixels) + (encoder?.workSpace.growthFor(pixels) ?? 0);
+    if (needed === 0) return;
+    const free = this.freeMemory();
+    const gigabytes = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
+    if (needed > free) {
+      throw new RequestError(
+        `A ${settings.width}x${settings.height} image needs about ${gigabytes(needed)} more memory than this machine has free (${gigabytes(free)}): ask for a smaller one.`,
+      );
+    }
   }
 
   private checkSide(label: 'width' | 'height', value: number, native: number): void {

@@ -4,7 +4,8 @@ import ort from 'onnxruntime-node';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import type { NoiseSource } from '../schedulers/index.ts';
 import { OnnxModel, floatTensor, floatTensorType, toFloat32, type FloatType, type ModelLoadOptions } from './onnx-model.ts';
-import { readScalingFactor, type RgbImage } from './vae.ts';
+import { encoderBytesPerPixel, readScalingFactor, type RgbImage } from './vae.ts';
+import { WorkSpace } from './work-space.ts';
 
 /** The input a graph that draws its own noise is given instead (see exposeLatentNoise). */
 export const LATENT_NOISE_INPUT = 'latent_noise';
@@ -34,6 +35,8 @@ export class VaeEncoder {
     private readonly sampleType: FloatType,
     private readonly layout: EncoderLayout,
     readonly scalingFactor: number,
+    /** The memory encoding takes on the CPU beyond the weights (see encoderBytesPerPixel). */
+    readonly workSpace: WorkSpace,
   ) {}
 
   /** The encoder in `modelDir`, or undefined when the model came without one (text-to-image only). */
@@ -43,7 +46,8 @@ export class VaeEncoder {
     const model = await OnnxModel.load(path, 'vae_encoder', options, exposeLatentNoise);
     model.expectOnlyInputs(['sample', LATENT_NOISE_INPUT]);
     const layout = encoderLayout(model);
-    return new VaeEncoder(model, floatTensorType(model.input('sample')), layout, readScalingFactor(modelDir, 'vae_encoder'));
+    const workSpace = new WorkSpace(options.executionProvider === 'cpu' && layout !== 'latents' ? encoderBytesPerPixel(modelDir) : 0);
+    return new VaeEncoder(model, floatTensorType(model.input('sample')), layout, readScalingFactor(modelDir, 'vae_encoder'), workSpace);
   }
 
   async encode(image: RgbImage, generator: NoiseSource): Promise<Float32Array> {
@@ -70,6 +74,7 @@ export class VaeEncoder {
         latents = Float32Array.from(toFloat32(await this.model.run(feeds, 'latent_sample')));
         break;
     }
+    this.workSpace.ran(image.width * image.height);
     if (latents.length !== latentCount) {
       throw new Error(`vae_encoder: expected ${latentCount} latent values for a ${image.width}x${image.height} image, got ${latents.length}`);
     }

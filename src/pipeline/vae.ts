@@ -10,9 +10,13 @@ import {
 } from './onnx-model.ts';
 import type { LatentSize } from './unet.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
+import { WorkSpace } from './work-space.ts';
 
 const DEFAULT_SCALING_FACTOR = 0.18215;
 const PLAIN_LAYOUT_FROM_PIXELS = 1024 * 1024;
+const SD_VAE_WIDTHS = [128, 256] as const;
+/** Measured on SD's VAE (see bytesPerPixel). */
+const SD_VAE_BYTES_PER_PIXEL = { decoder: { blocked: 4_300, plain: 3_300 }, encoder: 2_100 } as const;
 
 /** onnxruntime's blocked NCHWc convolution layout on the CPU, or the graph's own. */
 export type ConvolutionLayout = 'blocked' | 'plain';
@@ -35,6 +39,8 @@ export class VaeDecoder {
     readonly isTiny: boolean,
     /** The convolution layout asked of onnxruntime on the CPU (see load). */
     readonly layout: ConvolutionLayout,
+    /** The memory decoding takes on the CPU beyond the weights (see decoderBytesPerPixel). */
+    readonly workSpace: WorkSpace,
   ) {}
 
   /**
@@ -51,7 +57,8 @@ export class VaeDecoder {
     const model = await OnnxModel.load(join(modelDir, 'vae_decoder', 'model.onnx'), 'vae_decoder', { ...options, blockedLayout: layout === 'blocked' });
     model.expectOnlyInputs(['latent_sample']);
     const latent = model.input('latent_sample');
-    return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), scalingFactorOf(config), isTiny, layout);
+    const workSpace = new WorkSpace(options.executionProvider === 'cpu' && !isTiny ? decoderBytesPerPixel(config, layout) : 0);
+    return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), scalingFactorOf(config), isTiny, layout, workSpace);
   }
 
   async decode(latents: Float32Array, size: LatentSize): Promise<RgbImage> {
@@ -59,6 +66,7 @@ export class VaeDecoder {
     for (let i = 0; i < latents.length; i++) scaled[i] = latents[i] / this.scalingFactor;
     const output = await this.model.run({ latent_sample: floatTensor(scaled, [1, 4, size.height, size.width], this.latentType) }, this.outputName);
     const [, channels, height, width] = output.dims;
+    this.workSpace.ran(width * height);
     if (channels !== 3) throw new Error(`vae_decoder: expected 3 output channels, got ${channels}`);
     return { pixels: toRgb8(toFloat32(output), width, height), width, height };
   }
@@ -78,9 +86,32 @@ export class VaeDecoder {
   }
 }
 
+/**
+ * The CPU memory an AutoencoderKL half takes per image pixel beyond its weights, in float32: its largest feature
+ * maps are those at full size, of its first two widths (128 and 256 channels for SD's and SDXL's VAE). Measured on
+ * that VAE, attention fused as the pipeline runs it (BENCHMARKS.md, "The VAE's work space"): the decoder 4.2 KB a
+ * pixel in the blocked layout at 512x512 and 1024x1024, 3.2 KB in the plain one at 1024x1024; the encoder 2.0 KB.
+ * Other widths are scaled from these, with a little to spare.
+ */
+function bytesPerPixel(config: VaeConfig, measuredForSd: number): number {
+  const widths = Array.isArray(config.block_out_channels) ? config.block_out_channels.filter((width) => typeof width === 'number') : [];
+  const [first, second] = widths.length >= 2 ? widths : SD_VAE_WIDTHS;
+  return (measuredForSd * (first + second)) / (SD_VAE_WIDTHS[0] + SD_VAE_WIDTHS[1]);
+}
+
+function decoderBytesPerPixel(config: VaeConfig, layout: ConvolutionLayout): number {
+  return bytesPerPixel(config, SD_VAE_BYTES_PER_PIXEL.decoder[layout]);
+}
+
+/** The encoder's bytes per pixel (see bytesPerPixel) for the VAE in `modelDir`. */
+export function encoderBytesPerPixel(modelDir: string): number {
+  return bytesPerPixel(readVaeConfig(modelDir, 'vae_encoder'), SD_VAE_BYTES_PER_PIXEL.encoder);
+}
+
 interface VaeConfig {
   scaling_factor?: unknown;
   _class_name?: unknown;
+  block_out_channels?: unknown;
 }
 
 /**
