@@ -186,6 +186,30 @@ describe('a pipeline loaded with a tiny decoder', () => {
   });
 });
 
+describe('the memory previews need', () => {
+  it('counts the tiny decoder’s work space when a job has previews, and only then', async () => {
+    const taesd = join(root, 'taesd-memory');
+    await writeTinyTaesd(taesd);
+    let free = 10 ** 9;
+    const pipeline = await StableDiffusionPipeline.fromPretrained(await ensureTinyModel(), { tinyVaeDir: taesd, freeMemory: () => free });
+    try {
+      // Larger than the model's native 256x256, at which the tiny decoder ran when loaded.
+      const request = { prompt: 'a dog', seed: 1, steps: 3, guidanceScale: 7.5, width: 288, height: 288, scheduler: 'Euler' };
+      const preview = { everySteps: 1, maxShare: Infinity, onPreview: () => {} };
+      await pipeline.generate(request);
+      free = 0;
+      await pipeline.generate(request);
+      await expect(pipeline.generate({ ...request, preview })).rejects.toThrow(/^A 288x288 image needs about/);
+      free = 10 ** 9;
+      await pipeline.generate({ ...request, preview });
+      free = 0;
+      expect((await pipeline.generate({ ...request, preview })).image.width).toBe(288);
+    } finally {
+      await pipeline.release();
+    }
+  });
+});
+
 describe.runIf(fixturesPresent)('the tiny decoder (TAESD) beside the model’s own VAE', () => {
   let pipeline: StableDiffusionPipeline;
   let cases: (ReferenceCase & { id: string; scheduler: { sampler: string }; files: { u8: string } })[];

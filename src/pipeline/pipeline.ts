@@ -30,7 +30,7 @@ import {
 import { UNet, type LatentSize, type UNetConditioning } from './unet.ts';
 import { VaeEncoder } from './vae-encoder.ts';
 import { VaeDecoder, type ConvolutionLayout, type RgbImage } from './vae.ts';
-import { freeMemoryBytes } from './work-space.ts';
+import { freeMemoryBytes, type WorkSpace } from './work-space.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
 
 export interface PipelineOptions {
@@ -185,7 +185,9 @@ export class StableDiffusionPipeline {
     const initImage = options.initImage;
     const encoder = initImage && (await this.imageEncoder());
     const decoder = this.usesTinyDecoder(options) ? this.tinyVae! : this.vae;
-    this.checkWorkSpace(settings, decoder, encoder);
+    // Previews may decode with the tiny decoder at the image's size too.
+    const previewDecoder = options.preview ? this.tinyVae : undefined;
+    this.checkWorkSpace(settings, new Set([decoder, previewDecoder, encoder].filter((part) => part !== undefined)));
     // An LCM U-Net takes the guidance as an embedding instead of a second, unconditional batch.
     const timeCondition = this.unet.timeCondition && this.unet.timeConditionTensor(lcmGuidanceCondition(settings.guidanceScale, this.unet.timeCondition.dim));
     const doGuidance = !timeCondition && settings.guidanceScale > 1;
@@ -330,12 +332,12 @@ export class StableDiffusionPipeline {
   /**
    * Refuses, before the first step, an image whose VAE work this machine has no memory left for: decoding SD's VAE
    * in float32 on the CPU takes 3-4 GB more at 1024x1024 and four times that at 2048x2048 (an Upscale (Creative) of
-   * a 1024x1024 image), and running out would end the process with every job in it. The U-Net's own work space,
-   * a fraction of the VAE's, is not counted.
+   * a 1024x1024 image), and running out would end the process with every job in it. `parts`: the VAE halves the
+   * image may run. The U-Net's own work space, a fraction of the VAE's, is not counted.
    */
-  private checkWorkSpace(settings: GenerationSettings, decoder: VaeDecoder, encoder: VaeEncoder | undefined): void {
+  private checkWorkSpace(settings: GenerationSettings, parts: ReadonlySet<{ workSpace: WorkSpace }>): void {
     const pixels = settings.width * settings.height;
-    const needed = decoder.workSpace.growthFor(pixels) + (encoder?.workSpace.growthFor(pixels) ?? 0);
+    const needed = [...parts].reduce((sum, part) => sum + part.workSpace.growthFor(pixels), 0);
     if (needed === 0) return;
     const free = this.freeMemory();
     const gigabytes = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;

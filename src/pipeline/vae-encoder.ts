@@ -4,7 +4,7 @@ import ort from 'onnxruntime-node';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import type { NoiseSource } from '../schedulers/index.ts';
 import { OnnxModel, floatTensor, floatTensorType, toFloat32, type FloatType, type ModelLoadOptions } from './onnx-model.ts';
-import { encoderBytesPerPixel, readScalingFactor, type RgbImage } from './vae.ts';
+import { TINY_VAE_BYTES_PER_PIXEL, encoderBytesPerPixel, readScalingFactor, type RgbImage } from './vae.ts';
 import { WorkSpace } from './work-space.ts';
 
 /** The input a graph that draws its own noise is given instead (see exposeLatentNoise). */
@@ -46,7 +46,7 @@ export class VaeEncoder {
     const model = await OnnxModel.load(path, 'vae_encoder', options, exposeLatentNoise);
     model.expectOnlyInputs(['sample', LATENT_NOISE_INPUT]);
     const layout = encoderLayout(model);
-    const workSpace = new WorkSpace(options.executionProvider === 'cpu' && layout !== 'latents' ? encoderBytesPerPixel(modelDir) : 0);
+    const workSpace = new WorkSpace(options.executionProvider !== 'cpu' ? 0 : layout === 'latents' ? TINY_VAE_BYTES_PER_PIXEL : encoderBytesPerPixel(modelDir));
     return new VaeEncoder(model, floatTensorType(model.input('sample')), layout, readScalingFactor(modelDir, 'vae_encoder'), workSpace);
   }
 

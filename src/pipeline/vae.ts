@@ -17,6 +17,8 @@ const PLAIN_LAYOUT_FROM_PIXELS = 1024 * 1024;
 const SD_VAE_WIDTHS = [128, 256] as const;
 /** Measured on SD's VAE (see bytesPerPixel). */
 const SD_VAE_BYTES_PER_PIXEL = { decoder: { blocked: 4_300, plain: 3_300 }, encoder: 2_100 } as const;
+/** Either half of TAESD (64 channels wide throughout), measured the same way: 1.1 KB a pixel at 512x512 and 1024x1024. */
+export const TINY_VAE_BYTES_PER_PIXEL = 1_200;
 
 /** onnxruntime's blocked NCHWc convolution layout on the CPU, or the graph's own. */
 export type ConvolutionLayout = 'blocked' | 'plain';
@@ -57,7 +59,7 @@ export class VaeDecoder {
     const model = await OnnxModel.load(join(modelDir, 'vae_decoder', 'model.onnx'), 'vae_decoder', { ...options, blockedLayout: layout === 'blocked' });
     model.expectOnlyInputs(['latent_sample']);
     const latent = model.input('latent_sample');
-    const workSpace = new WorkSpace(options.executionProvider === 'cpu' && !isTiny ? decoderBytesPerPixel(config, layout) : 0);
+    const workSpace = new WorkSpace(options.executionProvider !== 'cpu' ? 0 : isTiny ? TINY_VAE_BYTES_PER_PIXEL : decoderBytesPerPixel(config, layout));
     return new VaeDecoder(model, floatTensorType(latent), model.outputName('sample'), scalingFactorOf(config), isTiny, layout, workSpace);
   }
 
