@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type PipelineOptions, StableDiffusionPipeline } from '../src/pipeline/pipeline.ts';
 import { writeTinyModel, type TinyModelOptions } from '../src/tiny-model/index.ts';
 import { RequestError } from '../src/pipeline/types.ts';
+import { runUpscale } from '../src/upscale/upscale-request.ts';
 import { pixelDifference } from './fixtures.ts';
 
 // The tiny model accepts multiples of 16 (one down level); 32x32 keeps every run to a few milliseconds.
@@ -258,6 +259,20 @@ describe("the VAE's work space", () => {
     await pipeline.generate({ ...request, initImage: { image, strength: 1 } });
     free = 0;
     expect((await pipeline.generate({ ...request, initImage: { image, strength: 1 } })).settings.strength).toBe(1);
+  });
+
+  it('an Upscale (Creative) it has no memory to redraw says so, and points to the plain Upscale', async () => {
+    const raw = Uint8Array.from({ length: 32 * 32 * 3 }, (_, i) => (i * 3) % 256);
+    const image = (await sharp(raw, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer()).toString('base64');
+    const dir = join(root, 'memory-upscale');
+    await writeTinyModel(dir);
+    const pipeline = await StableDiffusionPipeline.fromPretrained(dir, { freeMemory: () => 0 });
+    pipelines.set('memory-upscale', pipeline);
+    const request = { prompt: 'a dog wearing hat', seed: 3, steps: 4, guidanceScale: 7.5, width: 64, height: 64 };
+    await expect(runUpscale(pipeline, undefined, { ...request, upscale: { image, factor: 2, creativeStrength: 0.35 } })).rejects.toThrow(
+      /^Upscale \(Creative\) redraws the picture at 64x64, which needs about 0\.0 GB more memory than this machine has free \(0\.0 GB\): use Upscale instead\.$/,
+    );
+    expect((await runUpscale(pipeline, undefined, { ...request, upscale: { image, factor: 2 } })).image.width).toBe(64);
   });
 });
 

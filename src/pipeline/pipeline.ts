@@ -18,7 +18,6 @@ import { SD_TEXT_ENCODERS, TextEncoder, type TextEmbedding } from './text-encode
 import { ClipTokenizer } from './tokenizer.ts';
 import {
   REQUEST_LIMITS,
-  RequestError,
   type GenerateRequest,
   type GenerationSettings,
   type InitImage,
@@ -30,7 +29,7 @@ import {
 import { UNet, type LatentSize, type UNetConditioning } from './unet.ts';
 import { VaeEncoder } from './vae-encoder.ts';
 import { VaeDecoder, type ConvolutionLayout, type RgbImage } from './vae.ts';
-import { freeMemoryBytes, type WorkSpace } from './work-space.ts';
+import { freeMemoryBytes, NotEnoughMemoryError, type WorkSpace } from './work-space.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
 
 export interface PipelineOptions {
@@ -340,12 +339,7 @@ export class StableDiffusionPipeline {
     const needed = [...parts].reduce((sum, part) => sum + part.workSpace.growthFor(pixels), 0);
     if (needed === 0) return;
     const free = this.freeMemory();
-    const gigabytes = (bytes: number) => `${(bytes / 1e9).toFixed(1)} GB`;
-    if (needed > free) {
-      throw new RequestError(
-        `A ${settings.width}x${settings.height} image needs about ${gigabytes(needed)} more memory than this machine has free (${gigabytes(free)}): ask for a smaller one.`,
-      );
-    }
+    if (needed > free) throw new NotEnoughMemoryError(settings.width, settings.height, needed, free);
   }
 
   private checkSide(label: 'width' | 'height', value: number, native: number): void {

@@ -1,5 +1,22 @@
 import { readFileSync } from 'node:fs';
 import { freemem } from 'node:os';
+import { RequestError } from './types.ts';
+
+/** An image refused because its work space does not fit in the memory this machine has free. */
+export class NotEnoughMemoryError extends RequestError {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    readonly neededBytes: number,
+    readonly freeBytes: number,
+  ) {
+    super(`A ${width}x${height} image needs about ${formatGigabytes(neededBytes)} more memory than this machine has free (${formatGigabytes(freeBytes)}): ask for a smaller one.`);
+  }
+}
+
+export function formatGigabytes(bytes: number): string {
+  return `${(bytes / 1e9).toFixed(1)} GB`;
+}
 
 /**
  * The memory an onnxruntime CPU session needs for feature maps that grow with the image, beyond what it already

@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import type { GenerateOptions, GenerateOutput, StableDiffusionPipeline } from '../pipeline/pipeline.ts';
-import type { GenerationSettings, UpscaleRequest } from '../pipeline/types.ts';
+import { RequestError, type GenerationSettings, type UpscaleRequest } from '../pipeline/types.ts';
+import { formatGigabytes, NotEnoughMemoryError } from '../pipeline/work-space.ts';
 import type { RgbImage } from '../pipeline/vae.ts';
 import { upscaleImage, type OnnxUpscaler } from './upscaler.ts';
 
@@ -26,7 +27,12 @@ export async function runUpscale(
   const upscaled = { factor: upscale.factor, upscaler: method.kind === 'model' ? method.name : 'Lanczos', creative: upscale.creativeStrength !== undefined };
   if (upscale.creativeStrength !== undefined) {
     const { upscale: _, ...request } = options;
-    const redrawn = await pipeline.generate({ ...request, initImage: { image: await encodeForRedraw(image), strength: upscale.creativeStrength } });
+    const redrawn = await pipeline.generate({ ...request, initImage: { image: await encodeForRedraw(image), strength: upscale.creativeStrength } }).catch((error: unknown) => {
+      if (!(error instanceof NotEnoughMemoryError)) throw error;
+      throw new RequestError(
+        `Upscale (Creative) redraws the picture at ${error.width}x${error.height}, which needs about ${formatGigabytes(error.neededBytes)} more memory than this machine has free (${formatGigabytes(error.freeBytes)}): use Upscale instead.`,
+      );
+    });
     return { ...redrawn, settings: { ...redrawn.settings, upscale: upscaled } };
   }
   const totalMs = performance.now() - started;
