@@ -222,7 +222,7 @@ describe("the VAE decoder's convolution layout", () => {
   });
 });
 
-describe("the VAE's work space", () => {
+describe('the work space an image needs', () => {
   it('refuses a size the machine has no memory left to decode, before any step; a size decoded before costs nothing new', async () => {
     const dir = join(root, 'memory');
     await writeTinyModel(dir);
@@ -241,6 +241,23 @@ describe("the VAE's work space", () => {
     free = 0;
     expect((await pipeline.generate(request)).image.width).toBe(32);
     await expect(pipeline.generate({ ...request, width: 48 })).rejects.toThrow(/^A 48x32 image needs/);
+  });
+
+  it("counts the U-Net's too, twice over when guidance runs as one batch of two", async () => {
+    const dir = join(root, 'memory-unet');
+    await writeTinyModel(dir);
+    let free = 10 ** 9;
+    const pipeline = await StableDiffusionPipeline.fromPretrained(dir, { freeMemory: () => free, sequentialGuidance: false });
+    pipelines.set('memory-unet', pipeline);
+    const request = { prompt: 'a dog wearing hat', seed: 3, steps: 2, ...SMALL };
+    await pipeline.generate({ ...request, guidanceScale: 0 });
+    free = 0;
+    await pipeline.generate({ ...request, guidanceScale: 0 });
+    await expect(pipeline.generate(request)).rejects.toThrow(/^A 32x32 image needs about/);
+    free = 10 ** 9;
+    await pipeline.generate(request);
+    free = 0;
+    expect((await pipeline.generate(request)).settings.guidanceScale).toBe(7.5);
   });
 
   it('counts the encoder too for a picture to start from', async () => {

@@ -181,15 +181,19 @@ export class StableDiffusionPipeline {
     const onnxBefore = this.clock.runMs;
     const { scheduler, entry } = createScheduler(options.scheduler, this.config.schedulerConfig);
     const settings = this.checkInputs(options, entry.name);
+    // An LCM U-Net takes the guidance as an embedding instead of a second, unconditional batch.
+    const timeCondition = this.unet.timeCondition && this.unet.timeConditionTensor(lcmGuidanceCondition(settings.guidanceScale, this.unet.timeCondition.dim));
+    const doGuidance = !timeCondition && settings.guidanceScale > 1;
     const initImage = options.initImage;
     const encoder = initImage && (await this.imageEncoder());
     const decoder = this.usesTinyDecoder(options) ? this.tinyVae! : this.vae;
     // Previews may decode with the tiny decoder at the image's size too.
     const previewDecoder = options.preview ? this.tinyVae : undefined;
-    this.checkWorkSpace(settings, new Set([decoder, previewDecoder, encoder].filter((part) => part !== undefined)));
-    // An LCM U-Net takes the guidance as an embedding instead of a second, unconditional batch.
-    const timeCondition = this.unet.timeCondition && this.unet.timeConditionTensor(lcmGuidanceCondition(settings.guidanceScale, this.unet.timeCondition.dim));
-    const doGuidance = !timeCondition && settings.guidanceScale > 1;
+    const vaeHalves = new Set([decoder, previewDecoder, encoder].filter((half) => half !== undefined));
+    this.checkWorkSpace(settings, [
+      { workSpace: this.unet.workSpace, batch: doGuidance && !this.sequentialGuidance ? 2 : 1 },
+      ...[...vaeHalves].map((half) => ({ workSpace: half.workSpace, batch: 1 })),
+    ]);
 
     const tokenizeStarted = performance.now();
     const prompts = options.promptEmbeds ? undefined : await this.tokenizePrompts(settings, doGuidance, options.promptSyntax ?? 'a1111');
@@ -329,14 +333,14 @@ export class StableDiffusionPipeline {
   }
 
   /**
-   * Refuses, before the first step, an image whose VAE work this machine has no memory left for: decoding SD's VAE
-   * in float32 on the CPU takes 3-4 GB more at 1024x1024 and four times that at 2048x2048 (an Upscale (Creative) of
-   * a 1024x1024 image), and running out would end the process with every job in it. `parts`: the VAE halves the
-   * image may run. The U-Net's own work space, a fraction of the VAE's, is not counted.
+   * Refuses, before the first step, an image whose work space this machine has no memory left for: decoding SD's
+   * VAE in float32 on the CPU takes 3-4 GB more at 1024x1024 and four times that at 2048x2048 (an Upscale (Creative)
+   * of a 1024x1024 image), and running out would end the process with every job in it. `uses`: the sessions the
+   * image runs (the U-Net, the VAE halves) and the batch each runs at.
    */
-  private checkWorkSpace(settings: GenerationSettings, parts: ReadonlySet<{ workSpace: WorkSpace }>): void {
+  private checkWorkSpace(settings: GenerationSettings, uses: readonly { workSpace: WorkSpace; batch: number }[]): void {
     const pixels = settings.width * settings.height;
-    const needed = [...parts].reduce((sum, part) => sum + part.workSpace.growthFor(pixels), 0);
+    const needed = uses.reduce((sum, { workSpace, batch }) => sum + workSpace.growthFor(batch * pixels), 0);
     if (needed === 0) return;
     const free = this.freeMemory();
     if (needed > free) throw new NotEnoughMemoryError(settings.width, settings.height, needed, free);

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { toHalfBits } from './float16.ts';
 import { repeatRows, timeIds } from './sdxl-conditioning.ts';
+import { WorkSpace } from './work-space.ts';
 import type { TextEmbedding } from './text-encoder.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
 import {
@@ -26,6 +27,11 @@ export type UNetConditioning = Record<string, ort.Tensor>;
 
 /** SDXL's added conditions, as the U-Net's inputs. */
 const ADDED_CONDITIONS = ['text_embeds', 'time_ids'];
+/**
+ * The U-Net's CPU work space per image pixel and batch item, measured on an SD 1.5-size U-Net, attention fused, batch 1
+ * (BENCHMARKS.md, "The VAE's work space"): 0.16 GB at 512x512, 0.62 GB at 1024x1024, 0.6 KB a pixel.
+ */
+const BYTES_PER_PIXEL = 700;
 
 /** The denoising U-Net, adapted to however its exporter typed `sample`, `timestep` and `encoder_hidden_states`. */
 export class UNet {
@@ -46,6 +52,8 @@ export class UNet {
     private readonly addedConditionTypes: { textEmbeds: FloatType; timeIds: FloatType } | undefined,
     /** An LCM U-Net's `timestep_cond`: the width and type of its guidance embedding (see lcm.ts). */
     readonly timeCondition: { dim: number; type: FloatType } | undefined,
+    /** The memory a call takes on the CPU beyond the weights, per image pixel of each batch item. */
+    readonly workSpace: WorkSpace,
   ) {}
 
   /** Whether the U-Net takes SDXL's added conditions (the pooled text embedding and the size ids). */
@@ -82,6 +90,7 @@ export class UNet {
       typeof contextLength === 'number' && contextLength > 0 ? contextLength : undefined,
       added ? { textEmbeds: floatTensorType(model.input('text_embeds')), timeIds: floatTensorType(model.input('time_ids')) } : undefined,
       timeCondition,
+      new WorkSpace(options.executionProvider === 'cpu' ? BYTES_PER_PIXEL : 0),
     );
   }
 
@@ -118,7 +127,9 @@ export class UNet {
       timestep: this.timestepTensor(timestep, batch),
       ...conditioning,
     };
-    return toFloat32(await this.model.run(feeds, this.outputName));
+    const output = toFloat32(await this.model.run(feeds, this.outputName));
+    this.workSpace.ran(batch * size.height * size.width * 64);
+    return output;
   }
 
   private timestepTensor(timestep: number, batch: number): ort.Tensor {
