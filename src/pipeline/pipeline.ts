@@ -29,7 +29,7 @@ import {
 import { UNet, type LatentSize, type UNetConditioning } from './unet.ts';
 import { VaeEncoder } from './vae-encoder.ts';
 import { VaeDecoder, type ConvolutionLayout, type RgbImage } from './vae.ts';
-import { freeMemoryBytes, NotEnoughMemoryError, type WorkSpace } from './work-space.ts';
+import { freeMemoryBytes, NotEnoughMemoryError } from './work-space.ts';
 import type { GpuFusions } from './gpu-fusion.ts';
 
 export interface PipelineOptions {
@@ -181,19 +181,10 @@ export class StableDiffusionPipeline {
     const onnxBefore = this.clock.runMs;
     const { scheduler, entry } = createScheduler(options.scheduler, this.config.schedulerConfig);
     const settings = this.checkInputs(options, entry.name);
+    await this.checkRoomFor(options);
     // An LCM U-Net takes the guidance as an embedding instead of a second, unconditional batch.
     const timeCondition = this.unet.timeCondition && this.unet.timeConditionTensor(lcmGuidanceCondition(settings.guidanceScale, this.unet.timeCondition.dim));
     const doGuidance = !timeCondition && settings.guidanceScale > 1;
-    const initImage = options.initImage;
-    const encoder = initImage && (await this.imageEncoder());
-    const decoder = this.usesTinyDecoder(options) ? this.tinyVae! : this.vae;
-    // Previews may decode with the tiny decoder at the image's size too.
-    const previewDecoder = options.preview ? this.tinyVae : undefined;
-    const vaeHalves = new Set([decoder, previewDecoder, encoder].filter((half) => half !== undefined));
-    this.checkWorkSpace(settings, [
-      { workSpace: this.unet.workSpace, batch: doGuidance && !this.sequentialGuidance ? 2 : 1 },
-      ...[...vaeHalves].map((half) => ({ workSpace: half.workSpace, batch: 1 })),
-    ]);
 
     const tokenizeStarted = performance.now();
     const prompts = options.promptEmbeds ? undefined : await this.tokenizePrompts(settings, doGuidance, options.promptSyntax ?? 'a1111');
@@ -206,13 +197,14 @@ export class StableDiffusionPipeline {
     const textEncoderMs = performance.now() - encodeStarted;
 
     scheduler.setTimesteps(settings.steps);
+    const initImage = options.initImage;
     const timesteps = initImage ? timestepsForStrength(scheduler, settings.steps, initImage.strength) : scheduler.timesteps;
 
     const latentSize = { height: settings.height / 8, width: settings.width / 8 };
     const generator = new TorchGenerator(BigInt(settings.seed));
     const imageEncodeStarted = performance.now();
     let latents = initImage
-      ? await noisedImageLatents(encoder!, await fitInitImage(initImage, settings), generator, scheduler, timesteps[0])
+      ? await noisedImageLatents(await this.imageEncoder(), await fitInitImage(initImage, settings), generator, scheduler, timesteps[0])
       : this.prepareLatents(generator, latentSize, scheduler.initNoiseSigma);
     const vaeEncodeMs = performance.now() - imageEncodeStarted;
 
@@ -234,6 +226,7 @@ export class StableDiffusionPipeline {
 
     throwIfAborted(options.signal);
     const vaeStarted = performance.now();
+    const decoder = this.usesTinyDecoder(options) ? this.tinyVae! : this.vae;
     const image = await decoder.decode(latents, latentSize);
     const vaeMs = performance.now() - vaeStarted + (initImage ? vaeEncodeMs : 0);
 
@@ -333,17 +326,25 @@ export class StableDiffusionPipeline {
   }
 
   /**
-   * Refuses, before the first step, an image whose work space this machine has no memory left for: decoding SD's
-   * VAE in float32 on the CPU takes 3-4 GB more at 1024x1024 and four times that at 2048x2048 (an Upscale (Creative)
-   * of a 1024x1024 image), and running out would end the process with every job in it. `uses`: the sessions the
-   * image runs (the U-Net, the VAE halves) and the batch each runs at.
+   * Throws NotEnoughMemoryError when this machine has no memory left for the work space of the image `options` ask
+   * for; generate checks it before the first step. Decoding SD's VAE in float32 on the CPU takes 3-4 GB more at
+   * 1024x1024 and four times that at 2048x2048 (an Upscale (Creative) of a 1024x1024 image), and running out would
+   * end the process with every job in it. Counted: the U-Net at its batch, the decoder, the encoder for a picture to
+   * start from, and the tiny decoder previews may use; only what exceeds the largest size each has run.
    */
-  private checkWorkSpace(settings: GenerationSettings, uses: readonly { workSpace: WorkSpace; batch: number }[]): void {
-    const pixels = settings.width * settings.height;
-    const needed = uses.reduce((sum, { workSpace, batch }) => sum + workSpace.growthFor(batch * pixels), 0);
+  async checkRoomFor(options: GenerateOptions): Promise<void> {
+    const guided = !this.unet.timeCondition && options.guidanceScale > 1;
+    const vaeHalves = new Set([
+      this.usesTinyDecoder(options) ? this.tinyVae! : this.vae,
+      options.preview ? this.tinyVae : undefined,
+      options.initImage ? await this.imageEncoder() : undefined,
+    ]);
+    const pixels = options.width * options.height;
+    let needed = this.unet.workSpace.growthFor((guided && !this.sequentialGuidance ? 2 : 1) * pixels);
+    for (const half of vaeHalves) needed += half?.workSpace.growthFor(pixels) ?? 0;
     if (needed === 0) return;
     const free = this.freeMemory();
-    if (needed > free) throw new NotEnoughMemoryError(settings.width, settings.height, needed, free);
+    if (needed > free) throw new NotEnoughMemoryError(options.width, options.height, needed, free);
   }
 
   private checkSide(label: 'width' | 'height', value: number, native: number): void {

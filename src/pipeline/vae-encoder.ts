@@ -4,7 +4,7 @@ import ort from 'onnxruntime-node';
 import type { onnx as OnnxTypes } from 'onnx-proto';
 import type { NoiseSource } from '../schedulers/index.ts';
 import { OnnxModel, floatTensor, floatTensorType, toFloat32, type FloatType, type ModelLoadOptions } from './onnx-model.ts';
-import { TINY_VAE_BYTES_PER_PIXEL, encoderBytesPerPixel, readScalingFactor, type RgbImage } from './vae.ts';
+import { TINY_VAE_BYTES_PER_PIXEL, readEncoderSettings, type RgbImage } from './vae.ts';
 import { WorkSpace } from './work-space.ts';
 
 /** The input a graph that draws its own noise is given instead (see exposeLatentNoise). */
@@ -35,7 +35,7 @@ export class VaeEncoder {
     private readonly sampleType: FloatType,
     private readonly layout: EncoderLayout,
     readonly scalingFactor: number,
-    /** The memory encoding takes on the CPU beyond the weights (see encoderBytesPerPixel). */
+    /** The memory encoding takes on the CPU beyond the weights (see readEncoderSettings). */
     readonly workSpace: WorkSpace,
   ) {}
 
@@ -46,8 +46,9 @@ export class VaeEncoder {
     const model = await OnnxModel.load(path, 'vae_encoder', options, exposeLatentNoise);
     model.expectOnlyInputs(['sample', LATENT_NOISE_INPUT]);
     const layout = encoderLayout(model);
-    const workSpace = new WorkSpace(options.executionProvider !== 'cpu' ? 0 : layout === 'latents' ? TINY_VAE_BYTES_PER_PIXEL : encoderBytesPerPixel(modelDir));
-    return new VaeEncoder(model, floatTensorType(model.input('sample')), layout, readScalingFactor(modelDir, 'vae_encoder'), workSpace);
+    const { scalingFactor, bytesPerPixel } = readEncoderSettings(modelDir);
+    const workSpace = new WorkSpace(options.executionProvider !== 'cpu' ? 0 : layout === 'latents' ? TINY_VAE_BYTES_PER_PIXEL : bytesPerPixel);
+    return new VaeEncoder(model, floatTensorType(model.input('sample')), layout, scalingFactor, workSpace);
   }
 
   async encode(image: RgbImage, generator: NoiseSource): Promise<Float32Array> {

@@ -105,9 +105,10 @@ function decoderBytesPerPixel(config: VaeConfig, layout: ConvolutionLayout): num
   return bytesPerPixel(config, SD_VAE_BYTES_PER_PIXEL.decoder[layout]);
 }
 
-/** The encoder's bytes per pixel (see bytesPerPixel) for the VAE in `modelDir`. */
-export function encoderBytesPerPixel(modelDir: string): number {
-  return bytesPerPixel(readVaeConfig(modelDir, 'vae_encoder'), SD_VAE_BYTES_PER_PIXEL.encoder);
+/** The encoder's scaling factor and CPU bytes per pixel (see bytesPerPixel), from the config beside the VAE. */
+export function readEncoderSettings(modelDir: string): { scalingFactor: number; bytesPerPixel: number } {
+  const config = readVaeConfig(modelDir, 'vae_encoder');
+  return { scalingFactor: scalingFactorOf(config), bytesPerPixel: bytesPerPixel(config, SD_VAE_BYTES_PER_PIXEL.encoder) };
 }
 
 interface VaeConfig {
@@ -128,11 +129,6 @@ function readVaeConfig(modelDir: string, component: 'vae_decoder' | 'vae_encoder
 
 function scalingFactorOf(config: VaeConfig): number {
   return typeof config.scaling_factor === 'number' ? config.scaling_factor : DEFAULT_SCALING_FACTOR;
-}
-
-/** The VAE's `scaling_factor` (see readVaeConfig). */
-export function readScalingFactor(modelDir: string, component: 'vae_decoder' | 'vae_encoder'): number {
-  return scalingFactorOf(readVaeConfig(modelDir, component));
 }
 
 /** Planar [3, H, W] in [-1, 1] → interleaved RGB bytes, as diffusers: numpy round(clamp(x/2 + 0.5, 0, 1) * 255). */

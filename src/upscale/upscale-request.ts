@@ -16,23 +16,22 @@ export async function runUpscale(
 ): Promise<GenerateOutput> {
   const started = performance.now();
   const { upscale, signal, onStep } = options;
+  const { upscale: _, ...request } = options;
+  const strength = upscale.creativeStrength;
+  const redraw = (image: string, strength: number) => ({ ...request, initImage: { image, strength } });
+  // The redraw's memory is known before anything runs: refuse it before the upscaler's work, not after.
+  if (strength !== undefined) await pipeline.checkRoomFor(redraw(upscale.image, strength)).catch(explainForCreative);
   const source = await decodePng(upscale.image);
   const { image, method } = await upscaleImage(source, upscale.factor, upscaler, {
     signal,
-    onTile: (done, total) => (upscale.creativeStrength === undefined ? onStep?.({ step: done, totalSteps: total }) : undefined),
+    onTile: (done, total) => (strength === undefined ? onStep?.({ step: done, totalSteps: total }) : undefined),
   });
   if (image.width !== options.width || image.height !== options.height) {
     throw new Error(`upscaling ${source.width}x${source.height} by ${upscale.factor} gave ${image.width}x${image.height}, not the ${options.width}x${options.height} asked for`);
   }
-  const upscaled = { factor: upscale.factor, upscaler: method.kind === 'model' ? method.name : 'Lanczos', creative: upscale.creativeStrength !== undefined };
-  if (upscale.creativeStrength !== undefined) {
-    const { upscale: _, ...request } = options;
-    const redrawn = await pipeline.generate({ ...request, initImage: { image: await encodeForRedraw(image), strength: upscale.creativeStrength } }).catch((error: unknown) => {
-      if (!(error instanceof NotEnoughMemoryError)) throw error;
-      throw new RequestError(
-        `Upscale (Creative) redraws the picture at ${error.width}x${error.height}, which needs about ${formatGigabytes(error.neededBytes)} more memory than this machine has free (${formatGigabytes(error.freeBytes)}): use Upscale instead.`,
-      );
-    });
+  const upscaled = { factor: upscale.factor, upscaler: method.kind === 'model' ? method.name : 'Lanczos', creative: strength !== undefined };
+  if (strength !== undefined) {
+    const redrawn = await pipeline.generate(redraw(await encodeForRedraw(image), strength)).catch(explainForCreative);
     return { ...redrawn, settings: { ...redrawn.settings, upscale: upscaled } };
   }
   const totalMs = performance.now() - started;
@@ -49,6 +48,14 @@ export async function runUpscale(
     upscale: upscaled,
   };
   return { image, settings, timings: { tokenizeMs: 0, textEncoderMs: 0, denoiseMs: 0, vaeMs: 0, totalMs, onnxMs: 0 } };
+}
+
+/** A redraw refused for memory, in words for whoever pressed Upscale (Creative): they chose no size. */
+function explainForCreative(error: unknown): never {
+  if (!(error instanceof NotEnoughMemoryError)) throw error;
+  throw new RequestError(
+    `Upscale (Creative) redraws the picture at ${error.width}x${error.height}, which needs about ${formatGigabytes(error.neededBytes)} more memory than this machine has free (${formatGigabytes(error.freeBytes)}): use Upscale instead.`,
+  );
 }
 
 async function decodePng(base64: string): Promise<RgbImage> {
