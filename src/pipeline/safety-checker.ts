@@ -7,6 +7,8 @@ import type { RgbImage } from './vae.ts';
 const CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073];
 const CLIP_STD = [0.26862954, 0.26130258, 0.27577711];
 const DEFAULT_INPUT_SIZE = 224;
+/** What a graph the project built outputs, for diffusers' forward() scoring (see safetyScores). */
+const DISTANCE_OUTPUTS = ['cos_dist', 'special_cos_dist', 'concept_embeds_weights', 'special_care_embeds_weights'];
 
 /** What diffusers' StableDiffusionSafetyChecker says of one image. */
 export interface SafetyVerdict {
@@ -20,7 +22,7 @@ export interface SafetyVerdict {
   specialScores?: number[];
 }
 
-type Outputs = { kind: 'distances' } | { kind: 'verdict'; imagesInput: string; imagesType: FloatType };
+type Outputs = { kind: 'distances' } | { kind: 'verdict'; imagesType: FloatType };
 
 /**
  * The optional safety checker (diffusers' StableDiffusionSafetyChecker) as an ONNX graph: either one the project
@@ -44,16 +46,15 @@ export class SafetyChecker {
       throw new Error(`safety checker: its input clip_input is [${input.shape.join(', ')}], not CLIP's [batch, 3, 224, 224]`);
     }
     const size = typeof height === 'number' && height > 0 ? height : typeof width === 'number' && width > 0 ? width : DEFAULT_INPUT_SIZE;
-    const distances = ['cos_dist', 'special_cos_dist', 'concept_embeds_weights', 'special_care_embeds_weights'];
     let outputs: Outputs;
-    if (distances.every((name) => model.hasOutput(name))) {
+    if (DISTANCE_OUTPUTS.every((name) => model.hasOutput(name))) {
       model.expectOnlyInputs(['clip_input']);
       outputs = { kind: 'distances' };
     } else if (model.hasOutput('has_nsfw_concepts')) {
       model.expectOnlyInputs(['clip_input', 'images']);
-      outputs = { kind: 'verdict', imagesInput: 'images', imagesType: floatTensorType(model.input('images')) };
+      outputs = { kind: 'verdict', imagesType: floatTensorType(model.input('images')) };
     } else {
-      throw new Error(`safety checker: its outputs (${model.outputNames.join(', ')}) are neither has_nsfw_concepts nor ${distances.join(', ')}`);
+      throw new Error(`safety checker: its outputs (${model.outputNames.join(', ')}) are neither has_nsfw_concepts nor ${DISTANCE_OUTPUTS.join(', ')}`);
     }
     return new SafetyChecker(model, floatTensorType(input), size, outputs);
   }
@@ -61,15 +62,13 @@ export class SafetyChecker {
   async check(image: RgbImage): Promise<SafetyVerdict> {
     const clipInput = floatTensor(await clipImageInput(image, this.inputSize), [1, 3, this.inputSize, this.inputSize], this.inputType);
     if (this.outputs.kind === 'verdict') {
-      const { imagesInput, imagesType } = this.outputs;
       // The export blacks out flagged images itself; only its verdict is used.
-      const images = floatTensor(Float32Array.from(image.pixels, (value) => value / 255), [1, image.height, image.width, 3], imagesType);
-      const verdict = await this.model.run({ clip_input: clipInput, [imagesInput]: images }, 'has_nsfw_concepts');
+      const images = floatTensor(Float32Array.from(image.pixels, (value) => value / 255), [1, image.height, image.width, 3], this.outputs.imagesType);
+      const verdict = await this.model.run({ clip_input: clipInput, images }, 'has_nsfw_concepts');
       return { nsfw: Boolean(Number(verdict.data[0])) };
     }
-    const names = ['cos_dist', 'special_cos_dist', 'concept_embeds_weights', 'special_care_embeds_weights'];
-    const out = await this.model.runOutputs({ clip_input: clipInput }, names);
-    const [cosines, specialCosines, thresholds, specialThresholds] = names.map((name) => toFloat32(out[name]));
+    const out = await this.model.runOutputs({ clip_input: clipInput }, DISTANCE_OUTPUTS);
+    const [cosines, specialCosines, thresholds, specialThresholds] = DISTANCE_OUTPUTS.map((name) => toFloat32(out[name]));
     return safetyScores({ cosines, specialCosines, thresholds, specialThresholds });
   }
 
